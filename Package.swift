@@ -1,0 +1,37 @@
+// swift-tools-version: 6.0
+// SciStream in Swift: s2uc (user client) and s2cs (control server).
+// No Swift package dependencies: Foundation, Dispatch, Glibc and the system OpenSSL.
+import PackageDescription
+
+let package = Package(
+    name: "SciStream",
+    products: [
+        .executable(name: "s2cs", targets: ["s2cs"]),
+        .executable(name: "s2uc", targets: ["s2uc"]),
+    ],
+    targets: [
+        // The system OpenSSL (Debian: libssl-dev), with static inline wrappers for its macros.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // Small C shims: process spawning (fork/exec with an error pipe).
+        .target(name: "CSciStream"),
+        // The control protocol: frames, messages, validators. Pure, no I/O.
+        .target(name: "SciStreamWire"),
+        // Errno, descriptors, sockets, the poll reactor, logging, child processes.
+        .target(name: "SciStreamSystem", dependencies: ["CSciStream"]),
+        // OpenSSL contexts, TLS streams, per-session key material for the data plane.
+        .target(name: "SciStreamTLS", dependencies: ["COpenSSL", "SciStreamSystem"]),
+        // The proxies (HAProxy, Nginx, Stunnel, Mock): configs, launch, readiness, supervision.
+        .target(name: "SciStreamDataPlane", dependencies: ["SciStreamWire", "SciStreamSystem", "SciStreamTLS"]),
+        // Control server, session registry, port allocator, control client, CLI conventions.
+        .target(name: "SciStreamControl", dependencies: ["SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamDataPlane"]),
+        .executableTarget(name: "s2cs", dependencies: ["SciStreamControl"]),
+        .executableTarget(name: "s2uc", dependencies: ["SciStreamControl"]),
+
+        .testTarget(name: "WireTests", dependencies: ["SciStreamWire"]),
+        .testTarget(name: "SystemTests", dependencies: ["SciStreamSystem"]),
+        .testTarget(name: "TLSTests", dependencies: ["SciStreamTLS", "SciStreamSystem"]),
+        .testTarget(name: "DataPlaneTests", dependencies: ["SciStreamDataPlane", "SciStreamTLS", "SciStreamSystem", "SciStreamWire"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["SciStreamControl", "SciStreamWire", "SciStreamSystem", "SciStreamTLS"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

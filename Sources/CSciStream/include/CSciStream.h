@@ -1,0 +1,5 @@
+#ifndef CSCISTREAM_H
+#define CSCISTREAM_H
+#include "scistream_net.h"
+#include "scistream_spawn.h"
+#endif

@@ -1,0 +1,220 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import CSciStream
+
+/// A failure to resolve a host name.
+public struct ResolveError: Error, CustomStringConvertible, Sendable {
+    public let host: String
+    public let reason: String
+    public var description: String { "cannot resolve host '\(host)': \(reason)" }
+}
+
+/// An IPv4 or IPv6 socket address.
+public struct SocketAddress: Sendable, CustomStringConvertible {
+    public var storage: sockaddr_storage
+    public var length: socklen_t
+
+    public var family: Int32 { Int32(storage.ss_family) }
+
+    /// Resolves `host` (a literal IPv4/IPv6 address or a name) and `port`. Names go through getaddrinfo.
+    public static func resolve(host: String, port: UInt16) throws -> SocketAddress {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_NUMERICSERV
+        var result: UnsafeMutablePointer<addrinfo>? = nil
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        let status = getaddrinfo(bare, String(port), &hints, &result)
+        guard status == 0, let first = result else {
+            throw ResolveError(host: host, reason: String(cString: gai_strerror(status)))
+        }
+        defer { freeaddrinfo(result) }
+        var address = SocketAddress(storage: sockaddr_storage(), length: first.pointee.ai_addrlen)
+        withUnsafeMutableBytes(of: &address.storage) { dest in
+            dest.copyMemory(from: UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen)))
+        }
+        return address
+    }
+
+    public var port: UInt16 {
+        withUnsafeBytes(of: storage) { raw in
+            if family == AF_INET6 {
+                return UInt16(bigEndian: raw.load(fromByteOffset: MemoryLayout<sockaddr_in6>.offset(of: \.sin6_port)!, as: UInt16.self))  // safe: stored property
+            }
+            return UInt16(bigEndian: raw.load(fromByteOffset: MemoryLayout<sockaddr_in>.offset(of: \.sin_port)!, as: UInt16.self))  // safe: stored property
+        }
+    }
+
+    public var host: String {
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        withUnsafeBytes(of: storage) { raw in
+            if family == AF_INET6 {
+                let offset = MemoryLayout<sockaddr_in6>.offset(of: \.sin6_addr)!  // safe: stored property
+                _ = inet_ntop(AF_INET6, raw.baseAddress! + offset, &buffer, socklen_t(buffer.count))  // safe: non-empty buffer
+            } else {
+                let offset = MemoryLayout<sockaddr_in>.offset(of: \.sin_addr)!  // safe: stored property
+                _ = inet_ntop(AF_INET, raw.baseAddress! + offset, &buffer, socklen_t(buffer.count))  // safe: non-empty buffer
+            }
+        }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    public var description: String { family == AF_INET6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// A non-blocking, close-on-exec TCP socket. Owned by one task at a time; `close` is guarded by a
+/// mutex so that it is idempotent and safe from any thread.
+public final class Socket: ByteStream, @unchecked Sendable {  // fd state behind `descriptor` (Mutex)
+    private let descriptor: Mutex<Int32>
+
+    public init(adopting fd: Int32) { descriptor = Mutex(fd) }
+    deinit { close() }
+
+    /// The descriptor, or -1 once closed.
+    public var fd: Int32 { descriptor.withLock { $0 } }
+
+    public func close() {
+        let fd = descriptor.withLock { fd -> Int32 in
+            let old = fd
+            fd = -1
+            return old
+        }
+        if fd >= 0 { _ = Glibc.close(fd) }
+    }
+
+    private static func make(family: Int32) throws(Errno) -> Socket {
+        let fd = try retryingInterrupts {
+            socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        }
+        return Socket(adopting: fd)
+    }
+
+    /// A listening socket on `address` with SO_REUSEADDR. Port 0 picks a free port (`localAddress` tells which).
+    public static func listen(on address: SocketAddress, backlog: Int32 = 1024) throws(Errno) -> Socket {
+        let socket = try make(family: address.family)
+        var one: Int32 = 1
+        _ = setsockopt(socket.fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var storage = address.storage
+        let bound = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket.fd, $0, address.length) }
+        }
+        if bound != 0 { throw Errno.current }
+        if Glibc.listen(socket.fd, backlog) != 0 { throw Errno.current }
+        return socket
+    }
+
+    /// Whether a TCP listener could bind `host:port` now (binds and closes at once).
+    public static func canBind(host: String, port: UInt16) -> Bool {
+        guard let address = try? SocketAddress.resolve(host: host, port: port),
+              let socket = try? listen(on: address, backlog: 1) else { return false }
+        socket.close()
+        return true
+    }
+
+    public var localAddress: SocketAddress? {
+        var address = SocketAddress(storage: sockaddr_storage(), length: socklen_t(MemoryLayout<sockaddr_storage>.size))
+        let status = withUnsafeMutablePointer(to: &address.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &address.length) }
+        }
+        return status == 0 ? address : nil
+    }
+
+    public var peerAddress: SocketAddress? {
+        var address = SocketAddress(storage: sockaddr_storage(), length: socklen_t(MemoryLayout<sockaddr_storage>.size))
+        let status = withUnsafeMutablePointer(to: &address.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &address.length) }
+        }
+        return status == 0 ? address : nil
+    }
+
+    /// Accepts one connection, suspending until one arrives. The new socket is non-blocking and close-on-exec.
+    public func accept() async throws -> Socket {
+        while true {
+            let listener = fd
+            guard listener >= 0 else { throw Errno.badFileDescriptor }
+            let client = scistream_accept4_nonblock_cloexec(listener)
+            if client >= 0 {
+                var one: Int32 = 1
+                _ = setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                return Socket(adopting: client)
+            }
+            let error = Errno.current
+            switch error.rawValue {
+            case EINTR, ECONNABORTED, EPROTO:
+                continue
+            case EAGAIN, EWOULDBLOCK:
+                try await Reactor.shared.wait(listener, for: .readable)
+            case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                // Out of descriptors: back off instead of spinning; the caller keeps serving.
+                try await Task.sleep(for: .milliseconds(50))
+            default:
+                throw error
+            }
+        }
+    }
+
+    /// Connects to `address`, suspending until connected, refused, or the deadline passes.
+    public static func connect(to address: SocketAddress, deadline: ContinuousClock.Instant? = nil) async throws -> Socket {
+        let socket = try make(family: address.family)
+        var storage = address.storage
+        let status = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(socket.fd, $0, address.length) }
+        }
+        if status != 0 {
+            let error = Errno.current
+            guard error == .inProgress || error == .interrupted else { throw error }
+            try await Reactor.shared.wait(socket.fd, for: .writable, deadline: deadline)
+            var soError: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            _ = getsockopt(socket.fd, SOL_SOCKET, SO_ERROR, &soError, &length)
+            if soError != 0 { throw Errno(soError) }
+        }
+        var one: Int32 = 1
+        _ = setsockopt(socket.fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        return socket
+    }
+
+    public func read(max: Int, deadline: ContinuousClock.Instant? = nil) async throws -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: max)
+        while true {
+            let fd = self.fd
+            guard fd >= 0 else { throw Errno.badFileDescriptor }
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, max) }
+            if count >= 0 {
+                buffer.removeSubrange(count...)
+                return buffer
+            }
+            let error = Errno.current
+            if error == .interrupted { continue }
+            if error == .wouldBlock {
+                try await Reactor.shared.wait(fd, for: .readable, deadline: deadline)
+                continue
+            }
+            throw error
+        }
+    }
+
+    public func writeAll(_ bytes: [UInt8], deadline: ContinuousClock.Instant? = nil) async throws {
+        var offset = 0
+        while offset < bytes.count {
+            let fd = self.fd
+            guard fd >= 0 else { throw Errno.badFileDescriptor }
+            let count = bytes.withUnsafeBytes { raw in
+                send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))  // safe: offset < count, so non-empty
+            }
+            if count >= 0 {
+                offset += count
+                continue
+            }
+            let error = Errno.current
+            if error == .interrupted { continue }
+            if error == .wouldBlock {
+                try await Reactor.shared.wait(fd, for: .writable, deadline: deadline)
+                continue
+            }
+            throw error
+        }
+    }
+}
