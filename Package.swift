@@ -21,7 +21,7 @@ let package = Package(
         // OpenSSL contexts, TLS streams, per-session key material for the data plane.
         .target(name: "SciStreamTLS", dependencies: ["COpenSSL", "SciStreamSystem"]),
         // The proxies (HAProxy, Nginx, Stunnel, Mock): configs, launch, readiness, supervision.
-        .target(name: "SciStreamDataPlane", dependencies: ["SciStreamWire", "SciStreamSystem", "SciStreamTLS"]),
+        .target(name: "SciStreamDataPlane", dependencies: ["COpenSSL", "SciStreamWire", "SciStreamSystem", "SciStreamTLS"]),
         // Control server, session registry, port allocator, control client, CLI conventions.
         .target(name: "SciStreamControl", dependencies: ["SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamDataPlane"]),
         .executableTarget(name: "s2cs", dependencies: ["SciStreamControl"]),
@@ -30,7 +30,7 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["SciStreamWire"]),
         .testTarget(name: "SystemTests", dependencies: ["SciStreamSystem"]),
         .testTarget(name: "TLSTests", dependencies: ["SciStreamTLS", "SciStreamSystem"]),
-        .testTarget(name: "DataPlaneTests", dependencies: ["SciStreamDataPlane", "SciStreamTLS", "SciStreamSystem", "SciStreamWire"]),
+        .testTarget(name: "DataPlaneTests", dependencies: ["COpenSSL", "SciStreamDataPlane", "SciStreamTLS", "SciStreamSystem", "SciStreamWire"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SciStreamControl", "SciStreamWire", "SciStreamSystem", "SciStreamTLS"]),
     ],
     swiftLanguageModes: [.v6]

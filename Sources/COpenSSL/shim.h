@@ -8,6 +8,7 @@
 #include <openssl/pem.h>
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
+#include "shim_dataplane.h"
 
 /* OpenSSL macros are not visible to Swift: wrap the ones we use. */
 static inline long scistream_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) {
