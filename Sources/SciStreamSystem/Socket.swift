@@ -218,3 +218,26 @@ public final class Socket: ByteStream, @unchecked Sendable {  // fd state behind
         }
     }
 }
+
+extension Socket {
+    /// Waits for data and returns up to `max` bytes without consuming them (MSG_PEEK); [] at EOF.
+    public func peek(max: Int, deadline: ContinuousClock.Instant? = nil) async throws -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: max)
+        while true {
+            let fd = self.fd
+            guard fd >= 0 else { throw Errno.badFileDescriptor }
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, max, Int32(MSG_PEEK)) }
+            if count >= 0 {
+                buffer.removeSubrange(count...)
+                return buffer
+            }
+            let error = Errno.current
+            if error == .interrupted { continue }
+            if error == .wouldBlock {
+                try await Reactor.shared.wait(fd, for: .readable, deadline: deadline)
+                continue
+            }
+            throw error
+        }
+    }
+}

@@ -1,1 +1,4 @@
-print("s2cs")
+import SciStreamControl
+import Foundation
+
+exit(await ControlDaemon.main(Array(CommandLine.arguments.dropFirst())))

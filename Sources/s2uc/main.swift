@@ -1,1 +1,4 @@
-print("s2uc")
+import SciStreamControl
+import Foundation
+
+exit(await UserClient.main(Array(CommandLine.arguments.dropFirst())))

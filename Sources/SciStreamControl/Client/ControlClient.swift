@@ -1,0 +1,118 @@
+import Foundation
+import SciStreamWire
+import SciStreamSystem
+import SciStreamTLS
+
+/// A failure talking to an s2cs, worded for the person at the shell.
+public struct ClientError: Error, CustomStringConvertible {
+    public let description: String
+    public let status: Status?
+    init(_ description: String, status: Status? = nil) {
+        self.description = description
+        self.status = status
+    }
+}
+
+/// How s2uc reaches an s2cs: its address, and TLS (with the trust anchor) or plaintext.
+public struct ControlTarget: Sendable {
+    public let host: String
+    public let port: UInt16
+    public let tls: TLSContext?
+    public var display: String { Endpoint(host: host, port: port).description }
+
+    public init(host: String, port: UInt16, tls: TLSContext?) {
+        self.host = host
+        self.port = port
+        self.tls = tls
+    }
+}
+
+/// One control connection: send a request frame, read its reply frame.
+public final class ControlConnection {
+    private let stream: any ByteStream
+    private var decoder = FrameDecoder()
+    private let target: ControlTarget
+    static let connectTimeout: Duration = .seconds(10)
+
+    private init(stream: any ByteStream, target: ControlTarget) {
+        self.stream = stream
+        self.target = target
+    }
+
+    deinit { stream.close() }
+
+    public static func open(_ target: ControlTarget) async throws(ClientError) -> ControlConnection {
+        let deadline = ContinuousClock.now + connectTimeout
+        let address: SocketAddress
+        do {
+            address = try SocketAddress.resolve(host: target.host, port: target.port)
+        } catch {
+            throw ClientError("cannot connect to s2cs at \(target.display): \(error); check --s2cs")
+        }
+        let socket: Socket
+        do {
+            socket = try await Socket.connect(to: address, deadline: deadline)
+        } catch let error as Errno {
+            let hint = error == .timedOut
+                ? "no answer within \(connectTimeout); check the address and any firewall"
+                : "\(error); is s2cs running there? (check with 'ss -tlpn | grep \(target.port)' on that host)"
+            throw ClientError("cannot connect to s2cs at \(target.display): \(hint)")
+        } catch {
+            throw ClientError("cannot connect to s2cs at \(target.display): \(error)")
+        }
+        guard let tls = target.tls else {
+            return ControlConnection(stream: socket, target: target)
+        }
+        do {
+            let stream = try await TLSStream.connect(socket: socket, context: tls, serverName: target.host, deadline: deadline)
+            return ControlConnection(stream: stream, target: target)
+        } catch {
+            switch error.kind {
+            case .peerIsPlaintext, .closed:
+                throw ClientError("s2cs at \(target.display) did not answer the TLS handshake (\(error)); if it runs with --ssl=False, pass --ssl False to s2uc")
+            case .verificationFailed:
+                throw ClientError("TLS verification of s2cs at \(target.display) failed: \(error). Pass that s2cs's certificate with --server_cert; it must name \(target.host)")
+            default:
+                throw ClientError("TLS with s2cs at \(target.display) failed: \(error)")
+            }
+        }
+    }
+
+    /// Sends one request and waits for its reply (no deadline: a request waits for its hello).
+    public func call(_ message: Message, timeout: Duration? = nil) async throws(ClientError) -> Message {
+        do {
+            try await stream.writeAll(message.encoded(), deadline: nil)
+        } catch {
+            throw ClientError("lost the connection to s2cs at \(target.display) while sending: \(error)")
+        }
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        while true {
+            do {
+                if let reply = try decoder.nextMessage() {
+                    if case .error(let status) = reply {
+                        throw ClientError("s2cs at \(target.display) refused the request: \(status.message)", status: status)
+                    }
+                    return reply
+                }
+            } catch let error as WireError {
+                throw ClientError("s2cs at \(target.display) sent a malformed reply (\(error)); is that port an s2cs of this version?")
+            } catch let error as ClientError {
+                throw error
+            } catch {
+                throw ClientError("\(error)")
+            }
+            let bytes: [UInt8]
+            do {
+                bytes = try await stream.read(max: 65536, deadline: deadline)
+            } catch let error as Errno where error == .timedOut {
+                throw ClientError("s2cs at \(target.display) did not answer in time")
+            } catch {
+                throw ClientError("lost the connection to s2cs at \(target.display): \(error)")
+            }
+            if bytes.isEmpty {
+                throw ClientError("s2cs at \(target.display) closed the connection without answering")
+            }
+            decoder.append(bytes)
+        }
+    }
+}

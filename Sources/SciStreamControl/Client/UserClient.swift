@@ -1,0 +1,274 @@
+import Foundation
+import SciStreamWire
+import SciStreamSystem
+import SciStreamTLS
+
+/// `s2uc`: the user's client. Each subcommand validates all its input before it talks to anyone.
+public enum UserClient {
+    public static let command = "s2uc"
+    public static let mockUID = "4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3"
+    static let noToken = "INVALID_TOKEN"
+
+    static let connectionOptions: [OptionSpec] = [
+        OptionSpec("s2cs", value: "host:port", default: "localhost:5000", help: "The s2cs to talk to."),
+        OptionSpec("server_cert", value: "file", default: "server.crt", help: "Certificate that s2cs must present (the trust anchor)."),
+        OptionSpec("ssl", value: "bool", default: "True", help: "TLS to s2cs; False only for an s2cs started with --ssl=False."),
+        OptionSpec("scope", value: "id", default: "", help: "Authentication scope id of that s2cs."),
+    ]
+
+    static let sessionOptions: [OptionSpec] = [
+        OptionSpec("remote_ip", value: "ip", default: "localhost", help: "Inbound: address of the producer application."),
+        OptionSpec("receiver_ports", value: "ports", help: "Inbound: the producer application's ports; outbound: the local ports to listen on."),
+        OptionSpec("num_conn", value: "n", default: "5", help: "Number of parallel connections (listeners)."),
+        OptionSpec("rate", value: "kb/s", default: "10000", help: "Maximum data rate in kb/s (applied where the proxy can)."),
+        OptionSpec("mock", value: "bool", default: "False", help: "Inbound: use the fixed uid \(mockUID)."),
+    ]
+
+    struct Subcommand {
+        let names: [String]
+        let usage: String
+        let abstract: String
+        let options: [OptionSpec]
+        let maxPositionals: Int
+        let run: @Sendable (ParsedArguments) async throws -> Void
+    }
+
+    static let subcommands: [Subcommand] = [
+        Subcommand(names: ["inbound_request", "inbound-request", "prod-req", "prod_req"],
+                   usage: "s2uc inbound_request [--s2cs <host:port>] [--remote_ip <ip>] [--receiver_ports <ports>] [--num_conn <n>] [--rate <kb/s>] [--server_cert <file>] [--mock True]",
+                   abstract: "Set up the producer-side (inbound, PROD) proxy of a new session.",
+                   options: connectionOptions + sessionOptions, maxPositionals: 0,
+                   run: { try await runSession(role: .prod, $0) }),
+        Subcommand(names: ["outbound_request", "outbound-request", "cons-req", "cons_req"],
+                   usage: "s2uc outbound_request [--s2cs <host:port>] [--receiver_ports <ports>] [--num_conn <n>] [--rate <kb/s>] [--server_cert <file>] <uid> <listener[,listener...]>",
+                   abstract: "Set up the consumer-side (outbound, CONS) proxy of a session, towards the producer-side listeners.",
+                   options: connectionOptions + sessionOptions, maxPositionals: 2,
+                   run: { try await runSession(role: .cons, $0) }),
+        Subcommand(names: ["release"],
+                   usage: "s2uc release <uid> [--s2cs <host:port>] [--server_cert <file>]",
+                   abstract: "Release a session: stop its proxy, free its ports, delete its key material.",
+                   options: connectionOptions, maxPositionals: 1,
+                   run: { try await runRelease($0) }),
+        Subcommand(names: ["list"],
+                   usage: "s2uc list [--s2cs <host:port>] [--server_cert <file>]",
+                   abstract: "List the sessions of an s2cs (uid prefixes, states, listeners).",
+                   options: connectionOptions, maxPositionals: 0,
+                   run: { try await runList($0) }),
+    ]
+
+    static var topHelp: String {
+        """
+        OVERVIEW: SciStream user client: set up and release SciStream sessions.
+
+        USAGE: s2uc <subcommand> [options]
+
+        SUBCOMMANDS:
+          inbound_request    Set up the producer-side (inbound, PROD) proxy of a new session (also: prod-req).
+          outbound_request   Set up the consumer-side (outbound, CONS) proxy of a session.
+          release            Release a session.
+          list               List the sessions of an s2cs.
+
+        OPTIONS:
+          --version          Show the version.
+          -h, --help         Show help information.
+
+          See 's2uc <subcommand> --help' for detailed help.
+        """
+    }
+
+    /// Runs s2uc with its arguments (without the program name) and returns the exit status.
+    public static func main(_ arguments: [String]) async -> Int32 {
+        guard let first = arguments.first else {
+            Console.err("Error: missing subcommand")
+            Console.err("Usage: s2uc <subcommand> [options]")
+            Console.err("  See 's2uc --help' for more information.")
+            return ExitCode.usage
+        }
+        if first == "--help" || first == "-h" || first == "help" {
+            Console.out(topHelp)
+            return ExitCode.success
+        }
+        if first == "--version" || first == "version" {
+            Console.out("s2uc \(SciStreamVersion.string)")
+            return ExitCode.success
+        }
+        if ["login", "check-auth", "check_auth", "logout"].contains(first) {
+            Console.err("Error: '\(first)' is not available in this build yet: Globus authentication is not implemented. Sessions work against an s2cs started without --client-secret.")
+            return ExitCode.failure
+        }
+        guard let subcommand = subcommands.first(where: { $0.names.contains(first) }) else {
+            return Console.usageError(UsageError("unknown subcommand '\(first)'"), command: command, usage: "s2uc <subcommand> [options]")
+        }
+        let name = "\(command) \(subcommand.names[0])"
+        let parsed: ParsedArguments
+        do {
+            parsed = try ArgumentParser.parse(Array(arguments.dropFirst()),
+                                              options: subcommand.options + [OptionSpec("help", aliases: ["h"], help: ""), OptionSpec("version", help: "")],
+                                              maxPositionals: subcommand.maxPositionals)
+        } catch {
+            return Console.usageError(error, command: name, usage: subcommand.usage)
+        }
+        if parsed.isSet("help") {
+            Console.out(ArgumentParser.help(usage: subcommand.usage, abstract: subcommand.abstract, options: subcommand.options))
+            return ExitCode.success
+        }
+        if parsed.isSet("version") {
+            Console.out("s2uc \(SciStreamVersion.string)")
+            return ExitCode.success
+        }
+        do {
+            try await subcommand.run(parsed)
+            return ExitCode.success
+        } catch let error as UsageError {
+            return Console.usageError(error, command: name, usage: subcommand.usage)
+        } catch {
+            return Console.runtimeError(error)
+        }
+    }
+
+    // MARK: options
+
+    static func target(_ parsed: ParsedArguments) throws -> ControlTarget {
+        let text = parsed.value("s2cs") ?? "localhost:5000"
+        let endpoint: Endpoint
+        do { endpoint = try Endpoint.parse(text) } catch { throw UsageError("bad --s2cs '\(text)': \(error)") }
+        let useTLS = try ArgumentParser.parseBool(parsed.value("ssl") ?? "True", option: "--ssl")
+        guard useTLS else { return ControlTarget(host: endpoint.host, port: endpoint.port, tls: nil) }
+        let certificate = parsed.value("server_cert") ?? "server.crt"
+        guard FileManager.default.fileExists(atPath: certificate) else {
+            throw ClientError("the s2cs certificate '\(certificate)' does not exist: pass the certificate of \(endpoint) with --server_cert, or --ssl False for an s2cs started with --ssl=False")
+        }
+        do {
+            return ControlTarget(host: endpoint.host, port: endpoint.port, tls: try TLSContext.client(trustAnchorPath: certificate))
+        } catch {
+            throw ClientError("cannot use --server_cert '\(certificate)': \(error)")
+        }
+    }
+
+    // MARK: inbound / outbound
+
+    static func runSession(role: Role, _ parsed: ParsedArguments) async throws {
+        // Validate everything before talking to anyone.
+        let numConn = try ArgumentParser.parseInt(parsed.value("num_conn") ?? "5", option: "num_conn", range: 1...SessionLimits.maxConnectionsPerSession)
+        let rate = try ArgumentParser.parseInt(parsed.value("rate") ?? "10000", option: "rate", range: 0...Int(UInt32.max))
+        let mock = try ArgumentParser.parseBool(parsed.value("mock") ?? "False", option: "--mock")
+        var receiverPorts: [UInt16] = []
+        if let text = parsed.value("receiver_ports") {
+            do { receiverPorts = try Port.parseList(text) } catch { throw UsageError("bad --receiver_ports: \(error)") }
+        }
+        let uid: String
+        var prodListeners: [String]
+        var listenPorts: [UInt16] = []
+        switch role {
+        case .prod:
+            let remoteText = parsed.value("remote_ip") ?? "localhost"
+            let remoteIP: String
+            do { remoteIP = try Endpoint.validateHost(remoteText) } catch { throw UsageError("bad --remote_ip: \(error)") }
+            if receiverPorts.isEmpty { receiverPorts = [5074] }
+            prodListeners = receiverPorts.map { Endpoint(host: remoteIP, port: $0).description }
+            uid = mock ? mockUID : SessionID.random()
+        case .cons:
+            guard parsed.positionals.count == 2 else {
+                throw UsageError(parsed.positionals.isEmpty
+                    ? "missing the session uid and the producer listener(s): s2uc outbound_request <uid> <listener[,listener...]>"
+                    : "missing the producer listener(s) after the uid: s2uc outbound_request <uid> <listener[,listener...]>")
+            }
+            do { uid = try SessionID.validate(parsed.positionals[0]) } catch { throw UsageError("bad uid: \(error)") }
+            do { prodListeners = try parseListenerList(parsed.positionals[1]).map(\.description) } catch { throw UsageError("bad listener list: \(error)") }
+            listenPorts = receiverPorts
+        }
+        let target = try target(parsed)
+        let token = noToken
+
+        Console.out("uid; s2cs; access_token; role")
+        Console.out("\(uid) \(target.display) \(token) \(role)")
+
+        // The request waits on its own connection until the hello arrives on a second one.
+        let requestConnection = try await ControlConnection.open(target)
+        Console.out("sending client request message")
+        let request = Request(token: token, uid: uid, role: role, numConn: UInt32(numConn), rate: UInt32(rate), listenPorts: listenPorts)
+        let pendingReply = Task { () async throws(ClientError) -> Message in
+            try await requestConnection.call(.request(request))
+        }
+        Console.out("waiting for hello message")
+        let helloConnection = try await ControlConnection.open(target)
+        Console.out("sending for hello message")
+        let helloReply = try await helloConnection.call(.hello(Hello(token: token, uid: uid, role: role, prodListeners: prodListeners)), timeout: .seconds(30))
+        guard case .helloReply(let helloStatus) = helloReply else { throw unexpected(helloReply, target) }
+        guard helloStatus.code == .ok else {
+            pendingReply.cancel()
+            // The request may be pending on the s2cs: release it rather than leave it to time out.
+            _ = try? await helloConnection.call(.release(Release(token: token, uid: uid)), timeout: .seconds(10))
+            throw failure("hello", helloStatus, target, uid: uid)
+        }
+        Console.out("Hello message sent successfully")
+
+        let reply = try await pendingReply.value
+        guard case .requestReply(let requestReply) = reply else { throw unexpected(reply, target) }
+        guard requestReply.status.code == .ok else { throw failure("request", requestReply.status, target, uid: uid) }
+
+        let targets = role == .prod ? requestReply.prodListeners : prodListeners
+        let updateReply = try await helloConnection.call(.update(Update(token: token, uid: uid, role: role, remoteListeners: targets)), timeout: .seconds(60))
+        guard case .updateReply(let update) = updateReply else { throw unexpected(updateReply, target) }
+        guard update.status.code == .ok else {
+            // Leave nothing behind: release the half-made session before reporting.
+            _ = try? await helloConnection.call(.release(Release(token: token, uid: uid)), timeout: .seconds(30))
+            throw failure("update", update.status, target, uid: uid)
+        }
+        let listeners = update.listeners.isEmpty ? requestReply.listeners : update.listeners
+        Console.out("Listeners: [" + listeners.map { "'\($0)'" }.joined(separator: ", ") + "]")
+    }
+
+    // MARK: release and list
+
+    static func runRelease(_ parsed: ParsedArguments) async throws {
+        guard let text = parsed.positionals.first else {
+            throw UsageError("missing the uid of the session to release: s2uc release <uid> --s2cs <host:port>")
+        }
+        let uid: String
+        do { uid = try SessionID.validate(text) } catch { throw UsageError("bad uid: \(error)") }
+        let target = try target(parsed)
+        let connection = try await ControlConnection.open(target)
+        let reply = try await connection.call(.release(Release(token: noToken, uid: uid)), timeout: .seconds(60))
+        guard case .releaseReply(let status) = reply else { throw unexpected(reply, target) }
+        guard status.code == .ok else { throw failure("release", status, target, uid: uid) }
+        Console.out("Release completed")
+        if status.message.contains("note:") { Console.out(status.message) }
+    }
+
+    static func runList(_ parsed: ParsedArguments) async throws {
+        let target = try target(parsed)
+        let connection = try await ControlConnection.open(target)
+        let reply = try await connection.call(.list(ListSessions(token: noToken)), timeout: .seconds(30))
+        guard case .listReply(let list) = reply else { throw unexpected(reply, target) }
+        guard list.status.code == .ok else { throw failure("list", list.status, target, uid: nil) }
+        Console.out("uid       role  state      listeners -> targets")
+        for session in list.sessions {
+            var line = "\(session.uid.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(describing: session.role).padding(toLength: 5, withPad: " ", startingAt: 0)) \(session.state.padding(toLength: 10, withPad: " ", startingAt: 0)) \(session.listeners.joined(separator: ",")) -> \(session.targets.joined(separator: ","))"
+            if !session.note.isEmpty { line += "  (\(session.note))" }
+            Console.out(line)
+        }
+    }
+
+    static func failure(_ step: String, _ status: Status, _ target: ControlTarget, uid: String?) -> ClientError {
+        var hint = ""
+        switch status.code {
+        case .notFound where uid != nil:
+            hint = " (uid \(uid!)); check the uid and the --s2cs address"  // safe: checked in the where clause
+        case .unauthenticated:
+            hint = "; log in with 's2uc login --scope <scope>'"
+        default:
+            break
+        }
+        return ClientError("\(step) failed at s2cs \(target.display): \(status.code): \(status.message)\(hint)", status: status)
+    }
+
+    static func unexpected(_ message: Message, _ target: ControlTarget) -> ClientError {
+        ClientError("s2cs at \(target.display) answered with an unexpected message (kind 0x\(String(message.kind, radix: 16))); is it an s2cs of this version?")
+    }
+}
+
+public enum SessionLimits {
+    /// The most listeners one session may ask for (`--num_conn`).
+    public static let maxConnectionsPerSession = 100
+}

@@ -1,0 +1,153 @@
+/// Command-line parsing in the manner of swift-argument-parser, small enough to own:
+/// every option has one canonical name; `--x_y` and `--x-y`, `--flag=value` and `--flag value`
+/// are all accepted; input is validated before anything runs.
+
+/// A usage error: printed as `Error: <message>`, then the usage line, exit 64.
+public struct UsageError: Error, CustomStringConvertible, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// One option a command accepts.
+public struct OptionSpec: Sendable {
+    /// The canonical name without dashes, words joined by `_` (e.g. `receiver_ports`).
+    public let name: String
+    /// Extra spellings without dashes (e.g. `v` for `-v`).
+    public let aliases: [String]
+    /// Whether the option takes a value (`--port 5000`); otherwise it is a flag (`--verbose`).
+    public let takesValue: Bool
+    public let valueName: String
+    public let help: String
+    public let defaultValue: String?
+
+    public init(_ name: String, aliases: [String] = [], value valueName: String? = nil, default defaultValue: String? = nil, help: String) {
+        self.name = name
+        self.aliases = aliases
+        self.takesValue = valueName != nil
+        self.valueName = valueName ?? ""
+        self.help = help
+        self.defaultValue = defaultValue
+    }
+
+    /// How the option is shown in help: `--receiver_ports <ports>`.
+    var display: String {
+        let main = name.count == 1 ? "-\(name)" : "--\(name)"
+        let short = aliases.filter { $0.count == 1 }.map { "-\($0)" }
+        let names = (short + [main]).joined(separator: ", ")
+        return takesValue ? "\(names) <\(valueName)>" : names
+    }
+}
+
+/// The result of parsing: option values by canonical name, flags present, positionals in order.
+public struct ParsedArguments: Sendable {
+    public var values: [String: String] = [:]
+    public var flags: Set<String> = []
+    public var positionals: [String] = []
+    var specs: [OptionSpec] = []
+
+    /// The value given, or the option's default.
+    public func value(_ name: String) -> String? {
+        values[name] ?? specs.first { $0.name == name }?.defaultValue
+    }
+
+    public func isSet(_ name: String) -> Bool { flags.contains(name) }
+
+    /// Whether the user gave the option explicitly.
+    public func given(_ name: String) -> Bool { values[name] != nil || flags.contains(name) }
+}
+
+public enum ArgumentParser {
+    /// Normalises a spelling: drops leading dashes, `-` between words becomes `_`, lowercased.
+    static func normalize(_ name: String) -> String {
+        var trimmed = Substring(name)
+        while trimmed.hasPrefix("-") { trimmed = trimmed.dropFirst() }
+        return trimmed.replacingOccurrences(of: "-", with: "_").lowercased()
+    }
+
+    public static func parse(_ arguments: [String], options: [OptionSpec], maxPositionals: Int) throws(UsageError) -> ParsedArguments {
+        var result = ParsedArguments()
+        result.specs = options
+        var index = 0
+        var onlyPositionals = false
+        while index < arguments.count {
+            let argument = arguments[index]
+            index += 1
+            if onlyPositionals || !argument.hasPrefix("-") || argument == "-" {
+                result.positionals.append(argument)
+                continue
+            }
+            if argument == "--" {
+                onlyPositionals = true
+                continue
+            }
+            var name = argument
+            var inlineValue: String? = nil
+            if let equals = argument.firstIndex(of: "=") {
+                name = String(argument[..<equals])
+                inlineValue = String(argument[argument.index(after: equals)...])
+            }
+            let key = normalize(name)
+            guard let spec = options.first(where: { $0.name == key || $0.aliases.contains(key) }) else {
+                throw UsageError("unknown option '\(name)'")
+            }
+            if spec.takesValue {
+                if let inlineValue {
+                    result.values[spec.name] = inlineValue
+                } else if index < arguments.count {
+                    result.values[spec.name] = arguments[index]
+                    index += 1
+                } else {
+                    throw UsageError("missing value for '\(name)' (expected \(spec.display))")
+                }
+            } else {
+                if let inlineValue {
+                    // `--verbose=True` style: accept booleans for flags too.
+                    if try parseBool(inlineValue, option: name) { result.flags.insert(spec.name) }
+                } else {
+                    result.flags.insert(spec.name)
+                }
+            }
+        }
+        if result.positionals.count > maxPositionals {
+            let extra = result.positionals[maxPositionals...].map { "'\($0)'" }.joined(separator: " ")
+            throw UsageError("unexpected argument\(result.positionals.count - maxPositionals > 1 ? "s" : "") \(extra)")
+        }
+        return result
+    }
+
+    /// Parses a Python-style boolean as the seeds use it (`--ssl=False`, `--mock True`).
+    public static func parseBool(_ text: String, option: String) throws(UsageError) -> Bool {
+        switch text.lowercased() {
+        case "true", "yes", "on", "1": return true
+        case "false", "no", "off", "0": return false
+        default: throw UsageError("'\(text)' is not a boolean for '\(option)': use True or False")
+        }
+    }
+
+    /// Parses an integer option within bounds, naming the option and the bounds when it is not.
+    public static func parseInt(_ text: String, option: String, range: ClosedRange<Int>) throws(UsageError) -> Int {
+        guard let value = Int(text), range.contains(value) else {
+            throw UsageError("'\(text)' is not valid for '--\(option)': use an integer from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return value
+    }
+
+    /// The help text of a command: usage, description, options with defaults.
+    public static func help(usage: String, abstract: String, options: [OptionSpec], discussion: String = "") -> String {
+        var text = "OVERVIEW: \(abstract)\n\nUSAGE: \(usage)\n"
+        if !discussion.isEmpty { text += "\n\(discussion)\n" }
+        text += "\nOPTIONS:\n"
+        let width = min(40, (options.map { $0.display.count }.max() ?? 0) + 2)
+        for option in options {
+            var line = "  " + option.display
+            let padding = max(1, width - option.display.count)
+            line += String(repeating: " ", count: padding)
+            line += option.help
+            if let defaultValue = option.defaultValue { line += " (default: \(defaultValue))" }
+            text += line + "\n"
+        }
+        text += "  -h, --help" + String(repeating: " ", count: max(1, width - 10)) + "Show help information.\n"
+        return text
+    }
+}

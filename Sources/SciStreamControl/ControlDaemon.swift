@@ -1,0 +1,100 @@
+import Foundation
+import SciStreamWire
+import SciStreamSystem
+import SciStreamTLS
+import SciStreamDataPlane
+
+/// `s2cs`: parse, build, serve until SIGINT/SIGTERM, then stop every proxy and exit.
+public enum ControlDaemon {
+    public static func main(_ arguments: [String]) async -> Int32 {
+        let config: ServerConfiguration
+        let parsed: ParsedArguments
+        do {
+            (config, parsed) = try ServerConfiguration.parse(arguments, environment: ProcessInfo.processInfo.environment)
+        } catch {
+            return Console.usageError(error, command: ServerConfiguration.command, usage: ServerConfiguration.usage)
+        }
+        if parsed.isSet("help") {
+            Console.out(ArgumentParser.help(usage: ServerConfiguration.usage,
+                                            abstract: "SciStream control server: sets up proxies (S2DS) for sessions requested by s2uc.",
+                                            options: ServerConfiguration.options))
+            return ExitCode.success
+        }
+        if parsed.isSet("version") {
+            Console.out("s2cs \(SciStreamVersion.string)")
+            return ExitCode.success
+        }
+
+        signal(SIGPIPE, SIG_IGN)
+        let logger = Logger(label: "s2cs", level: config.verbose ? .debug : .info)
+
+        var tls: TLSContext? = nil
+        if config.tls {
+            do {
+                tls = try TLSContext.server(certificatePath: config.serverCertificate, keyPath: config.serverKey)
+            } catch {
+                return Console.runtimeError(StartupError("\(error) (or start with --ssl=False for a plaintext control channel, development only)"))
+            }
+        }
+        let dataPlane: DataPlane
+        do {
+            dataPlane = try DataPlane(type: config.type, folder: config.configFolder, dataPlaneTLS: config.dataPlaneTLS, logger: logger)
+        } catch {
+            return Console.runtimeError(error)
+        }
+        let reaped = await dataPlane.reapStale()
+        if reaped > 0 { logger.info("stopped proxies left by an earlier s2cs", ["count": "\(reaped)"]) }
+
+        let server: ControlServer
+        do {
+            server = try ControlServer(config: config, dataPlane: dataPlane, tls: tls, logger: logger)
+        } catch {
+            return Console.runtimeError(error)
+        }
+        let bound = server.boundAddress?.description ?? "\(config.bindAddress):\(config.port)"
+        if config.clientSecret == nil {
+            logger.info("authentication is off (no --client-secret): tokens are not checked")
+        } else {
+            logger.warning("authentication is not implemented in this build: tokens are not checked")
+        }
+        if !config.dataPlaneTLS {
+            logger.warning("data plane is PLAINTEXT (--data-plane-tls=False): bytes between gateways are not encrypted; use only on trusted networks")
+        }
+        if !config.tls {
+            logger.warning("control channel is PLAINTEXT (--ssl=False): development only")
+        }
+        logger.info("s2cs started", ["address": bound, "type": config.type.name, "tls": config.tls ? "on" : "off",
+                                     "port_range": config.portRange.description, "listener_ip": config.listenerIP,
+                                     "folder": config.configFolder])
+        Console.out("s2cs listening on \(bound)")
+
+        let serving = Task { await server.run() }
+        let signals = installShutdownHandlers(server: server, serving: serving)
+        await serving.value
+        withExtendedLifetime(signals) {}
+        return ExitCode.success
+    }
+
+    private static func installShutdownHandlers(server: ControlServer, serving: Task<Void, Never>) -> [any DispatchSourceSignal] {
+        var sources: [any DispatchSourceSignal] = []
+        for number in [SIGINT, SIGTERM] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                Task {
+                    await server.shutdown()
+                    server.logger.info("s2cs stopped")
+                    exit(ExitCode.success)
+                }
+            }
+            source.resume()
+            sources.append(source)
+        }
+        return sources
+    }
+}
+
+struct StartupError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

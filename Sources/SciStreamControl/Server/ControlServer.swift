@@ -1,0 +1,157 @@
+import Foundation
+import Synchronization
+import SciStreamWire
+import SciStreamSystem
+import SciStreamTLS
+import SciStreamDataPlane
+
+/// The s2cs control server: accepts connections (TLS by default), reads frames, answers each RPC.
+/// One bad peer never takes the server down: each connection is its own task that catches its own errors.
+public final class ControlServer: Sendable {
+    public let config: ServerConfiguration
+    let logger: Logger
+    let registry: SessionRegistry
+    let dataPlane: DataPlane
+    private let tls: TLSContext?
+    private let listener: Socket
+    private let connections = Mutex(0)
+
+    /// How long a connection may sit idle between frames, and how long one frame may take to arrive.
+    static let idleTimeout: Duration = .seconds(300)
+    static let frameTimeout: Duration = .seconds(10)
+    static let handshakeTimeout: Duration = .seconds(10)
+
+    public init(config: ServerConfiguration, dataPlane: DataPlane, tls: TLSContext?, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        self.dataPlane = dataPlane
+        self.tls = tls
+        self.registry = SessionRegistry(config: config, dataPlane: dataPlane, logger: logger)
+        let address = try SocketAddress.resolve(host: config.bindAddress, port: config.port)
+        do {
+            self.listener = try Socket.listen(on: address, backlog: 4096)
+        } catch {
+            throw ServerError.cannotListen(address: "\(config.bindAddress):\(config.port)", reason: "\(error)")
+        }
+    }
+
+    /// The address the control port is bound to (with the real port when `--port 0`).
+    public var boundAddress: SocketAddress? { listener.localAddress }
+
+    /// Accepts connections until the task is cancelled.
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled {
+                let socket: Socket
+                do {
+                    socket = try await listener.accept()
+                } catch {
+                    if Task.isCancelled { break }
+                    logger.error("accept failed", ["error": "\(error)"])
+                    try? await Task.sleep(for: .milliseconds(50))
+                    continue
+                }
+                let admitted = connections.withLock { count -> Bool in
+                    guard count < config.maxConnections else { return false }
+                    count += 1
+                    return true
+                }
+                guard admitted else {
+                    logger.warning("connection refused: too many control connections", ["max": "\(config.maxConnections)"])
+                    socket.close()
+                    continue
+                }
+                group.addTask {
+                    await self.serve(socket)
+                    self.connections.withLock { $0 -= 1 }
+                }
+            }
+        }
+    }
+
+    /// Stops every session's proxy. Called on SIGINT/SIGTERM before exiting.
+    public func shutdown() async {
+        let uids = await registry.shutdown()
+        logger.info("shutting down", ["sessions": "\(uids.count)"])
+        await dataPlane.stopAll()
+    }
+
+    private func serve(_ socket: Socket) async {
+        let peer = socket.peerAddress.map(\.description) ?? "unknown"
+        let log = logger.with("peer", peer)
+        let stream: any ByteStream
+        if let tls {
+            do {
+                stream = try await TLSStream.accept(socket: socket, context: tls, deadline: .now + Self.handshakeTimeout)
+            } catch {
+                if error.kind == .peerIsPlaintext {
+                    log.warning("plaintext client on the TLS control port: told it to use TLS")
+                    let reply = Message.error(Status(.unavailable, "this s2cs requires TLS on its control channel: drop '--ssl False' from s2uc and pass the s2cs certificate with --server_cert"))
+                    try? await socket.writeAll(reply.encoded(), deadline: .now + .seconds(2))
+                } else {
+                    log.debug("TLS handshake failed", ["error": "\(error)"])
+                }
+                socket.close()
+                return
+            }
+        } else {
+            do {
+                let first = try await socket.peek(max: 3, deadline: .now + Self.frameTimeout)
+                if TLSProbe.looksLikeTLSClientHello(first) {
+                    log.warning("TLS client on the plaintext control port (s2cs runs with --ssl=False): closed")
+                    socket.close()
+                    return
+                }
+            } catch {
+                socket.close()
+                return
+            }
+            stream = socket
+        }
+        defer { stream.close() }
+
+        var decoder = FrameDecoder()
+        var frameDeadline: ContinuousClock.Instant? = nil
+        do {
+            while true {
+                let deadline = frameDeadline ?? (.now + Self.idleTimeout)
+                let bytes: [UInt8]
+                do {
+                    bytes = try await stream.read(max: 65536, deadline: deadline)
+                } catch let error as Errno where error == .timedOut {
+                    if frameDeadline != nil { log.warning("frame not completed in time: closed", ["timeout": "\(Self.frameTimeout)"]) }
+                    return
+                }
+                if bytes.isEmpty {
+                    if decoder.bufferedByteCount > 0 {
+                        log.warning("connection closed inside a frame", ["bytes": "\(decoder.bufferedByteCount)"])
+                    }
+                    return
+                }
+                decoder.append(bytes)
+                while let message = try decoder.nextMessage() {
+                    let reply = await handle(message, log: log)
+                    try await stream.writeAll(reply.encoded(), deadline: .now + Self.frameTimeout)
+                }
+                frameDeadline = decoder.bufferedByteCount > 0 ? (frameDeadline ?? .now + Self.frameTimeout) : nil
+            }
+        } catch let error as WireError {
+            log.warning("bad frame: closed", ["error": "\(error)"])
+            let reply = Message.error(Status(.invalidArgument, "bad frame: \(error)"))
+            try? await stream.writeAll(reply.encoded(), deadline: .now + .seconds(2))
+        } catch {
+            log.debug("connection ended", ["error": "\(error)"])
+        }
+    }
+}
+
+public enum ServerError: Error, CustomStringConvertible {
+    case cannotListen(address: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .cannotListen(let address, let reason):
+            "cannot listen on \(address): \(reason) (is another s2cs running there? choose another --port)"
+        }
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import SciStreamWire
+import SciStreamDataPlane
+
+/// Everything `s2cs` was told on its command line, validated.
+public struct ServerConfiguration: Sendable {
+    public var listenerIP: String = "0.0.0.0"
+    public var port: UInt16 = 5000
+    public var bindAddress: String = "0.0.0.0"
+    public var portRange = PortRange(lower: 5100, upper: 5200)
+    public var type: DataServerType = .haproxy
+    public var verbose = false
+    public var clientID: String? = nil
+    public var clientSecret: String? = nil
+    public var serverCertificate = "server.crt"
+    public var serverKey = "server.key"
+    public var tls = true
+    public var dataPlaneTLS = true
+    public var helloTimeout: Duration = .seconds(180)
+    public var maxConnections = 4096
+    public var configFolder = DataPlane.defaultFolder()
+
+    public init() {}
+
+    public static let command = "s2cs"
+    public static let usage = "s2cs [--listener-ip <ip>] [--port <port>] [--port-range <start-end>] [--type <type>] [--server_crt <file>] [--server_key <file>] [--ssl <bool>] [--verbose]"
+
+    public static let options: [OptionSpec] = [
+        OptionSpec("listener_ip", value: "ip", default: "0.0.0.0", help: "Address the data-plane listeners bind to and that clients are told."),
+        OptionSpec("port", value: "port", default: "5000", help: "Control port (0 picks a free port and prints it)."),
+        OptionSpec("bind", value: "ip", default: "0.0.0.0", help: "Address the control port binds to."),
+        OptionSpec("port_range", value: "start-end", default: "5100-5200", help: "Ports handed out to session listeners."),
+        OptionSpec("type", value: "type", default: "Haproxy", help: "Data server: Haproxy, Nginx, Stunnel, HaproxySubprocess, StunnelSubprocess or Mock."),
+        OptionSpec("verbose", aliases: ["v"], help: "Log every request (debug level)."),
+        OptionSpec("client_id", value: "id", help: "Globus Auth client id (authentication lands with a later release)."),
+        OptionSpec("client_secret", value: "secret", help: "Globus Auth client secret; without it authentication is off."),
+        OptionSpec("server_crt", value: "file", default: "server.crt", help: "TLS certificate of the control channel."),
+        OptionSpec("server_key", value: "file", default: "server.key", help: "TLS private key of the control channel."),
+        OptionSpec("ssl", value: "bool", default: "True", help: "TLS on the control channel; False is for development only."),
+        OptionSpec("data_plane_tls", value: "bool", default: "True", help: "Encrypt the hop between gateways; False forwards plain TCP (trusted networks only)."),
+        OptionSpec("hello_timeout", value: "seconds", default: "180", help: "How long a request waits for its hello (env S2CS_HELLO_TIMEOUT)."),
+        OptionSpec("max_connections", value: "n", default: "4096", help: "Most control connections served at once."),
+        OptionSpec("config_folder", value: "dir", help: "Where configs, keys, logs and pid files go (default $HAPROXY_CONFIG_PATH or ~/.scistream)."),
+        OptionSpec("version", help: "Show the version."),
+    ]
+
+    /// Parses and validates the command line. Throws `UsageError` for anything wrong.
+    public static func parse(_ arguments: [String], environment: [String: String]) throws(UsageError) -> (ServerConfiguration, ParsedArguments) {
+        let parsed = try ArgumentParser.parse(arguments, options: options + [OptionSpec("help", aliases: ["h"], help: "")], maxPositionals: 0)
+        var config = ServerConfiguration()
+        if parsed.isSet("help") || parsed.isSet("version") { return (config, parsed) }
+
+        do {
+            config.listenerIP = try Endpoint.validateHost(parsed.value("listener_ip") ?? "0.0.0.0")
+            config.bindAddress = try Endpoint.validateHost(parsed.value("bind") ?? "0.0.0.0")
+            config.portRange = try PortRange.parse(parsed.value("port_range") ?? "5100-5200")
+        } catch {
+            throw UsageError(error.description)
+        }
+        let portText = parsed.value("port") ?? "5000"
+        config.port = UInt16(try ArgumentParser.parseInt(portText, option: "port", range: 0...65535))
+
+        let typeText = parsed.value("type") ?? "Haproxy"
+        guard let type = DataServerType.parse(typeText) else {
+            throw UsageError("unknown data server type '\(typeText)' for '--type': use Haproxy, Nginx, Stunnel, HaproxySubprocess, StunnelSubprocess or Mock")
+        }
+        config.type = type
+        config.verbose = parsed.isSet("verbose")
+        config.clientID = parsed.value("client_id")
+        config.clientSecret = parsed.value("client_secret")
+        config.serverCertificate = parsed.value("server_crt") ?? "server.crt"
+        config.serverKey = parsed.value("server_key") ?? "server.key"
+        config.tls = try ArgumentParser.parseBool(parsed.value("ssl") ?? "True", option: "--ssl")
+        config.dataPlaneTLS = try ArgumentParser.parseBool(parsed.value("data_plane_tls") ?? "True", option: "--data-plane-tls")
+
+        let helloText = parsed.values["hello_timeout"] ?? environment["S2CS_HELLO_TIMEOUT"] ?? "180"
+        guard let helloSeconds = Double(helloText), helloSeconds > 0, helloSeconds <= 86_400 else {
+            throw UsageError("'\(helloText)' is not valid for '--hello_timeout' (or S2CS_HELLO_TIMEOUT): use seconds from 0.001 to 86400")
+        }
+        config.helloTimeout = .milliseconds(Int64(helloSeconds * 1000))
+        config.maxConnections = try ArgumentParser.parseInt(parsed.value("max_connections") ?? "4096", option: "max_connections", range: 1...1_000_000)
+        if let folder = parsed.value("config_folder") { config.configFolder = folder }
+        else if let folder = environment["HAPROXY_CONFIG_PATH"], !folder.isEmpty { config.configFolder = folder }
+        return (config, parsed)
+    }
+}

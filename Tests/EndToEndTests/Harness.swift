@@ -1,0 +1,177 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs the built `s2cs` and `s2uc` as a user would, on loopback, and cleans up after itself.
+enum Harness {
+    /// The folder holding the built products (the test bundle sits beside s2cs and s2uc).
+    static let productsFolder: URL = {
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        var folder = exe.deletingLastPathComponent()
+        // The bundle may be a folder (.xctest/...); walk up until s2cs is found.
+        for _ in 0..<4 {
+            if FileManager.default.fileExists(atPath: folder.appendingPathComponent("s2cs").path) { return folder }
+            folder = folder.deletingLastPathComponent()
+        }
+        return exe.deletingLastPathComponent()
+    }()
+
+    static var s2cs: String { productsFolder.appendingPathComponent("s2cs").path }
+    static var s2uc: String { productsFolder.appendingPathComponent("s2uc").path }
+
+    static let repoRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// A fresh temporary folder.
+    static func temporaryFolder(_ name: String = "e2e") -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("scistream-\(name)-\(UUID().uuidString.prefix(8))")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    /// Development certificates for 127.0.0.1, localhost and ::1, made once per test run by certs/make-dev-cert.sh.
+    static let certificates: (folder: URL, crt: String, key: String) = {
+        let folder = temporaryFolder("certs")
+        let result = runSync("/bin/bash", [repoRoot.appendingPathComponent("certs/make-dev-cert.sh").path, "-o", folder.path, "127.0.0.1", "localhost", "::1"])
+        precondition(result.status == 0, "make-dev-cert.sh failed: \(result.stderr)")
+        return (folder, folder.appendingPathComponent("server.crt").path, folder.appendingPathComponent("server.key").path)
+    }()
+
+    struct Output {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var lines: [String] { stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init).filter { !$0.isEmpty } }
+    }
+
+    /// Runs a command to completion (blocking; for set-up only).
+    static func runSync(_ path: String, _ arguments: [String], cwd: URL? = nil) -> Output {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        if let cwd { process.currentDirectoryURL = cwd }
+        let folder = temporaryFolder("run")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let out = folder.appendingPathComponent("out"), err = folder.appendingPathComponent("err")
+        FileManager.default.createFile(atPath: out.path, contents: nil)
+        FileManager.default.createFile(atPath: err.path, contents: nil)
+        process.standardOutput = try? FileHandle(forWritingTo: out)
+        process.standardError = try? FileHandle(forWritingTo: err)
+        process.standardInput = FileHandle.nullDevice
+        do { try process.run() } catch { return Output(status: -1, stdout: "", stderr: "\(error)") }
+        process.waitUntilExit()
+        return Output(status: process.terminationStatus,
+                      stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+                      stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+    }
+
+    /// Runs a command to completion without blocking a cooperative thread.
+    static func run(_ path: String, _ arguments: [String], cwd: URL? = nil, environment: [String: String]? = nil, timeout: Duration = .seconds(60)) async -> Output {
+        let folder = temporaryFolder("run")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let out = folder.appendingPathComponent("out"), err = folder.appendingPathComponent("err")
+        FileManager.default.createFile(atPath: out.path, contents: nil)
+        FileManager.default.createFile(atPath: err.path, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        if let cwd { process.currentDirectoryURL = cwd }
+        if let environment { process.environment = environment }
+        process.standardOutput = try? FileHandle(forWritingTo: out)
+        process.standardError = try? FileHandle(forWritingTo: err)
+        process.standardInput = FileHandle.nullDevice
+        let status: Int32 = await withCheckedContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do { try process.run() } catch { process.terminationHandler = nil; continuation.resume(returning: -1) }
+        }
+        _ = timeout
+        return Output(status: status,
+                      stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+                      stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+    }
+
+    static func s2uc(_ arguments: [String], cwd: URL? = nil) async -> Output {
+        await run(s2uc, arguments, cwd: cwd)
+    }
+}
+
+/// A running `s2cs` process, started with `--port 0`; its port is read from what it prints.
+final class Daemon: @unchecked Sendable {  // used by one test at a time
+    let process = Process()
+    let folder: URL
+    private(set) var port: UInt16 = 0
+    let tls: Bool
+
+    var address: String { "127.0.0.1:\(port)" }
+    var configFolder: URL { folder.appendingPathComponent("scistream") }
+    var log: String { (try? String(contentsOf: folder.appendingPathComponent("stderr"), encoding: .utf8)) ?? "" }
+    var pid: Int32 { process.processIdentifier }
+
+    /// Common s2uc arguments to reach this daemon.
+    var clientArguments: [String] {
+        tls ? ["--s2cs", address, "--server_cert", Harness.certificates.crt] : ["--s2cs", address, "--ssl", "False"]
+    }
+
+    init(type: String = "Mock", tls: Bool = true, portRange: String? = nil, extra: [String] = [], environment: [String: String] = [:]) async throws {
+        self.tls = tls
+        folder = Harness.temporaryFolder("s2cs")
+        process.executableURL = URL(fileURLWithPath: Harness.s2cs)
+        var arguments = ["--port", "0", "--bind", "127.0.0.1", "--listener-ip", "127.0.0.1", "--type", type,
+                         "--config_folder", folder.appendingPathComponent("scistream").path, "--verbose"]
+        if let portRange { arguments += ["--port-range", portRange] }
+        if tls {
+            arguments += ["--server_crt", Harness.certificates.crt, "--server_key", Harness.certificates.key]
+        } else {
+            arguments += ["--ssl=False"]
+        }
+        process.arguments = arguments + extra
+        var env = ProcessInfo.processInfo.environment
+        env.merge(environment) { _, new in new }
+        process.environment = env
+        let out = folder.appendingPathComponent("stdout"), err = folder.appendingPathComponent("stderr")
+        FileManager.default.createFile(atPath: out.path, contents: nil)
+        FileManager.default.createFile(atPath: err.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            let text = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
+            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("s2cs listening on ") }),
+               let colon = line.lastIndex(of: ":"), let port = UInt16(line[line.index(after: colon)...]) {
+                self.port = port
+                return
+            }
+            if !process.isRunning { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        stop()
+        throw HarnessError("s2cs did not start: \(log)")
+    }
+
+    /// SIGTERM, then wait for the exit (SIGKILL after 10 s).
+    func stop() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(10)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    deinit { stop() }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Whether a process with this pid still exists.
+func processExists(_ pid: Int32) -> Bool {
+    kill(pid, 0) == 0 || errno != ESRCH
+}
