@@ -29,8 +29,7 @@ public struct Endpoint: Equatable, Hashable, Sendable, CustomStringConvertible {
             host = String(text[text.index(after: text.startIndex)..<close])
             let rest = text[text.index(after: close)...]
             guard rest.hasPrefix(":") else {
-                if rest.isEmpty { throw .missingPort(text) }
-                throw .invalidHost(String(text[...close]) + rest, .unbalancedBrackets)
+                throw rest.isEmpty ? .missingPort(text) : .invalidHost(text, .unbalancedBrackets)
             }
             portText = rest.dropFirst()
             guard !host.isEmpty else { throw .missingHost(text) }
