@@ -1,0 +1,66 @@
+/// Reads the fields of one frame body, front to back. Every read checks the bytes that remain first,
+/// so no input can make it read out of bounds, overflow or trap; a short body throws `.truncated(field)`.
+struct ByteReader {
+    private let bytes: ArraySlice<UInt8>
+    private var index: Int
+
+    init(_ bytes: ArraySlice<UInt8>) {
+        self.bytes = bytes
+        self.index = bytes.startIndex
+    }
+
+    /// Bytes not read yet.
+    var remaining: Int { bytes.endIndex - index }
+
+    mutating func readU8(_ field: String) throws(WireError) -> UInt8 {
+        guard remaining >= 1 else { throw .truncated(field) }
+        defer { index += 1 }
+        return bytes[index]
+    }
+
+    mutating func readU16(_ field: String) throws(WireError) -> UInt16 {
+        guard remaining >= 2 else { throw .truncated(field) }
+        defer { index += 2 }
+        return UInt16(bytes[index]) << 8 | UInt16(bytes[index + 1])
+    }
+
+    mutating func readU32(_ field: String) throws(WireError) -> UInt32 {
+        guard remaining >= 4 else { throw .truncated(field) }
+        defer { index += 4 }
+        return UInt32(bytes[index]) << 24 | UInt32(bytes[index + 1]) << 16
+            | UInt32(bytes[index + 2]) << 8 | UInt32(bytes[index + 3])
+    }
+
+    /// A u16 byte length, then that many bytes of UTF-8.
+    mutating func readString(_ field: String) throws(WireError) -> String {
+        let length = Int(try readU16(field))
+        guard remaining >= length else { throw .truncated(field) }
+        let utf8 = bytes[index..<(index + length)]
+        guard let string = String(validating: utf8, as: UTF8.self) else { throw .invalidUTF8(field) }
+        index += length
+        return string
+    }
+
+    /// A u16 item count (at most `WireConstants.maxListCount`), then the items.
+    mutating func readList<Element>(
+        _ field: String,
+        _ readElement: (inout ByteReader) throws(WireError) -> Element
+    ) throws(WireError) -> [Element] {
+        let count = Int(try readU16(field))
+        guard count <= WireConstants.maxListCount else { throw .tooManyItems(field, count) }
+        var elements: [Element] = []
+        for _ in 0..<count {
+            elements.append(try readElement(&self))
+        }
+        return elements
+    }
+
+    mutating func readStringList(_ field: String) throws(WireError) -> [String] {
+        try readList(field) { (reader: inout ByteReader) throws(WireError) in try reader.readString(field) }
+    }
+
+    /// Throws `.trailingBytes` unless every byte has been read.
+    func expectEnd() throws(WireError) {
+        guard remaining == 0 else { throw .trailingBytes(remaining) }
+    }
+}

@@ -1,0 +1,45 @@
+/// `req` (kind 0x01): reserve a session's listeners. The reply waits for the session's `Hello`.
+public struct Request: Equatable, Sendable {
+    /// The bearer token (`INVALID_TOKEN` when the server does not check tokens).
+    public var token: String
+    /// The session id (a UUID).
+    public var uid: String
+    public var role: Role
+    /// How many listeners to open.
+    public var numConn: UInt32
+    /// The rate the original protocol carries; informational.
+    public var rate: UInt32
+    /// Ports to listen on instead of allocating from the server's range (outbound `--receiver_ports`); may be empty.
+    public var listenPorts: [UInt16]
+
+    public init(token: String, uid: String, role: Role, numConn: UInt32, rate: UInt32, listenPorts: [UInt16]) {
+        self.token = token
+        self.uid = uid
+        self.role = role
+        self.numConn = numConn
+        self.rate = rate
+        self.listenPorts = listenPorts
+    }
+}
+
+extension Request: WireCodable {
+    init(from reader: inout ByteReader) throws(WireError) {
+        token = try reader.readString("Request.token")
+        uid = try reader.readString("Request.uid")
+        role = try reader.readRole("Request.role")
+        numConn = try reader.readU32("Request.numConn")
+        rate = try reader.readU32("Request.rate")
+        listenPorts = try reader.readList("Request.listenPorts") { (reader: inout ByteReader) throws(WireError) in
+            try reader.readU16("Request.listenPorts")
+        }
+    }
+
+    func encode(to writer: inout ByteWriter) {
+        writer.writeString(token, "Request.token")
+        writer.writeString(uid, "Request.uid")
+        writer.writeRole(role)
+        writer.writeU32(numConn)
+        writer.writeU32(rate)
+        writer.writeList(listenPorts, "Request.listenPorts") { writer, port in writer.writeU16(port) }
+    }
+}
