@@ -31,7 +31,7 @@ let package = Package(
         .testTarget(name: "SystemTests", dependencies: ["SciStreamSystem"]),
         .testTarget(name: "TLSTests", dependencies: ["SciStreamTLS", "SciStreamSystem"]),
         .testTarget(name: "DataPlaneTests", dependencies: ["COpenSSL", "SciStreamDataPlane", "SciStreamTLS", "SciStreamSystem", "SciStreamWire"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["SciStreamControl", "SciStreamWire", "SciStreamSystem", "SciStreamTLS"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["COpenSSL", "SciStreamControl", "SciStreamWire", "SciStreamSystem", "SciStreamTLS"]),
     ],
     swiftLanguageModes: [.v6]
 )

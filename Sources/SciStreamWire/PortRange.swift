@@ -11,6 +11,14 @@ public struct PortRange: Equatable, Hashable, Sendable, CustomStringConvertible 
         self.upper = upper
     }
 
+    private init(checkedLower lower: UInt16, upper: UInt16) {
+        self.lower = lower
+        self.upper = upper
+    }
+
+    /// s2cs's default `--port-range`, 5100-5200.
+    public static let scistreamDefault = PortRange(checkedLower: 5100, upper: 5200)
+
     /// `"5100-5200"`: two ports (digits only) joined by one '-', the first not greater than the second.
     public static func parse(_ text: String) throws(ValidationError) -> PortRange {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)

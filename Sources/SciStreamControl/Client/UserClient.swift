@@ -133,7 +133,7 @@ public enum UserClient {
         let endpoint: Endpoint
         do { endpoint = try Endpoint.parse(text) } catch { throw UsageError("bad --s2cs '\(text)': \(error)") }
         let useTLS = try ArgumentParser.parseBool(parsed.value("ssl") ?? "True", option: "--ssl")
-        guard useTLS else { return ControlTarget(host: endpoint.host, port: endpoint.port, tls: nil) }
+        guard useTLS else { return ControlTarget(host: endpoint.host, port: endpoint.port, tls: TLSContext?.none) }
         let certificate = parsed.value("server_cert") ?? "server.crt"
         guard FileManager.default.fileExists(atPath: certificate) else {
             throw ClientError("the s2cs certificate '\(certificate)' does not exist: pass the certificate of \(endpoint) with --server_cert, or --ssl False for an s2cs started with --ssl=False")

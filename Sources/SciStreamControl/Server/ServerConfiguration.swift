@@ -7,7 +7,7 @@ public struct ServerConfiguration: Sendable {
     public var listenerIP: String = "0.0.0.0"
     public var port: UInt16 = 5000
     public var bindAddress: String = "0.0.0.0"
-    public var portRange = PortRange(lower: 5100, upper: 5200)
+    public var portRange = PortRange.scistreamDefault
     public var type: DataServerType = .haproxy
     public var verbose = false
     public var clientID: String? = nil

@@ -1,0 +1,91 @@
+import Foundation
+import COpenSSL
+import SciStreamSystem
+
+/// A SHA-256 over a stream of chunks (OpenSSL's EVP digest).
+final class Digest {
+    private let context: OpaquePointer?
+    private(set) var count = 0
+    init() {
+        context = EVP_MD_CTX_new()
+        EVP_DigestInit_ex(context, EVP_sha256(), nil)
+    }
+    deinit { EVP_MD_CTX_free(context) }
+    func update(_ bytes: [UInt8]) {
+        count += bytes.count
+        bytes.withUnsafeBytes { _ = EVP_DigestUpdate(context, $0.baseAddress, $0.count) }
+    }
+    func finish() -> String {
+        var output = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        EVP_DigestFinal_ex(context, &output, &length)
+        return output.map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// The producer application: accepts connections on loopback and digests everything each one sends.
+final class ProducerApp: @unchecked Sendable {  // `results` is only touched by the serving task, then read after it ends
+    let listener: Socket
+    let port: UInt16
+    private var serving: Task<[(bytes: Int, sha256: String)], Never>? = nil
+
+    init(expectedConnections: Int) throws {
+        listener = try Socket.listen(on: SocketAddress.resolve(host: "127.0.0.1", port: 0))
+        port = listener.localAddress?.port ?? 0
+        let listener = self.listener
+        serving = Task {
+            await withTaskGroup(of: (Int, String).self) { group in
+                for _ in 0..<expectedConnections {
+                    guard let socket = try? await listener.accept() else { break }
+                    group.addTask {
+                        let digest = Digest()
+                        while let chunk = try? await socket.read(max: 1 << 20, deadline: .now + .seconds(60)), !chunk.isEmpty {
+                            digest.update(chunk)
+                        }
+                        socket.close()
+                        return (digest.count, digest.finish())
+                    }
+                }
+                var results: [(bytes: Int, sha256: String)] = []
+                for await result in group { results.append(result) }
+                return results
+            }
+        }
+    }
+
+    /// Waits for the expected connections to finish (or the listener to be closed).
+    func results() async -> [(bytes: Int, sha256: String)] {
+        await serving?.value ?? []
+    }
+
+    func stop() {
+        serving?.cancel()
+        listener.close()
+    }
+}
+
+/// The consumer application: sends `count` random bytes to `port` and returns their digest.
+func sendRandomBytes(to port: UInt16, count: Int) async throws -> String {
+    let socket = try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: port), deadline: .now + .seconds(10))
+    defer { socket.close() }
+    let digest = Digest()
+    var generator = SystemRandomNumberGenerator()
+    var sent = 0
+    let chunkSize = 1 << 20
+    var chunk = [UInt8](repeating: 0, count: chunkSize)
+    while sent < count {
+        let size = min(chunkSize, count - sent)
+        chunk.withUnsafeMutableBytes { raw in
+            let words = raw.bindMemory(to: UInt64.self)
+            for index in words.indices { words[index] = generator.next() }
+        }
+        let piece = size == chunkSize ? chunk : Array(chunk.prefix(size))
+        digest.update(piece)
+        try await socket.writeAll(piece, deadline: .now + .seconds(60))
+        sent += size
+    }
+    _ = shutdown(socket.fd, Int32(SHUT_WR))
+    // Wait for the far end to close, so every byte has been delivered.
+    while let rest = try? await socket.read(max: 4096, deadline: .now + .seconds(60)), !rest.isEmpty {}
+    return digest.finish()
+}
