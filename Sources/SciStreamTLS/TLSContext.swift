@@ -170,7 +170,13 @@ public final class TLSContext: @unchecked Sendable {
             certificates.forEach { X509_free($0) }
             let reason: String
             if failure.last?.is(library: ERR_LIB_PEM, reason: PEM_R_NO_START_LINE) ?? true {
-                reason = "no PEM certificate in it (expected a -----BEGIN CERTIFICATE----- block)"
+                var text = "no PEM certificate in it (expected a -----BEGIN CERTIFICATE----- block)"
+                if String(decoding: bytes, as: UTF8.self).contains("PRIVATE KEY-----") {
+                    text += flag == "--server_crt"
+                        ? "; it holds a private key: are --server_crt and --server_key swapped?"
+                        : "; it holds a private key, not a certificate"
+                }
+                reason = text
             } else {
                 reason = failure.reasons
             }
@@ -192,11 +198,13 @@ public final class TLSContext: @unchecked Sendable {
         }
         if let key = result.0 { return key }
         let errors = result.1
+        let text = String(decoding: bytes, as: UTF8.self)
         let reason: String
-        if String(decoding: bytes, as: UTF8.self).contains("ENCRYPTED") {
+        if text.contains("ENCRYPTED") {
             reason = "the key is protected by a passphrase; give an unencrypted key (openssl pkey -in KEY -out PLAIN_KEY)"
-        } else if errors.last?.is(library: ERR_LIB_PEM, reason: PEM_R_NO_START_LINE) ?? true {
+        } else if !text.contains("PRIVATE KEY-----") {
             reason = "no PEM private key in it (expected a -----BEGIN PRIVATE KEY----- block)"
+                + (text.contains("-----BEGIN CERTIFICATE-----") ? "; it holds a certificate: are --server_crt and --server_key swapped?" : "")
         } else {
             reason = errors.reasons
         }

@@ -17,7 +17,7 @@ import SciStreamSystem
 /// and is the caller's (to write a plaintext error frame to, or to close).
 public final class TLSStream: ByteStream, @unchecked Sendable {
     private let connection: TLSConnection
-    public let socket: Socket
+    private let socket: Socket
 
     private init(connection: TLSConnection) {
         self.connection = connection
@@ -28,8 +28,11 @@ public final class TLSStream: ByteStream, @unchecked Sendable {
         close()
     }
 
-    /// The peer as `host:port`.
+    /// The peer as `host:port` (the server name given to `connect`, on the client side), for messages.
     public var peer: String { connection.peer }
+
+    /// The peer's socket address, or nil once closed.
+    public var peerAddress: SocketAddress? { socket.peerAddress }
 
     /// The negotiated protocol ("TLSv1.3"), or nil once closed.
     public var protocolVersion: String? { connection.protocolVersion }
@@ -107,11 +110,13 @@ public final class TLSStream: ByteStream, @unchecked Sendable {
             }
             do {
                 try await Reactor.shared.wait(fd, for: .readable, deadline: deadline)
+            } catch let error as Errno where error == .timedOut {
+                throw TLSError(.timedOut, side: .server, peer: peer,
+                               detail: "waiting for the client \(peer) to start the TLS handshake")
             } catch is CancellationError {
                 throw TLSError(.cancelled, side: .server, peer: peer)
             } catch {
-                throw TLSError(.timedOut, side: .server, peer: peer,
-                               detail: "waiting for the client \(peer) to start the TLS handshake")
+                throw TLSError(.connectionFailed(reason: "\(error)"), side: .server, peer: peer)
             }
         }
     }
