@@ -126,7 +126,8 @@ public final class TLSStream: ByteStream, @unchecked Sendable {
     /// Reads up to `max` bytes of application data; `[]` when the peer closed (close_notify or EOF).
     public func read(max: Int, deadline: ContinuousClock.Instant?) async throws(TLSError) -> [UInt8] {
         guard max > 0, !connection.isPeerClosed else { return [] }
-        var buffer = [UInt8](repeating: 0, count: min(max, Int(Int32.max)))
+        // One SSL_read returns at most one record's plaintext (16 KiB): a bigger buffer is waste.
+        var buffer = [UInt8](repeating: 0, count: min(max, 64 * 1024))
         let outcome = try await connection.perform(deadline: deadline, phase: .reading) { ssl in
             buffer.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32(clamping: $0.count)) }
         }
