@@ -1,0 +1,213 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import COpenSSL
+
+/// An OpenSSL `SSL_CTX`: the server's certificate and key, or the client's trust anchor.
+///
+/// Sendable because an `SSL_CTX` is safe to share between threads once it is set up: it is
+/// configured completely inside `server(...)`/`client(...)` and never changed afterwards, and
+/// OpenSSL guards its shared internals (reference counts, session cache) with its own locks.
+public final class TLSContext: @unchecked Sendable {
+    let context: OpaquePointer
+    /// Which end of a connection this context is for.
+    public let side: TLSError.Side
+
+    private init(context: OpaquePointer, side: TLSError.Side) {
+        self.context = context
+        self.side = side
+    }
+
+    deinit {
+        SSL_CTX_free(context)
+    }
+
+    /// A server context presenting the PEM certificate (chain) at `certificatePath` with the PEM
+    /// private key at `keyPath` (s2cs `--server_crt` and `--server_key`). TLS 1.2 at least.
+    public static func server(certificatePath: String, keyPath: String) throws(TLSError) -> TLSContext {
+        let certificateBytes = try readFile(certificatePath, flag: "--server_crt") { .certificateFileMissing(path: $0) }
+        let keyBytes = try readFile(keyPath, flag: "--server_key") { .keyFileMissing(path: $0) }
+
+        let certificates = try parseCertificates(certificateBytes, path: certificatePath, flag: "--server_crt")
+        defer { certificates.forEach { X509_free($0) } }
+        let key = try parsePrivateKey(keyBytes, path: keyPath)
+        defer { EVP_PKEY_free(key) }
+        let leaf = certificates[0]  // parseCertificates returns at least one
+
+        OpenSSLErrorQueue.clear()
+        guard X509_check_private_key(leaf, key) == 1 else {
+            throw TLSError(.keyMismatch(certificatePath: certificatePath, keyPath: keyPath),
+                           side: .server, openSSLErrors: OpenSSLErrorQueue.drain().lines)
+        }
+
+        let tls = try make(method: TLS_server_method(), side: .server)
+        OpenSSLErrorQueue.clear()
+        guard SSL_CTX_use_certificate(tls.context, leaf) == 1 else {
+            let errors = OpenSSLErrorQueue.drain()
+            throw TLSError(.badCertificate(path: certificatePath, reason: errors.reasons), side: .server,
+                           flag: "--server_crt", openSSLErrors: errors.lines)
+        }
+        for intermediate in certificates.dropFirst() {
+            X509_up_ref(intermediate)  // add0 takes a reference; the defer above drops ours
+            guard scistream_SSL_CTX_add0_chain_cert(tls.context, intermediate) == 1 else {
+                X509_free(intermediate)
+                let errors = OpenSSLErrorQueue.drain()
+                throw TLSError(.badCertificate(path: certificatePath, reason: "cannot use its chain: \(errors.reasons)"),
+                               side: .server, flag: "--server_crt", openSSLErrors: errors.lines)
+            }
+        }
+        guard SSL_CTX_use_PrivateKey(tls.context, key) == 1, SSL_CTX_check_private_key(tls.context) == 1 else {
+            let errors = OpenSSLErrorQueue.drain()
+            throw TLSError(.keyMismatch(certificatePath: certificatePath, keyPath: keyPath), side: .server,
+                           openSSLErrors: errors.lines)
+        }
+        // No session resumption: a control connection carries one request or a few.
+        _ = SSL_CTX_set_num_tickets(tls.context, 0)
+        return tls
+    }
+
+    /// A client context that trusts only the PEM certificate(s) at `trustAnchorPath` (s2uc
+    /// `--server_cert`) and verifies the server. TLS 1.2 at least. The given certificate is a trust
+    /// anchor even when it is not self-signed (X509_V_FLAG_PARTIAL_CHAIN): the operator pinned it.
+    public static func client(trustAnchorPath: String) throws(TLSError) -> TLSContext {
+        let bytes = try readFile(trustAnchorPath, flag: "--server_cert") { .certificateFileMissing(path: $0) }
+        let certificates = try parseCertificates(bytes, path: trustAnchorPath, flag: "--server_cert")
+        defer { certificates.forEach { X509_free($0) } }
+
+        let tls = try make(method: TLS_client_method(), side: .client)
+        OpenSSLErrorQueue.clear()
+        guard let store = SSL_CTX_get_cert_store(tls.context) else {
+            throw TLSError(.setupFailed(reason: "no certificate store"), side: .client,
+                           openSSLErrors: OpenSSLErrorQueue.drain().lines)
+        }
+        for certificate in certificates {
+            guard X509_STORE_add_cert(store, certificate) == 1 else {
+                let errors = OpenSSLErrorQueue.drain()
+                throw TLSError(.badCertificate(path: trustAnchorPath, reason: errors.reasons), side: .client,
+                               flag: "--server_cert", openSSLErrors: errors.lines)
+            }
+        }
+        if let parameters = SSL_CTX_get0_param(tls.context) {
+            _ = X509_VERIFY_PARAM_set_flags(parameters, UInt(X509_V_FLAG_PARTIAL_CHAIN))
+        }
+        SSL_CTX_set_verify(tls.context, SSL_VERIFY_PEER, nil)
+        OpenSSLErrorQueue.clear()
+        return tls
+    }
+
+    /// A new SSL_CTX with the settings both sides share.
+    private static func make(method: OpaquePointer?, side: TLSError.Side) throws(TLSError) -> TLSContext {
+        OpenSSLErrorQueue.clear()
+        guard let method, let context = SSL_CTX_new(method) else {
+            throw TLSError(.setupFailed(reason: "SSL_CTX_new failed: \(OpenSSLErrorQueue.drain().reasons)"), side: side)
+        }
+        let tls = TLSContext(context: context, side: side)
+        guard scistream_SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION) == 1 else {
+            throw TLSError(.setupFailed(reason: "cannot require TLS 1.2: \(OpenSSLErrorQueue.drain().reasons)"), side: side)
+        }
+        // SSL_write may be retried with the same bytes at another address (Swift arrays move).
+        _ = scistream_SSL_CTX_set_mode(context, Int(SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
+        _ = SSL_CTX_set_options(context, scistream_SSL_OP_NO_RENEGOTIATION())
+        OpenSSLErrorQueue.clear()
+        return tls
+    }
+
+    // MARK: - Files
+
+    /// The biggest certificate or key file read: a PEM chain is a few kilobytes.
+    private static let maximumFileSize = 1 << 20
+
+    /// Reads a whole file, with an error naming the path and the flag that gave it.
+    private static func readFile(
+        _ path: String, flag: String, missing: (String) -> TLSError.Kind
+    ) throws(TLSError) -> [UInt8] {
+        func failure(_ detail: String) -> TLSError {
+            TLSError(missing(path), detail: detail, flag: flag)
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            let error = errno
+            throw failure(String(cString: strerror(error)))
+        }
+        defer { _ = Glibc.close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { throw failure(String(cString: strerror(errno))) }
+        guard (status.st_mode & S_IFMT) == S_IFREG else { throw failure("not a regular file") }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                let error = errno
+                if error == EINTR { continue }
+                throw failure(String(cString: strerror(error)))
+            }
+            if count == 0 { break }
+            bytes.append(contentsOf: chunk[0..<count])
+            if bytes.count > maximumFileSize { throw failure("bigger than 1 MiB: not a PEM file") }
+        }
+        return bytes
+    }
+
+    /// Every PEM certificate in `bytes`, at least one. The caller frees them.
+    static func parseCertificates(_ bytes: [UInt8], path: String, flag: String) throws(TLSError) -> [OpaquePointer] {
+        var certificates: [OpaquePointer] = []
+        let failure: [OpenSSLError] = bytes.withUnsafeBytes { raw in
+            OpenSSLErrorQueue.clear()
+            guard let bio = BIO_new_mem_buf(raw.baseAddress, Int32(raw.count)) else { return OpenSSLErrorQueue.drain() }
+            defer { BIO_free(bio) }
+            while true {
+                guard let certificate = PEM_read_bio_X509(bio, nil, { _, _, _, _ in 0 }, nil) else {
+                    let errors = OpenSSLErrorQueue.drain()
+                    // The normal end: no further "-----BEGIN" after at least one certificate.
+                    let atEnd = errors.last?.is(library: ERR_LIB_PEM, reason: PEM_R_NO_START_LINE) ?? true
+                    return atEnd && !certificates.isEmpty ? [] : errors
+                }
+                certificates.append(certificate)
+            }
+        }
+        if certificates.isEmpty || !failure.isEmpty {
+            certificates.forEach { X509_free($0) }
+            let reason: String
+            if failure.last?.is(library: ERR_LIB_PEM, reason: PEM_R_NO_START_LINE) ?? true {
+                var text = "no PEM certificate in it (expected a -----BEGIN CERTIFICATE----- block)"
+                if String(decoding: bytes, as: UTF8.self).contains("PRIVATE KEY-----") {
+                    text += flag == "--server_crt"
+                        ? "; it holds a private key: are --server_crt and --server_key swapped?"
+                        : "; it holds a private key, not a certificate"
+                }
+                reason = text
+            } else {
+                reason = failure.reasons
+            }
+            throw TLSError(.badCertificate(path: path, reason: reason), flag: flag, openSSLErrors: failure.lines)
+        }
+        return certificates
+    }
+
+    /// The PEM private key in `bytes`. The caller frees it.
+    private static func parsePrivateKey(_ bytes: [UInt8], path: String) throws(TLSError) -> OpaquePointer {
+        let result: (OpaquePointer?, [OpenSSLError]) = bytes.withUnsafeBytes { raw in
+            OpenSSLErrorQueue.clear()
+            guard let bio = BIO_new_mem_buf(raw.baseAddress, Int32(raw.count)) else { return (nil, OpenSSLErrorQueue.drain()) }
+            defer { BIO_free(bio) }
+            // A password callback that never gives one: an encrypted key fails instead of
+            // prompting on the terminal (which would block the daemon).
+            let key = PEM_read_bio_PrivateKey(bio, nil, { _, _, _, _ in 0 }, nil)
+            return (key, OpenSSLErrorQueue.drain())
+        }
+        if let key = result.0 { return key }
+        let errors = result.1
+        let text = String(decoding: bytes, as: UTF8.self)
+        let reason: String
+        if text.contains("ENCRYPTED") {
+            reason = "the key is protected by a passphrase; give an unencrypted key (openssl pkey -in KEY -out PLAIN_KEY)"
+        } else if !text.contains("PRIVATE KEY-----") {
+            reason = "no PEM private key in it (expected a -----BEGIN PRIVATE KEY----- block)"
+                + (text.contains("-----BEGIN CERTIFICATE-----") ? "; it holds a certificate: are --server_crt and --server_key swapped?" : "")
+        } else {
+            reason = errors.reasons
+        }
+        throw TLSError(.badKey(path: path, reason: reason), side: .server, flag: "--server_key", openSSLErrors: errors.lines)
+    }
+}
