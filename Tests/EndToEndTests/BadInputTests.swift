@@ -8,7 +8,7 @@ import SciStreamControl
 /// Bad input gets a clear message, a non-zero exit, and changes nothing.
 @Suite struct BadInputTests {
     static let cases: [(arguments: [String], message: String)] = [
-        (["inbound_request", "--receiver_ports", "50a1"], "'50a1' is not a port number"),
+        (["inbound_request", "--receiver_ports", "50a1"], "'50a1' is not a port"),
         (["inbound_request", "--receiver_ports", "70000"], "70000"),
         (["inbound_request", "--receiver_ports", ""], "empty"),
         (["inbound_request", "--num_conn", "0"], "--num_conn"),

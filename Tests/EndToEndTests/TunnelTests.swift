@@ -30,8 +30,8 @@ import SciStreamControl
     /// Sets up an inbound and an outbound request towards `appPort`.
     static func setUp(type: String, appPort: UInt16, range: (String, String), consumerPort: UInt16, numConn: Int = 1,
                       producer: Daemon? = nil, consumer: Daemon? = nil) async throws -> Tunnel {
-        let producer = try await producer ?? Daemon(type: type, portRange: range.0)
-        let consumer = try await consumer ?? Daemon(type: type, portRange: range.1)
+        let producer = if let producer { producer } else { try await Daemon(type: type, portRange: range.0) }
+        let consumer = if let consumer { consumer } else { try await Daemon(type: type, portRange: range.1) }
         let inbound = await Harness.s2uc(["inbound_request"] + producer.clientArguments + ["--remote_ip", "127.0.0.1", "--receiver_ports", "\(appPort)", "--num_conn", "\(numConn)"])
         guard inbound.status == 0, inbound.lines.count == 7 else {
             throw HarnessError("inbound_request failed (\(inbound.status)): \(inbound.stderr)\n\(producer.log)")

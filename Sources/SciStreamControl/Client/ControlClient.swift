@@ -68,7 +68,7 @@ public final class ControlConnection {
             return ControlConnection(stream: stream, target: target)
         } catch {
             switch error.kind {
-            case .peerIsPlaintext, .closed:
+            case .peerIsPlaintext, .closed, .handshakeFailed:
                 throw ClientError("s2cs at \(target.display) did not answer the TLS handshake (\(error)); if it runs with --ssl=False, pass --ssl False to s2uc")
             case .verificationFailed:
                 throw ClientError("TLS verification of s2cs at \(target.display) failed: \(error). Pass that s2cs's certificate with --server_cert; it must name \(target.host)")

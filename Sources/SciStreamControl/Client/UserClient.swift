@@ -196,6 +196,14 @@ public enum UserClient {
         let helloReply = try await helloConnection.call(.hello(Hello(token: token, uid: uid, role: role, prodListeners: prodListeners)), timeout: .seconds(30))
         guard case .helloReply(let helloStatus) = helloReply else { throw unexpected(helloReply, target) }
         guard helloStatus.code == .ok else {
+            // If the request itself failed, its reason is the one to report.
+            let early = Task { try await pendingReply.value }
+            let watchdog = Task { try? await Task.sleep(for: .seconds(2)); early.cancel(); pendingReply.cancel() }
+            if case .requestReply(let failed)? = try? await early.value, failed.status.code != .ok {
+                watchdog.cancel()
+                throw failure("request", failed.status, target, uid: uid)
+            }
+            watchdog.cancel()
             pendingReply.cancel()
             // The request may be pending on the s2cs: release it rather than leave it to time out.
             _ = try? await helloConnection.call(.release(Release(token: token, uid: uid)), timeout: .seconds(10))

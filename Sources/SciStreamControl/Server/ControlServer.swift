@@ -99,6 +99,8 @@ public final class ControlServer: Sendable {
                 let first = try await socket.peek(max: 3, deadline: .now + Self.frameTimeout)
                 if TLSProbe.looksLikeTLSClientHello(first) {
                     log.warning("TLS client on the plaintext control port (s2cs runs with --ssl=False): closed")
+                    // Read what it sent before closing, so that it sees a clean close rather than a reset.
+                    _ = try? await socket.read(max: 16384, deadline: .now + .milliseconds(200))
                     socket.close()
                     return
                 }

@@ -56,6 +56,32 @@ actor SessionRegistry {
 
     /// Registers the session, reserves its ports, then waits for its hello. Returns the reply.
     func request(_ request: Request) async throws(StatusError) -> RequestReply {
+        do {
+            try admit(request)
+        } catch {
+            // A hello for this uid may be on its way: tell it at once why the request failed.
+            if let uid = try? SessionID.validate(request.uid), sessions[uid] == nil {
+                rememberFailure(uid, error.status)
+                wakeHelloWatchers(uid, found: false)
+            }
+            throw error
+        }
+        return try await awaitHello(request.uid.lowercased())
+    }
+
+    /// Failed requests of the last moments, so that their hellos fail at once with the same reason.
+    private var recentFailures: [String: Status] = [:]
+    private var recentFailureOrder: [String] = []
+
+    private func rememberFailure(_ uid: String, _ status: Status) {
+        if recentFailures[uid] == nil { recentFailureOrder.append(uid) }
+        recentFailures[uid] = status
+        if recentFailureOrder.count > 1024 {
+            recentFailures[recentFailureOrder.removeFirst()] = nil
+        }
+    }
+
+    private func admit(_ request: Request) throws(StatusError) {
         guard !shuttingDown else { throw StatusError(.unavailable, "s2cs is shutting down") }
         let uid = try Self.validUID(request.uid)
         guard sessions[uid] == nil else {
@@ -89,9 +115,12 @@ actor SessionRegistry {
             await self?.expire(uid)
         }
         sessions[uid] = session
+        recentFailures[uid] = nil
         logger.debug("session requested", ["session": SessionID.shortPrefix(uid), "role": "\(request.role)", "ports": ports.map(String.init).joined(separator: ",")])
         wakeHelloWatchers(uid, found: true)
+    }
 
+    private func awaitHello(_ uid: String) async throws(StatusError) -> RequestReply {
         let prodListeners: [String]
         do {
             prodListeners = try await withCheckedThrowingContinuation { continuation in
@@ -119,7 +148,11 @@ actor SessionRegistry {
         }
         if sessions[uid] == nil {
             // The hello may overtake its request on another connection: wait a little for it.
-            guard await waitForSession(uid) else {
+            let found = recentFailures[uid] == nil ? await waitForSession(uid) : false
+            if let failure = recentFailures[uid] {
+                throw StatusError(failure.code, "the request for session \(SessionID.shortPrefix(uid)) failed: \(failure.message)")
+            }
+            guard found else {
                 throw StatusError(.notFound, "no pending request for session \(SessionID.shortPrefix(uid)) on this s2cs: send the request first (s2uc does)")
             }
         }
