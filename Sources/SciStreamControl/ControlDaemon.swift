@@ -36,6 +36,9 @@ public enum ControlDaemon {
                 return Console.runtimeError(StartupError("\(error) (or start with --ssl=False for a plaintext control channel, development only)"))
             }
         }
+        guard Socket.canBind(host: config.listenerIP, port: 0) else {
+            return Console.runtimeError(StartupError("--listener-ip \(config.listenerIP) is not an address of this host: session listeners could not bind to it (use one of this host's addresses, or 0.0.0.0)"))
+        }
         let dataPlane: DataPlane
         do {
             dataPlane = try DataPlane(type: config.type, folder: config.configFolder, dataPlaneTLS: config.dataPlaneTLS, logger: logger)

@@ -48,7 +48,7 @@ import SciStreamControl
         (["--ssl", "perhaps"], "--ssl"),
         (["--listener-ip", "1.2.3.4 5"], "1.2.3.4 5"),
         (["--whatever"], "unknown option '--whatever'"),
-        (["--hello_timeout", "-1"], "--hello_timeout"),
+        (["--hello_timeout", "-1"], "--hello-timeout"),
     ]
 
     @Test(arguments: 0..<daemonCases.count)

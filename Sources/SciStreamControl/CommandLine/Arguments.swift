@@ -11,8 +11,10 @@ public struct UsageError: Error, CustomStringConvertible, Equatable {
 
 /// One option a command accepts.
 public struct OptionSpec: Sendable {
-    /// The canonical name without dashes, words joined by `_` (e.g. `receiver_ports`).
+    /// The canonical key: the name without leading dashes, words joined by `_` (e.g. `receiver_ports`).
     public let name: String
+    /// The spelling shown in help, as the seeds write it (`listener-ip`, `receiver_ports`).
+    public let spelling: String
     /// Extra spellings without dashes (e.g. `v` for `-v`).
     public let aliases: [String]
     /// Whether the option takes a value (`--port 5000`); otherwise it is a flag (`--verbose`).
@@ -21,8 +23,9 @@ public struct OptionSpec: Sendable {
     public let help: String
     public let defaultValue: String?
 
-    public init(_ name: String, aliases: [String] = [], value valueName: String? = nil, default defaultValue: String? = nil, help: String) {
-        self.name = name
+    public init(_ spelling: String, aliases: [String] = [], value valueName: String? = nil, default defaultValue: String? = nil, help: String) {
+        self.name = ArgumentParser.normalize(spelling)
+        self.spelling = spelling
         self.aliases = aliases
         self.takesValue = valueName != nil
         self.valueName = valueName ?? ""
@@ -32,7 +35,7 @@ public struct OptionSpec: Sendable {
 
     /// How the option is shown in help: `--receiver_ports <ports>`.
     var display: String {
-        let main = name.count == 1 ? "-\(name)" : "--\(name)"
+        let main = spelling.count == 1 ? "-\(spelling)" : "--\(spelling)"
         let short = aliases.filter { $0.count == 1 }.map { "-\($0)" }
         let names = (short + [main]).joined(separator: ", ")
         return takesValue ? "\(names) <\(valueName)>" : names
@@ -48,13 +51,17 @@ public struct ParsedArguments: Sendable {
 
     /// The value given, or the option's default.
     public func value(_ name: String) -> String? {
-        values[name] ?? specs.first { $0.name == name }?.defaultValue
+        let key = ArgumentParser.normalize(name)
+        return values[key] ?? specs.first { $0.name == key }?.defaultValue
     }
 
-    public func isSet(_ name: String) -> Bool { flags.contains(name) }
+    public func isSet(_ name: String) -> Bool { flags.contains(ArgumentParser.normalize(name)) }
 
     /// Whether the user gave the option explicitly.
-    public func given(_ name: String) -> Bool { values[name] != nil || flags.contains(name) }
+    public func given(_ name: String) -> Bool {
+        let key = ArgumentParser.normalize(name)
+        return values[key] != nil || flags.contains(key)
+    }
 }
 
 public enum ArgumentParser {

@@ -26,21 +26,21 @@ public struct ServerConfiguration: Sendable {
     public static let usage = "s2cs [--listener-ip <ip>] [--port <port>] [--port-range <start-end>] [--type <type>] [--server_crt <file>] [--server_key <file>] [--ssl <bool>] [--verbose]"
 
     public static let options: [OptionSpec] = [
-        OptionSpec("listener_ip", value: "ip", default: "0.0.0.0", help: "Address the data-plane listeners bind to and that clients are told."),
+        OptionSpec("listener-ip", value: "ip", default: "0.0.0.0", help: "Address the data-plane listeners bind to and that clients are told."),
         OptionSpec("port", value: "port", default: "5000", help: "Control port (0 picks a free port and prints it)."),
         OptionSpec("bind", value: "ip", default: "0.0.0.0", help: "Address the control port binds to."),
-        OptionSpec("port_range", value: "start-end", default: "5100-5200", help: "Ports handed out to session listeners."),
+        OptionSpec("port-range", value: "start-end", default: "5100-5200", help: "Ports handed out to session listeners."),
         OptionSpec("type", value: "type", default: "Haproxy", help: "Data server: Haproxy, Nginx, Stunnel, HaproxySubprocess, StunnelSubprocess or Mock."),
         OptionSpec("verbose", aliases: ["v"], help: "Log every request (debug level)."),
-        OptionSpec("client_id", value: "id", help: "Globus Auth client id (authentication lands with a later release)."),
-        OptionSpec("client_secret", value: "secret", help: "Globus Auth client secret; without it authentication is off."),
+        OptionSpec("client-id", value: "id", help: "Globus Auth client id (authentication lands with a later release)."),
+        OptionSpec("client-secret", value: "secret", help: "Globus Auth client secret; without it authentication is off."),
         OptionSpec("server_crt", value: "file", default: "server.crt", help: "TLS certificate of the control channel."),
         OptionSpec("server_key", value: "file", default: "server.key", help: "TLS private key of the control channel."),
         OptionSpec("ssl", value: "bool", default: "True", help: "TLS on the control channel; False is for development only."),
-        OptionSpec("data_plane_tls", value: "bool", default: "True", help: "Encrypt the hop between gateways; False forwards plain TCP (trusted networks only)."),
-        OptionSpec("hello_timeout", value: "seconds", default: "180", help: "How long a request waits for its hello (env S2CS_HELLO_TIMEOUT)."),
-        OptionSpec("max_connections", value: "n", default: "4096", help: "Most control connections served at once."),
-        OptionSpec("config_folder", value: "dir", help: "Where configs, keys, logs and pid files go (default $HAPROXY_CONFIG_PATH or ~/.scistream)."),
+        OptionSpec("data-plane-tls", value: "bool", default: "True", help: "Encrypt the hop between gateways; False forwards plain TCP (trusted networks only)."),
+        OptionSpec("hello-timeout", value: "seconds", default: "180", help: "How long a request waits for its hello (env S2CS_HELLO_TIMEOUT)."),
+        OptionSpec("max-connections", value: "n", default: "4096", help: "Most control connections served at once."),
+        OptionSpec("config-folder", value: "dir", help: "Where configs, keys, logs and pid files go (default $HAPROXY_CONFIG_PATH or ~/.scistream)."),
         OptionSpec("version", help: "Show the version."),
     ]
 
@@ -75,10 +75,10 @@ public struct ServerConfiguration: Sendable {
 
         let helloText = parsed.values["hello_timeout"] ?? environment["S2CS_HELLO_TIMEOUT"] ?? "180"
         guard let helloSeconds = Double(helloText), helloSeconds > 0, helloSeconds <= 86_400 else {
-            throw UsageError("'\(helloText)' is not valid for '--hello_timeout' (or S2CS_HELLO_TIMEOUT): use seconds from 0.001 to 86400")
+            throw UsageError("'\(helloText)' is not valid for '--hello-timeout' (or S2CS_HELLO_TIMEOUT): use seconds from 0.001 to 86400")
         }
         config.helloTimeout = .milliseconds(Int64(helloSeconds * 1000))
-        config.maxConnections = try ArgumentParser.parseInt(parsed.value("max_connections") ?? "4096", option: "max_connections", range: 1...1_000_000)
+        config.maxConnections = try ArgumentParser.parseInt(parsed.value("max_connections") ?? "4096", option: "max-connections", range: 1...1_000_000)
         if let folder = parsed.value("config_folder") { config.configFolder = folder }
         else if let folder = environment["HAPROXY_CONFIG_PATH"], !folder.isEmpty { config.configFolder = folder }
         return (config, parsed)

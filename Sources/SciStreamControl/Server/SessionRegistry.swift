@@ -303,10 +303,6 @@ actor SessionRegistry {
 
     // MARK: listing and shutdown
 
-    func list() -> [(Session, ProxyStatus?)] {
-        sessions.values.sorted { $0.uid < $1.uid }.map { ($0, nil) }
-    }
-
     func snapshot() -> [Session] { sessions.values.sorted { $0.uid < $1.uid } }
 
     /// Fails every pending request and refuses new ones; returns the uids that had sessions.
