@@ -1,0 +1,230 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Every suite that builds the namespace testbed lives inside this one, so that they never run at
+/// the same time (`.serialized` applies to nested suites too).
+@Suite(.serialized) enum TestbedSuites {}
+
+/// The four-host testbed of `scripts/testbed`, as the tests use it: the real script, with a
+/// namespace prefix of this test run's own (`s2t-t<pid>-`), so that a testbed someone left up for
+/// the tutorial, or another test run on this machine, is never touched.
+final class Testbed: @unchecked Sendable {  // used by one test at a time (the suites are serialized)
+    static let script = Harness.repoRoot.appendingPathComponent("scripts/testbed").path
+    static let prefix = "s2t-t\(getpid())-"
+    static let hosts = ["producer", "producers2", "consumers2", "consumer"]
+
+    /// The environment the tutorial's commands run with: the test run's prefix, and the built
+    /// s2uc/s2cs and certs/make-dev-cert.sh first on the PATH (as an installation would put them).
+    static let environment: [String: String] = {
+        var environment = ProcessInfo.processInfo.environment
+        environment["S2T_PREFIX"] = prefix
+        environment.removeValue(forKey: "S2T_HOME")
+        environment.removeValue(forKey: "HAPROXY_CONFIG_PATH")
+        let path = environment["PATH"] ?? "/usr/bin:/bin"
+        environment["PATH"] = [Harness.productsFolder.path, Harness.repoRoot.appendingPathComponent("certs").path,
+                               path, "/usr/sbin", "/sbin"].joined(separator: ":")
+        return environment
+    }()
+
+    /// The hosts' home folders (the script's default for our prefix).
+    static var homeRoot: URL { URL(fileURLWithPath: "/tmp/\(prefix)home") }
+    static func home(_ host: String) -> URL { homeRoot.appendingPathComponent(host) }
+    static func namespace(_ host: String) -> String { prefix + host }
+
+    /// Why this machine cannot build the testbed, or nil when it can. The script probes by making
+    /// (and deleting) a namespace; it exits 3 with the reason where namespaces are not permitted.
+    static let refusal: String? = {
+        let check = script(["check"])
+        guard check.status != 0 else { return nil }
+        let reason = check.stderr.split(separator: "\n").first.map(String.init) ?? "scripts/testbed check exited \(check.status)"
+        return reason.hasPrefix("Error: ") ? String(reason.dropFirst("Error: ".count)) : reason
+    }()
+
+    /// Cancels (skips) the current test, saying why, where namespaces are not permitted.
+    static func requirePermitted() throws {
+        if let refusal {
+            print("skipping the testbed test: \(refusal)")
+            try Test.cancel("\(refusal)")
+        }
+    }
+
+    /// Runs one command line as a user would type it at the repository's root, with bash.
+    static func run(_ line: String, timeout: Duration = .seconds(120)) async -> Harness.Output {
+        await Harness.run("/bin/bash", ["-c", line], cwd: Harness.repoRoot, environment: environment, timeout: timeout)
+    }
+
+    /// Runs a script subcommand (blocking; for set-up and teardown).
+    @discardableResult
+    static func script(_ arguments: [String], prefix: String = Testbed.prefix) -> Harness.Output {
+        var environment = self.environment
+        environment["S2T_PREFIX"] = prefix
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [script] + arguments
+        process.environment = environment
+        process.currentDirectoryURL = Harness.repoRoot
+        let folder = Harness.temporaryFolder("testbed")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let out = folder.appendingPathComponent("out"), err = folder.appendingPathComponent("err")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        process.standardOutput = try? FileHandle(forWritingTo: out)
+        process.standardError = try? FileHandle(forWritingTo: err)
+        process.standardInput = FileHandle.nullDevice
+        do { try process.run() } catch { return Harness.Output(status: -1, stdout: "", stderr: "\(error)") }
+        process.waitUntilExit()
+        return Harness.Output(status: process.terminationStatus,
+                              stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+                              stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+    }
+
+    /// The namespaces that currently exist with our prefix.
+    static func namespaces(prefix: String = Testbed.prefix) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/var/run/netns")) ?? []).filter { $0.hasPrefix(prefix) }.sorted()
+    }
+
+    /// Takes down testbeds left by earlier test runs that died before their teardown (their
+    /// prefix names a process that no longer exists), then any of ours.
+    static func cleanLeftovers() {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/var/run/netns")) ?? []
+        var prefixes: Set<String> = []
+        for name in names where name.hasPrefix("s2t-t") {
+            let rest = name.dropFirst("s2t-t".count)
+            guard let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]) else { continue }
+            if pid == getpid() || !processExists(pid) { prefixes.insert("s2t-t\(pid)-") }
+        }
+        for stale in prefixes { script(["down"], prefix: stale) }
+    }
+
+    /// Brings the testbed up from nothing.
+    static func up() throws {
+        cleanLeftovers()
+        let result = script(["up"])
+        guard result.status == 0 else { throw HarnessError("scripts/testbed up failed (\(result.status)): \(result.stderr)") }
+    }
+
+    /// Takes the testbed down; returns what the script said.
+    @discardableResult
+    static func down() -> Harness.Output { script(["down"]) }
+
+    /// Runs a command inside a host, to completion.
+    static func exec(_ host: String, _ command: String) async -> Harness.Output {
+        await run("scripts/testbed exec \(host) \(command)")
+    }
+}
+
+/// When a background command counts as started.
+enum Readiness: Sendable {
+    /// This text appears in its stdout or stderr.
+    case prints(String)
+    /// Something listens on this TCP port inside this host (for programs, such as an iperf3
+    /// server, whose output to a file is block-buffered).
+    case listens(host: String, port: Int)
+}
+
+/// A long-running command (s2cs, an iperf3 server, tcpdump) started from a command line as the
+/// tutorial shows it. bash `exec`s the line, the testbed script `exec`s `ip netns exec`, which
+/// `exec`s the command: the PID we hold is the command's own, and we stop it by that PID.
+final class Background: @unchecked Sendable {  // used by one test at a time
+    let line: String
+    let process = Process()
+    let folder: URL
+
+    var stdout: String { (try? String(contentsOf: folder.appendingPathComponent("stdout"), encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOf: folder.appendingPathComponent("stderr"), encoding: .utf8)) ?? "" }
+    var pid: Int32 { process.processIdentifier }
+    var isRunning: Bool { process.isRunning }
+
+    convenience init(_ line: String, ready text: String, timeout: Duration = .seconds(20)) async throws {
+        try await self.init(line, readiness: .prints(text), timeout: timeout)
+    }
+
+    /// Starts `line` and waits until it is ready.
+    init(_ line: String, readiness: Readiness, timeout: Duration = .seconds(20)) async throws {
+        self.line = line
+        folder = Harness.temporaryFolder("bg")
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = ["-c", "exec \(line)"]
+        process.environment = Testbed.environment
+        process.currentDirectoryURL = Harness.repoRoot
+        let out = folder.appendingPathComponent("stdout"), err = folder.appendingPathComponent("stderr")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        process.standardInput = FileHandle.nullDevice
+        try runWithDefaultSignalMask(process)
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            switch readiness {
+            case .prints(let text):
+                if stdout.contains(text) || stderr.contains(text) { return }
+            case .listens(let host, let port):
+                let sockets = await Testbed.run("ip netns exec \(Testbed.namespace(host)) ss -Htln sport = :\(port)")
+                if sockets.status == 0 && !sockets.stdout.isEmpty { return }
+            }
+            if !process.isRunning { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        stop()
+        throw HarnessError("'\(line)' did not start (\(readiness); exit \(process.isRunning ? "none" : "\(process.terminationStatus)")):\n\(stdout)\n\(stderr)")
+    }
+
+    /// Waits (without blocking a cooperative thread for long) for the command to exit by itself.
+    func waitForExit(timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return !process.isRunning
+    }
+
+    /// `signal` (SIGTERM unless told), then SIGKILL after 10 s; returns once the process is reaped,
+    /// with its exit status (or signal number).
+    @discardableResult
+    func stop(_ signal: Int32 = SIGTERM) -> Int32? {
+        guard process.processIdentifier != 0 else { return nil }
+        if process.isRunning {
+            kill(process.processIdentifier, signal)
+            let deadline = Date().addingTimeInterval(10)
+            while process.isRunning && Date() < deadline { usleep(10_000) }
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+            }
+        }
+        return process.terminationStatus
+    }
+
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(at: folder)
+    }
+}
+
+/// Starts `process` from a thread whose signal mask is empty. Foundation's Process hands the
+/// calling thread's signal mask on to the child, and the threads tests run on block nearly every
+/// signal: a child started from one of them never sees SIGTERM or SIGINT (an iperf3 server or a
+/// tcpdump would then have to be killed). A terminal starts commands with nothing blocked.
+func runWithDefaultSignalMask(_ process: Process) throws {
+    final class Launch: @unchecked Sendable {  // written by the thread before it signals `done`, read after
+        let process: Process
+        var error: (any Error)? = nil
+        let done = DispatchSemaphore(value: 0)
+        init(_ process: Process) { self.process = process }
+    }
+    let launch = Launch(process)
+    let thread = Thread {
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        pthread_sigmask(SIG_SETMASK, &empty, nil)
+        do { try launch.process.run() } catch { launch.error = error }
+        launch.done.signal()
+    }
+    thread.start()
+    launch.done.wait()
+    if let error = launch.error { throw error }
+}
