@@ -1,0 +1,193 @@
+import Foundation
+import Testing
+
+/// What can be checked of the Vagrantfile and its provisioning without Vagrant or VirtualBox: the
+/// machines and addresses are the testbed's, the routes are the testbed's, the scripts parse.
+@Suite struct VagrantfileTests {
+    static let vagrantfile = Harness.repoRoot.appendingPathComponent("Vagrantfile").path
+    static let provision = Harness.repoRoot.appendingPathComponent("scripts/provision.sh").path
+
+    /// Evaluates the Vagrantfile against a stand-in for Vagrant's configuration API that records
+    /// what it is told, and prints one line per machine setting.
+    static let recorder = #"""
+        $lines = []
+        class Anything
+          def method_missing(*) = self
+          def respond_to_missing?(*) = true
+        end
+        class VMConfig
+          attr_accessor :box, :hostname
+          def initialize(machine) = @machine = machine
+          def synced_folder(source, target, **options) = $lines << "synced #{source} #{target} #{options[:type]}"
+          def provider(name) = yield(Anything.new)
+          def define(name)
+            machine = MachineConfig.new(name)
+            yield machine
+            $lines << "machine #{name} hostname=#{machine.vm.hostname}"
+          end
+          def network(kind, **options) = $lines << "network #{@machine} #{kind} #{options[:ip]} #{options[:netmask]} #{options[:virtualbox__intnet]}"
+          def provision(name, **options) = $lines << "provision #{@machine} #{name} #{options[:type]} #{options[:path]} #{options[:args].join(',')} #{options[:run] || 'once'}"
+        end
+        class MachineConfig
+          attr_reader :vm
+          def initialize(name) = @vm = VMConfig.new(name)
+        end
+        class RootConfig
+          def vm = (@vm ||= VMConfig.new(nil))
+        end
+        module Vagrant
+          def self.configure(version)
+            raise "unexpected configuration version #{version}" unless version == "2"
+            config = RootConfig.new
+            yield config
+            $lines << "box #{config.vm.box}"
+          end
+        end
+        load ARGV[0]
+        puts $lines
+        """#
+
+    struct Machine: Equatable {
+        var name: String
+        var addresses: [String] = []
+        var networks: [String] = []
+    }
+
+    /// The machines as the testbed script describes them (`scripts/testbed hosts`).
+    static func testbedMachines() -> [Machine] {
+        var machines: [Machine] = []
+        for line in Testbed.script(["hosts"]).lines {
+            let fields = line.split(separator: " ").map(String.init)
+            if machines.last?.name != fields[0] { machines.append(Machine(name: fields[0])) }
+            machines[machines.count - 1].addresses.append(fields[2])
+        }
+        return machines
+    }
+
+    @Test func theMachinesAndAddressesAreTheTestbeds() throws {
+        let expected = Self.testbedMachines()
+        #expect(expected.map(\.name) == ["producer", "producers2", "consumers2", "consumer"])
+
+        // Read without Ruby: the HOSTS table at the top.
+        let text = try String(contentsOfFile: Self.vagrantfile, encoding: .utf8)
+        var parsed: [Machine] = []
+        for line in text.split(separator: "\n") where line.contains("{ name: \"") {
+            guard let name = line.firstMatch(of: /name: "([a-z0-9]+)"/)?.1 else { continue }
+            var machine = Machine(name: String(name))
+            for match in line.matches(of: /\["(\d+\.\d+\.\d+\.\d+)", "([a-z0-9-]+)"\]/) {
+                machine.addresses.append("\(match.1)/24")
+                machine.networks.append(String(match.2))
+            }
+            parsed.append(machine)
+        }
+        #expect(parsed.map { Machine(name: $0.name, addresses: $0.addresses) } == expected)
+        Self.expectOneNetworkPerSubnet(parsed)
+    }
+
+    /// Hosts on the same /24 share one VirtualBox internal network, and each /24 has its own.
+    static func expectOneNetworkPerSubnet(_ machines: [Machine], sourceLocation: SourceLocation = #_sourceLocation) {
+        var networkOfSubnet: [String: String] = [:]
+        for machine in machines {
+            #expect(machine.networks.count == machine.addresses.count, sourceLocation: sourceLocation)
+            for (address, network) in zip(machine.addresses, machine.networks) {
+                let subnet = address.split(separator: ".").prefix(3).joined(separator: ".")
+                if let known = networkOfSubnet[subnet] {
+                    #expect(known == network, "\(machine.name): \(address) on \(network), but \(subnet).0/24 is \(known)", sourceLocation: sourceLocation)
+                }
+                networkOfSubnet[subnet] = network
+            }
+        }
+        #expect(Set(networkOfSubnet.values).count == networkOfSubnet.count, "\(networkOfSubnet)", sourceLocation: sourceLocation)
+        #expect(networkOfSubnet.count == 3, sourceLocation: sourceLocation)
+    }
+
+    @Test func evaluatedByRubyTheVagrantfileDefinesTheTestbed() async throws {
+        let ruby = await Harness.run("/bin/bash", ["-c", "command -v ruby"])
+        guard ruby.status == 0 else {
+            print("ruby is not installed: the Vagrantfile was checked by reading it only (.ci/run installs ruby)")
+            try Test.cancel("ruby is not installed")
+        }
+        let folder = Harness.temporaryFolder("vagrant")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let script = folder.appendingPathComponent("recorder.rb")
+        try Self.recorder.write(to: script, atomically: true, encoding: .utf8)
+        let syntax = await Harness.run("/bin/bash", ["-c", "ruby -c \(Self.vagrantfile)"])
+        #expect(syntax.stdout == "Syntax OK\n", "\(syntax.stderr)")
+
+        let result = await Harness.run("/bin/bash", ["-c", "ruby \(script.path) \(Self.vagrantfile)"], cwd: Harness.repoRoot)
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.lines
+        #expect(lines.contains("box debian/bookworm64"), "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("synced . /vagrant rsync") }, "\(lines)")
+
+        var machines: [Machine] = []
+        for line in lines where line.hasPrefix("network ") {
+            let fields = line.split(separator: " ").map(String.init)
+            #expect(fields.count == 6 && fields[2] == "private_network" && fields[4] == "255.255.255.0", "\(line)")
+            guard fields.count == 6 else { continue }
+            if machines.last?.name != fields[1] { machines.append(Machine(name: fields[1])) }
+            machines[machines.count - 1].addresses.append("\(fields[3])/24")
+            machines[machines.count - 1].networks.append(fields[5])
+        }
+        #expect(machines.map { Machine(name: $0.name, addresses: $0.addresses) } == Self.testbedMachines())
+        Self.expectOneNetworkPerSubnet(machines)
+
+        for machine in Self.testbedMachines() {
+            #expect(lines.contains("machine \(machine.name) hostname=\(machine.name)"))
+            // Built once by scripts/provision.sh, routes set on every boot.
+            #expect(lines.contains("provision \(machine.name) build shell scripts/provision.sh \(machine.name) once"), "\(lines)")
+            #expect(lines.contains("provision \(machine.name) routes shell scripts/provision.sh --routes-only,\(machine.name) always"), "\(lines)")
+        }
+    }
+
+    @Test func provisioningParsesAndSetsTheTestbedsRoutes() async throws {
+        for script in ["scripts/provision.sh", "scripts/testbed", "scripts/demo", "certs/make-dev-cert.sh", "certs/make-testbed-certs.sh"] {
+            let syntax = await Harness.run("/bin/bash", ["-n", Harness.repoRoot.appendingPathComponent(script).path])
+            #expect(syntax.status == 0, "bash -n \(script): \(syntax.stderr)")
+        }
+        let routes = await Harness.run("/bin/bash", [Self.provision, "--print-routes"])
+        #expect(routes.status == 0)
+        #expect(routes.stdout == Testbed.script(["routes"]).stdout)
+        #expect(routes.stdout == TestbedSuites.TestbedScriptTests.expectedRoutes)
+
+        let text = try String(contentsOfFile: Self.provision, encoding: .utf8)
+        // It installs the toolchain, builds, and puts the commands on the PATH.
+        #expect(text.contains("https://download.swift.org/swift-$swift_version-release/debian12/"))
+        #expect(text.contains("swift_version=${SWIFT_VERSION:-6.3.1}"))
+        #expect(text.contains("gpg --batch --verify"))
+        #expect(text.contains("install -m 755 \"$bin/s2uc\" \"$bin/s2cs\" \"$source_dir/certs/make-dev-cert.sh\" /usr/local/bin/"))
+        // The packages are those CI installs, plus the toolchain's.
+        let ci = try String(contentsOf: Harness.repoRoot.appendingPathComponent("scripts/install-deps"), encoding: .utf8)
+        let ciPackages = ci.split(separator: "\n").first { $0.contains("haproxy") }?.split(separator: " ").map(String.init) ?? []
+        #expect(!ciPackages.isEmpty)
+        for package in ciPackages where package.first?.isLetter == true {
+            #expect(text.contains(" \(package)"), "provision.sh does not install \(package)")
+        }
+
+        let unknown = await Harness.run("/bin/bash", [Self.provision, "router"])
+        #expect(unknown.status == 64)
+        #expect(unknown.stderr.hasPrefix("Error: unknown host 'router'"))
+    }
+
+    @Test func testbedCertificatesNameEachGatewaysAddresses() async throws {
+        let folder = Harness.temporaryFolder("testbed-certs")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let made = await Harness.run("/bin/bash", [Harness.repoRoot.appendingPathComponent("certs/make-testbed-certs.sh").path, "-o", folder.path])
+        #expect(made.status == 0, "\(made.stderr)")
+        let expected = [
+            "producers2": ("192.168.10.11", "IP Address:192.168.10.11, IP Address:192.168.20.10"),
+            "consumers2": ("192.168.30.10", "IP Address:192.168.30.10, IP Address:192.168.20.11"),
+        ]
+        for (gateway, (commonName, names)) in expected {
+            let crt = folder.appendingPathComponent("\(gateway)/server.crt").path
+            let shown = await Harness.run("/bin/bash", ["-c", "openssl x509 -in \(crt) -noout -subject -ext subjectAltName"])
+            #expect(shown.lines == ["subject=CN = \(commonName)", "X509v3 Subject Alternative Name: ", "    \(names)"], "\(shown.stdout)")
+            let key = folder.appendingPathComponent("\(gateway)/server.key").path
+            let mode = try FileManager.default.attributesOfItem(atPath: key)[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+        }
+        let bad = await Harness.run("/bin/bash", [Harness.repoRoot.appendingPathComponent("certs/make-testbed-certs.sh").path, "-o", folder.path, "producer"])
+        #expect(bad.status == 64)
+        #expect(bad.stderr == "Error: unknown gateway 'producer': use producers2 or consumers2\n")
+    }
+}
