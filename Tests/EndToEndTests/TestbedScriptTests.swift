@@ -46,7 +46,7 @@ extension TestbedSuites {
                 let routes = await Testbed.run("ip -n \(namespace) -4 route show")
                 let viaRoutes = routes.lines.filter { $0.contains(" via ") }
                 switch host {
-                case "producers2": #expect(viaRoutes == ["192.168.30.10 via 192.168.20.11 dev eth2 "])
+                case "producers2": #expect(viaRoutes == ["192.168.30.10 via 192.168.20.11 dev eth2 "], "\(routes.stdout)")
                 case "consumers2": #expect(viaRoutes == ["192.168.10.11 via 192.168.20.10 dev eth1 "])
                 default: #expect(viaRoutes.isEmpty, "\(host) must have no route beyond its subnet: \(routes.stdout)")
                 }
