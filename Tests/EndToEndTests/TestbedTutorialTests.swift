@@ -70,11 +70,10 @@ final class TutorialRun: @unchecked Sendable {  // used by one test at a time
     }
 
     /// What a reader of the tutorial would see: our test run's namespace prefix is the default one,
-    /// the uid is the placeholder.
+    /// and a session id is the placeholder `<uid>`.
     func normalize(_ text: String) -> String {
-        var text = text.replacingOccurrences(of: Testbed.prefix, with: "s2t-")
-        if uid != "<uid>" { text = text.replacingOccurrences(of: uid, with: "<uid>") }
-        return text
+        text.replacingOccurrences(of: Testbed.prefix, with: "s2t-")
+            .replacing(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/, with: "<uid>")
     }
 
     /// The tutorial's own entry for this command: the next one in the document with this line.
@@ -160,7 +159,7 @@ extension TestbedSuites {
                 let client = await tutorial.run(Tutorial.iperfClient)
                 #expect(client.status == 0, "iperf3 -c failed: \(client.stdout)\n\(client.stderr)\n\(consumers2.stderr)\n\(producers2.stderr)")
                 let received = Self.receivedBytes(client.stdout)
-                #expect(received > 1 << 20, "iperf3 reports \(received) bytes received: \(client.stdout)")
+                #expect(received > Double(1 << 20), "iperf3 reports \(received) bytes received: \(client.stdout)")
             }
 
             let listening = await tutorial.run(Tutorial.listening)

@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension TestbedSuites {
+    /// docs/troubleshooting.md quotes error messages; this suite makes each of those mistakes in the
+    /// testbed, with the tutorial's hosts and addresses, and checks that the guide quotes exactly the
+    /// message this code prints, and quotes no message that the code does not print.
+    @Suite struct TestbedTroubleshootingTests {
+        static let guide = "docs/troubleshooting.md"
+
+        /// The error lines the guide quotes: lines of its ```text blocks that start like an error.
+        static func quotedErrors() throws -> Set<String> {
+            let text = try DocsTests.text(guide)
+            var quoted: Set<String> = []
+            var inText = false
+            for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+                let line = rawLine.trimmingCharacters(in: .whitespaces)  // fences may be indented in lists
+                if line.hasPrefix("```") { inText = !inText && line == "```text"; continue }
+                if inText && (line.hasPrefix("Error: ") || line.hasPrefix("iperf3: error")) { quoted.insert(String(line)) }
+            }
+            return quoted
+        }
+
+        /// Collects the first error line of each mistake.
+        final class Mistakes: @unchecked Sendable {  // used by one test at a time
+            var messages: [String: String] = [:]
+
+            func record(_ name: String, _ output: Harness.Output, status: Int32 = 1, sourceLocation: SourceLocation = #_sourceLocation) {
+                #expect(output.status == status, "\(name): exit \(output.status)", sourceLocation: sourceLocation)
+                let line = output.stderr.split(separator: "\n").first { $0.hasPrefix("Error: ") || $0.hasPrefix("iperf3: error") }
+                guard let line else {
+                    Issue.record("\(name): no error message; stderr: \(output.stderr) stdout: \(output.stdout)", sourceLocation: sourceLocation)
+                    return
+                }
+                messages[name] = String(line)
+            }
+        }
+
+        @Test func theGuideQuotesTheMessagesOfTheseMistakes() async throws {
+            try Testbed.requirePermitted()
+            var started: [Background] = []
+            defer {
+                for background in started.reversed() { background.stop() }
+                Testbed.down()
+            }
+            try Testbed.up()
+            let mistakes = Mistakes()
+            func exec(_ host: String, _ command: String) async -> Harness.Output { await Testbed.exec(host, command) }
+            func start(_ host: String, _ command: String, port: Int) async throws -> Background {
+                let background = try await Background("scripts/testbed exec \(host) \(command)", readiness: .listens(host: host, port: port))
+                started.append(background)
+                return background
+            }
+            let inbound = "s2uc inbound_request --s2cs 192.168.10.11:5007 --remote_ip 192.168.10.10 --receiver_ports 5001"
+
+            // Certificates not made yet: s2cs has none to present, s2uc none to trust.
+            mistakes.record("s2cs without certificate", await exec("producers2", "s2cs --port=5007 --listener-ip=192.168.10.11 --type=Mock"))
+            mistakes.record("s2uc without certificate", await exec("producer", inbound))
+            for step in [Tutorial.producers2Certificate, Tutorial.consumers2Certificate, Tutorial.producerTrustsProducers2, Tutorial.consumerTrustsConsumers2] {
+                #expect(await Testbed.run(step).status == 0)
+            }
+
+            // No s2cs yet.
+            mistakes.record("s2cs not running", await exec("producer", inbound))
+
+            // The tutorial's s2cs (Mock: these mistakes are all on the control channel), then mistakes
+            // in starting more.
+            started.append(try await Background("scripts/testbed exec producers2 s2cs --port=5007 --listener-ip=192.168.10.11 --type=Mock", ready: "s2cs listening on"))
+            mistakes.record("control port in use", await exec("producers2", "s2cs --port=5007 --listener-ip=192.168.10.11 --type=Mock"))
+            mistakes.record("listener-ip of another host", await exec("consumers2", "s2cs --port=5007 --listener-ip=192.168.10.11 --type=Mock"))
+            mistakes.record("unknown type", await exec("consumers2", "s2cs --port=5007 --listener-ip=192.168.30.10 --type=haproxy2"), status: 64)
+
+            // The consumer dials an address it has no route to (the original tutorial's 192.168.20.x).
+            mistakes.record("s2cs unreachable", await exec("consumer", "s2uc outbound_request --s2cs 192.168.20.11:5007 --receiver_ports 5100 4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3 192.168.10.11:5100"))
+            mistakes.record("application dials the far gateway", await exec("consumer", "iperf3 -c 192.168.20.10 -p 5100 -t 5"))
+
+            // The wrong certificate: another gateway's, or one that does not name the address dialled.
+            #expect(await Testbed.run("scripts/testbed cp consumers2:server.crt producer:consumers2.crt").status == 0)
+            mistakes.record("another gateway's certificate", await exec("producer", inbound + " --server_cert consumers2.crt"))
+            #expect(await exec("producers2", "bash -c 'mkdir -p byname && make-dev-cert.sh -o byname producers2'").status == 0)
+            started.append(try await start("producers2", "s2cs --port=5008 --listener-ip=192.168.10.11 --type=Mock --server_crt byname/server.crt --server_key byname/server.key", port: 5008))
+            #expect(await Testbed.run("scripts/testbed cp producers2:byname/server.crt producer:byname.crt").status == 0)
+            mistakes.record("certificate without the address", await exec("producer", "s2uc inbound_request --s2cs 192.168.10.11:5008 --server_cert byname.crt"))
+
+            // TLS on one end only.
+            mistakes.record("--ssl False against TLS", await exec("producer", inbound + " --ssl False"))
+            started.append(try await start("producers2", "s2cs --port=5009 --listener-ip=192.168.10.11 --type=Mock --ssl=False", port: 5009))
+            mistakes.record("TLS against --ssl=False", await exec("producer", "s2uc inbound_request --s2cs 192.168.10.11:5009"))
+
+            // A session as in the tutorial, then port conflicts.
+            let session = await exec("producer", inbound)
+            #expect(session.status == 0, "\(session.stderr)")
+            let uid = String(session.lines.dropFirst().first?.prefix(36) ?? "")
+            started.append(try await start("consumers2", "s2cs --port=5007 --listener-ip=192.168.30.10 --type=Mock", port: 5007))
+            let outbound = await exec("consumer", "s2uc outbound_request --s2cs 192.168.30.10:5007 --receiver_ports 5100 \(uid) 192.168.10.11:5100")
+            #expect(outbound.status == 0, "\(outbound.stderr)")
+            mistakes.record("receiver port in use", await exec("consumer", "s2uc outbound_request --s2cs 192.168.30.10:5007 --receiver_ports 5100 4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3 192.168.10.11:5101"))
+            started.append(try await start("producers2", "s2cs --port=5010 --listener-ip=192.168.10.11 --type=Mock --port-range=5300-5301", port: 5010))
+            mistakes.record("port range exhausted", await exec("producer", "s2uc inbound_request --s2cs 192.168.10.11:5010 --remote_ip 192.168.10.10 --receiver_ports 5001"))
+
+            // uids.
+            mistakes.record("uid cut short", await exec("consumer", "s2uc outbound_request --s2cs 192.168.30.10:5007 4f8583bc 192.168.10.11:5100"), status: 64)
+            mistakes.record("release of an unknown uid", await exec("producer", "s2uc release 4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3 --s2cs 192.168.10.11:5007"))
+            #expect(await exec("producer", inbound + " --mock True").status == 0)
+            mistakes.record("--mock True twice", await exec("producer", inbound + " --mock True"))
+
+            // Authentication.
+            mistakes.record("login", await exec("consumer", "s2uc login --scope abc"))
+
+            let quoted = try Self.quotedErrors()
+            for (name, message) in mistakes.messages.sorted(by: { $0.key < $1.key }) {
+                #expect(quoted.contains(message), "\(Self.guide) does not quote the message of '\(name)':\n\(message)")
+            }
+            let produced = Set(mistakes.messages.values)
+            for message in quoted.sorted() where !produced.contains(message) {
+                Issue.record("\(Self.guide) quotes a message no test produces:\n\(message)")
+            }
+        }
+    }
+}
