@@ -163,7 +163,10 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
         }
     }
 
-    deinit { stop() }
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(at: folder)
+    }
 }
 
 struct HarnessError: Error, CustomStringConvertible {
