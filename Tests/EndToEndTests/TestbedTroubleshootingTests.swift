@@ -119,5 +119,79 @@ extension TestbedSuites {
                 Issue.record("\(Self.guide) quotes a message no test produces:\n\(message)")
             }
         }
+
+        /// The guide's answers about the data plane, with each real proxy: proxies left by a killed
+        /// s2cs are stopped by the next s2cs (their pid files are in ~/.scistream), and a tunnel
+        /// opened with another session's uid lets nothing through to the application.
+        @Test(arguments: ["Haproxy", "Nginx", "Stunnel"])
+        func theDataPlaneAnswersHold(type: String) async throws {
+            try Testbed.requirePermitted()
+            var started: [Background] = []
+            defer {
+                for background in started.reversed() { background.stop() }
+                Testbed.down()
+            }
+            try Testbed.up()
+            for step in [Tutorial.producers2Certificate, Tutorial.consumers2Certificate, Tutorial.producerTrustsProducers2, Tutorial.consumerTrustsConsumers2] {
+                #expect(await Testbed.run(step).status == 0)
+            }
+            func start(_ template: String) async throws -> Background {
+                let line = template.replacingOccurrences(of: "--type=Haproxy", with: "--type=\(type)")
+                let background = try await Background(line, ready: "s2cs listening on")
+                started.append(background)
+                return background
+            }
+            _ = try await start(Tutorial.producers2S2CS)
+            let consumers2 = try await start(Tutorial.consumers2S2CS)
+            let inbound = await Testbed.run(Tutorial.inbound)
+            try #require(inbound.status == 0, "\(inbound.stderr)")
+            let uid = String(inbound.lines.dropFirst().first?.prefix(36) ?? "")
+            let outbound = await Testbed.run(Tutorial.outbound.replacingOccurrences(of: "<uid>", with: uid))
+            try #require(outbound.status == 0, "\(outbound.stderr)")
+
+            // Another session's uid on the consumer side: the producer side refuses the tunnel and
+            // the producer application sees no connection at all.
+            let wrong = await Testbed.exec("consumer", "s2uc outbound_request --s2cs 192.168.30.10:5007 --receiver_ports 5105 4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3 192.168.10.11:5101")
+            #expect(wrong.status == 0, "the consumer side cannot know the uid is wrong: \(wrong.stderr)")
+            let server = try await Background("scripts/testbed exec producer iperf3 -s -p 5001", readiness: .listens(host: "producer", port: 5001))
+            started.append(server)
+            let syns = try await Background("scripts/testbed exec producer tcpdump -i eth1 -n -c 1 'tcp[tcpflags] & tcp-syn != 0 and dst port 5001'", ready: "listening on eth1")
+            started.append(syns)
+            let attempt = await Testbed.exec("consumer", "iperf3 -c 192.168.30.10 -p 5105 -t 1")
+            #expect(attempt.status != 0, "iperf3 went through a tunnel opened with the wrong uid: \(attempt.stdout)")
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(syns.isRunning, "a connection reached the producer application: \(syns.stdout)")
+            syns.stop(SIGINT)
+            #expect(syns.stderr.contains("0 packets captured"), "\(syns.stderr)")
+            // The right uid still works.
+            let right = await Testbed.run(Tutorial.iperfClient.replacingOccurrences(of: "-t 5", with: "-t 1"))
+            #expect(right.status == 0, "\(right.stdout) \(right.stderr)")
+
+            // s2cs killed without a chance to clean up: its proxy stays, with its pid file.
+            let scistream = Testbed.home("consumers2").appendingPathComponent(".scistream")
+            let pidText = try String(contentsOf: scistream.appendingPathComponent("\(uid).pid"), encoding: .utf8)
+            let proxy = try #require(Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)), "pid file: \(pidText)")
+            #expect(isAlive(proxy))
+            consumers2.stop(SIGKILL)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(isAlive(proxy), "the proxy went with s2cs: nothing to clean up")
+            let listed = await Testbed.exec("consumers2", "bash -c 'ps -ef | grep \"haproxy\\|stunnel\\|nginx\" | grep -v grep'")
+            #expect(listed.stdout.contains(" \(proxy) "), "ps does not list the left proxy \(proxy): \(listed.stdout)")
+            // The next s2cs with the same folder stops it.
+            let again = try await start(Tutorial.consumers2S2CS)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while isAlive(proxy) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            #expect(!isAlive(proxy), "the next s2cs did not stop the left proxy \(proxy)")
+            #expect(again.stderr.contains("stopped proxies left by an earlier s2cs"), "\(again.stderr)")
+        }
     }
+}
+
+/// Whether a process is alive: it exists and is not a zombie waiting for a parent that may never
+/// reap it (a proxy whose s2cs was killed is reparented).
+func isAlive(_ pid: Int32) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return false }
+    let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+    return state != "Z" && state != "X"
 }
