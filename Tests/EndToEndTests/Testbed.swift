@@ -51,9 +51,39 @@ final class Testbed: @unchecked Sendable {  // used by one test at a time (the s
         }
     }
 
-    /// Runs one command line as a user would type it at the repository's root, with bash.
+    /// Runs one command line as a user would type it at the repository's root, with bash, to
+    /// completion; after `timeout` it is stopped (SIGTERM, then SIGKILL) and reported as failed.
     static func run(_ line: String, timeout: Duration = .seconds(120)) async -> Harness.Output {
-        await Harness.run("/bin/bash", ["-c", line], cwd: Harness.repoRoot, environment: environment, timeout: timeout)
+        let folder = Harness.temporaryFolder("run")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let out = folder.appendingPathComponent("out"), err = folder.appendingPathComponent("err")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = ["-c", line]
+        process.environment = environment
+        process.currentDirectoryURL = Harness.repoRoot
+        process.standardOutput = try? FileHandle(forWritingTo: out)
+        process.standardError = try? FileHandle(forWritingTo: err)
+        process.standardInput = FileHandle.nullDevice
+        do { try runWithDefaultSignalMask(process) } catch { return Harness.Output(status: -1, stdout: "", stderr: "\(error)") }
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        var timedOut = ""
+        if process.isRunning {
+            kill(process.processIdentifier, SIGTERM)
+            let grace = ContinuousClock.now + .seconds(5)
+            while process.isRunning && ContinuousClock.now < grace { try? await Task.sleep(for: .milliseconds(10)) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            timedOut = "\n(stopped after \(timeout): '\(line)' did not finish)"
+        }
+        return Harness.Output(status: timedOut.isEmpty ? process.terminationStatus : -1,
+                              stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+                              stderr: ((try? String(contentsOf: err, encoding: .utf8)) ?? "") + timedOut)
     }
 
     /// Runs a script subcommand (blocking; for set-up and teardown).
