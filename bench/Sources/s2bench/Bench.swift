@@ -29,10 +29,11 @@ enum Bench {
         OptionSpec("open_concurrency", value: "n", default: "128", help: "Connections being opened (TCP + TLS handshake) at once."),
         OptionSpec("server_pid", value: "pid", help: "The s2cs's pid: report its RSS (VmRSS) and open descriptors at each step."),
         OptionSpec("timeout", value: "seconds", default: "120", help: "Longest wait for each phase."),
+        OptionSpec("hold_connections", help: "Keep every connection open to the end (2N at the peak) instead of closing each when s2uc would."),
     ]
 
     static let setupsUsage = "s2bench setups --s2cs <host:port> (--tls <cert> | --plain) [--sessions <n>] [--concurrency <c>] [--warmup <n>] [--separate-release] [--num-conn <n>]"
-    static let pendingUsage = "s2bench pending --s2cs <host:port> (--tls <cert> | --plain) [--sessions <n>] [--open-concurrency <n>] [--server-pid <pid>] [--timeout <seconds>]"
+    static let pendingUsage = "s2bench pending --s2cs <host:port> (--tls <cert> | --plain) [--sessions <n>] [--open-concurrency <n>] [--server-pid <pid>] [--timeout <seconds>] [--hold-connections]"
 
     static var topHelp: String {
         """
@@ -181,9 +182,11 @@ enum Bench {
             throw BenchError("this process may open only \(limit) descriptors, and \(sessions) pending sessions need \(2 * sessions + 64): raise the hard limit (ulimit -Hn)")
         }
         let benchmark = PendingBenchmark(steps: steps, sessions: sessions, openConcurrency: openConcurrency,
-                                         serverPID: pid, phaseTimeout: .seconds(timeout))
+                                         serverPID: pid, phaseTimeout: .seconds(timeout),
+                                         holdConnections: parsed.isSet("hold_connections"))
         let report = await benchmark.run()
-        printLines([("mode", "pending"), ("tls", steps.target.tls == nil ? "off" : "on")]
+        printLines([("mode", "pending"), ("tls", steps.target.tls == nil ? "off" : "on"),
+                    ("connections", parsed.isSet("hold_connections") ? "held" : "as-s2uc")]
                    + report.lines.filter { $0.0 != "error" })
         for (key, message) in report.lines where key == "error" { Console.err("Error: \(message)") }
         return report.failed ? ExitCode.failure : ExitCode.success

@@ -9,14 +9,18 @@ import SciStreamWire
 ///      one more whole session set up meanwhile;
 ///   1  open the hello connection, send the hello; the request's reply must arrive OK;
 ///   2  send the update on the hello connection (N sessions active);
-///   3  send the release.
-/// Every connection stays open until the end, so the server holds 2N control connections at the peak.
+///   3  send the release, on a connection of its own (as `s2uc release`).
+/// Connections live as long as in s2uc: the request's closes when its reply is in, the hello's after
+/// the update (s2uc exits), so the server holds N connections while the N requests are pending.
+/// With `holdConnections` every connection stays open to the end instead (2N at the peak, all
+/// through phase 2), and the release goes on the hello's connection.
 struct PendingBenchmark {
     let steps: SessionSteps
     let sessions: Int
     let openConcurrency: Int
     let serverPID: Int32?
     let phaseTimeout: Duration
+    let holdConnections: Bool
 
     enum Phase {
         static let request = 0, hello = 1, update = 2, release = 3
@@ -35,7 +39,9 @@ struct PendingBenchmark {
         if let pid = serverPID {
             report.add("server_fd_limit", ProcessProbe.descriptorLimit(pid: pid).map(String.init) ?? "unknown")
             report.add("rss_idle_kib", ProcessProbe.residentKiB(pid: pid).map(String.init) ?? "unknown")
+            report.add("rss_anon_idle_kib", ProcessProbe.anonymousResidentKiB(pid: pid).map(String.init) ?? "unknown")
         }
+        let fdsIdle = serverPID.flatMap { ProcessProbe.openDescriptors(pid: $0) } ?? 0
         let before: [String: Int]
         do { before = try await steps.states() } catch {
             report.add("error", "the server does not answer list: \(error)")
@@ -47,8 +53,9 @@ struct PendingBenchmark {
         let barrier = PhaseBarrier(participants: sessions)
         let limiter = Limiter(permits: openConcurrency)
         let steps = self.steps
+        let hold = holdConnections
         let sessionTasks = (0..<sessions).map { _ in
-            Task { await Self.session(steps: steps, barrier: barrier, limiter: limiter) }
+            Task { await Self.session(steps: steps, barrier: barrier, limiter: limiter, hold: hold) }
         }
         defer { sessionTasks.forEach { $0.cancel() } }
 
@@ -75,6 +82,7 @@ struct PendingBenchmark {
         report.add("list_ms", format(listTime.milliseconds, decimals: 1))
         if let pid = serverPID {
             report.add("rss_pending_kib", ProcessProbe.residentKiB(pid: pid).map(String.init) ?? "unknown")
+            report.add("rss_anon_pending_kib", ProcessProbe.anonymousResidentKiB(pid: pid).map(String.init) ?? "unknown")
             report.add("fds_pending", ProcessProbe.openDescriptors(pid: pid).map(String.init) ?? "unknown")
         }
         guard pending >= sessions else {
@@ -103,7 +111,15 @@ struct PendingBenchmark {
         await barrier.open(Phase.update)
         guard await finish(Phase.update, barrier, &report) else { return report }
         if let pid = serverPID {
+            if !holdConnections {
+                // The clients have closed their connections; give the server a moment to see it.
+                let settle = clock.now + .seconds(5)
+                while clock.now < settle, (ProcessProbe.openDescriptors(pid: pid) ?? 0) > fdsIdle + 16 {
+                    try? await Task.sleep(for: .milliseconds(10))
+                }
+            }
             report.add("rss_active_kib", ProcessProbe.residentKiB(pid: pid).map(String.init) ?? "unknown")
+            report.add("rss_anon_active_kib", ProcessProbe.anonymousResidentKiB(pid: pid).map(String.init) ?? "unknown")
             report.add("fds_active", ProcessProbe.openDescriptors(pid: pid).map(String.init) ?? "unknown")
         }
         if let active = try? await steps.states()["active", default: 0] {
@@ -118,6 +134,7 @@ struct PendingBenchmark {
         report.add("sessions_left", "\(after.values.reduce(0, +) - already)")
         if let pid = serverPID {
             report.add("rss_released_kib", ProcessProbe.residentKiB(pid: pid).map(String.init) ?? "unknown")
+            report.add("rss_anon_released_kib", ProcessProbe.anonymousResidentKiB(pid: pid).map(String.init) ?? "unknown")
             report.add("rss_peak_kib", ProcessProbe.peakResidentKiB(pid: pid).map(String.init) ?? "unknown")
         }
         report.add("errors", "0")
@@ -146,48 +163,27 @@ struct PendingBenchmark {
     }
 
     /// One session's part: each phase when the driver opens it.
-    private static func session(steps: SessionSteps, barrier: PhaseBarrier, limiter: Limiter) async {
+    private static func session(steps: SessionSteps, barrier: PhaseBarrier, limiter: Limiter, hold: Bool) async {
         let uid = SessionID.random()
         await barrier.waitUntilOpen(Phase.request)
-        await limiter.acquire()
-        let requestConnection: ControlConnection
-        do {
-            requestConnection = try await steps.open()
-        } catch {
-            await limiter.release()
-            await barrier.fail(Phase.request, "request connection: \(error)")
-            return
-        }
-        await limiter.release()
+        // As in s2uc, the request's reply is read by a task of its own. Each connection sits in a slot,
+        // its only owner, which this task empties when s2uc would have exited (after the update).
+        guard let requestSlot = await open(steps, limiter, barrier, Phase.request, "request connection") else { return }
         let request = steps.request(uid: uid)
-        // The reply task returns the connection too, so that it stays open to the end, as it does
-        // in an s2uc process.
-        let pendingReply = Task { () async throws -> Answer in
-            let reply = try await requestConnection.call(request)
-            return Answer(reply: reply, held: Held(requestConnection))
+        let pendingReply = Task { () async throws -> Message in
+            try await requestSlot.get().call(request)
         }
         defer { pendingReply.cancel() }
         await barrier.arrive(Phase.request)
 
         await barrier.waitUntilOpen(Phase.hello)
-        await limiter.acquire()
-        let helloConnection: ControlConnection
-        do {
-            helloConnection = try await steps.open()
-        } catch {
-            await limiter.release()
-            await barrier.fail(Phase.hello, "hello connection: \(error)")
-            return
-        }
-        await limiter.release()
+        guard let helloSlot = await open(steps, limiter, barrier, Phase.hello, "hello connection") else { return }
         let targets: [String]
-        var held: Held? = nil
         do {
-            try await steps.sendHello(uid: uid, on: helloConnection)
-            let answer: Answer
-            do { answer = try await pendingReply.value } catch { throw BenchError("request: \(error)") }
-            held = answer.held
-            targets = try steps.checkRequestReply(answer.reply)
+            try await steps.sendHello(uid: uid, on: helloSlot.get())
+            let reply: Message
+            do { reply = try await pendingReply.value } catch { throw BenchError("request: \(error)") }
+            targets = try steps.checkRequestReply(reply)
         } catch {
             await barrier.fail(Phase.hello, "\(error)")
             return
@@ -195,30 +191,56 @@ struct PendingBenchmark {
         await barrier.arrive(Phase.hello)
 
         await barrier.waitUntilOpen(Phase.update)
-        do { try await steps.sendUpdate(uid: uid, targets: targets, on: helloConnection) } catch {
+        do { try await steps.sendUpdate(uid: uid, targets: targets, on: helloSlot.get()) } catch {
             await barrier.fail(Phase.update, "\(error)")
             return
+        }
+        if !hold {
+            // s2uc exits here: both its connections close.
+            requestSlot.connection = nil
+            helloSlot.connection = nil
         }
         await barrier.arrive(Phase.update)
 
         await barrier.waitUntilOpen(Phase.release)
-        do { try await steps.sendRelease(uid: uid, on: helloConnection) } catch {
+        var releaseSlot = helloSlot
+        if !hold {
+            // `s2uc release` opens a connection of its own.
+            guard let slot = await open(steps, limiter, barrier, Phase.release, "release connection") else { return }
+            releaseSlot = slot
+        }
+        do { try await steps.sendRelease(uid: uid, on: releaseSlot.get()) } catch {
             await barrier.fail(Phase.release, "\(error)")
             return
         }
         await barrier.arrive(Phase.release)
-        withExtendedLifetime(held) {}
     }
 
-    /// A connection handed from the task that used it to the one that keeps it open; neither uses it
-    /// afterwards, so no two tasks ever touch it at once.
-    private final class Held: @unchecked Sendable {
-        let connection: ControlConnection
+    /// Opens a connection with at most `limiter`'s permits of opens in flight; nil (and the session
+    /// failed at `phase`) when it cannot.
+    private static func open(_ steps: SessionSteps, _ limiter: Limiter, _ barrier: PhaseBarrier, _ phase: Int,
+                             _ what: String) async -> Slot? {
+        await limiter.acquire()
+        do {
+            let slot = Slot(try await steps.open())
+            await limiter.release()
+            return slot
+        } catch {
+            await limiter.release()
+            await barrier.fail(phase, "\(what): \(error)")
+            return nil
+        }
+    }
+
+    /// Holds a connection until the session lets it go. The reply task reads it once, at its start;
+    /// the session task clears it only after awaiting that task's result, so the two never overlap.
+    private final class Slot: @unchecked Sendable {
+        var connection: ControlConnection?
         init(_ connection: ControlConnection) { self.connection = connection }
-    }
 
-    private struct Answer: Sendable {
-        let reply: Message
-        let held: Held
+        func get() throws(BenchError) -> ControlConnection {
+            guard let connection else { throw BenchError("the connection was closed") }
+            return connection
+        }
     }
 }

@@ -24,6 +24,12 @@ enum ProcessProbe {
         statusField("VmRSS", pid: pid)
     }
 
+    /// The anonymous part of it in KiB (RssAnon: heap, stacks), without the pages of the shared
+    /// libraries, which other processes share and which do not grow with sessions.
+    static func anonymousResidentKiB(pid: Int32) -> Int? {
+        statusField("RssAnon", pid: pid)
+    }
+
     /// The peak resident set size of `pid` in KiB (VmHWM).
     static func peakResidentKiB(pid: Int32) -> Int? {
         statusField("VmHWM", pid: pid)
