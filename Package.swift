@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .executable(name: "s2cs", targets: ["s2cs"]),
         .executable(name: "s2uc", targets: ["s2uc"]),
+        .executable(name: "s2bench", targets: ["s2bench"]),
     ],
     targets: [
         // The system OpenSSL (Debian: libssl-dev), with static inline wrappers for its macros.
@@ -26,6 +27,9 @@ let package = Package(
         .target(name: "SciStreamControl", dependencies: ["SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamDataPlane"]),
         .executableTarget(name: "s2cs", dependencies: ["SciStreamControl"]),
         .executableTarget(name: "s2uc", dependencies: ["SciStreamControl"]),
+        // Benchmarks: drives a running s2cs over the real protocol (see bench/run, docs/benchmarks.md).
+        .executableTarget(name: "s2bench", dependencies: ["SciStreamControl", "SciStreamWire", "SciStreamTLS"],
+                          path: "bench/Sources/s2bench"),
 
         .testTarget(name: "WireTests", dependencies: ["SciStreamWire"]),
         .testTarget(name: "SystemTests", dependencies: ["SciStreamSystem"]),

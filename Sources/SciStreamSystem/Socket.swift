@@ -177,23 +177,42 @@ public final class Socket: ByteStream, @unchecked Sendable {  // fd state behind
     }
 
     public func read(max: Int, deadline: ContinuousClock.Instant? = nil) async throws -> [UInt8] {
-        var buffer = [UInt8](repeating: 0, count: max)
         while true {
             let fd = self.fd
             guard fd >= 0 else { throw Errno.badFileDescriptor }
-            let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, max) }
-            if count >= 0 {
-                buffer.removeSubrange(count...)
-                return buffer
-            }
-            let error = Errno.current
-            if error == .interrupted { continue }
-            if error == .wouldBlock {
-                try await Reactor.shared.wait(fd, for: .readable, deadline: deadline)
+            switch Self.receive(fd, max: max, flags: 0) {
+            case .bytes(let bytes):
+                return bytes
+            case .failed(.interrupted):
                 continue
+            case .failed(.wouldBlock):
+                try await Reactor.shared.wait(fd, for: .readable, deadline: deadline)
+            case .failed(let error):
+                throw error
             }
-            throw error
         }
+    }
+
+    enum Received {
+        case bytes([UInt8])
+        case failed(Errno)
+    }
+
+    /// One recv(2) into a buffer that exists only for the call: a task that then waits for the socket
+    /// to become readable holds no buffer (a server has thousands of idle connections waiting so).
+    static func receive(_ fd: Int32, max: Int, flags: Int32) -> Received {
+        var failure: Errno? = nil
+        let bytes = [UInt8](unsafeUninitializedCapacity: max) { buffer, initialized in
+            let count = recv(fd, buffer.baseAddress, max, flags)
+            if count >= 0 {
+                initialized = count
+            } else {
+                failure = Errno.current
+                initialized = 0
+            }
+        }
+        if let failure { return .failed(failure) }
+        return .bytes(bytes)
     }
 
     public func writeAll(_ bytes: [UInt8], deadline: ContinuousClock.Instant? = nil) async throws {
@@ -222,22 +241,19 @@ public final class Socket: ByteStream, @unchecked Sendable {  // fd state behind
 extension Socket {
     /// Waits for data and returns up to `max` bytes without consuming them (MSG_PEEK); [] at EOF.
     public func peek(max: Int, deadline: ContinuousClock.Instant? = nil) async throws -> [UInt8] {
-        var buffer = [UInt8](repeating: 0, count: max)
         while true {
             let fd = self.fd
             guard fd >= 0 else { throw Errno.badFileDescriptor }
-            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, max, Int32(MSG_PEEK)) }
-            if count >= 0 {
-                buffer.removeSubrange(count...)
-                return buffer
-            }
-            let error = Errno.current
-            if error == .interrupted { continue }
-            if error == .wouldBlock {
-                try await Reactor.shared.wait(fd, for: .readable, deadline: deadline)
+            switch Self.receive(fd, max: max, flags: Int32(MSG_PEEK)) {
+            case .bytes(let bytes):
+                return bytes
+            case .failed(.interrupted):
                 continue
+            case .failed(.wouldBlock):
+                try await Reactor.shared.wait(fd, for: .readable, deadline: deadline)
+            case .failed(let error):
+                throw error
             }
-            throw error
         }
     }
 }

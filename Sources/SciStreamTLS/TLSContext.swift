@@ -106,7 +106,9 @@ public final class TLSContext: @unchecked Sendable {
             throw TLSError(.setupFailed(reason: "cannot require TLS 1.2: \(OpenSSLErrorQueue.drain().reasons)"), side: side)
         }
         // SSL_write may be retried with the same bytes at another address (Swift arrays move).
-        _ = scistream_SSL_CTX_set_mode(context, Int(SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
+        // RELEASE_BUFFERS: an idle connection gives back its 2 x ~17 KiB record buffers; a server holds
+        // thousands of idle control connections (requests waiting for their hello).
+        _ = scistream_SSL_CTX_set_mode(context, Int(SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER) | Int(SSL_MODE_RELEASE_BUFFERS))
         _ = SSL_CTX_set_options(context, scistream_SSL_OP_NO_RENEGOTIATION())
         OpenSSLErrorQueue.clear()
         return tls

@@ -127,14 +127,22 @@ public final class TLSStream: ByteStream, @unchecked Sendable {
     public func read(max: Int, deadline: ContinuousClock.Instant?) async throws(TLSError) -> [UInt8] {
         guard max > 0, !connection.isPeerClosed else { return [] }
         // One SSL_read returns at most one record's plaintext (16 KiB): a bigger buffer is waste.
-        var buffer = [UInt8](repeating: 0, count: min(max, 64 * 1024))
+        // The buffer exists only during each SSL_read, not while the task waits for the peer: an idle
+        // connection (a pending request waiting for its hello) holds none.
+        let capacity = min(max, 16 * 1024)
+        var received: [UInt8] = []
         let outcome = try await connection.perform(deadline: deadline, phase: .reading) { ssl in
-            buffer.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32(clamping: $0.count)) }
+            var result: Int32 = 0
+            let bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialized in
+                result = SSL_read(ssl, buffer.baseAddress, Int32(clamping: buffer.count))
+                initialized = result > 0 ? Int(result) : 0
+            }
+            if result > 0 { received = bytes }
+            return result
         }
         switch outcome {
-        case .done(let count):
-            buffer.removeSubrange(Int(count)...)
-            return buffer
+        case .done:
+            return received
         case .peerClosed:
             return []
         case .failed(let step):

@@ -1,0 +1,71 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Keeps the benchmark from rotting: `bench/run --quick` with the products this test run built
+/// (s2cs, s2uc and s2bench sit beside the test bundle). It measures nothing worth keeping; it checks
+/// that every path of the benchmark still runs, without an error, and prints its whole table.
+@Suite struct BenchSmokeTests {
+    static let rows = [
+        "| Figure | Median | Min – max | Runs | Target |",
+        "| Session setups/s, TLS |",
+        "| Session setups/s, plaintext |",
+        "| Session setups/s, TLS, release on its own connection |",
+        "| Setup latency median, TLS (ms) |",
+        "| Setup latency p99, TLS (ms) |",
+        "| s2uc inbound_request process wall time, TLS (ms) |",
+        "| Pending sessions: all N requests pending, TLS (s) |",
+        "| Pending sessions: N hellos until all N requests OK, TLS (s) |",
+        "| Pending sessions: errors and refused connections (all variants) | 0 |",
+        "| s2cs RSS idle, TLS (MiB) |",
+        "| s2cs RSS, N requests pending, TLS (MiB) |",
+        "| s2cs RSS, N sessions active, clients gone, TLS (MiB) |",
+    ]
+
+    @Test func quickBenchmarkRunsAndPrintsItsTable() async throws {
+        let s2bench = Harness.productsFolder.appendingPathComponent("s2bench").path
+        try #require(FileManager.default.isExecutableFile(atPath: s2bench), "no s2bench beside s2cs in \(Harness.productsFolder.path)")
+        let script = Harness.repoRoot.appendingPathComponent("bench/run").path
+        let output = await Self.run("/bin/bash", [script, "--quick", "--no-build", "--bin", Harness.productsFolder.path],
+                                    timeout: .seconds(60))
+        #expect(output.status == 0, "exit \(output.status); stderr: \(output.stderr)")
+        let lines = output.stdout.split(separator: "\n").map(String.init)
+        for row in Self.rows {
+            #expect(lines.contains { $0.hasPrefix(row) }, "no line starting '\(row)' in:\n\(output.stdout)")
+        }
+        #expect(!output.stdout.contains("Wrote"), "--quick must not write docs/benchmarks.md")
+    }
+
+    /// Runs a command to completion; past the timeout it gets SIGTERM (bench/run then stops and reaps
+    /// what it started), then SIGKILL.
+    static func run(_ path: String, _ arguments: [String], timeout: Duration) async -> Harness.Output {
+        let folder = Harness.temporaryFolder("bench-smoke")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let out = folder.appendingPathComponent("out"), err = folder.appendingPathComponent("err")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        process.standardOutput = try? FileHandle(forWritingTo: out)
+        process.standardError = try? FileHandle(forWritingTo: err)
+        process.standardInput = FileHandle.nullDevice
+        let watchdog = Task {
+            try await Task.sleep(for: timeout)
+            let pid = process.processIdentifier
+            kill(pid, SIGTERM)
+            try await Task.sleep(for: .seconds(10))
+            if process.isRunning { kill(pid, SIGKILL) }
+        }
+        let status: Int32 = await withCheckedContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do { try process.run() } catch { process.terminationHandler = nil; continuation.resume(returning: -1) }
+        }
+        watchdog.cancel()
+        return Harness.Output(status: status,
+                              stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+                              stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+    }
+}

@@ -1,0 +1,194 @@
+import Foundation
+import SciStreamControl
+import SciStreamWire
+import SciStreamTLS
+
+/// `s2bench`: drives an already-running s2cs over the real control protocol with many sessions at once.
+///
+/// Results go to stdout as `key value` lines (one figure a line, for bench/run to pick up); failures
+/// go to stderr as `Error: ...` and make the exit status 1. Usage errors exit 64.
+enum Bench {
+    static let command = "s2bench"
+
+    static let connectionOptions: [OptionSpec] = [
+        OptionSpec("s2cs", value: "host:port", help: "The s2cs to drive (required)."),
+        OptionSpec("tls", value: "cert", help: "Reach it over TLS, trusting this certificate (its --server_crt)."),
+        OptionSpec("plain", help: "Reach it in plaintext (an s2cs started with --ssl=False)."),
+        OptionSpec("num_conn", value: "n", default: "1", help: "Listeners per session (s2uc --num_conn)."),
+    ]
+
+    static let setupsOptions: [OptionSpec] = connectionOptions + [
+        OptionSpec("sessions", value: "n", default: "1000", help: "Sessions to set up and release."),
+        OptionSpec("concurrency", value: "c", default: "32", help: "Sessions in flight at once."),
+        OptionSpec("warmup", value: "n", default: "0", help: "Sessions run first and not counted."),
+        OptionSpec("separate_release", help: "Release on a connection of its own, as a separate 's2uc release' does (default: on the hello's connection)."),
+    ]
+
+    static let pendingOptions: [OptionSpec] = connectionOptions + [
+        OptionSpec("sessions", value: "n", default: "1000", help: "Requests held pending at once."),
+        OptionSpec("open_concurrency", value: "n", default: "128", help: "Connections being opened (TCP + TLS handshake) at once."),
+        OptionSpec("server_pid", value: "pid", help: "The s2cs's pid: report its RSS (VmRSS) and open descriptors at each step."),
+        OptionSpec("timeout", value: "seconds", default: "120", help: "Longest wait for each phase."),
+        OptionSpec("hold_connections", help: "Keep every connection open to the end (2N at the peak) instead of closing each when s2uc would."),
+    ]
+
+    static let setupsUsage = "s2bench setups --s2cs <host:port> (--tls <cert> | --plain) [--sessions <n>] [--concurrency <c>] [--warmup <n>] [--separate-release] [--num-conn <n>]"
+    static let pendingUsage = "s2bench pending --s2cs <host:port> (--tls <cert> | --plain) [--sessions <n>] [--open-concurrency <n>] [--server-pid <pid>] [--timeout <seconds>] [--hold-connections]"
+
+    static var topHelp: String {
+        """
+        OVERVIEW: Benchmarks an already-running s2cs (best with --type Mock) over the real control protocol.
+
+        USAGE: s2bench <subcommand> [options]
+
+        SUBCOMMANDS:
+          setups    N whole sessions (request, hello on a second connection, update, release), C at a time:
+                    prints setups/s and the latency median and p99.
+          pending   N requests all pending at once (waiting for their hello); checks that the server still
+                    answers (list, one more session), then sends the N hellos, the updates and the releases;
+                    prints the times, and the s2cs's RSS and descriptors with --server-pid.
+
+        Results are 'key value' lines on stdout. Exit status: 0 when every session succeeded, 1 otherwise,
+        64 for a usage error. bench/run drives both and writes docs/benchmarks.md.
+
+        OPTIONS:
+          -h, --help    Show help information.
+
+          See 's2bench <subcommand> --help' for detailed help.
+        """
+    }
+
+    static func main(_ arguments: [String]) async -> Int32 {
+        guard let first = arguments.first else {
+            return Console.usageError(UsageError("missing subcommand"), command: command, usage: "s2bench <subcommand> [options]")
+        }
+        if ["--help", "-h", "help"].contains(first) {
+            Console.out(topHelp)
+            return ExitCode.success
+        }
+        let rest = Array(arguments.dropFirst())
+        switch first {
+        case "setups":
+            return await runCommand(rest, name: "setups", usage: setupsUsage, options: setupsOptions,
+                                    abstract: "Sets up and releases N whole sessions, C at a time; prints setups/s and latency.",
+                                    run: runSetups)
+        case "pending":
+            return await runCommand(rest, name: "pending", usage: pendingUsage, options: pendingOptions,
+                                    abstract: "Holds N requests pending at once, then completes them all.",
+                                    run: runPending)
+        default:
+            return Console.usageError(UsageError("unknown subcommand '\(first)'"), command: command, usage: "s2bench <subcommand> [options]")
+        }
+    }
+
+    private static func runCommand(
+        _ arguments: [String], name: String, usage: String, options: [OptionSpec], abstract: String,
+        run: (ParsedArguments) async throws -> Int32
+    ) async -> Int32 {
+        let parsed: ParsedArguments
+        do {
+            parsed = try ArgumentParser.parse(arguments, options: options + [OptionSpec("help", aliases: ["h"], help: "")], maxPositionals: 0)
+        } catch {
+            return Console.usageError(error, command: "\(command) \(name)", usage: usage)
+        }
+        if parsed.isSet("help") {
+            Console.out(ArgumentParser.help(usage: usage, abstract: abstract, options: options))
+            return ExitCode.success
+        }
+        do {
+            return try await run(parsed)
+        } catch let error as UsageError {
+            return Console.usageError(error, command: "\(command) \(name)", usage: usage)
+        } catch {
+            return Console.runtimeError(error)
+        }
+    }
+
+    /// The s2cs to drive and how, from the common options; validated before anything runs.
+    static func steps(_ parsed: ParsedArguments) throws -> SessionSteps {
+        guard let text = parsed.value("s2cs") else { throw UsageError("missing --s2cs <host:port>") }
+        let endpoint: Endpoint
+        do { endpoint = try Endpoint.parse(text) } catch { throw UsageError("bad --s2cs '\(text)': \(error)") }
+        let numConn = try ArgumentParser.parseInt(parsed.value("num_conn") ?? "1", option: "num-conn",
+                                                  range: 1...SessionLimits.maxConnectionsPerSession)
+        let tls: TLSContext?
+        switch (parsed.value("tls"), parsed.isSet("plain")) {
+        case (let certificate?, false):
+            do { tls = try TLSContext.client(trustAnchorPath: certificate) } catch {
+                throw BenchError("cannot use --tls '\(certificate)': \(error)")
+            }
+        case (nil, true):
+            tls = nil
+        case (.some, true):
+            throw UsageError("--tls and --plain exclude each other")
+        case (nil, false):
+            throw UsageError("say how to reach the s2cs: --tls <cert> or --plain")
+        }
+        return SessionSteps(target: ControlTarget(host: endpoint.host, port: endpoint.port, tls: tls), numConn: UInt32(numConn))
+    }
+
+    static func printLines(_ lines: [(String, String)]) {
+        let width = (lines.map(\.0.count).max() ?? 0) + 2
+        for (key, value) in lines {
+            Console.out(key.padding(toLength: width, withPad: " ", startingAt: 0) + value)
+        }
+    }
+
+    static func runSetups(_ parsed: ParsedArguments) async throws -> Int32 {
+        let steps = try steps(parsed)
+        let sessions = try ArgumentParser.parseInt(parsed.value("sessions") ?? "1000", option: "sessions", range: 1...10_000_000)
+        let concurrency = try ArgumentParser.parseInt(parsed.value("concurrency") ?? "32", option: "concurrency", range: 1...10_000)
+        let warmup = try ArgumentParser.parseInt(parsed.value("warmup") ?? "0", option: "warmup", range: 0...1_000_000)
+        ProcessProbe.raiseDescriptorLimit()
+
+        let benchmark = SetupsBenchmark(steps: steps, sessions: sessions, concurrency: concurrency, warmup: warmup,
+                                        separateRelease: parsed.isSet("separate_release"))
+        let result = await benchmark.run()
+        var lines: [(String, String)] = [
+            ("mode", "setups"),
+            ("tls", steps.target.tls == nil ? "off" : "on"),
+            ("sessions", "\(sessions)"),
+            ("concurrency", "\(concurrency)"),
+            ("release", parsed.isSet("separate_release") ? "own-connection" : "hello-connection"),
+            ("ok", "\(result.latenciesMS.count)"),
+            ("errors", "\(result.errorCount)"),
+            ("seconds", format(result.elapsed.seconds, decimals: 3)),
+            ("setups_per_s", format(Double(result.latenciesMS.count) / max(result.elapsed.seconds, 1e-9), decimals: 1)),
+        ]
+        if let summary = Summary(result.latenciesMS) {
+            lines += [("latency_median_ms", format(summary.median, decimals: 2)),
+                      ("latency_p99_ms", format(summary.p99, decimals: 2)),
+                      ("latency_max_ms", format(summary.max, decimals: 2))]
+        }
+        printLines(lines)
+        for error in result.errors { Console.err("Error: session failed: \(error)") }
+        return result.errorCount == 0 ? ExitCode.success : ExitCode.failure
+    }
+
+    static func runPending(_ parsed: ParsedArguments) async throws -> Int32 {
+        let steps = try steps(parsed)
+        let sessions = try ArgumentParser.parseInt(parsed.value("sessions") ?? "1000", option: "sessions", range: 1...4096)
+        let openConcurrency = try ArgumentParser.parseInt(parsed.value("open_concurrency") ?? "128", option: "open-concurrency", range: 1...100_000)
+        let timeout = try ArgumentParser.parseInt(parsed.value("timeout") ?? "120", option: "timeout", range: 1...3600)
+        var pid: Int32? = nil
+        if let text = parsed.value("server_pid") {
+            pid = Int32(try ArgumentParser.parseInt(text, option: "server-pid", range: 1...Int(Int32.max)))
+            guard let pid, FileManager.default.fileExists(atPath: "/proc/\(pid)/status") else {
+                throw UsageError("no process \(text) (--server-pid)")
+            }
+        }
+        let limit = ProcessProbe.raiseDescriptorLimit()
+        if limit < UInt64(2 * sessions + 64) {
+            throw BenchError("this process may open only \(limit) descriptors, and \(sessions) pending sessions need \(2 * sessions + 64): raise the hard limit (ulimit -Hn)")
+        }
+        let benchmark = PendingBenchmark(steps: steps, sessions: sessions, openConcurrency: openConcurrency,
+                                         serverPID: pid, phaseTimeout: .seconds(timeout),
+                                         holdConnections: parsed.isSet("hold_connections"))
+        let report = await benchmark.run()
+        printLines([("mode", "pending"), ("tls", steps.target.tls == nil ? "off" : "on"),
+                    ("connections", parsed.isSet("hold_connections") ? "held" : "as-s2uc")]
+                   + report.lines.filter { $0.0 != "error" })
+        for (key, message) in report.lines where key == "error" { Console.err("Error: \(message)") }
+        return report.failed ? ExitCode.failure : ExitCode.success
+    }
+}

@@ -1,0 +1,62 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// This process's descriptor limit, and what /proc tells about another process (the s2cs under test).
+enum ProcessProbe {
+    /// Raises the soft RLIMIT_NOFILE to the hard limit: 1,000 pending sessions are 2,000 sockets here
+    /// too. Returns the soft limit in force afterwards.
+    @discardableResult
+    static func raiseDescriptorLimit() -> UInt64 {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { return UInt64(raised.rlim_cur) }
+        }
+        return UInt64(limit.rlim_cur)
+    }
+
+    /// The resident set size of `pid` in KiB (VmRSS in /proc/<pid>/status), or nil if it cannot be read.
+    static func residentKiB(pid: Int32) -> Int? {
+        statusField("VmRSS", pid: pid)
+    }
+
+    /// The anonymous part of it in KiB (RssAnon: heap, stacks), without the pages of the shared
+    /// libraries, which other processes share and which do not grow with sessions.
+    static func anonymousResidentKiB(pid: Int32) -> Int? {
+        statusField("RssAnon", pid: pid)
+    }
+
+    /// The peak resident set size of `pid` in KiB (VmHWM).
+    static func peakResidentKiB(pid: Int32) -> Int? {
+        statusField("VmHWM", pid: pid)
+    }
+
+    /// The number of descriptors `pid` has open (entries of /proc/<pid>/fd), or nil.
+    static func openDescriptors(pid: Int32) -> Int? {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count
+    }
+
+    /// The soft descriptor limit of `pid` ("Max open files" in /proc/<pid>/limits), or nil.
+    static func descriptorLimit(pid: Int32) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("Max open files") {
+            let fields = line.dropFirst("Max open files".count).split(separator: " ")
+            return fields.first.flatMap { Int($0) }
+        }
+        return nil
+    }
+
+    private static func statusField(_ name: String, pid: Int32) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
+            // "VmRSS:	    7424 kB"
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            return fields.count >= 2 ? Int(fields[1]) : nil
+        }
+        return nil
+    }
+}

@@ -1,0 +1,4 @@
+import Foundation
+import SciStreamControl
+
+exit(await Bench.main(Array(CommandLine.arguments.dropFirst())))
