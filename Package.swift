@@ -24,7 +24,7 @@ let package = Package(
         // The proxies (HAProxy, Nginx, Stunnel, Mock): configs, launch, readiness, supervision.
         .target(name: "SciStreamDataPlane", dependencies: ["COpenSSL", "SciStreamWire", "SciStreamSystem", "SciStreamTLS"]),
         // Control server, session registry, port allocator, control client, CLI conventions.
-        .target(name: "SciStreamControl", dependencies: ["SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamDataPlane"]),
+        .target(name: "SciStreamControl", dependencies: ["CSciStream", "SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamDataPlane"]),
         .executableTarget(name: "s2cs", dependencies: ["SciStreamControl"]),
         .executableTarget(name: "s2uc", dependencies: ["SciStreamControl"]),
         // Benchmarks: drives a running s2cs over the real protocol (see bench/run, docs/benchmarks.md).

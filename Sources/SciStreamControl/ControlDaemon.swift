@@ -26,6 +26,7 @@ public enum ControlDaemon {
         }
 
         signal(SIGPIPE, SIG_IGN)
+        raiseDescriptorLimit()
         let logger = Logger(label: "s2cs", level: config.verbose ? .debug : .info)
 
         var tls: TLSContext? = nil
@@ -95,6 +96,15 @@ public enum ControlDaemon {
         }
         return sources
     }
+}
+
+/// Each session holds a few descriptors (control connections, proxy pipes): use the hard limit,
+/// not the common soft default of 1,024.
+private func raiseDescriptorLimit() {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+    limit.rlim_cur = limit.rlim_max
+    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 }
 
 struct StartupError: Error, CustomStringConvertible {

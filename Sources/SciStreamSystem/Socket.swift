@@ -146,10 +146,8 @@ public final class Socket: ByteStream, @unchecked Sendable {  // fd state behind
                 continue
             case EAGAIN, EWOULDBLOCK:
                 try await Reactor.shared.wait(listener, for: .readable)
-            case EMFILE, ENFILE, ENOBUFS, ENOMEM:
-                // Out of descriptors: back off instead of spinning; the caller keeps serving.
-                try await Task.sleep(for: .milliseconds(50))
             default:
+                // Including EMFILE/ENFILE (out of descriptors): the caller logs it, backs off and retries.
                 throw error
             }
         }

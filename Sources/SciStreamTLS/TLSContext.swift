@@ -62,7 +62,9 @@ public final class TLSContext: @unchecked Sendable {
                            openSSLErrors: errors.lines)
         }
         // No session resumption: a control connection carries one request or a few.
+        // No server-side session cache either: it would keep a session object per connection.
         _ = SSL_CTX_set_num_tickets(tls.context, 0)
+        _ = scistream_SSL_CTX_set_session_cache_off(tls.context)
         return tls
     }
 

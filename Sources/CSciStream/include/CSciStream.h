@@ -2,4 +2,5 @@
 #define CSCISTREAM_H
 #include "scistream_net.h"
 #include "scistream_spawn.h"
+#include "scistream_memory.h"
 #endif

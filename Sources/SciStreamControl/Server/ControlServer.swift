@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import SciStreamWire
 import SciStreamSystem
+import CSciStream
 import SciStreamTLS
 import SciStreamDataPlane
 
@@ -40,6 +41,7 @@ public final class ControlServer: Sendable {
 
     /// Accepts connections until the task is cancelled.
     public func run() async {
+        var lastAcceptError: ContinuousClock.Instant? = nil
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled {
                 let socket: Socket
@@ -47,7 +49,11 @@ public final class ControlServer: Sendable {
                     socket = try await listener.accept()
                 } catch {
                     if Task.isCancelled { break }
-                    logger.error("accept failed", ["error": "\(error)"])
+                    // Out of descriptors (EMFILE) or memory: say so at most once a second, back off, retry.
+                    if lastAcceptError.map({ ContinuousClock.now - $0 > .seconds(1) }) ?? true {
+                        logger.error("accept failed; retrying", ["error": "\(error)", "connections": "\(connections.withLock { $0 })"])
+                        lastAcceptError = .now
+                    }
                     try? await Task.sleep(for: .milliseconds(50))
                     continue
                 }
@@ -63,7 +69,12 @@ public final class ControlServer: Sendable {
                 }
                 group.addTask {
                     await self.serve(socket)
-                    self.connections.withLock { $0 -= 1 }
+                    let remaining = self.connections.withLock { count -> Int in
+                        count -= 1
+                        return count
+                    }
+                    // After a burst, hand the memory of its connections back to the system.
+                    if remaining == 0 { _ = scistream_malloc_trim() }
                 }
             }
         }
