@@ -185,6 +185,11 @@ import Testing
             let key = folder.appendingPathComponent("\(gateway)/server.key").path
             let mode = try FileManager.default.attributesOfItem(atPath: key)[.posixPermissions] as? Int
             #expect(mode == 0o600)
+            // certs/README.md says: an ECDSA P-256 key, valid 365 days.
+            let keyText = await Harness.run("/bin/bash", ["-c", "openssl pkey -in \(key) -noout -text"])
+            #expect(keyText.stdout.contains("ASN1 OID: prime256v1"), "\(keyText.stdout.prefix(200))")
+            let days = await Harness.run("/bin/bash", ["-c", "openssl x509 -in \(crt) -noout -checkend \(364 * 86400) && ! openssl x509 -in \(crt) -noout -checkend \(366 * 86400)"])
+            #expect(days.status == 0, "not valid for 365 days: \(days.stdout)")
         }
         let bad = await Harness.run("/bin/bash", [Harness.repoRoot.appendingPathComponent("certs/make-testbed-certs.sh").path, "-o", folder.path, "producer"])
         #expect(bad.status == 64)
