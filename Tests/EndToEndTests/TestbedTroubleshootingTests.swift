@@ -71,6 +71,10 @@ extension TestbedSuites {
             started.append(try await Background("scripts/testbed exec producers2 s2cs --port=5007 --listener-ip=192.168.10.11 --type=Mock", ready: "s2cs listening on"))
             mistakes.record("control port in use", await exec("producers2", "s2cs --port=5007 --listener-ip=192.168.10.11 --type=Mock"))
             mistakes.record("listener-ip of another host", await exec("consumers2", "s2cs --port=5007 --listener-ip=192.168.10.11 --type=Mock"))
+            // The proxy of --type missing (hidden from s2cs by a bind mount in a mount namespace of its own).
+            mistakes.record("proxy not installed", await Testbed.run(
+                "scripts/testbed exec producers2 unshare --mount bash -c 'mount --bind /dev/null /usr/sbin/haproxy && exec s2cs --port=5011 --listener-ip=192.168.10.11 --type=Haproxy'",
+                timeout: .seconds(20)))
             mistakes.record("unknown type", await exec("consumers2", "s2cs --port=5007 --listener-ip=192.168.30.10 --type=haproxy2"), status: 64)
 
             // The consumer dials an address it has no route to (the original tutorial's 192.168.20.x).
