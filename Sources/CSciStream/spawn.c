@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -70,7 +71,7 @@ static void mark_cloexec_from(int first) {
 }
 
 int scistream_spawn(const char *path, char *const argv[], char *const envp[], const char *log_path,
-                    pid_t *pid, int *pidfd, int *error_pipe) {
+                    mode_t file_mask, pid_t *pid, int *pidfd, int *error_pipe) {
     int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null_fd < 0) {
         return errno;
@@ -118,6 +119,7 @@ int scistream_spawn(const char *path, char *const argv[], char *const envp[], co
         if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) {
             report_and_exit(pipe_fds[1]);
         }
+        (void)umask(file_mask);
         if (setsid() < 0) {
             report_and_exit(pipe_fds[1]);
         }

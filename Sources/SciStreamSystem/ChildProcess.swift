@@ -89,11 +89,12 @@ public final class ChildProcess: Sendable {
     }
 
     /// Starts `executable` with `arguments` (argv[1...]) and `environment` ("KEY=value"), stdin from
-    /// /dev/null and stdout+stderr appended to `logPath`. Returns once the exec has succeeded; a
-    /// failed exec (a missing binary: "No such file or directory") throws with the child's errno,
-    /// after the failed child has been reaped.
+    /// /dev/null and stdout+stderr appended to `logPath`, with the file-creation mask `fileMask`
+    /// (by default 077: what the child creates, such as a pid file, is private). Returns once the
+    /// exec has succeeded; a failed exec (a missing binary: "No such file or directory") throws
+    /// with the child's errno, after the failed child has been reaped.
     public static func spawn(
-        executable: String, arguments: [String], environment: [String], logPath: String
+        executable: String, arguments: [String], environment: [String], logPath: String, fileMask: mode_t = 0o077
     ) async throws(SpawnError) -> ChildProcess {
         var pid: pid_t = 0
         var pidfd: Int32 = -1
@@ -101,7 +102,7 @@ public final class ChildProcess: Sendable {
         let argv = [executable] + arguments
         let result = withCStringArray(argv) { argvPointer in
             withCStringArray(environment) { envPointer in
-                scistream_spawn(executable, argvPointer, envPointer, logPath, &pid, &pidfd, &errorPipe)
+                scistream_spawn(executable, argvPointer, envPointer, logPath, fileMask, &pid, &pidfd, &errorPipe)
             }
         }
         if result != 0 {

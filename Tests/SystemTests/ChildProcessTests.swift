@@ -102,6 +102,14 @@ final class ChildProcessTests {
         #expect(info.st_mode & 0o777 == 0o600)
     }
 
+    @Test func filesTheChildCreatesArePrivate() async throws {
+        let child = try await sh("echo x > \(folder)/made-by-child", log: "umask.log")
+        #expect(await child.wait() == .exited(code: 0))
+        var info = stat()
+        #expect(stat(folder + "/made-by-child", &info) == 0)
+        #expect(info.st_mode & 0o777 == 0o600)
+    }
+
     @Test func stdinIsDevNull() async throws {
         let child = try await sh("cat; echo done", log: "stdin.log")
         #expect(await child.wait(timeout: .seconds(10)) == .exited(code: 0))

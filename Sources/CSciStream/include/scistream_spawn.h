@@ -6,8 +6,9 @@
  *
  * scistream_spawn forks and execs `path` with `argv` and `envp` (both NULL-terminated). The child
  * runs in its own session and process group (setsid), with default signal dispositions and an
- * empty signal mask, stdin from /dev/null, stdout and stderr appended to `log_path` (created 0600
- * if missing; O_NOFOLLOW), and every other descriptor closed on exec.
+ * empty signal mask, the file-creation mask `file_mask` (umask), stdin from /dev/null, stdout and
+ * stderr appended to `log_path` (created 0600 if missing; O_NOFOLLOW), and every other descriptor
+ * closed on exec.
  *
  * Returns 0 on success and sets *pid, *pidfd (close-on-exec; -1 if pidfd_open failed) and
  * *error_pipe: the read end (non-blocking, close-on-exec) of a close-on-exec pipe. Reading it
@@ -16,7 +17,7 @@
  * Returns an errno value if nothing was started (the log file could not be opened, fork failed...).
  */
 int scistream_spawn(const char *path, char *const argv[], char *const envp[], const char *log_path,
-                    pid_t *pid, int *pidfd, int *error_pipe);
+                    mode_t file_mask, pid_t *pid, int *pidfd, int *error_pipe);
 
 /* pidfd_open(2) through syscall(2): a close-on-exec descriptor that polls readable when `pid` exits. */
 int scistream_pidfd_open(pid_t pid);
