@@ -140,7 +140,8 @@ public actor DataPlane {
     /// (nothing is written if it is invalid), checks that every listener address is free, writes
     /// the key material and the config (0600, atomically), has the proxy check its config where it
     /// can, spawns it, and waits (bounded) until it listens on every listener, probed without
-    /// connecting (a LISTEN entry in /proc/net/tcp{,6}). On any failure the proxy is stopped, the
+    /// connecting: a LISTEN entry in /proc/net/tcp{,6} whose socket inode is held by the proxy's
+    /// process group (/proc/<pid>/fd). On any failure the proxy is stopped, the
     /// session's files except the log are removed, and the error quotes the proxy's own message.
     public func start(_ spec: ProxySpec) async throws(DataPlaneError) {
         let plan = try SessionPlan(spec, tls: dataPlaneTLS, folder: folder,
@@ -277,12 +278,19 @@ public actor DataPlane {
             if shouldAbandon(files.session.text) {
                 return await fail(.stoppedWhileStarting(session: name), child: child)
             }
+            // A LISTEN socket on the address is not enough: it must be the proxy's own (one of its
+            // process group's descriptors), or a socket someone else holds would pass for it.
             let table = ListenerProbe.listeningSockets()
-            let missing = zip(plan.routes, addresses).first { !ListenerProbe.isListening($0.1, in: table) }
+            let bound = zip(plan.routes, addresses).map { ($0.0, ListenerProbe.listeners($0.1, in: table)) }
+            var missing = bound.first { $0.1.isEmpty }?.0
+            if missing == nil {
+                let owned = ListenerProbe.socketInodes(ofProcessGroup: child.pid)
+                missing = bound.first { $0.1.isDisjoint(with: owned) }?.0
+            }
             guard let missing else { break }
             if ContinuousClock.now >= deadline {
                 let seconds = Int(readinessTimeout.components.seconds)
-                return await fail(.notReady(type: type, session: name, listener: missing.0.listener.description, seconds: seconds),
+                return await fail(.notReady(type: type, session: name, listener: missing.listener.description, seconds: seconds),
                                   child: child)
             }
             try? await Task.sleep(for: pause)

@@ -56,21 +56,47 @@ enum ListenerProbe {
         let port: UInt16
     }
 
-    /// The TCP sockets in LISTEN state in this network namespace (/proc/net/tcp and tcp6).
-    static func listeningSockets() -> Set<ListeningSocket> {
-        var sockets = Set<ListeningSocket>()
+    /// The TCP sockets in LISTEN state in this network namespace (/proc/net/tcp and tcp6), with
+    /// the inodes of the sockets bound there.
+    static func listeningSockets() -> [ListeningSocket: Set<UInt64>] {
+        var sockets: [ListeningSocket: Set<UInt64>] = [:]
         for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
             guard let bytes = ProcessReaper.readSmallFile(file, limit: 64 << 20) else { continue }
             for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n").dropFirst() {
+                // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
                 let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-                guard fields.count > 3, fields[3] == "0A" else { continue }  // 0A = TCP_LISTEN
+                guard fields.count > 9, fields[3] == "0A" else { continue }  // 0A = TCP_LISTEN
                 let local = fields[1].split(separator: ":")
                 guard local.count == 2, let port = UInt16(local[1], radix: 16),
-                      let address = decodeProcAddress(local[0]) else { continue }
-                sockets.insert(ListeningSocket(address: address, port: port))
+                      let address = decodeProcAddress(local[0]), let inode = UInt64(fields[9]) else { continue }
+                sockets[ListeningSocket(address: address, port: port), default: []].insert(inode)
             }
         }
         return sockets
+    }
+
+    /// The inodes of the sockets that the processes of group `group` hold (/proc/<pid>/fd links
+    /// "socket:[inode]"): which LISTEN sockets are the proxy's own.
+    static func socketInodes(ofProcessGroup group: Int32) -> Set<UInt64> {
+        var inodes = Set<UInt64>()
+        for pid in ProcessReaper.members(ofGroup: group) {
+            guard let directory = opendir("/proc/\(pid)/fd") else { continue }
+            defer { closedir(directory) }
+            var target = [CChar](repeating: 0, count: 64)
+            while let entry = readdir(directory) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                guard Int(name) != nil else { continue }
+                let count = readlink("/proc/\(pid)/fd/\(name)", &target, target.count - 1)
+                guard count > 9 else { continue }
+                let link = String(decoding: target[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                guard link.hasPrefix("socket:["), link.hasSuffix("]"),
+                      let inode = UInt64(link.dropFirst(8).dropLast()) else { continue }
+                inodes.insert(inode)
+            }
+        }
+        return inodes
     }
 
     /// /proc/net/tcp prints an address as 32-bit words in host byte order, each as 8 hex digits.
@@ -99,8 +125,17 @@ enum ListenerProbe {
         }
     }
 
-    /// Whether something listens on one of `addresses` (exactly: the proxy binds what we told it).
-    static func isListening(_ addresses: [SocketAddress], in table: Set<ListeningSocket>) -> Bool {
-        addresses.contains { table.contains(ListeningSocket(address: addressBytes($0), port: $0.port)) }
+    /// The inodes of the LISTEN sockets on one of `addresses` (exactly: a proxy binds what it is told).
+    static func listeners(_ addresses: [SocketAddress], in table: [ListeningSocket: Set<UInt64>]) -> Set<UInt64> {
+        var inodes = Set<UInt64>()
+        for address in addresses {
+            inodes.formUnion(table[ListeningSocket(address: addressBytes(address), port: address.port)] ?? [])
+        }
+        return inodes
+    }
+
+    /// Whether something listens on one of `addresses`.
+    static func isListening(_ addresses: [SocketAddress], in table: [ListeningSocket: Set<UInt64>]) -> Bool {
+        !listeners(addresses, in: table).isEmpty
     }
 }
