@@ -406,8 +406,11 @@ public actor DataPlane {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return 0 }
         var stale = Set<String>()
         for name in names {
+            // A session left something but its log: <uid>.conf/.pem/.key/.pid, or a temporary file.
             guard name.utf8.count > 37, let session = SessionID(String(name.prefix(36))),
                   name.dropFirst(36).first == ".", sessions[session.text] == nil else { continue }
+            let rest = name.dropFirst(37)
+            guard ["conf", "pem", "key", "pid"].contains(rest) || rest.hasSuffix(".tmp") else { continue }
             stale.insert(session.text)
         }
         var stopped = 0

@@ -62,6 +62,9 @@ enum ProxyLog {
                 if let colon = rest.range(of: ": "), rest[..<colon.lowerBound].contains("#") {
                     rest = rest[colon.upperBound...]  // the "pid#tid: " prefix
                 }
+                if rest.hasPrefix("*"), let space = rest.firstIndex(of: " ") {
+                    rest = rest[rest.index(after: space)...]  // the "*8 " connection number
+                }
                 if rest.hasPrefix("SSL_shutdown()") { return nil }  // noise on every refused client
                 return "\(level) \(rest)"
             }

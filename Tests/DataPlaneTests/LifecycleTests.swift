@@ -162,7 +162,10 @@ struct LifecycleTests {
             #expect(folder.contents() == ["\(uid).log"])
             #expect(sink.recorded.contains { $0.contains("stale proxy stopped") && $0.contains("pid=\(pid)") })
             #expect(!sink.recorded.contains { $0.contains(uid) })
-            #expect(await fresh.reapStale() == 0)  // nothing left to do
+            let before = sink.recorded.count
+            #expect(await fresh.reapStale() == 0)  // nothing left to do: a log alone is not a stale session
+            #expect(sink.recorded.count == before)
+            #expect(folder.contents() == ["\(uid).log"])
             await abandoned.stop(uid: uid)  // harmless afterwards
         }
     }

@@ -79,8 +79,8 @@ final class SHA256Digest {
 }
 
 /// A free loopback port: bind port 0, read it back, close.
-func freePort() throws -> UInt16 {
-    let socket = try Socket.listen(on: try SocketAddress.resolve(host: "127.0.0.1", port: 0))
+func freePort(host: String = "127.0.0.1") throws -> UInt16 {
+    let socket = try Socket.listen(on: try SocketAddress.resolve(host: host, port: 0))
     defer { socket.close() }
     return socket.localAddress!.port  // safe: a bound socket has a local address
 }
@@ -165,8 +165,8 @@ final class ProducerApp: Sendable {
 }
 
 /// Connects to `port`, sends `count` random bytes, half-closes, and returns what was sent.
-func sendRandom(to port: UInt16, count: Int) async throws -> ProducerApp.Received {
-    let socket = try await Socket.connect(to: try SocketAddress.resolve(host: "127.0.0.1", port: port),
+func sendRandom(to port: UInt16, host: String = "127.0.0.1", count: Int) async throws -> ProducerApp.Received {
+    let socket = try await Socket.connect(to: try SocketAddress.resolve(host: host, port: port),
                                           deadline: .now + .seconds(10))
     defer { socket.close() }
     let digest = SHA256Digest()

@@ -141,6 +141,26 @@ struct TunnelTests {
         }
     }
 
+    @Test("IPv6 listeners and targets (each proxy's own address syntax)", arguments: tlsTypes)
+    func ipv6Tunnel(_ type: DataServerType) async throws {
+        let prodFolder = try TemporaryFolder("dp-prod")
+        let consFolder = try TemporaryFolder("dp-cons")
+        let prod = try makePlane(type, prodFolder)
+        let cons = try makePlane(type, consFolder)
+        let producer = try ProducerApp()
+        let uid = newUID()
+        let prodPort = try freePort(host: "::1")
+        let consPort = try freePort(host: "::1")
+        try await withPlanes([prod, cons], folders: [prodFolder, consFolder], producer: producer) {
+            try await prod.start(ProxySpec(uid: uid, role: .prod, listeners: [ProxyEndpoint(host: "::1", port: prodPort)],
+                                           targets: [loopback(producer.port)], rateKbps: 0))
+            try await cons.start(ProxySpec(uid: uid, role: .cons, listeners: [ProxyEndpoint(host: "[::1]", port: consPort)],
+                                           targets: [ProxyEndpoint(host: "::1", port: prodPort)], rateKbps: 0))
+            let sent = try await sendRandom(to: consPort, host: "::1", count: 4 << 20)
+            #expect(await producer.waitForFinished(1) == [sent])
+        }
+    }
+
     @Test("plaintext mode carries bytes", arguments: [DataServerType.haproxy, .nginx])
     func plaintextCarriesBytes(_ type: DataServerType) async throws {
         let prodFolder = try TemporaryFolder("dp-prod")
