@@ -223,6 +223,10 @@ public final class ChildProcess: Sendable {
                 finish(status)
                 return
             }
+            if pidfd >= 0 {
+                // Readable but not reapable yet: not expected; do not spin on a level-triggered poll.
+                try? await Task.sleep(for: .milliseconds(10))
+            }
         }
     }
 
@@ -231,12 +235,13 @@ public final class ChildProcess: Sendable {
     /// without one: ECHILD) and the group members that were swept.
     private func reapLeader() -> (Int32?, [Int32])? {
         state.withLock { state -> (Int32?, [Int32])? in
-            guard ProcessReaper.stat(pid: pid)?.state == "Z" || ProcessReaper.stat(pid: pid) == nil else {
-                return nil  // still running (a spurious wake-up)
+            // Sweep only a leader that has exited: its unreaped zombie pins the group id, so
+            // nobody else can own group `pid` now.
+            var members: [Int32] = []
+            if ProcessReaper.stat(pid: pid)?.state == "Z" {
+                members = ProcessReaper.members(ofGroup: pid).filter { $0 != pid }
+                if !members.isEmpty { _ = kill(-pid, SIGKILL) }
             }
-            // The unreaped leader pins the group id: nobody else can own group `pid` now.
-            let members = ProcessReaper.members(ofGroup: pid).filter { $0 != pid }
-            if !members.isEmpty { _ = kill(-pid, SIGKILL) }
             var waitStatus: Int32 = 0
             while true {
                 let result = waitpid(pid, &waitStatus, WNOHANG)
