@@ -1,40 +1,12 @@
-/// Which side of the tunnel a proxy serves.
-///
-/// Stands in for `SciStreamWire.Role` until that module lands; the integrator maps one to the other.
-public enum ProxyRole: Sendable, Equatable, Hashable, CustomStringConvertible {
-    /// The producer-side gateway (inbound request): accepts TLS from the peer gateway, forwards
-    /// plain TCP to the producer application.
-    case prod
-    /// The consumer-side gateway (outbound request): accepts plain TCP from the consumer
-    /// application, connects with TLS to the producer-side gateway's listeners.
-    case cons
+import SciStreamWire
 
-    public var description: String {
-        switch self {
-        case .prod: "PROD"
-        case .cons: "CONS"
-        }
-    }
-}
+/// Which side of the tunnel a proxy serves: PROD (producer-side gateway: accepts TLS from the peer
+/// gateway, forwards plain TCP to the producer application) or CONS (consumer-side gateway: accepts
+/// plain TCP from the consumer application, connects with TLS to the producer-side listeners).
+public typealias ProxyRole = Role
 
-/// A TCP endpoint: a host (name, IPv4, or IPv6 with or without brackets) and a port.
-///
-/// Stands in for `SciStreamWire.Endpoint` until that module lands (same shape: "host:port",
-/// IPv6 as "[::1]:5100").
-public struct ProxyEndpoint: Sendable, Equatable, Hashable, CustomStringConvertible {
-    public var host: String
-    public var port: UInt16
-
-    public init(host: String, port: UInt16) {
-        self.host = host
-        self.port = port
-    }
-
-    public var description: String {
-        if host.contains(":") && !host.hasPrefix("[") { return "[\(host)]:\(port)" }
-        return "\(host):\(port)"
-    }
-}
+/// A TCP endpoint, "host:port" (IPv6 as "[::1]:5100").
+public typealias ProxyEndpoint = Endpoint
 
 /// What one session's proxy must do. Listener i forwards to target `i % targets.count`.
 public struct ProxySpec: Sendable, Equatable {
