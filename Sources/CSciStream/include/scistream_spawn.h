@@ -1,5 +1,36 @@
 #ifndef SCISTREAM_SPAWN_H
 #define SCISTREAM_SPAWN_H
 #include <sys/types.h>
-/* Process spawning shims land with the data plane. */
+
+/* Process spawning for supervised children (the data plane's proxies).
+ *
+ * scistream_spawn forks and execs `path` with `argv` and `envp` (both NULL-terminated). The child
+ * runs in its own session and process group (setsid), with default signal dispositions and an
+ * empty signal mask, the file-creation mask `file_mask` (umask), stdin from /dev/null, stdout and
+ * stderr appended to `log_path` (created 0600 if missing; O_NOFOLLOW), and every other descriptor
+ * closed on exec.
+ *
+ * Returns 0 on success and sets *pid, *pidfd (close-on-exec; -1 if pidfd_open failed) and
+ * *error_pipe: the read end (non-blocking, close-on-exec) of a close-on-exec pipe. Reading it
+ * yields end-of-file once the exec succeeded, or 4 bytes holding the child's errno if the setup or
+ * the exec failed (the child then exits with status 127 and must still be reaped by the caller).
+ * Returns an errno value if nothing was started (the log file could not be opened, fork failed...).
+ */
+int scistream_spawn(const char *path, char *const argv[], char *const envp[], const char *log_path,
+                    mode_t file_mask, pid_t *pid, int *pidfd, int *error_pipe);
+
+/* pidfd_open(2) through syscall(2): a close-on-exec descriptor that polls readable when `pid` exits. */
+int scistream_pidfd_open(pid_t pid);
+
+/* pidfd_send_signal(2) through syscall(2). */
+int scistream_pidfd_send_signal(int pidfd, int sig);
+
+/* prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are reparented to this process. */
+int scistream_set_child_subreaper(void);
+
+/* The wait(2) status macros, which Swift cannot see. */
+int scistream_wifexited(int status);
+int scistream_wexitstatus(int status);
+int scistream_wifsignaled(int status);
+int scistream_wtermsig(int status);
 #endif

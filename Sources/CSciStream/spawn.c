@@ -1,0 +1,152 @@
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include "scistream_spawn.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+int scistream_pidfd_open(pid_t pid) {
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+int scistream_pidfd_send_signal(int pidfd, int sig) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+int scistream_set_child_subreaper(void) {
+    return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+}
+
+int scistream_wifexited(int status) { return WIFEXITED(status); }
+int scistream_wexitstatus(int status) { return WEXITSTATUS(status); }
+int scistream_wifsignaled(int status) { return WIFSIGNALED(status); }
+int scistream_wtermsig(int status) { return WTERMSIG(status); }
+
+/* In the child, between fork and exec: only async-signal-safe calls from here on. */
+static void report_and_exit(int fd) {
+    int error = errno;
+    ssize_t ignored = write(fd, &error, sizeof(error));
+    (void)ignored;
+    _exit(127);
+}
+
+static void mark_cloexec_from(int first) {
+    /* close_range(2) with CLOSE_RANGE_CLOEXEC (Linux 5.11): one syscall for every descriptor. */
+    if (syscall(SYS_close_range, (unsigned int)first, ~0U, CLOSE_RANGE_CLOEXEC) == 0) {
+        return;
+    }
+    struct rlimit limit;
+    long highest = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < 1048576) {
+        highest = (long)limit.rlim_cur;
+    }
+    for (long fd = first; fd < highest; fd++) {
+        int flags = fcntl((int)fd, F_GETFD);
+        if (flags >= 0 && (flags & FD_CLOEXEC) == 0) {
+            (void)fcntl((int)fd, F_SETFD, flags | FD_CLOEXEC);
+        }
+    }
+}
+
+int scistream_spawn(const char *path, char *const argv[], char *const envp[], const char *log_path,
+                    mode_t file_mask, pid_t *pid, int *pidfd, int *error_pipe) {
+    int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null_fd < 0) {
+        return errno;
+    }
+    int log_fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+    if (log_fd < 0) {
+        int error = errno;
+        close(null_fd);
+        return error;
+    }
+    int pipe_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+        int error = errno;
+        close(null_fd);
+        close(log_fd);
+        return error;
+    }
+
+    /* Block every signal while forking, so that no handler of ours runs in the child before the
+     * child has reset the dispositions. The mask is per thread: restore it in the parent. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+
+    pid_t child = fork();
+    if (child == 0) {
+        close(pipe_fds[0]);
+        /* Default dispositions for every signal. The raw rt_sigaction syscall, because glibc's
+         * sigaction refuses its two reserved real-time signals (32, 33), which an ignoring parent
+         * would otherwise pass on ignored across the exec. */
+        struct kernel_sigaction_default {
+            void (*handler)(int);
+            unsigned long flags;
+            void (*restorer)(void);
+            unsigned long mask;
+        } default_action = { SIG_DFL, 0, NULL, 0 };
+        for (int signo = 1; signo < NSIG; signo++) {
+            if (signo == SIGKILL || signo == SIGSTOP) {
+                continue;
+            }
+            (void)syscall(SYS_rt_sigaction, signo, &default_action, NULL, sizeof(default_action.mask));
+        }
+        sigset_t none;
+        sigemptyset(&none);
+        if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) {
+            report_and_exit(pipe_fds[1]);
+        }
+        (void)umask(file_mask);
+        if (setsid() < 0) {
+            report_and_exit(pipe_fds[1]);
+        }
+        if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(log_fd, STDOUT_FILENO) < 0 || dup2(log_fd, STDERR_FILENO) < 0) {
+            report_and_exit(pipe_fds[1]);
+        }
+        /* Everything above 2 (including null_fd, log_fd, and the error pipe's write end) closes on exec. */
+        mark_cloexec_from(STDERR_FILENO + 1);
+        execve(path, argv, envp);
+        report_and_exit(pipe_fds[1]);
+    }
+
+    int fork_error = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(null_fd);
+    close(log_fd);
+    close(pipe_fds[1]);
+    if (child < 0) {
+        close(pipe_fds[0]);
+        return fork_error;
+    }
+    int flags = fcntl(pipe_fds[0], F_GETFL);
+    if (flags >= 0) {
+        (void)fcntl(pipe_fds[0], F_SETFL, flags | O_NONBLOCK);
+    }
+    *pid = child;
+    *pidfd = scistream_pidfd_open(child);
+    *error_pipe = pipe_fds[0];
+    return 0;
+}

@@ -1,0 +1,471 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import SciStreamSystem
+
+/// The data plane of one s2cs: one proxy process (HAProxy, nginx or stunnel) per session, started
+/// from a generated config, supervised, and torn down.
+///
+/// Files per session, in `folder` (0700): `<uid>.conf`, `<uid>.pem` (certificate + private key),
+/// `<uid>.key`, `<uid>.pid` (all 0600, removed by `stop`), and `<uid>.log` (0600, the proxy's
+/// stdout and stderr, KEPT after `stop` for troubleshooting and appended to if the uid returns).
+public actor DataPlane {
+    public nonisolated let type: DataServerType
+    public nonisolated let folder: String
+    public nonisolated let dataPlaneTLS: Bool
+    let logger: Logger
+    let stopGrace: Duration
+    let readinessTimeout: Duration
+    let searchPath: [String]
+    /// Tests turn this off to see the proxy's own bind error instead of ours.
+    let checkListenersBeforeLaunch: Bool
+
+    private enum Phase {
+        case mock
+        case starting
+        case running(ChildProcess)
+        case exited(ChildProcess, TerminationStatus)
+        case stopping(Task<Void, Never>)
+    }
+
+    private struct Session {
+        var phase: Phase
+        var stopRequested = false
+        var startWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private var sessions: [String: Session] = [:]
+
+    /// The folder s2cs keeps session files in: `$HAPROXY_CONFIG_PATH`, or `~/.scistream`.
+    public static func defaultFolder() -> String {
+        let environment = ProcessInfo.processInfo.environment
+        if let configured = environment["HAPROXY_CONFIG_PATH"], !configured.isEmpty { return configured }
+        if let home = environment["HOME"], !home.isEmpty { return home + "/.scistream" }
+        if let entry = getpwuid(geteuid()), let directory = entry.pointee.pw_dir {
+            return String(cString: directory) + "/.scistream"
+        }
+        return "/root/.scistream"
+    }
+
+    /// Where proxy binaries are looked for: $PATH, then the sbin directories (HAProxy and nginx
+    /// live in /usr/sbin, which a non-root PATH often lacks).
+    static func defaultSearchPath() -> [String] {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        let extra = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        var result: [String] = []
+        for directory in path.split(separator: ":").map(String.init) + extra where !result.contains(directory) {
+            result.append(directory)
+        }
+        return result
+    }
+
+    /// The environment proxies run with: a fixed PATH and the C locale (English error texts, which
+    /// `start` quotes). Nothing of s2cs's own environment is passed on.
+    static let childEnvironment = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"]
+
+    /// Checks that the proxy is installed (and, for stunnel, that it is not asked for plain TCP),
+    /// creates `folder` with mode 0700 (tightening an existing one of ours), and makes this process
+    /// a child subreaper so that a proxy's orphaned workers can be reaped.
+    public init(type: DataServerType, folder: String, dataPlaneTLS: Bool, logger: Logger,
+                stopGrace: Duration = .seconds(2)) throws(DataPlaneError) {
+        try self.init(type: type, folder: folder, dataPlaneTLS: dataPlaneTLS, logger: logger, stopGrace: stopGrace,
+                      searchPath: DataPlane.defaultSearchPath(), readinessTimeout: .seconds(10),
+                      checkListenersBeforeLaunch: true)
+    }
+
+    init(type: DataServerType, folder: String, dataPlaneTLS: Bool, logger: Logger, stopGrace: Duration,
+         searchPath: [String], readinessTimeout: Duration, checkListenersBeforeLaunch: Bool) throws(DataPlaneError) {
+        self.type = type
+        self.folder = folder
+        self.dataPlaneTLS = dataPlaneTLS
+        self.logger = logger
+        self.stopGrace = stopGrace
+        self.readinessTimeout = readinessTimeout
+        self.searchPath = searchPath
+        self.checkListenersBeforeLaunch = checkListenersBeforeLaunch
+        if !dataPlaneTLS && !type.supportsPlaintext { throw .plaintextUnsupported(type: type) }
+        _ = try Self.locateBinary(type, searchPath: searchPath)
+        try Self.prepareFolder(folder, logger: logger)
+        ProcessReaper.becomeSubreaper()
+    }
+
+    /// The proxy's executable path; nil for Mock.
+    static func locateBinary(_ type: DataServerType, searchPath: [String]) throws(DataPlaneError) -> String? {
+        guard let binary = type.binary else { return nil }
+        guard let path = ChildProcess.findExecutable(binary, searchPath: searchPath) else { throw .notInstalled(type: type) }
+        if type == .nginx && access(ProxyConfig.nginxStreamModule, R_OK) != 0 {
+            throw .nginxStreamModuleMissing(path: ProxyConfig.nginxStreamModule)
+        }
+        return path
+    }
+
+    /// Creates the folder (and missing parents) with mode 0700. An existing folder must be a
+    /// directory owned by us and not a shared one (sticky bit, like /tmp); if it is open to others,
+    /// it is tightened to 0700 with a warning.
+    static func prepareFolder(_ folder: String, logger: Logger) throws(DataPlaneError) {
+        let shown = printable(folder, limit: 200)
+        guard isConfigSafePath(folder) else {
+            throw .folder(path: shown, reason: "the path must be absolute and use only letters, digits and . _ / + @ % = , - "
+                + "(it is written into proxy configs); choose another with $HAPROXY_CONFIG_PATH")
+        }
+        var partial = ""
+        for component in folder.split(separator: "/") {
+            partial += "/" + component
+            if mkdir(partial, 0o700) != 0 && errno != EEXIST {
+                throw .folder(path: shown, reason: "cannot create \(partial): \(Errno.current)")
+            }
+        }
+        var info = stat()
+        guard stat(folder, &info) == 0 else { throw .folder(path: shown, reason: Errno.current.description) }
+        guard (info.st_mode & S_IFMT) == S_IFDIR else { throw .folder(path: shown, reason: "it is not a directory") }
+        guard info.st_uid == geteuid() else {
+            throw .folder(path: shown, reason: "it belongs to another user (uid \(info.st_uid)); choose another with $HAPROXY_CONFIG_PATH")
+        }
+        guard info.st_mode & S_ISVTX == 0 else {
+            throw .folder(path: shown, reason: "it is a shared directory (sticky bit); choose a private one with $HAPROXY_CONFIG_PATH")
+        }
+        if info.st_mode & 0o077 != 0 {
+            guard chmod(folder, 0o700) == 0 else { throw .folder(path: shown, reason: "cannot chmod 700: \(Errno.current)") }
+            logger.warning("session folder was open to other users: now 0700",
+                           ["folder": folder, "was": String(info.st_mode & 0o777, radix: 8)])
+        }
+    }
+
+    // MARK: - start
+
+    /// Starts the session's proxy and returns once every listener accepts.
+    ///
+    /// Mock: validates and records the session, starts nothing. Otherwise: validates `spec`
+    /// (nothing is written if it is invalid), checks that every listener address is free, writes
+    /// the key material and the config (0600, atomically), has the proxy check its config where it
+    /// can, spawns it, and waits (bounded) until it listens on every listener, probed without
+    /// connecting: a LISTEN entry in /proc/net/tcp{,6} whose socket inode is held by the proxy's
+    /// process group (/proc/<pid>/fd). On any failure the proxy is stopped, the
+    /// session's files except the log are removed, and the error quotes the proxy's own message.
+    public func start(_ spec: ProxySpec) async throws(DataPlaneError) {
+        let plan = try SessionPlan(spec, tls: dataPlaneTLS, folder: folder,
+                                   processors: ProcessInfo.processInfo.activeProcessorCount)
+        let key = plan.session.text
+        guard sessions[key] == nil else { throw .alreadyRunning(session: plan.session.prefix) }
+        if type == .mock {
+            sessions[key] = Session(phase: .mock)
+            logger.info("mock data plane: no proxy started", ["session": plan.session.prefix, "role": "\(plan.role)"])
+            return
+        }
+        sessions[key] = Session(phase: .starting)
+        let result = await launch(plan)
+        let waiters = sessions[key]?.startWaiters ?? []
+        switch result {
+        case .success(let child):
+            sessions[key] = Session(phase: .running(child))
+            Task { [weak self] in
+                guard let status = await child.wait() else { return }
+                await self?.proxyExited(key: key, child: child, status: status)
+            }
+        case .failure:
+            sessions[key] = nil
+        }
+        for waiter in waiters { waiter.resume() }
+        if case .failure(let error) = result { throw error }
+    }
+
+    private func shouldAbandon(_ key: String) -> Bool {
+        Task.isCancelled || sessions[key]?.stopRequested == true
+    }
+
+    private func launch(_ plan: SessionPlan) async -> Result<ChildProcess, DataPlaneError> {
+        let session = plan.session
+        let files = plan.files
+        let name = session.prefix
+        let executable: String
+        do {
+            guard let path = try Self.locateBinary(type, searchPath: searchPath) else { return .failure(.invalidSessionID) }
+            executable = path
+        } catch {
+            return .failure(error)
+        }
+
+        var addresses: [[SocketAddress]] = []
+        for route in plan.routes {
+            do {
+                addresses.append(try ListenerProbe.addresses(of: route.listener))
+            } catch {
+                if case .listenerUnavailable(_, let listener, let reason) = error {
+                    return .failure(.listenerUnavailable(session: name, listener: listener, reason: reason))
+                }
+                return .failure(error)
+            }
+        }
+        if checkListenersBeforeLaunch {
+            for (route, resolved) in zip(plan.routes, addresses) {
+                for address in resolved {
+                    if let error = ListenerProbe.bindError(address) {
+                        return .failure(.listenerUnavailable(session: name, listener: route.listener.description, reason: error.description))
+                    }
+                }
+            }
+        }
+        if plan.rateKbps > 0 && !type.supportsRateLimit {
+            logger.info("rate limit not applied: \(type.name) cannot limit a connection's rate",
+                        ["session": name, "rate_kbps": String(plan.rateKbps)])
+        }
+
+        // Key material and config. From here on, failures remove what was written.
+        func fail(_ error: DataPlaneError, child: ChildProcess? = nil) async -> Result<ChildProcess, DataPlaneError> {
+            if let child { await child.terminate(grace: stopGrace) }
+            for path in files.removable { AtomicFile.remove(path) }
+            logger.error("proxy start failed", ["session": name, "type": type.name, "error": error.description])
+            return .failure(error)
+        }
+        do {
+            if plan.tls {
+                let keys = try SessionKeys.derive(session)
+                try AtomicFile.write(keys.certificatePEM + keys.privateKeyPEM, to: files.certificate, display: files.display("pem"))
+                try AtomicFile.write(keys.privateKeyPEM, to: files.key, display: files.display("key"))
+            }
+            try AtomicFile.write(ProxyConfig.render(plan, for: type), to: files.config, display: files.display("conf"))
+        } catch {
+            return await fail(error)
+        }
+
+        let logStart = ProxyLog.size(files.log)
+        if let check = checkCommand(files) {
+            let outcome: TerminationStatus?
+            do {
+                let checker = try await ChildProcess.spawn(executable: executable, arguments: check,
+                                                           environment: Self.childEnvironment, logPath: files.log)
+                if let status = await checker.wait(timeout: .seconds(30)) {
+                    outcome = status
+                } else {
+                    outcome = await checker.terminate(grace: .seconds(1))
+                }
+            } catch {
+                return await fail(.spawnFailed(type: type, session: name, reason: error.errno.description))
+            }
+            if outcome != .exited(code: 0) {
+                let text = ProxyLog.errorSummary(ProxyLog.text(files.log, from: logStart), type: type)
+                return await fail(.configRejected(type: type, session: name, message: files.redact(text)))
+            }
+        }
+        if shouldAbandon(files.session.text) { return await fail(.stoppedWhileStarting(session: name)) }
+
+        let child: ChildProcess
+        let runStart = ProxyLog.size(files.log)
+        do {
+            child = try await ChildProcess.spawn(executable: executable, arguments: runCommand(files),
+                                                 environment: Self.childEnvironment, logPath: files.log)
+        } catch {
+            return await fail(.spawnFailed(type: type, session: name, reason: error.errno.description))
+        }
+        // Our own record of the pid at once (the proxy writes the same file, with the same pid,
+        // a few milliseconds later): a crash of s2cs from here on leaves a pid file for reapStale.
+        do {
+            try AtomicFile.write("\(child.pid)\n", to: files.pid, display: files.display("pid"))
+        } catch {
+            logger.warning("cannot write the pid file", ["session": name, "error": error.description])
+        }
+
+        // Readiness: every listener has a LISTEN socket, or the proxy exited, or the time is up.
+        let deadline = ContinuousClock.now + readinessTimeout
+        var pause = Duration.milliseconds(2)
+        while true {
+            if let status = child.status {
+                let text = ProxyLog.errorSummary(ProxyLog.text(files.log, from: runStart), type: type)
+                let message = text.isEmpty ? "it \(status)" : files.redact(text)
+                return await fail(.startFailed(type: type, session: name, message: message))
+            }
+            if shouldAbandon(files.session.text) {
+                return await fail(.stoppedWhileStarting(session: name), child: child)
+            }
+            // A LISTEN socket on the address is not enough: it must be the proxy's own (one of its
+            // process group's descriptors), or a socket someone else holds would pass for it.
+            let table = ListenerProbe.listeningSockets()
+            let bound = zip(plan.routes, addresses).map { ($0.0, ListenerProbe.listeners($0.1, in: table)) }
+            var missing = bound.first { $0.1.isEmpty }?.0
+            if missing == nil {
+                let owned = ListenerProbe.socketInodes(ofProcessGroup: child.pid)
+                missing = bound.first { $0.1.isDisjoint(with: owned) }?.0
+            }
+            guard let missing else { break }
+            if ContinuousClock.now >= deadline {
+                let seconds = Int(readinessTimeout.components.seconds)
+                return await fail(.notReady(type: type, session: name, listener: missing.listener.description, seconds: seconds),
+                                  child: child)
+            }
+            try? await Task.sleep(for: pause)
+            pause = min(pause * 2, .milliseconds(25))
+        }
+        logger.info("proxy started", [
+            "session": name, "type": type.name, "role": "\(plan.role)", "pid": String(child.pid),
+            "listeners": plan.routes.map { $0.listener.description }.joined(separator: ","),
+            "tls": plan.tls ? "on" : "off",
+        ])
+        return .success(child)
+    }
+
+    /// The proxy's own config check, where it has one.
+    private func checkCommand(_ files: SessionFiles) -> [String]? {
+        switch type {
+        case .haproxy: ["-c", "-f", files.config]
+        case .nginx: ["-t", "-c", files.config, "-e", files.log]
+        case .stunnel, .mock: nil
+        }
+    }
+
+    /// The proxy's command line (arguments after the executable), in the foreground.
+    private func runCommand(_ files: SessionFiles) -> [String] {
+        switch type {
+        case .haproxy: ["-W", "-db", "-f", files.config, "-p", files.pid]  // -p needs -W
+        case .nginx: ["-c", files.config, "-e", files.log]  // -e: the log opened before the config is read
+        case .stunnel: [files.config]
+        case .mock: []
+        }
+    }
+
+    private func proxyExited(key: String, child: ChildProcess, status: TerminationStatus) {
+        guard let entry = sessions[key], case .running(let current) = entry.phase, current === child else { return }
+        sessions[key]?.phase = .exited(child, status)
+        logger.error("proxy exited unexpectedly", [
+            "session": String(key.prefix(8)), "type": type.name, "pid": String(child.pid), "status": status.description,
+        ])
+    }
+
+    // MARK: - status, stop
+
+    /// `.running(pid:)` while the proxy runs, `.exited(description:)` if it died on its own; nil
+    /// for an unknown uid, a Mock session, or one that is starting or stopping.
+    public func status(uid: String) -> ProxyStatus? {
+        guard let session = SessionID(uid), let entry = sessions[session.text] else { return nil }
+        switch entry.phase {
+        case .running(let child): return .running(pid: child.pid)
+        case .exited(_, let status): return .exited(description: status.description)
+        case .mock, .starting, .stopping: return nil
+        }
+    }
+
+    /// The uids of the sessions this data plane holds (for diagnostics and shutdown).
+    public var sessionIDs: [String] { Array(sessions.keys) }
+
+    /// Stops the session's proxy: SIGTERM to its process group, `stopGrace`, SIGKILL, reap; then
+    /// removes `<uid>.conf`, `.pem`, `.key`, `.pid` (the `.log` stays). A session that is still
+    /// starting is stopped as soon as its start gives up. No-op for an unknown uid.
+    public func stop(uid: String) async {
+        guard let session = SessionID(uid) else { return }
+        let key = session.text
+        guard let entry = sessions[key] else { return }
+        switch entry.phase {
+        case .mock:
+            sessions[key] = nil
+            logger.info("mock session released", ["session": session.prefix])
+        case .starting:
+            sessions[key]?.stopRequested = true
+            await withCheckedContinuation { continuation in sessions[key, default: entry].startWaiters.append(continuation) }
+            await stop(uid: uid)  // if the start won the race and is now running
+        case .stopping(let task):
+            await task.value
+        case .running(let child), .exited(let child, _):
+            let files = SessionFiles(folder: folder, session: session)
+            let grace = stopGrace
+            let logger = self.logger
+            let type = self.type
+            let task = Task {
+                let status = await child.terminate(grace: grace)
+                var problems: [String] = []
+                for path in files.removable {
+                    if let problem = AtomicFile.remove(path) { problems.append(problem) }
+                }
+                logger.info("proxy stopped", ["session": session.prefix, "type": type.name, "pid": String(child.pid),
+                                              "status": status.description])
+                if !problems.isEmpty {
+                    logger.warning("cannot remove session files", ["session": session.prefix, "error": problems.joined(separator: "; ")])
+                }
+            }
+            sessions[key]?.phase = .stopping(task)
+            await task.value
+            sessions[key] = nil
+        }
+    }
+
+    /// Stops every session (s2cs shutdown), concurrently.
+    public func stopAll() async {
+        let keys = Array(sessions.keys)
+        await withTaskGroup(of: Void.self) { group in
+            for key in keys { group.addTask { await self.stop(uid: key) } }
+        }
+    }
+
+    // MARK: - stale sessions
+
+    /// At s2cs start: finds session files left by an s2cs that was killed, stops the proxies named
+    /// by their `<uid>.pid` files, and removes the sessions' files (not the logs). A pid is
+    /// signalled only if /proc/<pid>/cmdline names haproxy, nginx or stunnel AND references that
+    /// session's config, and its parent is not another running s2cs. Returns how many proxies
+    /// were stopped.
+    public func reapStale() async -> Int {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return 0 }
+        var stale = Set<String>()
+        for name in names {
+            // A session left something but its log: <uid>.conf/.pem/.key/.pid, or a temporary file.
+            guard name.utf8.count > 37, let session = SessionID(String(name.prefix(36))),
+                  name.dropFirst(36).first == ".", sessions[session.text] == nil else { continue }
+            let rest = name.dropFirst(37)
+            guard ["conf", "pem", "key", "pid"].contains(rest) || rest.hasSuffix(".tmp") else { continue }
+            stale.insert(session.text)
+        }
+        var stopped = 0
+        for key in stale.sorted() {
+            guard let session = SessionID(key) else { continue }
+            let files = SessionFiles(folder: folder, session: session)
+            var keepFiles = false
+            if let text = ProcessReaper.readSmallFile(files.pid, limit: 64),
+               let pid = Int32(String(decoding: text, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 {
+                if let owner = Self.liveOwner(of: pid) {
+                    logger.info("stale session skipped: its proxy belongs to a running s2cs",
+                                ["session": session.prefix, "pid": String(pid), "s2cs_pid": String(owner)])
+                    continue
+                }
+                let outcome = await ProcessReaper.terminateForeign(pid: pid, grace: stopGrace) { argv in
+                    Self.isProxy(argv, using: files.config)
+                }
+                switch outcome {
+                case .stopped:
+                    stopped += 1
+                    logger.info("stale proxy stopped", ["session": session.prefix, "pid": String(pid)])
+                case .notMatching:
+                    logger.warning("stale pid file names another program: left alone", ["session": session.prefix, "pid": String(pid)])
+                case .stillRunning:
+                    keepFiles = true
+                    logger.error("stale proxy survived SIGKILL", ["session": session.prefix, "pid": String(pid)])
+                case .notRunning:
+                    break
+                }
+            }
+            if keepFiles { continue }
+            for path in files.removable { AtomicFile.remove(path) }
+            for name in names where name.hasPrefix(key + ".") && name.hasSuffix(".tmp") {
+                AtomicFile.remove(folder + "/" + name)
+            }
+            logger.info("stale session files removed", ["session": session.prefix])
+        }
+        return stopped
+    }
+
+    /// Whether `argv` (from /proc/<pid>/cmdline) is a proxy run with `config`. nginx rewrites its
+    /// title to "nginx: master process /usr/sbin/nginx -c <config> ...", possibly in one string.
+    static func isProxy(_ argv: [String], using config: String) -> Bool {
+        let words = argv.flatMap { $0.split(separator: " ").map(String.init) }
+        guard let first = words.first else { return false }
+        var program = first.hasSuffix(":") ? String(first.dropLast()) : first
+        if let slash = program.lastIndex(of: "/") { program = String(program[program.index(after: slash)...]) }
+        guard ["haproxy", "nginx", "stunnel", "stunnel4"].contains(program) else { return false }
+        return words.contains(config)
+    }
+
+    /// The pid of a running s2cs (other than us) that is the parent of `pid`, if any.
+    static func liveOwner(of pid: Int32) -> Int32? {
+        guard let parent = ProcessReaper.stat(pid: pid)?.parent, parent > 1, parent != getpid(),
+              let argv = ProcessReaper.commandLine(pid: parent), let first = argv.first else { return nil }
+        return first.split(separator: "/").last == "s2cs" ? parent : nil
+    }
+}

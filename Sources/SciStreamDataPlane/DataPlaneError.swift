@@ -1,0 +1,71 @@
+/// What went wrong in the data plane, worded for the operator who reads it after "Error: ".
+/// Sessions appear by the first 8 characters of their uid only (the full uid is the secret);
+/// session files appear as "<folder>/<prefix>*.<ext>", a glob that finds them.
+public enum DataPlaneError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The proxy's binary is not on the search path.
+    case notInstalled(type: DataServerType)
+    /// nginx is there but its dynamic stream module is not.
+    case nginxStreamModuleMissing(path: String)
+    /// `--data-plane-tls=False` with a proxy that cannot forward plain TCP.
+    case plaintextUnsupported(type: DataServerType)
+    /// The session folder cannot be used.
+    case folder(path: String, reason: String)
+    /// A session file cannot be written, read or removed.
+    case file(path: String, reason: String)
+    /// The uid is not a canonical UUID.
+    case invalidSessionID
+    /// A listener, target or rate is invalid; nothing was written.
+    case invalidSpec(session: String, reason: String)
+    /// A session with this uid already has a proxy.
+    case alreadyRunning(session: String)
+    /// A listener address is taken by someone else (checked before launch).
+    case listenerUnavailable(session: String, listener: String, reason: String)
+    /// Key derivation or certificate construction failed in OpenSSL.
+    case keyMaterial(reason: String)
+    /// The proxy's own config check (`haproxy -c`, `nginx -t`) rejected the config.
+    case configRejected(type: DataServerType, session: String, message: String)
+    /// The proxy could not be executed.
+    case spawnFailed(type: DataServerType, session: String, reason: String)
+    /// The proxy exited during startup: `message` is its own error text from its log.
+    case startFailed(type: DataServerType, session: String, message: String)
+    /// The proxy ran but did not listen on every listener in time.
+    case notReady(type: DataServerType, session: String, listener: String, seconds: Int)
+    /// `stop` (or cancellation) arrived while the proxy was starting.
+    case stoppedWhileStarting(session: String)
+
+    public var description: String {
+        switch self {
+        case .notInstalled(let type):
+            let binary = type.binary ?? type.name
+            return "\(binary) is not installed: install it with 'sudo apt-get install \(type.debianPackages.joined(separator: " "))'"
+        case .nginxStreamModuleMissing(let path):
+            return "the nginx stream module is not installed (\(path) is missing): install it with 'sudo apt-get install libnginx-mod-stream'"
+        case .plaintextUnsupported(let type):
+            return "\(type.name) cannot forward plain TCP: use --type Haproxy or --type Nginx with --data-plane-tls=False"
+        case .folder(let path, let reason):
+            return "cannot use the session folder \(path): \(reason)"
+        case .file(let path, let reason):
+            return "cannot write \(path): \(reason)"
+        case .invalidSessionID:
+            return "invalid session id: expected a UUID such as 4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3"
+        case .invalidSpec(let session, let reason):
+            return "invalid proxy request for session \(session): \(reason)"
+        case .alreadyRunning(let session):
+            return "session \(session) already has a proxy"
+        case .listenerUnavailable(let session, let listener, let reason):
+            return "cannot listen on \(listener) for session \(session): \(reason)"
+        case .keyMaterial(let reason):
+            return "cannot derive the session's key material: \(reason)"
+        case .configRejected(let type, let session, let message):
+            return "\(type.binary ?? type.name) rejected the configuration for session \(session): \(message)"
+        case .spawnFailed(let type, let session, let reason):
+            return "\(type.binary ?? type.name) could not be started for session \(session): \(reason)"
+        case .startFailed(let type, let session, let message):
+            return "\(type.binary ?? type.name) failed to start for session \(session): \(message)"
+        case .notReady(let type, let session, let listener, let seconds):
+            return "\(type.binary ?? type.name) did not listen on \(listener) within \(seconds) s for session \(session)"
+        case .stoppedWhileStarting(let session):
+            return "session \(session) was released while its proxy was starting"
+        }
+    }
+}

@@ -1,0 +1,105 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SciStreamSystem
+
+/// The files of one session in the session folder: `<uid>.conf`, `.pem` (certificate, then the
+/// private key: the bundle HAProxy's `crt` wants; also the trust anchor), `.key` (the private key
+/// alone, for nginx and stunnel), `.pid`, `.log`. All created 0600 in a 0700 folder.
+struct SessionFiles: Sendable {
+    let folder: String
+    let session: SessionID
+
+    var config: String { path("conf") }
+    var certificate: String { path("pem") }
+    var key: String { path("key") }
+    var pid: String { path("pid") }
+    var log: String { path("log") }
+
+    /// Everything but the log, which stays for troubleshooting (`cat ~/.scistream/<uid>.log`).
+    var removable: [String] { [config, certificate, key, pid] }
+
+    func path(_ ext: String) -> String { "\(folder)/\(session.text).\(ext)" }
+
+    /// How messages name a session file without the full uid: a glob that finds it.
+    func display(_ ext: String) -> String { "\(folder)/\(session.prefix)*.\(ext)" }
+
+    /// Replaces every occurrence of the full uid in `text` (a proxy's message quoting a path) by
+    /// the displayable prefix glob.
+    func redact(_ text: String) -> String {
+        text.replacingAll(session.text, with: "\(session.prefix)*")
+    }
+}
+
+extension String {
+    func replacingAll(_ target: String, with replacement: String) -> String {
+        guard !target.isEmpty else { return self }
+        var result = ""
+        var rest = self[...]
+        while let range = rest.range(of: target) {
+            result += rest[..<range.lowerBound]
+            result += replacement
+            rest = rest[range.upperBound...]
+        }
+        result += rest
+        return result
+    }
+
+    /// A minimal substring search (Foundation-free).
+    func range(of target: String) -> Range<String.Index>? { self[...].range(of: target) }
+}
+
+extension Substring {
+    func range(of target: String) -> Range<String.Index>? {
+        guard !target.isEmpty else { return nil }
+        var index = startIndex
+        while index < endIndex {
+            if self[index...].hasPrefix(target) {
+                return index..<self.index(index, offsetBy: target.count)
+            }
+            index = self.index(after: index)
+        }
+        return nil
+    }
+}
+
+/// Writes files without a window in which they are readable by others or half-written:
+/// `open(O_CREAT|O_EXCL|O_NOFOLLOW, 0600)` on a fresh temporary name in the same folder, write,
+/// fsync, then `rename` over the final name.
+enum AtomicFile {
+    static func write(_ contents: String, to path: String, display: String) throws(DataPlaneError) {
+        let bytes = Array(contents.utf8)
+        let temporary = "\(path).\(UInt64.random(in: 0...UInt64.max)).tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .file(path: display, reason: Errno.current.description) }
+        var offset = 0
+        while offset < bytes.count {
+            let count = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }  // safe: offset < count
+            if count < 0 {
+                let error = Errno.current
+                if error == .interrupted { continue }
+                _ = close(fd)
+                _ = unlink(temporary)
+                throw .file(path: display, reason: error.description)
+            }
+            offset += count
+        }
+        if fsync(fd) != 0 || close(fd) != 0 {
+            let error = Errno.current
+            _ = unlink(temporary)
+            throw .file(path: display, reason: error.description)
+        }
+        if rename(temporary, path) != 0 {
+            let error = Errno.current
+            _ = unlink(temporary)
+            throw .file(path: display, reason: error.description)
+        }
+    }
+
+    /// Removes `path`; a missing file is fine. Returns the error text otherwise.
+    @discardableResult
+    static func remove(_ path: String) -> String? {
+        if unlink(path) == 0 || errno == ENOENT { return nil }
+        return Errno.current.description
+    }
+}

@@ -1,0 +1,276 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import CSciStream
+
+/// How a child process ended.
+public enum TerminationStatus: Sendable, Equatable, CustomStringConvertible {
+    case exited(code: Int32)
+    case signaled(signal: Int32)
+
+    init(waitStatus: Int32) {
+        if scistream_wifsignaled(waitStatus) != 0 {
+            self = .signaled(signal: scistream_wtermsig(waitStatus))
+        } else {
+            self = .exited(code: scistream_wexitstatus(waitStatus))
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .exited(let code): "exited with code \(code)"
+        case .signaled(let signal): "killed by \(TerminationStatus.signalName(signal))"
+        }
+    }
+
+    /// "SIGTERM", "SIGKILL"... or "signal 42".
+    public static func signalName(_ signal: Int32) -> String {
+        let names: [Int32: String] = [
+            SIGHUP: "SIGHUP", SIGINT: "SIGINT", SIGQUIT: "SIGQUIT", SIGILL: "SIGILL", SIGTRAP: "SIGTRAP",
+            SIGABRT: "SIGABRT", SIGBUS: "SIGBUS", SIGFPE: "SIGFPE", SIGKILL: "SIGKILL", SIGUSR1: "SIGUSR1",
+            SIGSEGV: "SIGSEGV", SIGUSR2: "SIGUSR2", SIGPIPE: "SIGPIPE", SIGALRM: "SIGALRM", SIGTERM: "SIGTERM",
+            SIGCHLD: "SIGCHLD", SIGCONT: "SIGCONT", SIGSTOP: "SIGSTOP", SIGTSTP: "SIGTSTP", SIGXCPU: "SIGXCPU",
+            SIGXFSZ: "SIGXFSZ", SIGSYS: "SIGSYS",
+        ]
+        return names[signal] ?? "signal \(signal)"
+    }
+}
+
+/// A child that could not be started: the binary is missing, not executable, or the log file
+/// could not be opened. `errno` is the child's (or the parent's) error number.
+public struct SpawnError: Error, Sendable, CustomStringConvertible {
+    public let executable: String
+    public let errno: Errno
+    public var description: String { "cannot run \(executable): \(errno)" }
+}
+
+/// A supervised child process, started in its own session and process group.
+///
+/// A watcher task awaits the child's pidfd through the `Reactor`. When the leader exits it sweeps
+/// the rest of the process group with SIGKILL (while the unreaped leader still pins the group id,
+/// so the id cannot have been reused), reaps the leader with `waitpid(pid, WNOHANG)`, reaps the
+/// swept members that were reparented to this process (see `ProcessReaper.becomeSubreaper`), and
+/// only then publishes the exit status: once `status` is non-nil, the pid is released.
+/// Reaping is always by specific pid, never `waitpid(-1)`.
+public final class ChildProcess: Sendable {
+    public let pid: Int32
+    public let executable: String
+
+    private struct State {
+        var pidfd: Int32
+        var leaderReaped = false
+        var status: TerminationStatus?
+        var waiters: [UInt64: CheckedContinuation<TerminationStatus?, Never>] = [:]
+        var cancelledBeforeRegistration: Set<UInt64> = []
+        var nextID: UInt64 = 0
+    }
+
+    private let state: Mutex<State>
+
+    private init(pid: Int32, pidfd: Int32, executable: String) {
+        self.pid = pid
+        self.executable = executable
+        self.state = Mutex(State(pidfd: pidfd))
+    }
+
+    /// Finds `name` in `searchPath` (or returns it if it contains a slash): the first regular,
+    /// executable file. Proxies live in /usr/sbin, which a non-root PATH often lacks.
+    public static func findExecutable(_ name: String, searchPath: [String]) -> String? {
+        if name.contains("/") { return name }
+        for directory in searchPath where !directory.isEmpty {
+            let candidate = directory.hasSuffix("/") ? directory + name : directory + "/" + name
+            var info = stat()
+            if stat(candidate, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, access(candidate, X_OK) == 0 {
+                return candidate
+            }
+        }
+        return nil
+    }
+
+    /// Starts `executable` with `arguments` (argv[1...]) and `environment` ("KEY=value"), stdin from
+    /// /dev/null and stdout+stderr appended to `logPath`, with the file-creation mask `fileMask`
+    /// (by default 077: what the child creates, such as a pid file, is private). Returns once the
+    /// exec has succeeded; a failed exec (a missing binary: "No such file or directory") throws
+    /// with the child's errno, after the failed child has been reaped.
+    public static func spawn(
+        executable: String, arguments: [String], environment: [String], logPath: String, fileMask: mode_t = 0o077
+    ) async throws(SpawnError) -> ChildProcess {
+        var pid: pid_t = 0
+        var pidfd: Int32 = -1
+        var errorPipe: Int32 = -1
+        let argv = [executable] + arguments
+        let result = withCStringArray(argv) { argvPointer in
+            withCStringArray(environment) { envPointer in
+                scistream_spawn(executable, argvPointer, envPointer, logPath, fileMask, &pid, &pidfd, &errorPipe)
+            }
+        }
+        if result != 0 {
+            throw SpawnError(executable: executable, errno: Errno(result))
+        }
+        let child = ChildProcess(pid: pid, pidfd: pidfd, executable: executable)
+        Task.detached { await child.watch() }
+
+        // The error pipe: end-of-file once exec succeeded, or the child's errno.
+        defer { _ = Glibc.close(errorPipe) }
+        var childErrno: Int32 = 0
+        while true {
+            let count = Glibc.read(errorPipe, &childErrno, MemoryLayout<Int32>.size)
+            if count == 0 { return child }
+            if count == MemoryLayout<Int32>.size { break }
+            if count > 0 { childErrno = EIO; break }  // a short read: cannot happen for 4 bytes on a pipe
+            let error = Errno.current
+            if error == .interrupted { continue }
+            if error == .wouldBlock {
+                // Uncancellable on purpose: the child must be accounted for either way.
+                try? await Reactor.shared.wait(errorPipe, for: .readable)
+                continue
+            }
+            childErrno = error.rawValue
+            break
+        }
+        _ = await child.wait()  // the child called _exit(127): reap it before reporting
+        throw SpawnError(executable: executable, errno: Errno(childErrno))
+    }
+
+    /// The exit status once the process has exited and been reaped; nil while it runs.
+    public var status: TerminationStatus? { state.withLock { $0.status } }
+
+    /// Sends `signal` to the child's process group, as long as its leader has not been reaped
+    /// (so that the group id is still ours). Returns whether the signal was delivered.
+    @discardableResult
+    public func signalGroup(_ signal: Int32) -> Bool {
+        state.withLock { state in
+            guard !state.leaderReaped else { return false }
+            return kill(-pid, signal) == 0
+        }
+    }
+
+    /// Waits until the process has exited and been reaped. Returns nil if `timeout` passes first
+    /// or the calling task is cancelled.
+    public func wait(timeout: Duration? = nil) async -> TerminationStatus? {
+        guard let timeout else { return await waitForStatus() }
+        return await withTaskGroup(of: TerminationStatus?.self) { group in
+            group.addTask { await self.waitForStatus() }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+
+    /// Teardown: SIGTERM to the process group, up to `grace` for it to exit, then SIGKILL to the
+    /// group, then the reap. Not cancellable: it returns only once the pid has been released.
+    @discardableResult
+    public func terminate(grace: Duration = .seconds(2)) async -> TerminationStatus {
+        await Task {
+            if let status = self.status { return status }
+            self.signalGroup(SIGTERM)
+            if let status = await self.wait(timeout: grace) { return status }
+            while true {
+                self.signalGroup(SIGKILL)
+                // SIGKILL cannot be caught; a process in uninterruptible sleep gets it on waking.
+                if let status = await self.wait(timeout: .seconds(5)) { return status }
+            }
+        }.value
+    }
+
+    private func waitForStatus() async -> TerminationStatus? {
+        let id = state.withLock { state -> UInt64 in
+            state.nextID &+= 1
+            return state.nextID
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<TerminationStatus?, Never>) in
+                let immediate = state.withLock { state -> TerminationStatus?? in
+                    if let status = state.status { return .some(status) }
+                    if state.cancelledBeforeRegistration.remove(id) != nil { return .some(nil) }
+                    state.waiters[id] = continuation
+                    return nil
+                }
+                if let immediate { continuation.resume(returning: immediate) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<TerminationStatus?, Never>? in
+                if let waiter = state.waiters.removeValue(forKey: id) { return waiter }
+                if state.status == nil { state.cancelledBeforeRegistration.insert(id) }
+                return nil
+            }
+            waiter?.resume(returning: nil)
+        }
+    }
+
+    /// The watcher: runs once per child, until the child is reaped.
+    private func watch() async {
+        let pidfd = state.withLock { $0.pidfd }
+        while true {
+            if pidfd >= 0 {
+                do {
+                    try await Reactor.shared.wait(pidfd, for: .readable)
+                } catch {
+                    continue  // not cancelled in practice: detached and never handed out
+                }
+            } else {
+                // No pidfd (descriptor exhaustion at spawn): poll instead.
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            if let (waitStatus, members) = reapLeader() {
+                let status = waitStatus.map { TerminationStatus(waitStatus: $0) } ?? .exited(code: -1)
+                await ProcessReaper.reap(members: members, ofGroup: pid)
+                finish(status)
+                return
+            }
+            if pidfd >= 0 {
+                // Readable but not reapable yet: not expected; do not spin on a level-triggered poll.
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+        }
+    }
+
+    /// If the leader has exited: sweeps the rest of its process group with SIGKILL and reaps the
+    /// leader. Returns nil while the leader runs; otherwise its wait status (nil if it vanished
+    /// without one: ECHILD) and the group members that were swept.
+    private func reapLeader() -> (Int32?, [Int32])? {
+        state.withLock { state -> (Int32?, [Int32])? in
+            // Sweep only a leader that has exited: its unreaped zombie pins the group id, so
+            // nobody else can own group `pid` now.
+            var members: [Int32] = []
+            if ProcessReaper.stat(pid: pid)?.state == "Z" {
+                members = ProcessReaper.members(ofGroup: pid).filter { $0 != pid }
+                if !members.isEmpty { _ = kill(-pid, SIGKILL) }
+            }
+            var waitStatus: Int32 = 0
+            while true {
+                let result = waitpid(pid, &waitStatus, WNOHANG)
+                if result == 0 { return nil }
+                if result == -1 && Errno.current == .interrupted { continue }
+                state.leaderReaped = true
+                if state.pidfd >= 0 { _ = Glibc.close(state.pidfd) }
+                state.pidfd = -1
+                return (result == pid ? waitStatus : nil, members)
+            }
+        }
+    }
+
+    private func finish(_ status: TerminationStatus) {
+        let waiters = state.withLock { state -> [CheckedContinuation<TerminationStatus?, Never>] in
+            state.status = status
+            let waiters = Array(state.waiters.values)
+            state.waiters.removeAll()
+            state.cancelledBeforeRegistration.removeAll()
+            return waiters
+        }
+        for waiter in waiters { waiter.resume(returning: status) }
+    }
+}
+
+/// Calls `body` with a NULL-terminated array of C strings that live for the duration of the call.
+func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for pointer in pointers { free(pointer) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }  // safe: never empty (the nil terminator)
+}

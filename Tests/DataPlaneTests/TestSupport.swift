@@ -1,0 +1,354 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+import SciStreamSystem
+
+/// A temporary folder, removed by `remove()`.
+struct TemporaryFolder {
+    let path: String
+
+    init(_ label: String = "dp") throws {
+        var template = Array("/tmp/scistream-\(label)-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }  // safe: non-empty array
+        guard made != nil else { throw Errno.current }
+        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    func file(_ name: String) -> String { path + "/" + name }
+
+    func write(_ name: String, _ text: String) throws {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: file(name)))
+    }
+
+    func read(_ name: String) -> String? { try? String(contentsOfFile: file(name), encoding: .utf8) }
+
+    func exists(_ name: String) -> Bool { FileManager.default.fileExists(atPath: file(name)) }
+
+    func contents() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted() }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// Runs a program to completion (bounded), returning its exit status and combined output.
+func run(_ executable: String, _ arguments: [String], in folder: TemporaryFolder,
+         timeout: Duration = .seconds(30)) async throws -> (TerminationStatus, String) {
+    let log = folder.file("run-\(UInt32.random(in: 0...UInt32.max)).out")
+    let child = try await ChildProcess.spawn(executable: executable, arguments: arguments,
+                                             environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], logPath: log)
+    var status = await child.wait(timeout: timeout)
+    if status == nil { status = await child.terminate(grace: .seconds(1)) }
+    let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+    unlink(log)
+    return (status ?? .exited(code: -1), output)
+}
+
+/// Asserts that `pid` no longer exists: kill(pid, 0) fails with ESRCH.
+func expectGone(_ pid: Int32, sourceLocation: SourceLocation = #_sourceLocation) {
+    let result = kill(pid, 0)
+    let error = errno
+    #expect(result == -1 && error == ESRCH, "pid \(pid) still exists", sourceLocation: sourceLocation)
+}
+
+import COpenSSL
+import Synchronization
+@testable import SciStreamDataPlane
+
+/// SHA-256 through OpenSSL's EVP interface.
+final class SHA256Digest {
+    private let context: OpaquePointer
+
+    init() {
+        context = EVP_MD_CTX_new()!  // safe in tests: allocation failure aborts the run anyway
+        EVP_DigestInit_ex(context, EVP_sha256(), nil)
+    }
+
+    deinit { EVP_MD_CTX_free(context) }
+
+    func update(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { _ = EVP_DigestUpdate(context, $0.baseAddress, $0.count) }
+    }
+
+    func finish() -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        EVP_DigestFinal_ex(context, &out, &length)
+        return out
+    }
+}
+
+/// A free loopback port: bind port 0, read it back, close.
+func freePort(host: String = "127.0.0.1") throws -> UInt16 {
+    let socket = try Socket.listen(on: try SocketAddress.resolve(host: host, port: 0))
+    defer { socket.close() }
+    return socket.localAddress!.port  // safe: a bound socket has a local address
+}
+
+func loopback(_ port: UInt16) -> ProxyEndpoint { ProxyEndpoint(host: "127.0.0.1", port: port) }
+
+func newUID() -> String { UUID().uuidString.lowercased() }
+
+func testLogger(_ sink: LogSink = .memory()) -> Logger { Logger(label: "dataplane-test", level: .debug, sink: sink) }
+
+/// The producer application: accepts connections on loopback, reads each to EOF, and records the
+/// SHA-256 and length of what it received.
+final class ProducerApp: Sendable {
+    struct Received: Sendable, Equatable {
+        let digest: [UInt8]
+        let count: Int
+    }
+
+    private struct State {
+        var connections = 0
+        var bytes = 0
+        var finished: [Received] = []
+        var tasks: [Task<Void, Never>] = []
+    }
+
+    let port: UInt16
+    private let listener: Socket
+    private let state = Mutex(State())
+    private let acceptTask: Mutex<Task<Void, Never>?> = Mutex(nil)
+
+    init() throws {
+        listener = try Socket.listen(on: try SocketAddress.resolve(host: "127.0.0.1", port: 0))
+        port = listener.localAddress!.port  // safe: bound
+        let task = Task { [self] in await self.acceptLoop() }
+        acceptTask.withLock { $0 = task }
+    }
+
+    private func acceptLoop() async {
+        while !Task.isCancelled {
+            guard let connection = try? await listener.accept() else { return }
+            state.withLock { $0.connections += 1 }
+            let reader = Task { [self] in await self.readAll(connection) }
+            state.withLock { $0.tasks.append(reader) }
+        }
+    }
+
+    private func readAll(_ connection: Socket) async {
+        let digest = SHA256Digest()
+        var count = 0
+        while true {
+            guard let chunk = try? await connection.read(max: 1 << 18), !chunk.isEmpty else { break }
+            digest.update(chunk)
+            count += chunk.count
+            state.withLock { $0.bytes += chunk.count }
+        }
+        connection.close()
+        let received = Received(digest: digest.finish(), count: count)
+        state.withLock { $0.finished.append(received) }
+    }
+
+    var connections: Int { state.withLock { $0.connections } }
+    var bytes: Int { state.withLock { $0.bytes } }
+    var finished: [Received] { state.withLock { $0.finished } }
+
+    /// Waits until `count` connections have finished (EOF), or the timeout passes.
+    func waitForFinished(_ count: Int, timeout: Duration = .seconds(60)) async -> [Received] {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let done = finished
+            if done.count >= count { return done }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return finished
+    }
+
+    func stop() {
+        acceptTask.withLock { $0?.cancel() }
+        let tasks = state.withLock { $0.tasks }
+        for task in tasks { task.cancel() }
+        listener.close()
+    }
+}
+
+/// Connects to `port`, sends `count` random bytes, half-closes, and returns what was sent.
+func sendRandom(to port: UInt16, host: String = "127.0.0.1", count: Int) async throws -> ProducerApp.Received {
+    let socket = try await Socket.connect(to: try SocketAddress.resolve(host: host, port: port),
+                                          deadline: .now + .seconds(10))
+    defer { socket.close() }
+    let digest = SHA256Digest()
+    var sent = 0
+    var chunk = [UInt8](repeating: 0, count: 1 << 20)
+    while sent < count {
+        let size = min(chunk.count, count - sent)
+        if size < chunk.count { chunk = [UInt8](repeating: 0, count: size) }
+        chunk.withUnsafeMutableBytes { _ = RAND_bytes($0.baseAddress, Int32($0.count)) }
+        digest.update(chunk)
+        try await socket.writeAll(chunk, deadline: .now + .seconds(60))
+        sent += size
+    }
+    _ = shutdown(socket.fd, Int32(SHUT_WR))
+    // Wait for the proxy to close its side too (it does once the producer got EOF), bounded.
+    _ = try? await socket.read(max: 1, deadline: .now + .seconds(30))
+    return ProducerApp.Received(digest: digest.finish(), count: sent)
+}
+
+/// What a TLS client got when it tried the PROD listener.
+struct TLSAttempt: Sendable, CustomStringConvertible {
+    var handshake: String
+    var afterWrite: String
+    var description: String { "handshake: \(handshake); after write: \(afterWrite)" }
+}
+
+/// A TLS client (OpenSSL, blocking, on its own thread) that connects to 127.0.0.1:port, presents
+/// `certificatePEM`/`keyPEM` if given, does not verify the server, writes 4 KiB, then reads.
+func tlsAttempt(port: UInt16, certificatePEM: String?, keyPEM: String?, readAfterWrite: Bool = true) async -> TLSAttempt {
+    await withCheckedContinuation { continuation in
+        let thread = Thread {
+            continuation.resume(returning: blockingTLSAttempt(port: port, certificatePEM: certificatePEM, keyPEM: keyPEM,
+                                                              readAfterWrite: readAfterWrite))
+        }
+        thread.start()
+    }
+}
+
+private func blockingTLSAttempt(port: UInt16, certificatePEM: String?, keyPEM: String?, readAfterWrite: Bool) -> TLSAttempt {
+    var result = TLSAttempt(handshake: "not attempted", afterWrite: "not attempted")
+    guard let context = SSL_CTX_new(TLS_client_method()) else { return result }
+    defer { SSL_CTX_free(context) }
+    SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nil)
+    if let certificatePEM, let keyPEM {
+        // BIO_new_mem_buf does not copy: read while the C strings are alive.
+        let certificate = certificatePEM.withCString { text -> OpaquePointer? in
+            let bio = BIO_new_mem_buf(text, -1)
+            defer { BIO_free(bio) }
+            return PEM_read_bio_X509(bio, nil, nil, nil)
+        }
+        let key = keyPEM.withCString { text -> OpaquePointer? in
+            let bio = BIO_new_mem_buf(text, -1)
+            defer { BIO_free(bio) }
+            return PEM_read_bio_PrivateKey(bio, nil, nil, nil)
+        }
+        defer { X509_free(certificate); EVP_PKEY_free(key) }
+        guard SSL_CTX_use_certificate(context, certificate) == 1, SSL_CTX_use_PrivateKey(context, key) == 1 else {
+            result.handshake = "cannot load the client certificate: \(drainErrors())"
+            return result
+        }
+    }
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    defer { close(fd) }
+    var timeout = timeval(tv_sec: 3, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = port.bigEndian
+    address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else {
+        result.handshake = "connect failed: \(Errno.current)"
+        return result
+    }
+    guard let ssl = SSL_new(context) else { return result }
+    defer { SSL_free(ssl) }
+    SSL_set_fd(ssl, fd)
+    let handshake = SSL_connect(ssl)
+    if handshake != 1 {
+        result.handshake = "failed (\(SSL_get_error(ssl, handshake))): \(drainErrors())"
+        return result
+    }
+    result.handshake = "completed"
+    let payload = [UInt8](repeating: 0x41, count: 4096)
+    let written = payload.withUnsafeBytes { SSL_write(ssl, $0.baseAddress, Int32($0.count)) }
+    if written <= 0 {
+        result.afterWrite = "write failed: \(drainErrors())"
+        return result
+    }
+    guard readAfterWrite else {
+        // Close cleanly (close_notify, then wait for the proxy to close): a bare close() with the
+        // server's unread session tickets in the buffer would send a reset and lose the data.
+        _ = SSL_shutdown(ssl)
+        var sink = [UInt8](repeating: 0, count: 1024)
+        while sink.withUnsafeMutableBytes({ SSL_read(ssl, $0.baseAddress, Int32($0.count)) }) > 0 {}
+        result.afterWrite = "wrote \(written) bytes and closed"
+        return result
+    }
+    var buffer = [UInt8](repeating: 0, count: 1024)
+    let read = buffer.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32($0.count)) }
+    if read > 0 {
+        result.afterWrite = "read \(read) bytes"
+    } else {
+        let error = SSL_get_error(ssl, read)
+        result.afterWrite = error == SSL_ERROR_ZERO_RETURN ? "closed" : "refused (\(error)): \(drainErrors())"
+    }
+    return result
+}
+
+private func drainErrors() -> String {
+    var messages: [String] = []
+    while case let code = ERR_get_error(), code != 0 {
+        var buffer = [CChar](repeating: 0, count: 256)
+        ERR_error_string_n(code, &buffer, buffer.count)
+        messages.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    }
+    return messages.joined(separator: "; ")
+}
+
+/// The pids of processes whose command line mentions `fragment` (such as a test's folder).
+func processes(mentioning fragment: String) -> [Int32] {
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    return names.compactMap(Int32.init).filter { pid in
+        guard let info = ProcessReaper.stat(pid: pid), info.state != "Z" || true,
+              let argv = ProcessReaper.commandLine(pid: pid) else { return false }
+        return argv.joined(separator: " ").contains(fragment)
+    }
+}
+
+/// A data plane for tests, with the internal knobs reachable.
+func makePlane(_ type: DataServerType, _ folder: TemporaryFolder, tls: Bool = true, sink: LogSink = .memory(),
+               checkListeners: Bool = true) throws -> DataPlane {
+    try DataPlane(type: type, folder: folder.path, dataPlaneTLS: tls, logger: testLogger(sink), stopGrace: .seconds(2),
+                  searchPath: DataPlane.defaultSearchPath(), readinessTimeout: .seconds(10),
+                  checkListenersBeforeLaunch: checkListeners)
+}
+
+/// Runs `body`; then, even if it threw, stops every data plane, checks that no process still
+/// mentions the folders (no proxy left behind), and removes them.
+func withPlanes(_ planes: [DataPlane], folders: [TemporaryFolder], producer: ProducerApp? = nil,
+                sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> Void) async throws {
+    var failure: (any Error)? = nil
+    do {
+        try await body()
+    } catch {
+        failure = error
+    }
+    for plane in planes { await plane.stopAll() }
+    producer?.stop()
+    for folder in folders {
+        let left = processes(mentioning: folder.path)
+        #expect(left.isEmpty, "processes left behind: \(left)", sourceLocation: sourceLocation)
+        for pid in left { kill(pid, SIGKILL) }
+        folder.remove()
+    }
+    if let failure { throw failure }
+}
+
+/// The running proxy's pid, or nil (recording an issue).
+func runningPID(_ plane: DataPlane, _ uid: String, sourceLocation: SourceLocation = #_sourceLocation) async -> Int32? {
+    let status = await plane.status(uid: uid)
+    guard case .running(let pid) = status else {
+        Issue.record("expected a running proxy, got \(String(describing: status))", sourceLocation: sourceLocation)
+        return nil
+    }
+    return pid
+}
+
+/// Polls until `pid` is gone (its owner's watcher reaps it asynchronously), bounded.
+func waitUntilGone(_ pid: Int32, timeout: Duration = .seconds(10)) async {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if kill(pid, 0) == -1 && errno == ESRCH { return }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+}
+
+/// File mode bits (permissions) of a path.
+func mode(_ path: String) -> UInt32? {
+    var info = stat()
+    return stat(path, &info) == 0 ? UInt32(info.st_mode & 0o7777) : nil
+}
