@@ -160,6 +160,11 @@ extension TestbedSuites {
                 #expect(client.status == 0, "iperf3 -c failed: \(client.stdout)\n\(client.stderr)\n\(consumers2.stderr)\n\(producers2.stderr)")
                 let received = Self.receivedBytes(client.stdout)
                 #expect(received > Double(1 << 20), "iperf3 reports \(received) bytes received: \(client.stdout)")
+                if type == "Nginx" {
+                    // The tutorial says: about 10 Mbits/sec with Nginx, which applies the default --rate.
+                    let rate = Self.receiverBitrate(client.stdout)
+                    #expect(rate > 5e6 && rate < 12e6, "Nginx with the default --rate 10000: \(rate) bit/s")
+                }
             }
 
             let listening = await tutorial.run(Tutorial.listening)
@@ -228,6 +233,15 @@ extension TestbedSuites {
 
             let expected = moves ? Tutorial.all : Tutorial.all.filter { !Tutorial.dataPlaneOnly.contains($0) }
             #expect(tutorial.executed == expected, "the test did not run every command of the tutorial in order")
+        }
+
+        /// The bit rate iperf3 -c reports on its "receiver" line (e.g. "9.87 Mbits/sec").
+        static func receiverBitrate(_ output: String) -> Double {
+            guard let line = output.split(separator: "\n").last(where: { $0.hasSuffix("receiver") }) else { return 0 }
+            let tokens = line.split(separator: " ").map(String.init)
+            guard let unit = tokens.firstIndex(where: { $0.hasSuffix("bits/sec") }), unit > 0, let value = Double(tokens[unit - 1]) else { return 0 }
+            let scale: [String: Double] = ["bits/sec": 1, "Kbits/sec": 1e3, "Mbits/sec": 1e6, "Gbits/sec": 1e9]
+            return value * (scale[tokens[unit]] ?? 0)
         }
 
         /// The bytes iperf3 -c reports on its "receiver" line (e.g. "3.87 GBytes").
