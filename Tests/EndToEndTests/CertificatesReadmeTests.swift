@@ -36,8 +36,7 @@ import Testing
             try await Self.makeGatewayCertificate(name, in: folder)
             let daemon = try await Background(
                 "\(Harness.s2cs) --port 0 --bind 127.0.0.1 --listener-ip 127.0.0.1 --type Mock --port-range 23100-23110 --config_folder \(folder.path)/\(name)-folder --server_crt \(folder.path)/\(name)-chain.pem --server_key \(folder.path)/\(name).key",
-                ready: "s2cs listening on")
-            defer { daemon.stop() }
+                readiness: .prints("s2cs listening on"))
             let port = daemon.stdout.split(separator: "\n").first { $0.hasPrefix("s2cs listening on") }?.split(separator: ":").last.map(String.init) ?? ""
             let request = await Harness.s2uc(["inbound_request", "--s2cs", "127.0.0.1:\(port)", "--server_cert", folder.appendingPathComponent("root.crt").path, "--num_conn", "1"])
             #expect(request.status == 0, "\(name): \(request.stderr)")
@@ -47,13 +46,14 @@ import Testing
             if name == "gateway" {
                 let leafOnly = try await Background(
                     "\(Harness.s2cs) --port 0 --bind 127.0.0.1 --listener-ip 127.0.0.1 --type Mock --config_folder \(folder.path)/leaf-folder --server_crt \(folder.path)/gateway.crt --server_key \(folder.path)/gateway.key",
-                    ready: "s2cs listening on")
-                defer { leafOnly.stop() }
+                    readiness: .prints("s2cs listening on"))
                 let leafPort = leafOnly.stdout.split(separator: "\n").first { $0.hasPrefix("s2cs listening on") }?.split(separator: ":").last.map(String.init) ?? ""
                 let refused = await Harness.s2uc(["inbound_request", "--s2cs", "127.0.0.1:\(leafPort)", "--server_cert", folder.appendingPathComponent("root.crt").path, "--num_conn", "1"])
                 #expect(refused.status == 1)
                 #expect(refused.stderr.contains("TLS verification of s2cs"), "\(refused.stderr)")
+                await leafOnly.stop()
             }
+            await daemon.stop()
         }
     }
 }

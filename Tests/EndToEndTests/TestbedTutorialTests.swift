@@ -55,14 +55,15 @@ enum Tutorial {
 final class TutorialRun: @unchecked Sendable {  // used by one test at a time
     let type: String
     let document: TutorialDocument
+    let started: Testbed.Started
     var uid = "<uid>"
     private(set) var executed: [String] = []
-    private var started: [Background] = []
     private var documentIndex = 0
 
-    init(type: String, document: TutorialDocument) {
+    init(type: String, document: TutorialDocument, started: Testbed.Started) {
         self.type = type
         self.document = document
+        self.started = started
     }
 
     func render(_ template: String) -> String {
@@ -100,15 +101,7 @@ final class TutorialRun: @unchecked Sendable {  // used by one test at a time
         precondition(Tutorial.background.contains(template))
         executed.append(template)
         #expect(documented(template) != nil, "the tutorial does not show '\(template)' at this point", sourceLocation: sourceLocation)
-        let background = try await Background(render(template), readiness: readiness)
-        started.append(background)
-        return background
-    }
-
-    /// Stops everything still running (by PID) and takes the testbed down; runs even on failure.
-    func tearDown() {
-        for background in started.reversed() { background.stop() }
-        Testbed.down()
+        return try await started.start(render(template), readiness)
     }
 }
 
@@ -121,118 +114,120 @@ extension TestbedSuites {
 
         @Test(arguments: types)
         func theTutorialStepByStep(type: String) async throws {
-            try Testbed.requirePermitted()
-            let tutorial = TutorialRun(type: type, document: try TutorialDocument.load())
-            defer { tutorial.tearDown() }
-            let moves = type != "Mock"  // whether this data server moves bytes
-            Testbed.cleanLeftovers()
+            let document = try TutorialDocument.load()
+            // withTestbed guarantees the teardown; the tutorial starts with no testbed at all.
+            try await Testbed.withTestbed { started in
+                await Testbed.down()
+                let tutorial = TutorialRun(type: type, document: document, started: started)
+                let moves = type != "Mock"  // whether this data server moves bytes
 
-            // The four hosts, and each gateway's certificate with both its addresses as names.
-            #expect(await tutorial.run(Tutorial.up).status == 0)
-            #expect(await tutorial.run(Tutorial.status).status == 0)
-            for step in [Tutorial.producers2Certificate, Tutorial.consumers2Certificate, Tutorial.producerTrustsProducers2, Tutorial.consumerTrustsConsumers2] {
-                let output = await tutorial.run(step)
-                #expect(output.status == 0, "\(step): \(output.stderr)")
-            }
-
-            // Producer side: s2cs on producers2, the inbound request from the producer.
-            let producers2 = try await tutorial.start(Tutorial.producers2S2CS, .prints("s2cs listening on 0.0.0.0:5007"))
-            let inbound = await tutorial.run(Tutorial.inbound)
-            try #require(inbound.status == 0, "inbound_request failed: \(inbound.stderr)\n\(producers2.stderr)")
-            let fields = inbound.lines.dropFirst().first?.split(separator: " ").map(String.init) ?? []
-            try #require(fields.count == 4, "\(inbound.stdout)")
-            tutorial.uid = fields[0]
-            #expect(Array(fields.dropFirst()) == ["192.168.10.11:5007", "INVALID_TOKEN", "PROD"])
-            #expect(inbound.lines.last == "Listeners: ['192.168.10.11:5100', '192.168.10.11:5101', '192.168.10.11:5102', '192.168.10.11:5103', '192.168.10.11:5104']")
-
-            // Consumer side: s2cs on consumers2, the outbound request from the consumer, towards the
-            // producer-side listener.
-            let consumers2 = try await tutorial.start(Tutorial.consumers2S2CS, .prints("s2cs listening on 0.0.0.0:5007"))
-            let outbound = await tutorial.run(Tutorial.outbound)
-            try #require(outbound.status == 0, "outbound_request failed: \(outbound.stderr)\n\(consumers2.stderr)")
-            #expect(outbound.lines.last == "Listeners: ['192.168.30.10:5100']")
-
-            var iperfServer: Background? = nil
-            if moves {
-                // iperf3 from the consumer, through the consumer-side gateway, to the producer.
-                iperfServer = try await tutorial.start(Tutorial.iperfServer, .listens(host: "producer", port: 5001))
-                let client = await tutorial.run(Tutorial.iperfClient)
-                #expect(client.status == 0, "iperf3 -c failed: \(client.stdout)\n\(client.stderr)\n\(consumers2.stderr)\n\(producers2.stderr)")
-                let received = Self.receivedBytes(client.stdout)
-                #expect(received > Double(1 << 20), "iperf3 reports \(received) bytes received: \(client.stdout)")
-                if type == "Nginx" {
-                    // The tutorial says: about 10 Mbits/sec with Nginx, which applies the default --rate.
-                    let rate = Self.receiverBitrate(client.stdout)
-                    #expect(rate > 5e6 && rate < 12e6, "Nginx with the default --rate 10000: \(rate) bit/s")
+                // The four hosts, and each gateway's certificate with both its addresses as names.
+                #expect(await tutorial.run(Tutorial.up).status == 0)
+                #expect(await tutorial.run(Tutorial.status).status == 0)
+                for step in [Tutorial.producers2Certificate, Tutorial.consumers2Certificate, Tutorial.producerTrustsProducers2, Tutorial.consumerTrustsConsumers2] {
+                    let output = await tutorial.run(step)
+                    #expect(output.status == 0, "\(step): \(output.stderr)")
                 }
-            }
 
-            let listening = await tutorial.run(Tutorial.listening)
-            #expect(listening.stdout.contains("0.0.0.0:5007"), "\(listening.stdout)")
-            let proxyLine = listening.lines.first { $0.contains("192.168.30.10:5100") }
-            if moves {
-                #expect(proxyLine.map { ["haproxy", "nginx", "stunnel"].contains(where: $0.contains) } == true,
-                        "no proxy listens on 192.168.30.10:5100: \(listening.stdout)")
-            } else {
-                #expect(proxyLine == nil, "Mock starts no proxy: \(listening.stdout)")
-            }
+                // Producer side: s2cs on producers2, the inbound request from the producer.
+                let producers2 = try await tutorial.start(Tutorial.producers2S2CS, .prints("s2cs listening on 0.0.0.0:5007"))
+                let inbound = await tutorial.run(Tutorial.inbound)
+                try #require(inbound.status == 0, "inbound_request failed: \(inbound.stderr)\n\(producers2.stderr)")
+                let fields = inbound.lines.dropFirst().first?.split(separator: " ").map(String.init) ?? []
+                try #require(fields.count == 4, "\(inbound.stdout)")
+                tutorial.uid = fields[0]
+                #expect(Array(fields.dropFirst()) == ["192.168.10.11:5007", "INVALID_TOKEN", "PROD"])
+                #expect(inbound.lines.last == "Listeners: ['192.168.10.11:5100', '192.168.10.11:5101', '192.168.10.11:5102', '192.168.10.11:5103', '192.168.10.11:5104']")
 
-            if moves {
-                // The app's bytes are plaintext between the consumer and its gateway, and not between
-                // the gateways.
-                let gatewayCapture = try await tutorial.start(Tutorial.captureBetweenGateways, .prints("listening on eth1"))
-                let lanCapture = try await tutorial.start(Tutorial.captureConsumerLAN, .prints("listening on eth2"))
-                let client = await tutorial.run(Tutorial.patternClient)
-                #expect(client.status == 0, "iperf3 --repeating-payload failed: \(client.stdout)\n\(client.stderr)")
-                for capture in [gatewayCapture, lanCapture] where !(await capture.waitForExit(timeout: .seconds(10))) {
-                    capture.stop(SIGINT)  // fewer than 300 packets: stop it as Ctrl-C would
+                // Consumer side: s2cs on consumers2, the outbound request from the consumer, towards the
+                // producer-side listener.
+                let consumers2 = try await tutorial.start(Tutorial.consumers2S2CS, .prints("s2cs listening on 0.0.0.0:5007"))
+                let outbound = await tutorial.run(Tutorial.outbound)
+                try #require(outbound.status == 0, "outbound_request failed: \(outbound.stderr)\n\(consumers2.stderr)")
+                #expect(outbound.lines.last == "Listeners: ['192.168.30.10:5100']")
+
+                var iperfServer: Background? = nil
+                if moves {
+                    // iperf3 from the consumer, through the consumer-side gateway, to the producer.
+                    iperfServer = try await tutorial.start(Tutorial.iperfServer, .listens(host: "producer", port: 5001))
+                    let client = await tutorial.run(Tutorial.iperfClient)
+                    #expect(client.status == 0, "iperf3 -c failed: \(client.stdout)\n\(client.stderr)\n\(consumers2.stderr)\n\(producers2.stderr)")
+                    let received = Self.receivedBytes(client.stdout)
+                    #expect(received > Double(1 << 20), "iperf3 reports \(received) bytes received: \(client.stdout)")
+                    if type == "Nginx" {
+                        // The tutorial says: about 10 Mbits/sec with Nginx, which applies the default --rate.
+                        let rate = Self.receiverBitrate(client.stdout)
+                        #expect(rate > 5e6 && rate < 12e6, "Nginx with the default --rate 10000: \(rate) bit/s")
+                    }
                 }
-                let onLAN = await tutorial.run(Tutorial.patternOnConsumerLAN)
-                #expect((Int(onLAN.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) > 0,
-                        "the control capture on the consumer's LAN should show the pattern: \(onLAN.stdout) \(onLAN.stderr)")
-                let betweenGateways = await tutorial.run(Tutorial.patternBetweenGateways)
-                #expect(betweenGateways.stdout == "0\n", "plaintext between the gateways: \(betweenGateways.stdout)")
 
-                let gateways = try PacketCapture(contentsOf: Testbed.home("consumers2").appendingPathComponent("gateways.pcap"))
-                let lan = try PacketCapture(contentsOf: Testbed.home("consumers2").appendingPathComponent("consumer-lan.pcap"))
-                let crossed = gateways.payloadBytes(between: "192.168.20.11", and: "192.168.10.11")
-                #expect(crossed > 64 << 10, "only \(crossed) payload bytes crossed the gateway link in the capture")
-                #expect(!gateways.payloadsContain(Tutorial.payloadPattern), "the app's payload pattern crossed the gateway link in plaintext")
-                let raw = [UInt8](try Data(contentsOf: Testbed.home("consumers2").appendingPathComponent("gateways.pcap")))
-                #expect(!raw.containsSequence(Tutorial.payloadPattern), "the app's payload pattern is in the gateway capture")
-                #expect(lan.payloadsContain(Tutorial.payloadPattern), "the control capture did not see the pattern: the check would prove nothing")
+                let listening = await tutorial.run(Tutorial.listening)
+                #expect(listening.stdout.contains("0.0.0.0:5007"), "\(listening.stdout)")
+                let proxyLine = listening.lines.first { $0.contains("192.168.30.10:5100") }
+                if moves {
+                    #expect(proxyLine.map { ["haproxy", "nginx", "stunnel"].contains(where: $0.contains) } == true,
+                            "no proxy listens on 192.168.30.10:5100: \(listening.stdout)")
+                } else {
+                    #expect(proxyLine == nil, "Mock starts no proxy: \(listening.stdout)")
+                }
+
+                if moves {
+                    // The app's bytes are plaintext between the consumer and its gateway, and not between
+                    // the gateways.
+                    let gatewayCapture = try await tutorial.start(Tutorial.captureBetweenGateways, .prints("listening on eth1"))
+                    let lanCapture = try await tutorial.start(Tutorial.captureConsumerLAN, .prints("listening on eth2"))
+                    let client = await tutorial.run(Tutorial.patternClient)
+                    #expect(client.status == 0, "iperf3 --repeating-payload failed: \(client.stdout)\n\(client.stderr)")
+                    for capture in [gatewayCapture, lanCapture] where !(await capture.waitForExit(timeout: .seconds(10))) {
+                        await capture.stop(SIGINT)  // fewer than 300 packets: stop it as Ctrl-C would
+                    }
+                    let onLAN = await tutorial.run(Tutorial.patternOnConsumerLAN)
+                    #expect((Int(onLAN.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) > 0,
+                            "the control capture on the consumer's LAN should show the pattern: \(onLAN.stdout) \(onLAN.stderr)")
+                    let betweenGateways = await tutorial.run(Tutorial.patternBetweenGateways)
+                    #expect(betweenGateways.stdout == "0\n", "plaintext between the gateways: \(betweenGateways.stdout)")
+
+                    let gateways = try PacketCapture(contentsOf: Testbed.home("consumers2").appendingPathComponent("gateways.pcap"))
+                    let lan = try PacketCapture(contentsOf: Testbed.home("consumers2").appendingPathComponent("consumer-lan.pcap"))
+                    let crossed = gateways.payloadBytes(between: "192.168.20.11", and: "192.168.10.11")
+                    #expect(crossed > 64 << 10, "only \(crossed) payload bytes crossed the gateway link in the capture")
+                    #expect(!gateways.payloadsContain(Tutorial.payloadPattern), "the app's payload pattern crossed the gateway link in plaintext")
+                    let raw = [UInt8](try Data(contentsOf: Testbed.home("consumers2").appendingPathComponent("gateways.pcap")))
+                    #expect(!raw.containsSequence(Tutorial.payloadPattern), "the app's payload pattern is in the gateway capture")
+                    #expect(lan.payloadsContain(Tutorial.payloadPattern), "the control capture did not see the pattern: the check would prove nothing")
+                }
+
+                // Release, both sides; the proxies go, the ports are free again.
+                for step in [Tutorial.releaseConsumerSide, Tutorial.releaseProducerSide] {
+                    let release = await tutorial.run(step)
+                    #expect(release.status == 0, "\(step): \(release.stderr)")
+                    #expect(release.stdout == "Release completed\n")
+                }
+                let after = await tutorial.run(Tutorial.listening)
+                #expect(!after.stdout.contains(":5100"), "still listening after release: \(after.stdout)")
+                let producerSide = await Testbed.run("ip netns exec \(Testbed.namespace("producers2")) ss -Htln")
+                #expect(!producerSide.stdout.contains(":510"), "producers2 still listens after release: \(producerSide.stdout)")
+
+                // Ctrl-C in each s2cs terminal: it stops; nothing of it or its proxies is left.
+                for (daemon, host) in [(consumers2, "consumers2"), (producers2, "producers2")] {
+                    #expect(await daemon.stop(SIGINT) == 0, "s2cs on \(host) did not exit cleanly: \(daemon.stderr)")
+                    let left = await Testbed.run("ip netns pids \(Testbed.namespace(host))")
+                    #expect(left.stdout.isEmpty, "processes left in \(host) after s2cs stopped: \(left.stdout)")
+                }
+                if let iperfServer {
+                    await iperfServer.stop(SIGINT)
+                    // The producer application's connections came from its own gateway, not from the consumer.
+                    #expect(iperfServer.stdout.contains("Accepted connection from 192.168.10.11"), "\(iperfServer.stdout)")
+                    #expect(!iperfServer.stdout.contains("192.168.30.11"), "\(iperfServer.stdout)")
+                }
+
+                let down = await tutorial.run(Tutorial.down)
+                #expect(down.status == 0)
+                #expect(Testbed.namespaces().isEmpty)
+
+                let expected = moves ? Tutorial.all : Tutorial.all.filter { !Tutorial.dataPlaneOnly.contains($0) }
+                #expect(tutorial.executed == expected, "the test did not run every command of the tutorial in order")
             }
-
-            // Release, both sides; the proxies go, the ports are free again.
-            for step in [Tutorial.releaseConsumerSide, Tutorial.releaseProducerSide] {
-                let release = await tutorial.run(step)
-                #expect(release.status == 0, "\(step): \(release.stderr)")
-                #expect(release.stdout == "Release completed\n")
-            }
-            let after = await tutorial.run(Tutorial.listening)
-            #expect(!after.stdout.contains(":5100"), "still listening after release: \(after.stdout)")
-            let producerSide = await Testbed.run("ip netns exec \(Testbed.namespace("producers2")) ss -Htln")
-            #expect(!producerSide.stdout.contains(":510"), "producers2 still listens after release: \(producerSide.stdout)")
-
-            // Ctrl-C in each s2cs terminal: it stops; nothing of it or its proxies is left.
-            for (daemon, host) in [(consumers2, "consumers2"), (producers2, "producers2")] {
-                #expect(daemon.stop(SIGINT) == 0, "s2cs on \(host) did not exit cleanly: \(daemon.stderr)")
-                let left = await Testbed.run("ip netns pids \(Testbed.namespace(host))")
-                #expect(left.stdout.isEmpty, "processes left in \(host) after s2cs stopped: \(left.stdout)")
-            }
-            if let iperfServer {
-                iperfServer.stop(SIGINT)
-                // The producer application's connections came from its own gateway, not from the consumer.
-                #expect(iperfServer.stdout.contains("Accepted connection from 192.168.10.11"), "\(iperfServer.stdout)")
-                #expect(!iperfServer.stdout.contains("192.168.30.11"), "\(iperfServer.stdout)")
-            }
-
-            let down = await tutorial.run(Tutorial.down)
-            #expect(down.status == 0)
-            #expect(Testbed.namespaces().isEmpty)
-
-            let expected = moves ? Tutorial.all : Tutorial.all.filter { !Tutorial.dataPlaneOnly.contains($0) }
-            #expect(tutorial.executed == expected, "the test did not run every command of the tutorial in order")
         }
 
         /// The bit rate iperf3 -c reports on its "receiver" line (e.g. "9.87 Mbits/sec").

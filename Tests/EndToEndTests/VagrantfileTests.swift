@@ -54,9 +54,9 @@ import Testing
     }
 
     /// The machines as the testbed script describes them (`scripts/testbed hosts`).
-    static func testbedMachines() -> [Machine] {
+    static func testbedMachines() async -> [Machine] {
         var machines: [Machine] = []
-        for line in Testbed.script(["hosts"]).lines {
+        for line in await Testbed.script(["hosts"]).lines {
             let fields = line.split(separator: " ").map(String.init)
             if machines.last?.name != fields[0] { machines.append(Machine(name: fields[0])) }
             machines[machines.count - 1].addresses.append(fields[2])
@@ -64,8 +64,8 @@ import Testing
         return machines
     }
 
-    @Test func theMachinesAndAddressesAreTheTestbeds() throws {
-        let expected = Self.testbedMachines()
+    @Test func theMachinesAndAddressesAreTheTestbeds() async throws {
+        let expected = await Self.testbedMachines()
         #expect(expected.map(\.name) == ["producer", "producers2", "consumers2", "consumer"])
 
         // Read without Ruby: the HOSTS table at the top.
@@ -129,10 +129,11 @@ import Testing
             machines[machines.count - 1].addresses.append("\(fields[3])/24")
             machines[machines.count - 1].networks.append(fields[5])
         }
-        #expect(machines.map { Machine(name: $0.name, addresses: $0.addresses) } == Self.testbedMachines())
+        let expected = await Self.testbedMachines()
+        #expect(machines.map { Machine(name: $0.name, addresses: $0.addresses) } == expected)
         Self.expectOneNetworkPerSubnet(machines)
 
-        for machine in Self.testbedMachines() {
+        for machine in expected {
             #expect(lines.contains("machine \(machine.name) hostname=\(machine.name)"))
             // Built once by scripts/provision.sh, routes set on every boot.
             #expect(lines.contains("provision \(machine.name) build shell scripts/provision.sh \(machine.name) once"), "\(lines)")
@@ -147,7 +148,7 @@ import Testing
         }
         let routes = await Harness.run("/bin/bash", [Self.provision, "--print-routes"])
         #expect(routes.status == 0)
-        #expect(routes.stdout == Testbed.script(["routes"]).stdout)
+        #expect(routes.stdout == (await Testbed.script(["routes"])).stdout)
         #expect(routes.stdout == TestbedSuites.TestbedScriptTests.expectedRoutes)
 
         let text = try String(contentsOfFile: Self.provision, encoding: .utf8)
