@@ -20,7 +20,7 @@ public enum UserClient {
         OptionSpec("remote_ip", value: "ip", default: "localhost", help: "Inbound: address of the producer application."),
         OptionSpec("receiver_ports", value: "ports", help: "Inbound: the producer application's ports; outbound: the local ports to listen on."),
         OptionSpec("num_conn", value: "n", default: "5", help: "Number of parallel connections (listeners)."),
-        OptionSpec("rate", value: "kb/s", default: "10000", help: "Maximum data rate in kb/s (applied where the proxy can)."),
+        OptionSpec("rate", value: "kb/s", help: "Maximum data rate per connection in kb/s, applied by Nginx (HAProxy and Stunnel cannot); 0 or absent: unlimited."),
         OptionSpec("mock", value: "bool", default: "False", help: "Inbound: use the fixed uid \(mockUID)."),
     ]
 
@@ -150,7 +150,9 @@ public enum UserClient {
     static func runSession(role: Role, _ parsed: ParsedArguments) async throws {
         // Validate everything before talking to anyone.
         let numConn = try ArgumentParser.parseInt(parsed.value("num_conn") ?? "5", option: "num_conn", range: 1...SessionLimits.maxConnectionsPerSession)
-        let rate = try ArgumentParser.parseInt(parsed.value("rate") ?? "10000", option: "rate", range: 0...Int(UInt32.max))
+        // Unlimited unless asked for: the original's documented default of 10000 kb/s was never enforced,
+        // and enforcing it would cap every Nginx connection at 10 Mbit/s.
+        let rate = try ArgumentParser.parseInt(parsed.value("rate") ?? "0", option: "rate", range: 0...Int(UInt32.max))
         let mock = try ArgumentParser.parseBool(parsed.value("mock") ?? "False", option: "--mock")
         var receiverPorts: [UInt16] = []
         if let text = parsed.value("receiver_ports") {
