@@ -176,7 +176,7 @@ public enum UserClient {
                     : "missing the producer listener(s) after the uid: s2uc outbound_request <uid> <listener[,listener...]>")
             }
             do { uid = try SessionID.validate(parsed.positionals[0]) } catch { throw UsageError("bad uid: \(error)") }
-            do { prodListeners = try parseListenerList(parsed.positionals[1]).map(\.description) } catch { throw UsageError("bad listener list: \(error)") }
+            do { prodListeners = try GatewayListener.parseList(parsed.positionals[1]).map(\.description) } catch { throw UsageError("bad listener list: \(error)") }
             listenPorts = receiverPorts
         }
         let target = try target(parsed)

@@ -32,6 +32,9 @@ actor SessionRegistry {
     private var sessions: [String: Session] = [:]
     private var allocator: PortAllocator
     private let listenerIP: String
+    /// This s2cs forwards plain TCP between gateways (`--data-plane-tls=False`): its listeners are
+    /// reported as `tcp://host:port`.
+    let plaintextDataPlane: Bool
     private let helloTimeout: Duration
     private let earlyHelloWait: Duration
     private var helloWatchers: [String: [UInt64: CheckedContinuation<Bool, Never>]] = [:]
@@ -44,6 +47,7 @@ actor SessionRegistry {
     init(config: ServerConfiguration, dataPlane: DataPlane, logger: Logger) {
         self.allocator = PortAllocator(range: config.portRange)
         self.listenerIP = config.listenerIP
+        self.plaintextDataPlane = !config.dataPlaneTLS
         self.helloTimeout = config.helloTimeout
         self.earlyHelloWait = min(config.helloTimeout, .seconds(10))
         self.dataPlane = dataPlane
@@ -134,7 +138,12 @@ actor SessionRegistry {
         guard let current = sessions[uid] else {
             throw StatusError(.unavailable, "session \(SessionID.shortPrefix(uid)) was released before it was set up")
         }
-        return RequestReply(status: .ok, listeners: current.listeners.map(\.description), prodListeners: prodListeners)
+        return RequestReply(status: .ok, listeners: reported(current.listeners), prodListeners: prodListeners)
+    }
+
+    /// How this s2cs reports its listeners (`tcp://` when it forwards plain TCP between gateways).
+    nonisolated func reported(_ listeners: [Endpoint]) -> [String] {
+        listeners.map { GatewayListener($0, plaintext: plaintextDataPlane).description }
     }
 
     // MARK: hello
@@ -143,7 +152,8 @@ actor SessionRegistry {
         let uid = try Self.validUID(hello.uid)
         var targets: [String] = []
         for text in hello.prodListeners {
-            do { targets.append(try Endpoint.parse(text).description) }
+            // PROD: the producer application's addresses; CONS: the producer-side gateway's listeners.
+            do { targets.append(hello.role == .cons ? try GatewayListener.parse(text).description : try Endpoint.parse(text).description) }
             catch { throw StatusError(.invalidArgument, "bad producer listener in hello: \(error)") }
         }
         if sessions[uid] == nil {
@@ -222,8 +232,15 @@ actor SessionRegistry {
         }
         var targets: [Endpoint] = []
         for text in update.remoteListeners {
-            do { targets.append(try Endpoint.parse(text)) }
+            let listener: GatewayListener
+            do { listener = session.role == .cons ? try GatewayListener.parse(text) : GatewayListener(try Endpoint.parse(text), plaintext: false) }
             catch { throw StatusError(.invalidArgument, "bad remote listener in update: \(error)") }
+            if session.role == .cons && listener.plaintext != plaintextDataPlane {
+                throw StatusError(.invalidArgument, listener.plaintext
+                    ? "the producer-side listener \(listener) belongs to an s2cs started with --data-plane-tls=False, but this s2cs encrypts the hop between gateways: start both gateways' s2cs the same way"
+                    : "this s2cs forwards plain TCP (--data-plane-tls=False), but the producer-side listener \(listener) is encrypted (its s2cs runs with the default --data-plane-tls=True): start both gateways' s2cs the same way")
+            }
+            targets.append(listener.endpoint)
         }
         guard !targets.isEmpty else {
             throw StatusError(.invalidArgument, "update for session \(SessionID.shortPrefix(uid)) has no remote listeners")
