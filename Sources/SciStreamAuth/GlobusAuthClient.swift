@@ -1,0 +1,301 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Synchronization
+
+/// Tokens granted by the token endpoint (authorization code or refresh).
+public struct TokenGrant: Sendable, Equatable {
+    public var accessToken: String
+    public var refreshToken: String?
+    /// Seconds the access token lives from now.
+    public var expiresIn: Int
+    public var resourceServer: String
+    public var scope: String
+}
+
+/// What token introspection says about a token (RFC 7662, as Globus Auth answers it).
+public struct Introspection: Sendable, Equatable {
+    public var active: Bool
+    /// The scopes granted to the token.
+    public var scopes: [String]
+    /// Expiry, seconds since the Unix epoch.
+    public var expiresAt: Int?
+    public var username: String?
+    public var clientID: String?
+
+    public init(active: Bool, scopes: [String] = [], expiresAt: Int? = nil, username: String? = nil, clientID: String? = nil) {
+        self.active = active
+        self.scopes = scopes
+        self.expiresAt = expiresAt
+        self.username = username
+        self.clientID = clientID
+    }
+}
+
+/// The four Globus Auth calls SciStream makes, over HTTPS with Foundation's URLSession: the token
+/// endpoint (code exchange, refresh), revocation, and introspection. Every call is bounded by
+/// `timeout`; nothing is cached by URLSession and no cookies are kept.
+public final class GlobusAuthClient: Sendable {
+    public let baseURL: URL
+    public let timeout: Duration
+    private let session: URLSession
+    private let challenges = DecliningChallenges()
+
+    public init(baseURL: URL, timeout: Duration = .seconds(30)) {
+        self.baseURL = baseURL
+        self.timeout = timeout
+        let configuration = URLSessionConfiguration.ephemeral
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        // URLSession's own limits sit just above ours, so that our deadline (and its message) wins.
+        configuration.timeoutIntervalForRequest = seconds + 1
+        configuration.timeoutIntervalForResource = seconds + 1
+        configuration.urlCache = nil
+        configuration.httpCookieStorage = nil
+        configuration.httpShouldSetCookies = false
+        configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
+        // A delegate that declines HTTP authentication challenges: a 401 is an answer to report
+        // (wrong client id or secret), not a prompt for credentials.
+        session = URLSession(configuration: configuration, delegate: challenges, delegateQueue: nil)
+    }
+
+    deinit { session.finishTasksAndInvalidate() }
+
+    public var tokenURL: String { baseURL.absoluteString + "/v2/oauth2/token" }
+    public var revokeURL: String { baseURL.absoluteString + "/v2/oauth2/token/revoke" }
+    public var introspectURL: String { baseURL.absoluteString + "/v2/oauth2/token/introspect" }
+    public var authorizeURL: String { baseURL.absoluteString + "/v2/oauth2/authorize" }
+
+    // MARK: the calls
+
+    /// Exchanges an authorization code (native-app flow: `client_id` and the PKCE `code_verifier`, no secret).
+    public func exchangeCode(_ code: String, verifier: String, redirectURI: String, clientID: String, resourceServer: String) async throws(AuthError) -> TokenGrant {
+        let json = try await post(tokenURL, form: [
+            ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirectURI),
+            ("client_id", clientID), ("code_verifier", verifier),
+        ])
+        return try Self.grant(from: json, resourceServer: resourceServer, url: tokenURL)
+    }
+
+    /// Gets a new access token with a refresh token.
+    public func refresh(_ refreshToken: String, clientID: String, resourceServer: String) async throws(AuthError) -> TokenGrant {
+        let json = try await post(tokenURL, form: [
+            ("grant_type", "refresh_token"), ("refresh_token", refreshToken), ("client_id", clientID),
+        ])
+        return try Self.grant(from: json, resourceServer: resourceServer, url: tokenURL)
+    }
+
+    /// Revokes an access or refresh token, so that it is of no further use anywhere.
+    public func revoke(_ token: String, clientID: String) async throws(AuthError) {
+        _ = try await post(revokeURL, form: [("token", token), ("client_id", clientID)])
+    }
+
+    /// Asks whether a token is active and what it may do. The resource server authenticates with
+    /// HTTP basic auth (its client id and secret).
+    public func introspect(_ token: String, clientID: String, clientSecret: String) async throws(AuthError) -> Introspection {
+        let credentials = Data("\(clientID):\(clientSecret)".utf8).base64EncodedString()
+        let json = try await post(introspectURL, form: [("token", token)], authorization: "Basic \(credentials)")
+        guard let active = json["active"] as? Bool else {
+            throw .badResponse(url: introspectURL, reason: "no boolean 'active' field")
+        }
+        let scopes = (json["scope"] as? String).map { $0.split(separator: " ").map(String.init) } ?? []
+        let exp = (json["exp"] as? NSNumber)?.intValue
+        return Introspection(active: active, scopes: scopes, expiresAt: exp,
+                             username: json["username"] as? String, clientID: json["client_id"] as? String)
+    }
+
+    // MARK: HTTP
+
+    /// POSTs a form and returns the JSON object of a 2xx answer; anything else is an `AuthError`.
+    func post(_ urlText: String, form: [(String, String)], authorization: String? = nil) async throws(AuthError) -> [String: Any] {
+        guard let url = URL(string: urlText) else { throw .invalidServiceURL(urlText, reason: "not a URL") }
+        var request = URLRequest(url: url)
+        request.httpMethod = "POST"
+        request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
+        request.setValue("application/json", forHTTPHeaderField: "Accept")
+        request.setValue("scistream-swift", forHTTPHeaderField: "User-Agent")
+        if let authorization { request.setValue(authorization, forHTTPHeaderField: "Authorization") }
+        request.httpBody = Data(Self.formEncode(form).utf8)
+        let (data, status) = try await send(request, url: urlText)
+        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        guard (200..<300).contains(status) else {
+            throw .httpStatus(url: urlText, status: status, oauthError: object?["error"] as? String, detail: Self.errorDetail(object, data))
+        }
+        guard let object else {
+            throw .badResponse(url: urlText, reason: "the body is not a JSON object (\(data.count) bytes)")
+        }
+        return object
+    }
+
+    private func send(_ request: URLRequest, url: String) async throws(AuthError) -> (Data, Int) {
+        let limit = timeout
+        let outcome: Result<(Data, URLResponse), any Error> = await withCheckedContinuation { continuation in
+            // A completion handler and our own timer, not URLSession's async API: cancelling that API's
+            // task through Swift task cancellation can deadlock FoundationNetworking on Linux (the task's
+            // status lock against the session's queue), so we never cancel it that way. The timer cancels
+            // the URLSession task from plain code, and whichever finishes first answers.
+            let once = Once(continuation)
+            let task = session.dataTask(with: request) { data, response, error in
+                if let error {
+                    once.resume(.failure(error))
+                } else if let response {
+                    once.resume(.success((data ?? Data(), response)))
+                } else {
+                    once.resume(.failure(URLError(.badServerResponse)))
+                }
+            }
+            let timer = Task {
+                try? await Task.sleep(for: limit)
+                guard !Task.isCancelled else { return }
+                if once.resume(.failure(DeadlineExceeded())) { task.cancel() }
+            }
+            once.onResume { timer.cancel() }
+            task.resume()
+        }
+        switch outcome {
+        case .success(let (data, response)):
+            guard let http = response as? HTTPURLResponse else {
+                throw .badResponse(url: url, reason: "not an HTTP answer")
+            }
+            return (data, http.statusCode)
+        case .failure(let error):
+            if error is DeadlineExceeded {
+                throw .unreachable(url: url, reason: "no answer within \(limit)")
+            }
+            if let status = challenges.takeRefusal(url) {
+                throw .httpStatus(url: url, status: status, oauthError: nil, detail: "the credentials were refused")
+            }
+            throw .unreachable(url: url, reason: Self.describe(error))
+        }
+    }
+
+    static func formEncode(_ form: [(String, String)]) -> String {
+        let unreserved = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~".utf8)
+        func encode(_ text: String) -> String {
+            var out = ""
+            for byte in text.utf8 {
+                if unreserved.contains(byte) { out.unicodeScalars.append(Unicode.Scalar(byte)) }
+                else { out += String(format: "%%%02X", byte) }
+            }
+            return out
+        }
+        return form.map { "\(encode($0.0))=\(encode($0.1))" }.joined(separator: "&")
+    }
+
+    static func grant(from json: [String: Any], resourceServer: String, url: String) throws(AuthError) -> TokenGrant {
+        // With several resource servers, Globus puts the others in `other_tokens`: take ours.
+        var candidates = [json]
+        if let others = json["other_tokens"] as? [[String: Any]] { candidates += others }
+        let chosen = candidates.first { ($0["resource_server"] as? String) == resourceServer } ?? json
+        guard let access = chosen["access_token"] as? String, !access.isEmpty else {
+            throw .badResponse(url: url, reason: "no access_token in the answer")
+        }
+        let expiresIn = (chosen["expires_in"] as? NSNumber)?.intValue ?? 0
+        return TokenGrant(accessToken: access,
+                          refreshToken: (chosen["refresh_token"] as? String).flatMap { $0.isEmpty ? nil : $0 },
+                          expiresIn: expiresIn,
+                          resourceServer: chosen["resource_server"] as? String ?? resourceServer,
+                          scope: chosen["scope"] as? String ?? "")
+    }
+
+    /// A short, printable reason from an error body: OAuth's `error_description`, or Globus's `errors[0].detail`.
+    static func errorDetail(_ object: [String: Any]?, _ data: Data) -> String? {
+        var text: String? = object?["error_description"] as? String
+        if text == nil, let errors = object?["errors"] as? [[String: Any]], let first = errors.first {
+            text = (first["detail"] as? String) ?? (first["title"] as? String)
+        }
+        if text == nil, object == nil, !data.isEmpty {
+            text = String(decoding: data.prefix(200), as: UTF8.self)
+        }
+        guard let text else { return nil }
+        let printable = text.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7f }
+        return String(String.UnicodeScalarView(printable).prefix(200))
+    }
+
+    static func describe(_ error: any Error) -> String {
+        guard let error = error as? URLError else { return "\(error)" }
+        switch error.code {
+        case .timedOut: return "no answer in time"
+        case .cannotConnectToHost: return "connection refused (is the server running, and is the URL right?)"
+        case .cannotFindHost, .dnsLookupFailed: return "cannot resolve the host name"
+        case .networkConnectionLost: return "the connection was lost"
+        case .notConnectedToInternet: return "no network connection"
+        case .secureConnectionFailed: return "the TLS handshake failed"
+        case .serverCertificateUntrusted, .serverCertificateHasBadDate, .serverCertificateNotYetValid,
+             .serverCertificateHasUnknownRoot, .clientCertificateRejected:
+            return "its TLS certificate is not trusted"
+        case .cancelled: return "the request was cancelled"
+        case .badServerResponse: return "a malformed HTTP answer"
+        default: return "network error \(error.code.rawValue)"
+        }
+    }
+}
+
+/// Declines HTTP authentication challenges (a 401 with `WWW-Authenticate`): for us a 401 is an answer
+/// to report (wrong client id or secret), not a prompt for credentials. URLSession then fails the
+/// task as cancelled; the status is recorded by URL so that the error can say what happened.
+private final class DecliningChallenges: NSObject, URLSessionTaskDelegate, Sendable {
+    private let refused = Mutex<[String: Int]>([:])
+
+    func urlSession(_ session: URLSession, task: URLSessionTask, didReceive challenge: URLAuthenticationChallenge,
+                    completionHandler: @escaping @Sendable (URLSession.AuthChallengeDisposition, URLCredential?) -> Void) {
+        let method = challenge.protectionSpace.authenticationMethod
+        guard method == NSURLAuthenticationMethodHTTPBasic || method == NSURLAuthenticationMethodDefault
+                || method == NSURLAuthenticationMethodHTTPDigest else {
+            completionHandler(.performDefaultHandling, nil)  // server trust and the like: the system's checks
+            return
+        }
+        let status = (challenge.failureResponse as? HTTPURLResponse)?.statusCode ?? 401
+        if let url = task.originalRequest?.url?.absoluteString {
+            refused.withLock { $0[url] = status }
+        }
+        completionHandler(.cancelAuthenticationChallenge, nil)
+    }
+
+    /// The status of a declined challenge for `url`, once (consumed).
+    func takeRefusal(_ url: String) -> Int? {
+        refused.withLock { $0.removeValue(forKey: url) }
+    }
+}
+
+/// The timer's verdict: the request took longer than the client's timeout.
+struct DeadlineExceeded: Error {}
+
+/// Resumes a continuation once, from whichever side gets there first; runs a clean-up after.
+private final class Once<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, Never>?
+        var cleanup: (@Sendable () -> Void)? = nil
+        var done = false
+    }
+    private let state: Mutex<State>
+
+    init(_ continuation: CheckedContinuation<T, Never>) {
+        state = Mutex(State(continuation: continuation))
+    }
+
+    /// Resumes with `value`; false if it was already resumed.
+    @discardableResult
+    func resume(_ value: T) -> Bool {
+        let (continuation, cleanup) = state.withLock { state -> (CheckedContinuation<T, Never>?, (@Sendable () -> Void)?) in
+            guard !state.done else { return (nil, nil) }
+            state.done = true
+            defer { state.continuation = nil; state.cleanup = nil }
+            return (state.continuation, state.cleanup)
+        }
+        guard let continuation else { return false }
+        continuation.resume(returning: value)
+        cleanup?()
+        return true
+    }
+
+    /// Runs `body` after the resumption (at once if it already happened).
+    func onResume(_ body: @escaping @Sendable () -> Void) {
+        let already = state.withLock { state -> Bool in
+            if state.done { return true }
+            state.cleanup = body
+            return false
+        }
+        if already { body() }
+    }
+}
