@@ -36,7 +36,7 @@ let package = Package(
         .testTarget(name: "EndToEndTests", dependencies: ["COpenSSL", "SciStreamControl", "SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamAuth", "FakeGlobusAuth"]),
         .testTarget(name: "AuthTests", dependencies: ["SciStreamAuth", "SciStreamSystem", "FakeGlobusAuth"]),
         // A fake Globus Auth server on loopback, for AuthTests and EndToEndTests only.
-        .target(name: "FakeGlobusAuth", dependencies: ["COpenSSL", "SciStreamSystem"], path: "Tests/FakeGlobusAuth"),
+        .target(name: "FakeGlobusAuth", dependencies: ["COpenSSL"], path: "Tests/FakeGlobusAuth"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -144,12 +144,11 @@ public final class GlobusAuthClient: Sendable {
                     once.resume(.failure(URLError(.badServerResponse)))
                 }
             }
-            let timer = Task {
-                try? await Task.sleep(for: limit)
-                guard !Task.isCancelled else { return }
+            // A Dispatch timer rather than a sleeping task: it fires on time even when the cooperative
+            // pool is busy. After an answer it finds the continuation resumed and does nothing.
+            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Self.nanoseconds(limit))) {
                 if once.resume(.failure(DeadlineExceeded())) { task.cancel() }
             }
-            once.onResume { timer.cancel() }
             task.resume()
         }
         switch outcome {
@@ -159,7 +158,7 @@ public final class GlobusAuthClient: Sendable {
             }
             return (data, http.statusCode)
         case .failure(let error):
-            if error is DeadlineExceeded {
+            if error is DeadlineExceeded || (error as? URLError)?.code == .timedOut {
                 throw .unreachable(url: url, reason: "no answer within \(limit)")
             }
             if let status = challenges.takeRefusal(url) {
@@ -167,6 +166,11 @@ public final class GlobusAuthClient: Sendable {
             }
             throw .unreachable(url: url, reason: Self.describe(error))
         }
+    }
+
+    static func nanoseconds(_ duration: Duration) -> Int {
+        let (seconds, attoseconds) = duration.components
+        return Int(clamping: seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 
     static func formEncode(_ form: [(String, String)]) -> String {
@@ -261,41 +265,23 @@ private final class DecliningChallenges: NSObject, URLSessionTaskDelegate, Senda
 /// The timer's verdict: the request took longer than the client's timeout.
 struct DeadlineExceeded: Error {}
 
-/// Resumes a continuation once, from whichever side gets there first; runs a clean-up after.
+/// Resumes a continuation once, from whichever side gets there first.
 private final class Once<T: Sendable>: Sendable {
-    private struct State {
-        var continuation: CheckedContinuation<T, Never>?
-        var cleanup: (@Sendable () -> Void)? = nil
-        var done = false
-    }
-    private let state: Mutex<State>
+    private let continuation: Mutex<CheckedContinuation<T, Never>?>
 
     init(_ continuation: CheckedContinuation<T, Never>) {
-        state = Mutex(State(continuation: continuation))
+        self.continuation = Mutex(continuation)
     }
 
     /// Resumes with `value`; false if it was already resumed.
     @discardableResult
     func resume(_ value: T) -> Bool {
-        let (continuation, cleanup) = state.withLock { state -> (CheckedContinuation<T, Never>?, (@Sendable () -> Void)?) in
-            guard !state.done else { return (nil, nil) }
-            state.done = true
-            defer { state.continuation = nil; state.cleanup = nil }
-            return (state.continuation, state.cleanup)
+        let taken = continuation.withLock { slot -> CheckedContinuation<T, Never>? in
+            defer { slot = nil }
+            return slot
         }
-        guard let continuation else { return false }
-        continuation.resume(returning: value)
-        cleanup?()
+        guard let taken else { return false }
+        taken.resume(returning: value)
         return true
-    }
-
-    /// Runs `body` after the resumption (at once if it already happened).
-    func onResume(_ body: @escaping @Sendable () -> Void) {
-        let already = state.withLock { state -> Bool in
-            if state.done { return true }
-            state.cleanup = body
-            return false
-        }
-        if already { body() }
     }
 }

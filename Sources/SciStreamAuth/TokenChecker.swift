@@ -23,18 +23,20 @@ public enum TokenVerdict: Sendable, Equatable {
 /// introspection. So a session setup (request, hello, update) costs at most one round trip.
 /// An unreachable server is not cached: the next RPC tries again.
 public actor TokenChecker {
-    public let clientID: String
-    public let requiredScope: String
+    public nonisolated let clientID: String
+    public nonisolated let requiredScope: String
     private let clientSecret: String
     private let auth: GlobusAuthClient
     private let logger: Logger
     private let negativeTTL: Duration
     private let fallbackTTL: Duration
     private let maxEntries: Int
+    /// The wall clock (token expiries are wall-clock times); tests pass their own.
+    private let now: @Sendable () -> Date
 
     private struct Entry {
         let verdict: TokenVerdict
-        let until: ContinuousClock.Instant
+        let until: Date
     }
     private var cache: [String: Entry] = [:]
     private var inFlight: [String: Task<TokenVerdict, Never>] = [:]
@@ -42,7 +44,8 @@ public actor TokenChecker {
     public private(set) var introspections = 0
 
     public init(clientID: String, clientSecret: String, auth: GlobusAuthClient, logger: Logger,
-                negativeTTL: Duration = .seconds(10), fallbackTTL: Duration = .seconds(60), maxEntries: Int = 10_000) {
+                negativeTTL: Duration = .seconds(10), fallbackTTL: Duration = .seconds(60), maxEntries: Int = 10_000,
+                now: @escaping @Sendable () -> Date = { Date() }) {
         self.clientID = clientID
         self.clientSecret = clientSecret
         self.requiredScope = GlobusAuth.scistreamScope(clientID)
@@ -51,6 +54,7 @@ public actor TokenChecker {
         self.negativeTTL = negativeTTL
         self.fallbackTTL = fallbackTTL
         self.maxEntries = maxEntries
+        self.now = now
     }
 
     /// Where introspection goes.
@@ -65,9 +69,8 @@ public actor TokenChecker {
             return .missing(message: missingMessage)
         }
         let key = PKCE.base64URL(PKCE.sha256(Array(token.utf8)))
-        let now = ContinuousClock.now
         if let entry = cache[key] {
-            if entry.until > now { return entry.verdict }
+            if entry.until > now() { return entry.verdict }
             cache[key] = nil
         }
         if let pending = inFlight[key] {
@@ -93,23 +96,25 @@ public actor TokenChecker {
             }
             return verdict
         }
-        let now = Int(Date().timeIntervalSince1970)
+        let checkedAt = now()
+        let nowSeconds = Int(checkedAt.timeIntervalSince1970)
         let verdict: TokenVerdict
-        var ttl = negativeTTL
+        var until = checkedAt.addingTimeInterval(Self.seconds(negativeTTL))
         if !result.active {
             verdict = .invalid(message: invalidMessage, reason: "inactive (expired, revoked or unknown)")
-        } else if let exp = result.expiresAt, exp <= now {
+        } else if let exp = result.expiresAt, exp <= nowSeconds {
             verdict = .invalid(message: invalidMessage, reason: "expired")
         } else if !result.scopes.contains(requiredScope) {
             verdict = .invalid(message: invalidMessage, reason: "lacks the scope \(requiredScope)")
         } else {
             verdict = .valid(username: result.username)
-            ttl = result.expiresAt.map { .seconds($0 - now) } ?? fallbackTTL
+            until = result.expiresAt.map { Date(timeIntervalSince1970: TimeInterval($0)) }
+                ?? checkedAt.addingTimeInterval(Self.seconds(fallbackTTL))
         }
-        store(key, verdict, ttl: ttl)
+        store(key, verdict, until: until)
         switch verdict {
         case .valid(let username):
-            logger.debug("token accepted", ["token": prefix, "user": username ?? "?", "cached_for": "\(ttl)"])
+            logger.debug("token accepted", ["token": prefix, "user": username ?? "?", "cached_for": "\(Int(until.timeIntervalSince(checkedAt)))s"])
         case .invalid(_, let reason):
             logger.info("token refused", ["token": prefix, "reason": reason])
         default:
@@ -127,12 +132,17 @@ public actor TokenChecker {
         }
     }
 
-    private func store(_ key: String, _ verdict: TokenVerdict, ttl: Duration) {
+    private func store(_ key: String, _ verdict: TokenVerdict, until: Date) {
         if cache.count >= maxEntries {
-            let now = ContinuousClock.now
-            cache = cache.filter { $0.value.until > now }
+            let current = now()
+            cache = cache.filter { $0.value.until > current }
             if cache.count >= maxEntries { cache.removeAll() }
         }
-        cache[key] = Entry(verdict: verdict, until: .now + ttl)
+        cache[key] = Entry(verdict: verdict, until: until)
+    }
+
+    static func seconds(_ duration: Duration) -> TimeInterval {
+        let (seconds, attoseconds) = duration.components
+        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
     }
 }

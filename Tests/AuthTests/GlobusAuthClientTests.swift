@@ -57,9 +57,9 @@ import FakeGlobusAuth
     @Test func wrongClientCredentialsGiveHTTP401AtOnce() async throws {
         let fake = try FakeGlobusAuth()
         defer { fake.stop() }
-        let client = GlobusAuthClient(baseURL: URL(string: fake.baseURL)!, timeout: .seconds(5))
+        let client = GlobusAuthClient(baseURL: URL(string: fake.baseURL)!, timeout: .seconds(30))
         let started = ContinuousClock.now
-        defer { #expect(ContinuousClock.now - started < .seconds(2)) }
+        defer { #expect(ContinuousClock.now - started < .seconds(10)) }
         await #expect(throws: AuthError.httpStatus(url: "\(fake.baseURL)/v2/oauth2/token/introspect", status: 401, oauthError: nil, detail: "the credentials were refused")) {
             try await client.introspect("AgWhatever", clientID: fake.clientID, clientSecret: "wrong")
         }
@@ -78,7 +78,7 @@ import FakeGlobusAuth
             #expect(url == "\(fake.baseURL)/v2/oauth2/token/introspect")
             #expect(error.description.hasPrefix("cannot reach Globus Auth at \(fake.baseURL)/v2/oauth2/token/introspect: "))
         }
-        #expect(ContinuousClock.now - started < .seconds(3))
+        #expect(ContinuousClock.now - started < .seconds(8))
     }
 
     @Test func aServerThatNeverAnswersIsCutOffAtTheTimeout() async throws {
@@ -91,6 +91,6 @@ import FakeGlobusAuth
             try await client.introspect("AgWhatever", clientID: "x", clientSecret: "y")
         }
         let elapsed = ContinuousClock.now - started
-        #expect(elapsed >= .milliseconds(700) && elapsed < .seconds(3), "\(elapsed)")
+        #expect(elapsed >= .milliseconds(700) && elapsed < .seconds(8), "\(elapsed)")
     }
 }

@@ -1,7 +1,9 @@
 import Foundation
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 import COpenSSL
-import SciStreamSystem
 
 /// A fake Globus Auth on loopback (HTTP/1.1, one request per connection, `Connection: close`), for
 /// tests only. It implements what SciStream uses, strictly enough to catch a wrong request:
@@ -14,6 +16,9 @@ import SciStreamSystem
 /// - `POST /v2/oauth2/token/revoke`: records the revocation; the token turns inactive.
 ///
 /// It counts calls, can mint tokens directly, deactivate them, or stall (accept and never answer).
+///
+/// It serves on its own threads with blocking sockets, not on the cooperative pool: a test run that
+/// keeps the pool busy must not make the fake slow to answer (the tests measure timeouts).
 public final class FakeGlobusAuth: Sendable {
     public let clientID: String
     public let clientSecret: String
@@ -45,41 +50,71 @@ public final class FakeGlobusAuth: Sendable {
         var grants: [String] = []
         var accessTokenLifetime = 3600
         var stalled = false
-        var open: [Socket] = []
+        var open: Set<Int32> = []
+        var listener: Int32 = -1
     }
 
     private let state = Mutex(State())
-    private let listener: Socket
-    private let serving: Mutex<Task<Void, Never>?> = Mutex(nil)
 
     public init(clientID: String = "s2cs-client-id", clientSecret: String = "s2cs-secret") throws {
         self.clientID = clientID
         self.clientSecret = clientSecret
-        listener = try Socket.listen(on: SocketAddress.resolve(host: "127.0.0.1", port: 0))
-        port = listener.localAddress?.port ?? 0
-        let task = Task { [listener] in
-            await withDiscardingTaskGroup { group in
-                while !Task.isCancelled {
-                    guard let socket = try? await listener.accept() else { break }
-                    group.addTask { await self.serve(socket) }
-                }
-            }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw FakeError("socket: \(String(cString: strerror(errno)))") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0, listen(fd, 64) == 0 else {
+            close(fd)
+            throw FakeError("bind/listen: \(String(cString: strerror(errno)))")
         }
-        serving.withLock { $0 = task }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        port = UInt16(bigEndian: address.sin_port)
+        state.withLock { $0.listener = fd }
+        let thread = Thread { [self] in acceptLoop(fd) }
+        thread.name = "fake-globus-auth"
+        thread.start()
     }
 
     /// Stops listening and closes every open connection (a stalled one included).
     public func stop() {
-        serving.withLock { $0?.cancel() }
-        listener.close()
-        let open = state.withLock { state -> [Socket] in
-            defer { state.open = [] }
-            return state.open
+        let (listener, open) = state.withLock { state -> (Int32, Set<Int32>) in
+            defer { state.listener = -1; state.open = [] }
+            return (state.listener, state.open)
         }
-        open.forEach { $0.close() }
+        // shutdown wakes the threads blocked on these descriptors; each thread closes its own.
+        if listener >= 0 { _ = shutdown(listener, Int32(SHUT_RDWR)) }
+        for fd in open { _ = shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
     deinit { stop() }
+
+    private func acceptLoop(_ listener: Int32) {
+        defer { close(listener) }
+        while true {
+            let client = accept(listener, nil, nil)
+            if client < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                return
+            }
+            _ = fcntl(client, F_SETFD, FD_CLOEXEC)  // the processes tests start must not inherit it
+            let admitted = state.withLock { state -> Bool in
+                guard state.listener >= 0 else { return false }
+                state.open.insert(client)
+                return true
+            }
+            guard admitted else { close(client); return }
+            let thread = Thread { [self] in
+                serve(client)
+                state.withLock { _ = $0.open.remove(client) }
+                close(client)
+            }
+            thread.start()
+        }
+    }
 
     // MARK: what the tests look at and change
 
@@ -151,17 +186,13 @@ public final class FakeGlobusAuth: Sendable {
 
     // MARK: HTTP
 
-    private func serve(_ socket: Socket) async {
-        state.withLock { $0.open.append(socket) }
-        defer {
-            socket.close()
-            state.withLock { $0.open.removeAll { $0 === socket } }
-        }
-        guard let request = try? await HTTPRequest.read(from: socket) else { return }
+    private func serve(_ fd: Int32) {
+        guard let request = try? HTTPRequest.read(from: fd) else { return }
         state.withLock { $0.requests.append("\(request.method) \(request.path)") }
         if stalled {
-            // Never answer; stop() closes the socket.
-            while socket.fd >= 0 { try? await Task.sleep(for: .milliseconds(50)) }
+            // Never answer: wait until the client leaves or stop() shuts the socket down.
+            var buffer = [UInt8](repeating: 0, count: 512)
+            while buffer.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) > 0 {}
             return
         }
         let (status, body) = respond(to: request)
@@ -170,7 +201,7 @@ public final class FakeGlobusAuth: Sendable {
         var head = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: application/json\r\nContent-Length: \(json.count)\r\nConnection: close\r\n"
         if status == 401 { head += "WWW-Authenticate: Basic realm=\"fake-globus-auth\"\r\n" }
         head += "\r\n"
-        try? await socket.writeAll(Array(head.utf8) + [UInt8](json), deadline: .now + .seconds(5))
+        HTTPRequest.writeAll(fd, Array(head.utf8) + [UInt8](json))
     }
 
     private func respond(to request: HTTPRequest) -> (Int, [String: Any]) {
@@ -318,15 +349,23 @@ struct HTTPRequest {
         HTTPRequest.parseForm(String(decoding: body, as: UTF8.self))
     }
 
-    static func read(from socket: Socket) async throws -> HTTPRequest {
-        let deadline = ContinuousClock.now + .seconds(10)
+    /// Reads one request with blocking reads, each bounded by poll (10 s).
+    static func read(from fd: Int32) throws -> HTTPRequest {
+        func chunk() throws -> [UInt8] {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 10_000) > 0 else { throw FakeError("no request in time") }
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            guard count >= 0 else { throw FakeError("read: \(String(cString: strerror(errno)))") }
+            return Array(buffer.prefix(count))
+        }
         var buffer: [UInt8] = []
         let separator: [UInt8] = [13, 10, 13, 10]
         var headerEnd: Int? = nil
         while headerEnd == nil {
-            let chunk = try await socket.read(max: 65536, deadline: deadline)
-            if chunk.isEmpty { throw FakeError("closed before the headers ended") }
-            buffer += chunk
+            let more = try chunk()
+            if more.isEmpty { throw FakeError("closed before the headers ended") }
+            buffer += more
             if buffer.count > 65536 { throw FakeError("headers too large") }
             if buffer.count >= 4 {
                 for index in 0...(buffer.count - 4) where Array(buffer[index..<index + 4]) == separator {
@@ -355,16 +394,26 @@ struct HTTPRequest {
         let length = Int(request.headers["content-length"] ?? "0") ?? 0
         guard length <= 1 << 20 else { throw FakeError("body too large") }
         if request.headers["expect"]?.lowercased() == "100-continue" {
-            try await socket.writeAll(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8), deadline: deadline)
+            writeAll(fd, Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
         }
         var body = Array(buffer[(end + 4)...])
         while body.count < length {
-            let chunk = try await socket.read(max: 65536, deadline: deadline)
-            if chunk.isEmpty { throw FakeError("closed inside the body") }
-            body += chunk
+            let more = try chunk()
+            if more.isEmpty { throw FakeError("closed inside the body") }
+            body += more
         }
         request.body = Array(body.prefix(length))
         return request
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+        var offset = 0
+        while offset < bytes.count {
+            let count = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }  // safe: offset < count
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { return }
+            offset += count
+        }
     }
 
     static func parseForm(_ text: String) -> [String: String] {
