@@ -39,27 +39,37 @@ public struct Introspection: Sendable, Equatable {
 public final class GlobusAuthClient: Sendable {
     public let baseURL: URL
     public let timeout: Duration
-    private let session: URLSession
+    private let sessionSlot = Mutex<URLSession?>(nil)
     private let challenges = DecliningChallenges()
 
     public init(baseURL: URL, timeout: Duration = .seconds(30)) {
         self.baseURL = baseURL
         self.timeout = timeout
-        let configuration = URLSessionConfiguration.ephemeral
-        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
-        // URLSession's own limits sit just above ours, so that our deadline (and its message) wins.
-        configuration.timeoutIntervalForRequest = seconds + 1
-        configuration.timeoutIntervalForResource = seconds + 1
-        configuration.urlCache = nil
-        configuration.httpCookieStorage = nil
-        configuration.httpShouldSetCookies = false
-        configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
-        // A delegate that declines HTTP authentication challenges: a 401 is an answer to report
-        // (wrong client id or secret), not a prompt for credentials.
-        session = URLSession(configuration: configuration, delegate: challenges, delegateQueue: nil)
     }
 
-    deinit { session.finishTasksAndInvalidate() }
+    /// The URLSession, made on the first request: making one has FoundationNetworking create cache
+    /// folders under HOME, which a command that never talks to Globus Auth should not do.
+    private var session: URLSession {
+        sessionSlot.withLock { slot in
+            if let session = slot { return session }
+            let configuration = URLSessionConfiguration.ephemeral
+            let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+            // URLSession's own limits sit just above ours, so that our deadline (and its message) wins.
+            configuration.timeoutIntervalForRequest = seconds + 1
+            configuration.timeoutIntervalForResource = seconds + 1
+            configuration.urlCache = nil
+            configuration.httpCookieStorage = nil
+            configuration.httpShouldSetCookies = false
+            configuration.requestCachePolicy = .reloadIgnoringLocalCacheData
+            // A delegate that declines HTTP authentication challenges: a 401 is an answer to report
+            // (wrong client id or secret), not a prompt for credentials.
+            let session = URLSession(configuration: configuration, delegate: challenges, delegateQueue: nil)
+            slot = session
+            return session
+        }
+    }
+
+    deinit { sessionSlot.withLock { $0?.finishTasksAndInvalidate() } }
 
     public var tokenURL: String { baseURL.absoluteString + "/v2/oauth2/token" }
     public var revokeURL: String { baseURL.absoluteString + "/v2/oauth2/token/revoke" }

@@ -131,7 +131,9 @@ public struct UserTokens: Sendable {
     /// Revokes every stored token (access and refresh) and forgets it. Tokens whose revocation
     /// failed are kept, so that logout can be run again; the others are removed, with their addresses.
     public func logout() async throws -> LogoutReport {
-        try await store.update { file in
+        // Nothing stored: nothing to revoke, no folder to create.
+        if try store.load().tokens.isEmpty && !FileManager.default.fileExists(atPath: store.path) { return LogoutReport() }
+        return try await store.update { file in
             var report = LogoutReport()
             for scope in file.tokens.keys.sorted() {
                 guard let token = file.tokens[scope] else { continue }
