@@ -116,7 +116,7 @@ public actor TokenChecker {
         case .valid(let username):
             logger.debug("token accepted", ["token": prefix, "user": username ?? "?", "cached_for": "\(Int(until.timeIntervalSince(checkedAt)))s"])
         case .invalid(_, let reason):
-            logger.info("token refused", ["token": prefix, "reason": reason])
+            logger.debug("token refused", ["token": prefix, "reason": reason])
         default:
             break
         }

@@ -31,15 +31,19 @@ extension ControlServer {
     func authenticate(_ message: Message, log: Logger) async -> Message? {
         guard let checker = tokenChecker, let token = message.bearerToken else { return nil }
         let status: Status
+        let reason: String
         switch await checker.check(token) {
         case .valid:
             return nil
-        case .missing(let text), .invalid(let text, _):
-            status = Status(.unauthenticated, text)
+        case .missing(let text):
+            (status, reason) = (Status(.unauthenticated, text), "no token")
+        case .invalid(let text, let why):
+            (status, reason) = (Status(.unauthenticated, text), why)
         case .unavailable(let text):
-            status = Status(.unavailable, text)
+            (status, reason) = (Status(.unavailable, text), "cannot check tokens")
         }
-        log.debug("request refused", ["kind": "0x\(String(message.kind, radix: 16))", "status": "\(status.code)"])
+        // Never the token itself: the kind of request, the verdict and why.
+        log.info("request refused", ["kind": "0x\(String(message.kind, radix: 16))", "status": "\(status.code)", "reason": reason])
         return message.refusal(status)
     }
 }
