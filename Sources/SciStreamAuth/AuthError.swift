@@ -3,6 +3,8 @@
 public enum AuthError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A scope id that cannot be one (empty, or characters that do not belong in a scope id).
     case invalidScopeID(String)
+    /// An s2cs `--client-id` that cannot be a Globus client id.
+    case invalidClientID(String)
     /// `GLOBUS_SDK_SERVICE_URL_AUTH` (or a base URL given in code) is not usable.
     case invalidServiceURL(String, reason: String)
     /// The auth server could not be reached, or did not answer within the timeout.
@@ -26,6 +28,8 @@ public enum AuthError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .invalidScopeID(let text):
             return "'\(text)' is not a scope id: use the client id of the s2cs (letters, digits, '-', '_' and '.', as in 's2uc login --scope 1a2b3c4d-...')"
+        case .invalidClientID(let text):
+            return "--client-id '\(text)' is not a Globus client id (letters, digits, '-', '_' and '.', as in 1a2b3c4d-...)"
         case .invalidServiceURL(let text, let reason):
             return "GLOBUS_SDK_SERVICE_URL_AUTH='\(text)' is not usable: \(reason)"
         case .unreachable(let url, let reason):

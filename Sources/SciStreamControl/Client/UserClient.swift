@@ -7,7 +7,6 @@ import SciStreamTLS
 public enum UserClient {
     public static let command = "s2uc"
     public static let mockUID = "4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3"
-    static let noToken = "INVALID_TOKEN"
 
     static let connectionOptions: [OptionSpec] = [
         OptionSpec("s2cs", value: "host:port", default: "localhost:5000", help: "The s2cs to talk to."),

@@ -16,7 +16,11 @@ extension ServerConfiguration {
 
     /// The token checker for this configuration, or nil when authentication is off.
     func makeTokenChecker(logger: Logger) throws(AuthError) -> TokenChecker? {
-        guard authenticationEnabled, let id = clientID, let secret = clientSecret else { return nil }
+        guard authenticationEnabled, let given = clientID, let secret = clientSecret else { return nil }
+        // The id goes into the scope string and into every refusal message: it must be a plain id.
+        guard let id = try? GlobusAuth.validateScopeID(given) else {
+            throw .invalidClientID(given)
+        }
         var environment: [String: String] = [:]
         if let authServiceURL { environment[GlobusAuth.serviceURLVariable] = authServiceURL }
         let base = try GlobusAuth.serviceURL(environment: environment)
