@@ -248,8 +248,15 @@ public final class GlobusAuthClient: Sendable {
 /// Declines HTTP authentication challenges (a 401 with `WWW-Authenticate`): for us a 401 is an answer
 /// to report (wrong client id or secret), not a prompt for credentials. URLSession then fails the
 /// task as cancelled; the status is recorded by URL so that the error can say what happened.
+/// Declines redirects too: tokens and the client secret go to the configured server and nowhere else,
+/// so a 3xx is reported as it is.
 private final class DecliningChallenges: NSObject, URLSessionTaskDelegate, Sendable {
     private let refused = Mutex<[String: Int]>([:])
+
+    func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
+                    newRequest request: URLRequest, completionHandler: @escaping @Sendable (URLRequest?) -> Void) {
+        completionHandler(nil)
+    }
 
     func urlSession(_ session: URLSession, task: URLSessionTask, didReceive challenge: URLAuthenticationChallenge,
                     completionHandler: @escaping @Sendable (URLSession.AuthChallengeDisposition, URLCredential?) -> Void) {

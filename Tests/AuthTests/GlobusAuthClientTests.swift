@@ -65,6 +65,19 @@ import FakeGlobusAuth
         }
     }
 
+    /// Tokens and the client secret go to the configured server only: a redirect is reported, not followed.
+    @Test func redirectsAreNotFollowed() async throws {
+        let fake = try FakeGlobusAuth(), elsewhere = try FakeGlobusAuth()
+        defer { fake.stop(); elsewhere.stop() }
+        fake.redirect = elsewhere.baseURL
+        let client = GlobusAuthClient(baseURL: URL(string: fake.baseURL)!, timeout: .seconds(5))
+        await #expect(throws: AuthError.httpStatus(url: "\(fake.baseURL)/v2/oauth2/token/introspect", status: 307, oauthError: nil, detail: nil)) {
+            try await client.introspect("AgWhatever", clientID: fake.clientID, clientSecret: fake.clientSecret)
+        }
+        #expect(fake.requests == ["POST /v2/oauth2/token/introspect"])
+        #expect(elsewhere.requests.isEmpty)
+    }
+
     @Test func aStoppedServerIsUnreachableAtOnce() async throws {
         let fake = try FakeGlobusAuth()
         fake.stop()

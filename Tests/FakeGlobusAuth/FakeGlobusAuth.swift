@@ -50,6 +50,7 @@ public final class FakeGlobusAuth: Sendable {
         var grants: [String] = []
         var accessTokenLifetime = 3600
         var stalled = false
+        var redirect: String? = nil
         var open: Set<Int32> = []
         var listener: Int32 = -1
     }
@@ -134,6 +135,11 @@ public final class FakeGlobusAuth: Sendable {
         get { state.withLock { $0.stalled } }
         set { state.withLock { $0.stalled = newValue } }
     }
+    /// When set, every request is answered `307 Temporary Redirect` to this base URL.
+    public var redirect: String? {
+        get { state.withLock { $0.redirect } }
+        set { state.withLock { $0.redirect = newValue } }
+    }
 
     public func issued(_ accessToken: String) -> Issued? { state.withLock { $0.access[accessToken] } }
 
@@ -195,11 +201,13 @@ public final class FakeGlobusAuth: Sendable {
             while buffer.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) > 0 {}
             return
         }
-        let (status, body) = respond(to: request)
+        let target = redirect
+        let (status, body) = target == nil ? respond(to: request) : (307, ["error": "moved"])
         let json = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data("{}".utf8)
-        let reason = [200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"][status] ?? "Error"
+        let reason = [200: "OK", 307: "Temporary Redirect", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"][status] ?? "Error"
         var head = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: application/json\r\nContent-Length: \(json.count)\r\nConnection: close\r\n"
         if status == 401 { head += "WWW-Authenticate: Basic realm=\"fake-globus-auth\"\r\n" }
+        if let target { head += "Location: \(target)\(request.path)\r\n" }
         head += "\r\n"
         HTTPRequest.writeAll(fd, Array(head.utf8) + [UInt8](json))
     }
