@@ -8,7 +8,7 @@ import FakeGlobusAuth
         let fake = try FakeGlobusAuth()
         defer { fake.stop() }
         let client = GlobusAuthClient(baseURL: URL(string: fake.baseURL)!, timeout: .seconds(5))
-        let tokens = UserTokens(store: TokenStore(folder: temporaryHome() + "/.scistream"), auth: client)
+        let tokens = UserTokens(store: TokenStore(folder: "/nonexistent/.scistream"), auth: client)
         let flow = try tokens.startLogin(scope: fake.clientID)
         let code = try fake.authorize(url: flow.authorizeURL)
         let grant = try await client.exchangeCode(code, verifier: flow.pkce.verifier, redirectURI: flow.redirectURI,
@@ -35,7 +35,7 @@ import FakeGlobusAuth
         let fake = try FakeGlobusAuth()
         defer { fake.stop() }
         let client = GlobusAuthClient(baseURL: URL(string: fake.baseURL)!, timeout: .seconds(5))
-        let tokens = UserTokens(store: TokenStore(folder: temporaryHome() + "/.scistream"), auth: client)
+        let tokens = UserTokens(store: TokenStore(folder: "/nonexistent/.scistream"), auth: client)
         let flow = try tokens.startLogin(scope: "abc")
         let code = try fake.authorize(url: flow.authorizeURL)
         let other = try PKCE.make()

@@ -14,13 +14,18 @@ import FakeGlobusAuth
                             auth: GlobusAuthClient(baseURL: URL(string: fake.baseURL)!, timeout: .seconds(5)))
     }
 
+    func finish() {
+        fake.stop()
+        try? FileManager.default.removeItem(atPath: home)
+    }
+
     func login(_ scope: String = "abc", address: String? = nil) async throws -> StoredToken {
         let flow = try tokens.startLogin(scope: scope)
         return try await tokens.finishLogin(flow, code: try fake.authorize(url: flow.authorizeURL) + "\n", address: address)
     }
 
     @Test func loginStoresTheTokensAndTheAddress() async throws {
-        defer { fake.stop() }
+        defer { finish() }
         #expect(try tokens.isLoggedIn(scope: "abc") == false)
         let token = try await login(address: "127.0.0.1:5000")
         #expect(token.scope == "https://auth.globus.org/scopes/abc/scistream" && token.resourceServer == "abc")
@@ -34,14 +39,14 @@ import FakeGlobusAuth
     }
 
     @Test func anEmptyCodeIsRefusedBeforeAnyNetwork() async throws {
-        defer { fake.stop() }
+        defer { finish() }
         let flow = try tokens.startLogin(scope: "abc")
         await #expect(throws: AuthError.noAuthorizationCode) { try await tokens.finishLogin(flow, code: "  \n") }
         #expect(fake.requests.isEmpty)
     }
 
     @Test func anExpiredAccessTokenIsRefreshedOnceAndSaved() async throws {
-        defer { fake.stop() }
+        defer { finish() }
         fake.accessTokenLifetime = 1
         let first = try await login()
         fake.accessTokenLifetime = 3600
@@ -56,7 +61,7 @@ import FakeGlobusAuth
     }
 
     @Test func aRefreshThatFailsSaysToLogInAgain() async throws {
-        defer { fake.stop() }
+        defer { finish() }
         fake.accessTokenLifetime = 0
         let first = try await login()
         try await fake.revokeForTest(first.refreshToken!)
@@ -66,7 +71,7 @@ import FakeGlobusAuth
     }
 
     @Test func logoutRevokesEveryTokenAndRemovesTheFile() async throws {
-        defer { fake.stop() }
+        defer { finish() }
         let a = try await login("abc", address: "127.0.0.1:5000")
         let b = try await login("def")
         let report = try await tokens.logout()
@@ -77,6 +82,7 @@ import FakeGlobusAuth
     }
 
     @Test func logoutWithTheServerDownKeepsTheTokensToTryAgain() async throws {
+        defer { finish() }
         _ = try await login("abc")
         fake.stop()
         let report = try await tokens.logout()
