@@ -5,6 +5,8 @@ import SciStreamDataPlane
 extension ControlServer {
     /// Answers one request message. Never throws: every failure becomes a status in the reply.
     func handle(_ message: Message, log: Logger) async -> Message {
+        // With authentication on, nothing happens for a request whose token does not pass.
+        if let refusal = await authenticate(message, log: log) { return refusal }
         switch message {
         case .request(let request):
             log.debug("request", ["session": SessionID.shortPrefix(request.uid), "role": "\(request.role)", "num_conn": "\(request.numConn)"])

@@ -5,6 +5,7 @@ import SciStreamSystem
 import CSciStream
 import SciStreamTLS
 import SciStreamDataPlane
+import SciStreamAuth
 
 /// The s2cs control server: accepts connections (TLS by default), reads frames, answers each RPC.
 /// One bad peer never takes the server down: each connection is its own task that catches its own errors.
@@ -13,6 +14,8 @@ public final class ControlServer: Sendable {
     let logger: Logger
     let registry: SessionRegistry
     let dataPlane: DataPlane
+    /// Checks every request's token (Globus Auth introspection); nil when authentication is off.
+    let tokenChecker: TokenChecker?
     private let tls: TLSContext?
     private let listener: Socket
     private let connections = Mutex(0)
@@ -28,6 +31,7 @@ public final class ControlServer: Sendable {
         self.dataPlane = dataPlane
         self.tls = tls
         self.registry = SessionRegistry(config: config, dataPlane: dataPlane, logger: logger)
+        self.tokenChecker = try config.makeTokenChecker(logger: logger)
         let address = try SocketAddress.resolve(host: config.bindAddress, port: config.port)
         do {
             self.listener = try Socket.listen(on: address, backlog: 4096)

@@ -12,6 +12,8 @@ public struct ServerConfiguration: Sendable {
     public var verbose = false
     public var clientID: String? = nil
     public var clientSecret: String? = nil
+    /// Globus Auth's base URL from `GLOBUS_SDK_SERVICE_URL_AUTH` (nil: https://auth.globus.org).
+    public var authServiceURL: String? = nil
     public var serverCertificate = "server.crt"
     public var serverKey = "server.key"
     public var tls = true
@@ -23,7 +25,7 @@ public struct ServerConfiguration: Sendable {
     public init() {}
 
     public static let command = "s2cs"
-    public static let usage = "s2cs [--listener-ip <ip>] [--port <port>] [--port-range <start-end>] [--type <type>] [--server_crt <file>] [--server_key <file>] [--ssl <bool>] [--verbose]"
+    public static let usage = "s2cs [--listener-ip <ip>] [--port <port>] [--port-range <start-end>] [--type <type>] [--server_crt <file>] [--server_key <file>] [--ssl <bool>] [--client-id <id> --client-secret <secret>] [--verbose]"
 
     public static let options: [OptionSpec] = [
         OptionSpec("listener-ip", value: "ip", default: "0.0.0.0", help: "Address the data-plane listeners bind to and that clients are told."),
@@ -32,8 +34,8 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("port-range", value: "start-end", default: "5100-5200", help: "Ports handed out to session listeners."),
         OptionSpec("type", value: "type", default: "Haproxy", help: "Data server: Haproxy, Nginx, Stunnel, HaproxySubprocess, StunnelSubprocess or Mock."),
         OptionSpec("verbose", aliases: ["v"], help: "Log every request (debug level)."),
-        OptionSpec("client-id", value: "id", help: "Globus Auth client id (authentication lands with a later release)."),
-        OptionSpec("client-secret", value: "secret", help: "Globus Auth client secret; without it authentication is off."),
+        OptionSpec("client-id", value: "id", help: "Globus Auth client id of this s2cs: users log in with 's2uc login --scope <id>'."),
+        OptionSpec("client-secret", value: "secret", help: "Globus Auth client secret; with it every request's token is checked, without it authentication is off."),
         OptionSpec("server_crt", value: "file", default: "server.crt", help: "TLS certificate of the control channel."),
         OptionSpec("server_key", value: "file", default: "server.key", help: "TLS private key of the control channel."),
         OptionSpec("ssl", value: "bool", default: "True", help: "TLS on the control channel; False is for development only."),
@@ -68,6 +70,10 @@ public struct ServerConfiguration: Sendable {
         config.verbose = parsed.isSet("verbose")
         config.clientID = parsed.value("client_id")
         config.clientSecret = parsed.value("client_secret")
+        if let secret = config.clientSecret, !secret.isEmpty, (config.clientID ?? "").isEmpty {
+            throw UsageError("--client-secret needs --client-id: the client id names the scope tokens must carry")
+        }
+        config.authServiceURL = environment["GLOBUS_SDK_SERVICE_URL_AUTH"].flatMap { $0.isEmpty ? nil : $0 }
         config.serverCertificate = parsed.value("server_crt") ?? "server.crt"
         config.serverKey = parsed.value("server_key") ?? "server.key"
         config.tls = try ArgumentParser.parseBool(parsed.value("ssl") ?? "True", option: "--ssl")
