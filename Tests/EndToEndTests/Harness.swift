@@ -174,7 +174,12 @@ struct HarnessError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Whether a process with this pid still exists.
+/// Whether a process with this pid still runs. A zombie (exited, not yet reaped by its new parent
+/// after its own parent died) does not count: it holds no port, no file, no CPU.
 func processExists(_ pid: Int32) -> Bool {
-    kill(pid, 0) == 0 || errno != ESRCH
+    guard kill(pid, 0) == 0 || errno != ESRCH else { return false }
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return false }
+    let state = stat[stat.index(after: close)...].split(separator: " ").first
+    return state != "Z" && state != "X"
 }

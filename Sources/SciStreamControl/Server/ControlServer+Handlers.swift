@@ -52,8 +52,8 @@ extension ControlServer {
         do {
             try await task.value
             await registry.finishUpdate(uid: update.uid.lowercased(), error: nil)
-            log.info("session active", ["session": prefix, "role": "\(update.role)", "listeners": registry.reported(listeners).joined(separator: ","), "targets": update.remoteListeners.joined(separator: ",")])
-            return UpdateReply(status: .ok, listeners: registry.reported(listeners))
+            log.info("session active", ["session": prefix, "role": "\(update.role)", "listeners": registry.reported(listeners, role: update.role).joined(separator: ","), "targets": update.remoteListeners.joined(separator: ",")])
+            return UpdateReply(status: .ok, listeners: registry.reported(listeners, role: update.role))
         } catch {
             await registry.finishUpdate(uid: update.uid.lowercased(), error: error)
             log.error("update failed", ["session": prefix, "error": "\(error)"])
@@ -99,7 +99,7 @@ extension ControlServer {
             }
             // Only a prefix of the uid: the whole uid is the session secret.
             infos.append(SessionInfo(uid: SessionID.shortPrefix(session.uid), role: session.role, state: state,
-                                     listeners: registry.reported(session.listeners),
+                                     listeners: registry.reported(session.listeners, role: session.role),
                                      targets: session.targets.map(\.description), note: note))
         }
         return infos

@@ -138,12 +138,14 @@ actor SessionRegistry {
         guard let current = sessions[uid] else {
             throw StatusError(.unavailable, "session \(SessionID.shortPrefix(uid)) was released before it was set up")
         }
-        return RequestReply(status: .ok, listeners: reported(current.listeners), prodListeners: prodListeners)
+        return RequestReply(status: .ok, listeners: reported(current.listeners, role: current.role), prodListeners: prodListeners)
     }
 
-    /// How this s2cs reports its listeners (`tcp://` when it forwards plain TCP between gateways).
-    nonisolated func reported(_ listeners: [Endpoint]) -> [String] {
-        listeners.map { GatewayListener($0, plaintext: plaintextDataPlane).description }
+    /// How this s2cs reports a session's listeners: a producer-side s2cs that forwards plain TCP
+    /// between gateways says so with `tcp://` (the consumer-side s2cs checks it); consumer-side
+    /// listeners are where the consumer application connects, plain TCP in every mode.
+    nonisolated func reported(_ listeners: [Endpoint], role: Role) -> [String] {
+        listeners.map { GatewayListener($0, plaintext: plaintextDataPlane && role == .prod).description }
     }
 
     // MARK: hello
