@@ -113,12 +113,12 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
         tls ? ["--s2cs", address, "--server_cert", Harness.certificates.crt] : ["--s2cs", address, "--ssl", "False"]
     }
 
-    init(type: String = "Mock", tls: Bool = true, portRange: String? = nil, extra: [String] = [], environment: [String: String] = [:]) async throws {
+    init(type: String = "Mock", tls: Bool = true, portRange: String? = nil, extra: [String] = [], environment: [String: String] = [:], verbose: Bool = true) async throws {
         self.tls = tls
         folder = Harness.temporaryFolder("s2cs")
         process.executableURL = URL(fileURLWithPath: Harness.s2cs)
         var arguments = ["--port", "0", "--bind", "127.0.0.1", "--listener-ip", "127.0.0.1", "--type", type,
-                         "--config_folder", folder.appendingPathComponent("scistream").path, "--verbose"]
+                         "--config_folder", folder.appendingPathComponent("scistream").path] + (verbose ? ["--verbose"] : [])
         if let portRange { arguments += ["--port-range", portRange] }
         if tls {
             arguments += ["--server_crt", Harness.certificates.crt, "--server_key", Harness.certificates.key]

@@ -4,14 +4,14 @@ import SciStreamDataPlane
 
 extension ControlServer {
     /// Answers one request message. Never throws: every failure becomes a status in the reply.
-    func handle(_ message: Message, log: Logger) async -> Message {
+    func handle(_ message: Message, client: String, log: Logger) async -> Message {
         // With authentication on, nothing happens for a request whose token does not pass.
         if let refusal = await authenticate(message, log: log) { return refusal }
         switch message {
         case .request(let request):
             log.debug("request", ["session": SessionID.shortPrefix(request.uid), "role": "\(request.role)", "num_conn": "\(request.numConn)"])
             do {
-                return .requestReply(try await registry.request(request))
+                return .requestReply(try await registry.request(request, client: client))
             } catch {
                 log.info("request failed", ["session": SessionID.shortPrefix(request.uid), "status": "\(error.status.code)"])
                 return .requestReply(RequestReply(status: error.status, listeners: [], prodListeners: []))

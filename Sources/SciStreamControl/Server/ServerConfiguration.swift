@@ -20,6 +20,9 @@ public struct ServerConfiguration: Sendable {
     public var dataPlaneTLS = true
     public var helloTimeout: Duration = .seconds(180)
     public var maxConnections = 4096
+    public var maxSessionsPerClient = 1000
+    /// How long one frame (or a TLS handshake) may take to arrive once begun: a slow or silent peer is cut off.
+    public var frameTimeout: Duration = .seconds(10)
     public var configFolder = DataPlane.defaultFolder()
 
     public init() {}
@@ -41,7 +44,9 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("ssl", value: "bool", default: "True", help: "TLS on the control channel; False is for development only."),
         OptionSpec("data-plane-tls", value: "bool", default: "True", help: "Encrypt the hop between gateways; False forwards plain TCP (trusted networks only)."),
         OptionSpec("hello-timeout", value: "seconds", default: "180", help: "How long a request waits for its hello (env S2CS_HELLO_TIMEOUT)."),
-        OptionSpec("max-connections", value: "n", default: "4096", help: "Most control connections served at once."),
+        OptionSpec("max-connections", value: "n", default: "4096", help: "Most control connections served at once; more are answered RESOURCE_EXHAUSTED."),
+        OptionSpec("frame-timeout", value: "seconds", default: "10", help: "How long a TLS handshake or one request frame may take to arrive."),
+        OptionSpec("max-sessions-per-client", value: "n", default: "1000", help: "Most sessions one client address may hold at once."),
         OptionSpec("config-folder", value: "dir", help: "Where configs, keys, logs and pid files go (default $HAPROXY_CONFIG_PATH or ~/.scistream)."),
         OptionSpec("version", help: "Show the version."),
     ]
@@ -85,6 +90,12 @@ public struct ServerConfiguration: Sendable {
         }
         config.helloTimeout = .milliseconds(Int64(helloSeconds * 1000))
         config.maxConnections = try ArgumentParser.parseInt(parsed.value("max_connections") ?? "4096", option: "max-connections", range: 1...1_000_000)
+        config.maxSessionsPerClient = try ArgumentParser.parseInt(parsed.value("max_sessions_per_client") ?? "1000", option: "max-sessions-per-client", range: 1...1_000_000)
+        let frameText = parsed.value("frame_timeout") ?? "10"
+        guard let frameSeconds = Double(frameText), frameSeconds >= 0.1, frameSeconds <= 3600 else {
+            throw UsageError("'\(frameText)' is not valid for '--frame-timeout': use seconds from 0.1 to 3600")
+        }
+        config.frameTimeout = .milliseconds(Int64(frameSeconds * 1000))
         if let folder = parsed.value("config_folder") { config.configFolder = folder }
         else if let folder = environment["HAPROXY_CONFIG_PATH"], !folder.isEmpty { config.configFolder = folder }
         return (config, parsed)

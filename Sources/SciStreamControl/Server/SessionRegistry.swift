@@ -17,6 +17,8 @@ actor SessionRegistry {
     struct Session {
         let uid: String
         let role: Role
+        /// The address of the client that requested it (sessions per client are capped).
+        let client: String
         let numConn: Int
         let rate: Int
         let ports: [UInt16]
@@ -30,6 +32,8 @@ actor SessionRegistry {
     }
 
     private var sessions: [String: Session] = [:]
+    private var sessionsByClient: [String: Int] = [:]
+    private let maxSessionsPerClient: Int
     private var allocator: PortAllocator
     private let listenerIP: String
     /// This s2cs forwards plain TCP between gateways (`--data-plane-tls=False`): its listeners are
@@ -47,6 +51,7 @@ actor SessionRegistry {
     init(config: ServerConfiguration, dataPlane: DataPlane, logger: Logger) {
         self.allocator = PortAllocator(range: config.portRange)
         self.listenerIP = config.listenerIP
+        self.maxSessionsPerClient = config.maxSessionsPerClient
         self.plaintextDataPlane = !config.dataPlaneTLS
         self.helloTimeout = config.helloTimeout
         self.earlyHelloWait = min(config.helloTimeout, .seconds(10))
@@ -59,9 +64,9 @@ actor SessionRegistry {
     // MARK: request
 
     /// Registers the session, reserves its ports, then waits for its hello. Returns the reply.
-    func request(_ request: Request) async throws(StatusError) -> RequestReply {
+    func request(_ request: Request, client: String) async throws(StatusError) -> RequestReply {
         do {
-            try admit(request)
+            try admit(request, client: client)
         } catch {
             // A hello for this uid may be on its way: tell it at once why the request failed.
             if let uid = try? SessionID.validate(request.uid), sessions[uid] == nil {
@@ -85,11 +90,15 @@ actor SessionRegistry {
         }
     }
 
-    private func admit(_ request: Request) throws(StatusError) {
+    private func admit(_ request: Request, client: String) throws(StatusError) {
         guard !shuttingDown else { throw StatusError(.unavailable, "s2cs is shutting down") }
         let uid = try Self.validUID(request.uid)
         guard sessions[uid] == nil else {
             throw StatusError(.alreadyExists, "session \(SessionID.shortPrefix(uid)) already exists on this s2cs: use a new uid, or release it first")
+        }
+        let held = sessionsByClient[client, default: 0]
+        guard held < maxSessionsPerClient else {
+            throw StatusError(.resourceExhausted, "client \(client) already holds \(held) sessions on this s2cs, the most allowed (--max-sessions-per-client \(maxSessionsPerClient)): release some first")
         }
         let limit = Self.maxConnectionsPerSession
         guard request.numConn >= 1, request.numConn <= limit else {
@@ -110,7 +119,7 @@ actor SessionRegistry {
             }
             ports = request.listenPorts
         }
-        var session = Session(uid: uid, role: request.role, numConn: ports.count, rate: Int(request.rate),
+        var session = Session(uid: uid, role: request.role, client: client, numConn: ports.count, rate: Int(request.rate),
                               ports: ports, listeners: ports.map { Endpoint(host: ip, port: $0) })
         let timeout = helloTimeout
         session.expiry = Task { [weak self] in
@@ -119,6 +128,7 @@ actor SessionRegistry {
             await self?.expire(uid)
         }
         sessions[uid] = session
+        sessionsByClient[client, default: 0] += 1
         recentFailures[uid] = nil
         logger.debug("session requested", ["session": SessionID.shortPrefix(uid), "role": "\(request.role)", "ports": ports.map(String.init).joined(separator: ",")])
         wakeHelloWatchers(uid, found: true)
@@ -296,6 +306,8 @@ actor SessionRegistry {
     func finishRelease(_ uid: String) {
         guard let session = sessions.removeValue(forKey: uid) else { return }
         allocator.release(session.ports)
+        let held = sessionsByClient[session.client, default: 1] - 1
+        sessionsByClient[session.client] = held > 0 ? held : nil
         logger.debug("session released", ["session": SessionID.shortPrefix(uid)])
     }
 
