@@ -127,6 +127,6 @@ final class ManualClock: Sendable {
         let (token, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream")
         let started = ContinuousClock.now
         #expect(await checker.check(token) == .unavailable(message: "s2cs cannot check the token: cannot reach Globus Auth at \(fake.baseURL)/v2/oauth2/token/introspect: no answer within 1.0 seconds"))
-        #expect(ContinuousClock.now - started < .seconds(8))
+        #expect(ContinuousClock.now - started < .seconds(30))  // bounded; generous, the machine is shared
     }
 }
