@@ -112,6 +112,10 @@ import SciStreamControl
             #expect(info.st_mode & 0o077 == 0, "\(path) is owner-only")
         }
         #expect(!producer.log.contains(tunnel.uid), "the full uid must not appear in s2cs's info log")
+        // Nor on the proxy's command line, which every local user can read with ps.
+        let pid = try #require(tunnel.proxyPID(producer))
+        let commandLine = try #require(try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))
+        #expect(commandLine.contains("stunnel") && !commandLine.contains(tunnel.uid), "\(commandLine)")
         #expect(producer.log.contains(String(tunnel.uid.prefix(8))))
         await TunnelLifecycleTests.release(tunnel)
         for suffix in ["key", "pem", "conf", "pid"] {
