@@ -23,8 +23,10 @@ let package = Package(
         .target(name: "SciStreamTLS", dependencies: ["COpenSSL", "SciStreamSystem"]),
         // The proxies (HAProxy, Nginx, Stunnel, Mock): configs, launch, readiness, supervision.
         .target(name: "SciStreamDataPlane", dependencies: ["COpenSSL", "SciStreamWire", "SciStreamSystem", "SciStreamTLS"]),
+        // Globus Auth: token store (s2uc), token checker with introspection cache (s2cs), HTTP client, PKCE.
+        .target(name: "SciStreamAuth", dependencies: ["COpenSSL", "SciStreamSystem"]),
         // Control server, session registry, port allocator, control client, CLI conventions.
-        .target(name: "SciStreamControl", dependencies: ["CSciStream", "SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamDataPlane"]),
+        .target(name: "SciStreamControl", dependencies: ["CSciStream", "SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamDataPlane", "SciStreamAuth"]),
         .executableTarget(name: "s2cs", dependencies: ["SciStreamControl"]),
         .executableTarget(name: "s2uc", dependencies: ["SciStreamControl"]),
         // Benchmarks: drives a running s2cs over the real protocol (see bench/run, docs/benchmarks.md).
@@ -35,7 +37,10 @@ let package = Package(
         .testTarget(name: "SystemTests", dependencies: ["SciStreamSystem"]),
         .testTarget(name: "TLSTests", dependencies: ["SciStreamTLS", "SciStreamSystem"]),
         .testTarget(name: "DataPlaneTests", dependencies: ["COpenSSL", "SciStreamDataPlane", "SciStreamTLS", "SciStreamSystem", "SciStreamWire"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["COpenSSL", "SciStreamControl", "SciStreamWire", "SciStreamSystem", "SciStreamTLS"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["COpenSSL", "SciStreamControl", "SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamAuth", "FakeGlobusAuth"]),
+        .testTarget(name: "AuthTests", dependencies: ["SciStreamAuth", "SciStreamSystem", "FakeGlobusAuth"]),
+        // A fake Globus Auth server on loopback, for AuthTests and EndToEndTests only.
+        .target(name: "FakeGlobusAuth", dependencies: ["COpenSSL"], path: "Tests/FakeGlobusAuth"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -56,10 +56,11 @@ public enum ControlDaemon {
             return Console.runtimeError(error)
         }
         let bound = server.boundAddress?.description ?? "\(config.bindAddress):\(config.port)"
-        if config.clientSecret == nil {
-            logger.info("authentication is off (no --client-secret): tokens are not checked")
+        if let checker = server.tokenChecker {
+            logger.info("authentication is on: every request's token is checked by Globus Auth introspection",
+                        ["scope": checker.requiredScope, "introspect": checker.introspectURL])
         } else {
-            logger.warning("authentication is not implemented in this build: tokens are not checked")
+            logger.info("authentication is off (no --client-secret): tokens are not checked")
         }
         if !config.dataPlaneTLS {
             logger.warning("data plane is PLAINTEXT (--data-plane-tls=False): bytes between gateways are not encrypted; use only on trusted networks")

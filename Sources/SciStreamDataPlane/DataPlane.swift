@@ -225,6 +225,7 @@ public actor DataPlane {
                 try AtomicFile.write(keys.privateKeyPEM, to: files.key, display: files.display("key"))
             }
             try AtomicFile.write(ProxyConfig.render(plan, for: type), to: files.config, display: files.display("conf"))
+            try AtomicFile.link(files.launchConfig, to: "\(files.session.text).conf", display: files.display("conf"))
         } catch {
             return await fail(error)
         }
@@ -307,8 +308,8 @@ public actor DataPlane {
     /// The proxy's own config check, where it has one.
     private func checkCommand(_ files: SessionFiles) -> [String]? {
         switch type {
-        case .haproxy: ["-c", "-f", files.config]
-        case .nginx: ["-t", "-c", files.config, "-e", files.log]
+        case .haproxy: ["-c", "-f", files.launchConfig]
+        case .nginx: ["-t", "-c", files.launchConfig, "-e", "stderr"]
         case .stunnel, .mock: nil
         }
     }
@@ -316,9 +317,11 @@ public actor DataPlane {
     /// The proxy's command line (arguments after the executable), in the foreground.
     private func runCommand(_ files: SessionFiles) -> [String] {
         switch type {
-        case .haproxy: ["-W", "-db", "-f", files.config, "-p", files.pid]  // -p needs -W
-        case .nginx: ["-c", files.config, "-e", files.log]  // -e: the log opened before the config is read
-        case .stunnel: [files.config]
+        // Never the uid on a command line (ps shows it to every local user): the config goes by its
+        // link's name, s2cs writes the pid file itself, and early errors go to stderr (the log).
+        case .haproxy: ["-W", "-db", "-f", files.launchConfig]
+        case .nginx: ["-c", files.launchConfig, "-e", "stderr"]  // -e: the log opened before the config is read
+        case .stunnel: [files.launchConfig]
         case .mock: []
         }
     }
@@ -426,7 +429,7 @@ public actor DataPlane {
                     continue
                 }
                 let outcome = await ProcessReaper.terminateForeign(pid: pid, grace: stopGrace) { argv in
-                    Self.isProxy(argv, using: files.config)
+                    Self.isProxy(argv, using: files.launchConfig) || Self.isProxy(argv, using: files.config)
                 }
                 switch outcome {
                 case .stopped:

@@ -16,8 +16,21 @@ struct SessionFiles: Sendable {
     var pid: String { path("pid") }
     var log: String { path("log") }
 
+    /// The name the proxy is started with: a symbolic link to `<uid>.conf` named after a one-way
+    /// derivation of the uid (`s2ds-<16 hex>.conf`). A proxy's command line is visible to every
+    /// local user (`ps`), and the uid opens the tunnel; the link's name does not reveal it, and the
+    /// link itself lies in the 0700 folder.
+    var launchConfig: String { "\(folder)/\(label).conf" }
+
+    /// `s2ds-` and 8 bytes of HKDF-SHA256 of the uid (info "scistream s2ds file label v1").
+    var label: String {
+        let bytes = (try? SessionKeys.hkdf(session.bytes, info: Array("scistream s2ds file label v1".utf8), count: 8)) ?? []
+        // HKDF fails only if OpenSSL cannot run at all, and then no key can be derived either.
+        return "s2ds-" + (bytes.isEmpty ? session.prefix : bytes.map { String($0, radix: 16).leftPadded(to: 2) }.joined())
+    }
+
     /// Everything but the log, which stays for troubleshooting (`cat ~/.scistream/<uid>.log`).
-    var removable: [String] { [config, certificate, key, pid] }
+    var removable: [String] { [config, certificate, key, pid, launchConfig] }
 
     func path(_ ext: String) -> String { "\(folder)/\(session.text).\(ext)" }
 
@@ -27,11 +40,15 @@ struct SessionFiles: Sendable {
     /// Replaces every occurrence of the full uid in `text` (a proxy's message quoting a path) by
     /// the displayable prefix glob.
     func redact(_ text: String) -> String {
-        text.replacingAll(session.text, with: "\(session.prefix)*")
+        text.replacingAll(session.text, with: "\(session.prefix)*").replacingAll(label, with: "\(session.prefix)*")
     }
 }
 
 extension String {
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+
     func replacingAll(_ target: String, with replacement: String) -> String {
         guard !target.isEmpty else { return self }
         var result = ""
@@ -67,6 +84,17 @@ extension Substring {
 /// `open(O_CREAT|O_EXCL|O_NOFOLLOW, 0600)` on a fresh temporary name in the same folder, write,
 /// fsync, then `rename` over the final name.
 enum AtomicFile {
+    /// Makes `path` a symbolic link to `target` (a name in the same folder), replacing what was there.
+    static func link(_ path: String, to target: String, display: String) throws(DataPlaneError) {
+        let temporary = "\(path).\(UInt64.random(in: 0...UInt64.max)).tmp"
+        guard symlink(target, temporary) == 0 else { throw .file(path: display, reason: Errno.current.description) }
+        guard rename(temporary, path) == 0 else {
+            let error = Errno.current
+            unlink(temporary)
+            throw .file(path: display, reason: error.description)
+        }
+    }
+
     static func write(_ contents: String, to path: String, display: String) throws(DataPlaneError) {
         let bytes = Array(contents.utf8)
         let temporary = "\(path).\(UInt64.random(in: 0...UInt64.max)).tmp"

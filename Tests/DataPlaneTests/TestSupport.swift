@@ -352,3 +352,9 @@ func mode(_ path: String) -> UInt32? {
     var info = stat()
     return stat(path, &info) == 0 ? UInt32(info.st_mode & 0o7777) : nil
 }
+
+/// The name the proxy is launched with: a link to `<uid>.conf` whose name does not reveal the uid.
+func launchName(_ uid: String) -> String {
+    guard let session = SessionID(uid) else { return "" }
+    return SessionFiles(folder: "", session: session).label + ".conf"
+}

@@ -32,7 +32,7 @@ struct TunnelTests {
 
             // Files: 0600 in a 0700 folder; readiness opened no connection to the application.
             for folder in [prodFolder, consFolder] {
-                #expect(folder.contents() == ["conf", "key", "log", "pem", "pid"].map { "\(uid).\($0)" })
+                #expect(folder.contents() == (["conf", "key", "log", "pem", "pid"].map { "\(uid).\($0)" } + [launchName(uid)]))
                 #expect(mode(folder.path) == 0o700)
                 for ext in ["conf", "key", "log", "pem", "pid"] { #expect(mode(folder.file("\(uid).\(ext)")) == 0o600, "\(ext)") }
             }
@@ -176,7 +176,7 @@ struct TunnelTests {
                                            targets: [loopback(producer.port)], rateKbps: 0))
             try await cons.start(ProxySpec(uid: uid, role: .cons, listeners: [loopback(consPort)],
                                            targets: [loopback(prodPort)], rateKbps: 0))
-            #expect(prodFolder.contents() == ["conf", "log", "pid"].map { "\(uid).\($0)" })  // no key material
+            #expect(prodFolder.contents() == (["conf", "log", "pid"].map { "\(uid).\($0)" } + [launchName(uid)]))  // no key material
             let sent = try await sendRandom(to: consPort, count: 64 << 20)
             let received = await producer.waitForFinished(1)
             #expect(received == [sent])

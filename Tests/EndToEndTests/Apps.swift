@@ -69,16 +69,12 @@ func sendRandomBytes(to port: UInt16, count: Int) async throws -> String {
     let socket = try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: port), deadline: .now + .seconds(10))
     defer { socket.close() }
     let digest = Digest()
-    var generator = SystemRandomNumberGenerator()
     var sent = 0
     let chunkSize = 1 << 20
     var chunk = [UInt8](repeating: 0, count: chunkSize)
     while sent < count {
         let size = min(chunkSize, count - sent)
-        chunk.withUnsafeMutableBytes { raw in
-            let words = raw.bindMemory(to: UInt64.self)
-            for index in words.indices { words[index] = generator.next() }
-        }
+        chunk.withUnsafeMutableBytes { _ = RAND_bytes($0.baseAddress, Int32($0.count)) }
         let piece = size == chunkSize ? chunk : Array(chunk.prefix(size))
         digest.update(piece)
         try await socket.writeAll(piece, deadline: .now + .seconds(60))

@@ -113,12 +113,12 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
         tls ? ["--s2cs", address, "--server_cert", Harness.certificates.crt] : ["--s2cs", address, "--ssl", "False"]
     }
 
-    init(type: String = "Mock", tls: Bool = true, portRange: String? = nil, extra: [String] = [], environment: [String: String] = [:]) async throws {
+    init(type: String = "Mock", tls: Bool = true, portRange: String? = nil, extra: [String] = [], environment: [String: String] = [:], verbose: Bool = true) async throws {
         self.tls = tls
         folder = Harness.temporaryFolder("s2cs")
         process.executableURL = URL(fileURLWithPath: Harness.s2cs)
         var arguments = ["--port", "0", "--bind", "127.0.0.1", "--listener-ip", "127.0.0.1", "--type", type,
-                         "--config_folder", folder.appendingPathComponent("scistream").path, "--verbose"]
+                         "--config_folder", folder.appendingPathComponent("scistream").path] + (verbose ? ["--verbose"] : [])
         if let portRange { arguments += ["--port-range", portRange] }
         if tls {
             arguments += ["--server_crt", Harness.certificates.crt, "--server_key", Harness.certificates.key]
@@ -174,7 +174,12 @@ struct HarnessError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Whether a process with this pid still exists.
+/// Whether a process with this pid still runs. A zombie (exited, not yet reaped by its new parent
+/// after its own parent died) does not count: it holds no port, no file, no CPU.
 func processExists(_ pid: Int32) -> Bool {
-    kill(pid, 0) == 0 || errno != ESRCH
+    guard kill(pid, 0) == 0 || errno != ESRCH else { return false }
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return false }
+    let state = stat[stat.index(after: close)...].split(separator: " ").first
+    return state != "Z" && state != "X"
 }

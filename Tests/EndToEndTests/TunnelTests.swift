@@ -120,3 +120,161 @@ import SciStreamControl
         }
     }
 }
+
+/// Supervision, shutdown, faults and concurrency of real tunnels, through s2cs and s2uc.
+@Suite(.serialized) struct TunnelLifecycleTests {
+    static func freePort() throws -> UInt16 { try TunnelTests.freePort() }
+
+    static func release(_ tunnel: TunnelTests.Tunnel) async {
+        for daemon in [tunnel.producer, tunnel.consumer] {
+            _ = await Harness.s2uc(["release", tunnel.uid] + daemon.clientArguments)
+        }
+    }
+
+    @Test(arguments: ["Haproxy", "Nginx"])
+    func plaintextDataPlaneCarriesBytesAndSaysSoInItsListeners(type: String) async throws {
+        let app = try ProducerApp(expectedConnections: 1)
+        defer { app.stop() }
+        let base = type == "Haproxy" ? 23000 : 23100
+        let producer = try await Daemon(type: type, portRange: "\(base)-\(base + 9)", extra: ["--data-plane-tls=False"])
+        let consumer = try await Daemon(type: type, portRange: "\(base + 10)-\(base + 19)", extra: ["--data-plane-tls", "False"])
+        defer { producer.stop(); consumer.stop() }
+        #expect(producer.log.contains("PLAINTEXT"))
+        let tunnel = try await TunnelTests.setUp(type: type, appPort: app.port, range: ("", ""), consumerPort: try Self.freePort(), producer: producer, consumer: consumer)
+        #expect(tunnel.producerListeners == ["tcp://127.0.0.1:\(base)"])
+        let sent = try await sendRandomBytes(to: tunnel.consumerPort, count: 8 << 20)
+        let received = await app.results()
+        #expect(received.first?.sha256 == sent)
+        await Self.release(tunnel)
+    }
+
+    @Test func gatewaysStartedDifferentlyAreRefusedAtSetup() async throws {
+        let plain = try await Daemon(type: "Haproxy", portRange: "23200-23209", extra: ["--data-plane-tls=False"])
+        let encrypted = try await Daemon(type: "Haproxy", portRange: "23210-23219")
+        defer { plain.stop(); encrypted.stop() }
+        for (producer, consumer, expected) in [(plain, encrypted, "belongs to an s2cs started with --data-plane-tls=False"),
+                                              (encrypted, plain, "is encrypted")] {
+            let inbound = await Harness.s2uc(["inbound_request"] + producer.clientArguments + ["--remote_ip", "127.0.0.1", "--receiver_ports", "5001", "--num_conn", "1"])
+            #expect(inbound.status == 0, "\(inbound.stderr)")
+            let uid = String(inbound.lines[1].prefix(36))
+            let listener = inbound.lines[6].dropFirst("Listeners: ['".count).dropLast(2)
+            let outbound = await Harness.s2uc(["outbound_request"] + consumer.clientArguments + ["--receiver_ports", "\(try Self.freePort())", uid, String(listener)])
+            #expect(outbound.status == 1)
+            #expect(outbound.stderr.contains(expected) && outbound.stderr.contains("start both gateways' s2cs the same way"), "\(outbound.stderr)")
+            // Nothing half-made on the consumer side.
+            let list = await Harness.s2uc(["list"] + consumer.clientArguments)
+            #expect(!list.stdout.contains(String(uid.prefix(8))), "\(list.stdout)")
+            _ = await Harness.s2uc(["release", uid] + producer.clientArguments)
+        }
+    }
+
+    @Test func aProxyKilledMidSessionIsNoticedAndReleaseStillCleansUp() async throws {
+        let app = try ProducerApp(expectedConnections: 1)
+        defer { app.stop() }
+        let tunnel = try await TunnelTests.setUp(type: "Haproxy", appPort: app.port, range: ("23300-23309", "23310-23319"), consumerPort: try Self.freePort())
+        defer { tunnel.producer.stop(); tunnel.consumer.stop() }
+        let pid = try #require(tunnel.proxyPID(tunnel.producer))
+        kill(pid, SIGKILL)
+        var listed = ""
+        for _ in 0..<100 {
+            listed = await Harness.s2uc(["list"] + tunnel.producer.clientArguments).stdout
+            if listed.contains("failed") { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(listed.contains("failed") && listed.contains("exited unexpectedly") && listed.contains("SIGKILL"), "\(listed)")
+        #expect(tunnel.producer.log.contains("proxy exited unexpectedly"), "\(tunnel.producer.log)")
+        let release = await Harness.s2uc(["release", tunnel.uid] + tunnel.producer.clientArguments)
+        #expect(release.status == 0)
+        #expect(release.stdout.contains("exited unexpectedly"), "\(release.stdout)")
+        #expect(tunnel.sessionFiles(tunnel.producer).isEmpty)
+        _ = await Harness.s2uc(["release", tunnel.uid] + tunnel.consumer.clientArguments)
+    }
+
+    @Test func sigtermStopsEveryProxyAndSigkillLeavesThemToTheNextS2cs() async throws {
+        let app = try ProducerApp(expectedConnections: 1)
+        defer { app.stop() }
+        let tunnel = try await TunnelTests.setUp(type: "Nginx", appPort: app.port, range: ("23400-23409", "23410-23419"), consumerPort: try Self.freePort())
+        defer { tunnel.producer.stop(); tunnel.consumer.stop() }
+        let producerProxy = try #require(tunnel.proxyPID(tunnel.producer))
+        let consumerProxy = try #require(tunnel.proxyPID(tunnel.consumer))
+
+        // SIGTERM: s2cs stops its proxies before exiting.
+        tunnel.producer.stop()
+        #expect(tunnel.producer.process.terminationStatus == 0)
+        #expect(!processExists(producerProxy))
+        #expect(tunnel.sessionFiles(tunnel.producer).isEmpty)
+
+        // SIGKILL: the proxy outlives s2cs; the next s2cs on the same folder stops it.
+        kill(tunnel.consumer.pid, SIGKILL)
+        tunnel.consumer.process.waitUntilExit()
+        #expect(processExists(consumerProxy))
+        let successor = try await Daemon(type: "Nginx", portRange: "23410-23419", extra: ["--config-folder", tunnel.consumer.configFolder.path])
+        defer { successor.stop() }
+        #expect(!processExists(consumerProxy), "the stale proxy must be stopped at start")
+        #expect(tunnel.sessionFiles(tunnel.consumer).isEmpty)
+        // Its ports are usable again.
+        let inbound = await Harness.s2uc(["inbound_request"] + successor.clientArguments + ["--remote_ip", "127.0.0.1", "--receiver_ports", "\(app.port)", "--num_conn", "10"])
+        #expect(inbound.status == 0, "\(inbound.stderr)")
+    }
+
+    @Test func twoSessionsOnOneS2csCarryTheirOwnBytes() async throws {
+        let appA = try ProducerApp(expectedConnections: 1), appB = try ProducerApp(expectedConnections: 1)
+        defer { appA.stop(); appB.stop() }
+        let a = try await TunnelTests.setUp(type: "Stunnel", appPort: appA.port, range: ("23500-23509", "23510-23519"), consumerPort: try Self.freePort())
+        defer { a.producer.stop(); a.consumer.stop() }
+        let b = try await TunnelTests.setUp(type: "Stunnel", appPort: appB.port, range: ("", ""), consumerPort: try Self.freePort(), producer: a.producer, consumer: a.consumer)
+        #expect(a.uid != b.uid)
+        async let sentA = sendRandomBytes(to: a.consumerPort, count: 16 << 20)
+        async let sentB = sendRandomBytes(to: b.consumerPort, count: 8 << 20)
+        let (digestA, digestB) = try await (sentA, sentB)
+        #expect(await appA.results().first?.sha256 == digestA)
+        #expect(await appB.results().first?.sha256 == digestB)
+        await Self.release(a)
+        await Self.release(b)
+    }
+
+    @Test func releaseWhileDataFlowsStopsTheProxy() async throws {
+        let app = try ProducerApp(expectedConnections: 1)
+        defer { app.stop() }
+        let tunnel = try await TunnelTests.setUp(type: "Haproxy", appPort: app.port, range: ("23600-23609", "23610-23619"), consumerPort: try Self.freePort())
+        defer { tunnel.producer.stop(); tunnel.consumer.stop() }
+        let pids = [tunnel.proxyPID(tunnel.producer), tunnel.proxyPID(tunnel.consumer)].compactMap { $0 }
+        let sending = Task { try? await sendRandomBytes(to: tunnel.consumerPort, count: 4 << 30) }
+        try await Task.sleep(for: .milliseconds(500))
+        await Self.release(tunnel)
+        for pid in pids { #expect(!processExists(pid)) }
+        sending.cancel()
+        _ = await sending.value
+        #expect(tunnel.sessionFiles(tunnel.producer).isEmpty && tunnel.sessionFiles(tunnel.consumer).isEmpty)
+    }
+
+    @Test func fiftyRapidSetupReleaseCyclesLeaveNothingBehind() async throws {
+        let producer = try await Daemon(type: "Nginx", portRange: "23700-23709")
+        let consumer = try await Daemon(type: "Nginx", portRange: "23710-23719")
+        defer { producer.stop(); consumer.stop() }
+        let consumerPort = try Self.freePort()
+        for cycle in 0..<50 {
+            let tunnel = try await TunnelTests.setUp(type: "Nginx", appPort: 5001, range: ("", ""), consumerPort: consumerPort, numConn: 2, producer: producer, consumer: consumer)
+            let pids = [tunnel.proxyPID(producer), tunnel.proxyPID(consumer)].compactMap { $0 }
+            #expect(pids.count == 2, "cycle \(cycle)")
+            await Self.release(tunnel)
+            for pid in pids { #expect(!processExists(pid), "cycle \(cycle): proxy \(pid) left") }
+        }
+        for daemon in [producer, consumer] {
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: daemon.configFolder.path)) ?? []
+            #expect(files.allSatisfy { $0.hasSuffix(".log") }, "files left: \(files)")
+            #expect(childPIDs(of: daemon.pid).isEmpty, "children left: \(childPIDs(of: daemon.pid))")
+        }
+    }
+}
+
+/// The processes whose parent is `pid` (from /proc).
+func childPIDs(of pid: Int32) -> [Int32] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap(Int32.init).filter { child in
+        guard let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 2 && Int32(fields[1]) == pid
+    }
+}

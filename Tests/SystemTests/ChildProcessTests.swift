@@ -165,7 +165,7 @@ final class ChildProcessTests {
         let elapsed = ContinuousClock.now - start
         #expect(status == .signaled(signal: SIGKILL))
         #expect(elapsed >= .milliseconds(450))
-        #expect(elapsed < .seconds(5))
+        #expect(elapsed < .seconds(30))  // bounded; generous, the machine is shared
         assertGone(child.pid)
         #expect(ProcessReaper.members(ofGroup: child.pid).isEmpty)
     }
@@ -178,7 +178,7 @@ final class ChildProcessTests {
     }
 
     @Test func waitTimesOutWhileRunning() async throws {
-        let child = try await sh("sleep 5")
+        let child = try await sh("sleep 120")
         #expect(await child.wait(timeout: .milliseconds(100)) == nil)
         #expect(child.status == nil)
         #expect(await child.terminate(grace: .seconds(2)) == .signaled(signal: SIGTERM))

@@ -7,20 +7,19 @@ import SciStreamTLS
 public enum UserClient {
     public static let command = "s2uc"
     public static let mockUID = "4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3"
-    static let noToken = "INVALID_TOKEN"
 
     static let connectionOptions: [OptionSpec] = [
         OptionSpec("s2cs", value: "host:port", default: "localhost:5000", help: "The s2cs to talk to."),
         OptionSpec("server_cert", value: "file", default: "server.crt", help: "Certificate that s2cs must present (the trust anchor)."),
         OptionSpec("ssl", value: "bool", default: "True", help: "TLS to s2cs; False only for an s2cs started with --ssl=False."),
-        OptionSpec("scope", value: "id", default: "", help: "Authentication scope id of that s2cs."),
+        OptionSpec("scope", value: "id", default: "", help: "Authentication scope id of that s2cs (its client id); default: the scope remembered for --s2cs at login, else none (INVALID_TOKEN)."),
     ]
 
     static let sessionOptions: [OptionSpec] = [
         OptionSpec("remote_ip", value: "ip", default: "localhost", help: "Inbound: address of the producer application."),
         OptionSpec("receiver_ports", value: "ports", help: "Inbound: the producer application's ports; outbound: the local ports to listen on."),
         OptionSpec("num_conn", value: "n", default: "5", help: "Number of parallel connections (listeners)."),
-        OptionSpec("rate", value: "kb/s", default: "10000", help: "Maximum data rate in kb/s (applied where the proxy can)."),
+        OptionSpec("rate", value: "kb/s", help: "Maximum data rate per connection in kb/s, applied by Nginx (HAProxy and Stunnel cannot); 0 or absent: unlimited."),
         OptionSpec("mock", value: "bool", default: "False", help: "Inbound: use the fixed uid \(mockUID)."),
     ]
 
@@ -45,12 +44,12 @@ public enum UserClient {
                    options: connectionOptions + sessionOptions, maxPositionals: 2,
                    run: { try await runSession(role: .cons, $0) }),
         Subcommand(names: ["release"],
-                   usage: "s2uc release <uid> [--s2cs <host:port>] [--server_cert <file>]",
+                   usage: "s2uc release <uid> [--s2cs <host:port>] [--server_cert <file>] [--scope <scope_id>]",
                    abstract: "Release a session: stop its proxy, free its ports, delete its key material.",
                    options: connectionOptions, maxPositionals: 1,
                    run: { try await runRelease($0) }),
         Subcommand(names: ["list"],
-                   usage: "s2uc list [--s2cs <host:port>] [--server_cert <file>]",
+                   usage: "s2uc list [--s2cs <host:port>] [--server_cert <file>] [--scope <scope_id>]",
                    abstract: "List the sessions of an s2cs (uid prefixes, states, listeners).",
                    options: connectionOptions, maxPositionals: 0,
                    run: { try await runList($0) }),
@@ -67,6 +66,9 @@ public enum UserClient {
           outbound_request   Set up the consumer-side (outbound, CONS) proxy of a session.
           release            Release a session.
           list               List the sessions of an s2cs.
+          login              Log in with Globus for the scope (client id) of an s2cs.
+          check-auth         Show the access token held for a scope.
+          logout             Revoke and delete every stored token.
 
         OPTIONS:
           --version          Show the version.
@@ -92,11 +94,7 @@ public enum UserClient {
             Console.out("s2uc \(SciStreamVersion.string)")
             return ExitCode.success
         }
-        if ["login", "check-auth", "check_auth", "logout"].contains(first) {
-            Console.err("Error: '\(first)' is not available in this build yet: Globus authentication is not implemented. Sessions work against an s2cs started without --client-secret.")
-            return ExitCode.failure
-        }
-        guard let subcommand = subcommands.first(where: { $0.names.contains(first) }) else {
+        guard let subcommand = (subcommands + authSubcommands).first(where: { $0.names.contains(first) }) else {
             return Console.usageError(UsageError("unknown subcommand '\(first)'"), command: command, usage: "s2uc <subcommand> [options]")
         }
         let name = "\(command) \(subcommand.names[0])"
@@ -150,7 +148,9 @@ public enum UserClient {
     static func runSession(role: Role, _ parsed: ParsedArguments) async throws {
         // Validate everything before talking to anyone.
         let numConn = try ArgumentParser.parseInt(parsed.value("num_conn") ?? "5", option: "num_conn", range: 1...SessionLimits.maxConnectionsPerSession)
-        let rate = try ArgumentParser.parseInt(parsed.value("rate") ?? "10000", option: "rate", range: 0...Int(UInt32.max))
+        // Unlimited unless asked for: the original's documented default of 10000 kb/s was never enforced,
+        // and enforcing it would cap every Nginx connection at 10 Mbit/s.
+        let rate = try ArgumentParser.parseInt(parsed.value("rate") ?? "0", option: "rate", range: 0...Int(UInt32.max))
         let mock = try ArgumentParser.parseBool(parsed.value("mock") ?? "False", option: "--mock")
         var receiverPorts: [UInt16] = []
         if let text = parsed.value("receiver_ports") {
@@ -174,11 +174,11 @@ public enum UserClient {
                     : "missing the producer listener(s) after the uid: s2uc outbound_request <uid> <listener[,listener...]>")
             }
             do { uid = try SessionID.validate(parsed.positionals[0]) } catch { throw UsageError("bad uid: \(error)") }
-            do { prodListeners = try parseListenerList(parsed.positionals[1]).map(\.description) } catch { throw UsageError("bad listener list: \(error)") }
+            do { prodListeners = try GatewayListener.parseList(parsed.positionals[1]).map(\.description) } catch { throw UsageError("bad listener list: \(error)") }
             listenPorts = receiverPorts
         }
         let target = try target(parsed)
-        let token = noToken
+        let token = try await accessToken(parsed, target: target)
 
         Console.out("uid; s2cs; access_token; role")
         Console.out("\(uid) \(target.display) \(token) \(role)")
@@ -236,8 +236,9 @@ public enum UserClient {
         let uid: String
         do { uid = try SessionID.validate(text) } catch { throw UsageError("bad uid: \(error)") }
         let target = try target(parsed)
+        let token = try await accessToken(parsed, target: target)
         let connection = try await ControlConnection.open(target)
-        let reply = try await connection.call(.release(Release(token: noToken, uid: uid)), timeout: .seconds(60))
+        let reply = try await connection.call(.release(Release(token: token, uid: uid)), timeout: .seconds(60))
         guard case .releaseReply(let status) = reply else { throw unexpected(reply, target) }
         guard status.code == .ok else { throw failure("release", status, target, uid: uid) }
         Console.out("Release completed")
@@ -246,8 +247,9 @@ public enum UserClient {
 
     static func runList(_ parsed: ParsedArguments) async throws {
         let target = try target(parsed)
+        let token = try await accessToken(parsed, target: target)
         let connection = try await ControlConnection.open(target)
-        let reply = try await connection.call(.list(ListSessions(token: noToken)), timeout: .seconds(30))
+        let reply = try await connection.call(.list(ListSessions(token: token)), timeout: .seconds(30))
         guard case .listReply(let list) = reply else { throw unexpected(reply, target) }
         guard list.status.code == .ok else { throw failure("list", list.status, target, uid: nil) }
         Console.out("uid       role  state      listeners -> targets")
@@ -264,7 +266,7 @@ public enum UserClient {
         case .notFound where uid != nil:
             hint = " (uid \(uid!)); check the uid and the --s2cs address"  // safe: checked in the where clause
         case .unauthenticated:
-            hint = "; log in with 's2uc login --scope <scope>'"
+            hint = loginHint(status)
         default:
             break
         }

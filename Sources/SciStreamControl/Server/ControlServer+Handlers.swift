@@ -4,12 +4,14 @@ import SciStreamDataPlane
 
 extension ControlServer {
     /// Answers one request message. Never throws: every failure becomes a status in the reply.
-    func handle(_ message: Message, log: Logger) async -> Message {
+    func handle(_ message: Message, client: String, log: Logger) async -> Message {
+        // With authentication on, nothing happens for a request whose token does not pass.
+        if let refusal = await authenticate(message, log: log) { return refusal }
         switch message {
         case .request(let request):
             log.debug("request", ["session": SessionID.shortPrefix(request.uid), "role": "\(request.role)", "num_conn": "\(request.numConn)"])
             do {
-                return .requestReply(try await registry.request(request))
+                return .requestReply(try await registry.request(request, client: client))
             } catch {
                 log.info("request failed", ["session": SessionID.shortPrefix(request.uid), "status": "\(error.status.code)"])
                 return .requestReply(RequestReply(status: error.status, listeners: [], prodListeners: []))
@@ -50,8 +52,8 @@ extension ControlServer {
         do {
             try await task.value
             await registry.finishUpdate(uid: update.uid.lowercased(), error: nil)
-            log.info("session active", ["session": prefix, "role": "\(update.role)", "listeners": listeners.map(\.description).joined(separator: ","), "targets": update.remoteListeners.joined(separator: ",")])
-            return UpdateReply(status: .ok, listeners: listeners.map(\.description))
+            log.info("session active", ["session": prefix, "role": "\(update.role)", "listeners": registry.reported(listeners, role: update.role).joined(separator: ","), "targets": update.remoteListeners.joined(separator: ",")])
+            return UpdateReply(status: .ok, listeners: registry.reported(listeners, role: update.role))
         } catch {
             await registry.finishUpdate(uid: update.uid.lowercased(), error: error)
             log.error("update failed", ["session": prefix, "error": "\(error)"])
@@ -97,7 +99,7 @@ extension ControlServer {
             }
             // Only a prefix of the uid: the whole uid is the session secret.
             infos.append(SessionInfo(uid: SessionID.shortPrefix(session.uid), role: session.role, state: state,
-                                     listeners: session.listeners.map(\.description),
+                                     listeners: registry.reported(session.listeners, role: session.role),
                                      targets: session.targets.map(\.description), note: note))
         }
         return infos

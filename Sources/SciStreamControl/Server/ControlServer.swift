@@ -5,6 +5,7 @@ import SciStreamSystem
 import CSciStream
 import SciStreamTLS
 import SciStreamDataPlane
+import SciStreamAuth
 
 /// The s2cs control server: accepts connections (TLS by default), reads frames, answers each RPC.
 /// One bad peer never takes the server down: each connection is its own task that catches its own errors.
@@ -13,14 +14,16 @@ public final class ControlServer: Sendable {
     let logger: Logger
     let registry: SessionRegistry
     let dataPlane: DataPlane
+    /// Checks every request's token (Globus Auth introspection); nil when authentication is off.
+    let tokenChecker: TokenChecker?
     private let tls: TLSContext?
     private let listener: Socket
     private let connections = Mutex(0)
+    private let refusals = Mutex(0)
+    static let maxRefusalsInFlight = 64
 
     /// How long a connection may sit idle between frames, and how long one frame may take to arrive.
     static let idleTimeout: Duration = .seconds(300)
-    static let frameTimeout: Duration = .seconds(10)
-    static let handshakeTimeout: Duration = .seconds(10)
 
     public init(config: ServerConfiguration, dataPlane: DataPlane, tls: TLSContext?, logger: Logger) throws {
         self.config = config
@@ -28,6 +31,7 @@ public final class ControlServer: Sendable {
         self.dataPlane = dataPlane
         self.tls = tls
         self.registry = SessionRegistry(config: config, dataPlane: dataPlane, logger: logger)
+        self.tokenChecker = try config.makeTokenChecker(logger: logger)
         let address = try SocketAddress.resolve(host: config.bindAddress, port: config.port)
         do {
             self.listener = try Socket.listen(on: address, backlog: 4096)
@@ -63,8 +67,22 @@ public final class ControlServer: Sendable {
                     return true
                 }
                 guard admitted else {
+                    // Over the cap: answer RESOURCE_EXHAUSTED (a few such answers at a time), then close.
+                    let answering = refusals.withLock { count -> Bool in
+                        guard count < Self.maxRefusalsInFlight else { return false }
+                        count += 1
+                        return true
+                    }
                     logger.warning("connection refused: too many control connections", ["max": "\(config.maxConnections)"])
-                    socket.close()
+                    guard answering else {
+                        socket.close()
+                        continue
+                    }
+                    group.addTask {
+                        let status = Status(.resourceExhausted, "this s2cs is serving its most control connections (--max-connections \(self.config.maxConnections)): retry later")
+                        await self.serve(socket, refusing: status)
+                        self.refusals.withLock { $0 -= 1 }
+                    }
                     continue
                 }
                 group.addTask {
@@ -87,13 +105,16 @@ public final class ControlServer: Sendable {
         await dataPlane.stopAll()
     }
 
-    private func serve(_ socket: Socket) async {
-        let peer = socket.peerAddress.map(\.description) ?? "unknown"
+    /// Serves one connection; with `refusing`, answers its first request with that status and closes.
+    private func serve(_ socket: Socket, refusing: Status? = nil) async {
+        let peerAddress = socket.peerAddress
+        let peer = peerAddress.map(\.description) ?? "unknown"
+        let client = peerAddress?.host ?? "unknown"
         let log = logger.with("peer", peer)
         let stream: any ByteStream
         if let tls {
             do {
-                stream = try await TLSStream.accept(socket: socket, context: tls, deadline: .now + Self.handshakeTimeout)
+                stream = try await TLSStream.accept(socket: socket, context: tls, deadline: .now + config.frameTimeout)
             } catch {
                 if error.kind == .peerIsPlaintext {
                     log.warning("plaintext client on the TLS control port: told it to use TLS")
@@ -107,7 +128,7 @@ public final class ControlServer: Sendable {
             }
         } else {
             do {
-                let first = try await socket.peek(max: 3, deadline: .now + Self.frameTimeout)
+                let first = try await socket.peek(max: 3, deadline: .now + config.frameTimeout)
                 if TLSProbe.looksLikeTLSClientHello(first) {
                     log.warning("TLS client on the plaintext control port (s2cs runs with --ssl=False): closed")
                     // Read what it sent before closing, so that it sees a clean close rather than a reset.
@@ -122,6 +143,13 @@ public final class ControlServer: Sendable {
             stream = socket
         }
         defer { stream.close() }
+        if let refusing {
+            // Read the request first: closing with unread bytes would reset the connection before
+            // the client reads the answer.
+            _ = try? await stream.read(max: 65536, deadline: .now + .seconds(2))
+            try? await stream.writeAll(Message.error(refusing).encoded(), deadline: .now + .seconds(2))
+            return
+        }
 
         var decoder = FrameDecoder()
         var frameDeadline: ContinuousClock.Instant? = nil
@@ -131,8 +159,13 @@ public final class ControlServer: Sendable {
                 let bytes: [UInt8]
                 do {
                     bytes = try await stream.read(max: 65536, deadline: deadline)
-                } catch let error as Errno where error == .timedOut {
-                    if frameDeadline != nil { log.warning("frame not completed in time: closed", ["timeout": "\(Self.frameTimeout)"]) }
+                } catch {
+                    let timedOut = (error as? Errno) == .timedOut || (error as? TLSError)?.kind == .timedOut
+                    if timedOut && frameDeadline != nil {
+                        log.warning("frame not completed in time: closed", ["timeout": "\(config.frameTimeout)"])
+                    } else if !timedOut {
+                        log.debug("connection ended", ["error": "\(error)"])
+                    }
                     return
                 }
                 if bytes.isEmpty {
@@ -143,10 +176,10 @@ public final class ControlServer: Sendable {
                 }
                 decoder.append(bytes)
                 while let message = try decoder.nextMessage() {
-                    let reply = await handle(message, log: log)
-                    try await stream.writeAll(reply.encoded(), deadline: .now + Self.frameTimeout)
+                    let reply = await handle(message, client: client, log: log)
+                    try await stream.writeAll(reply.encoded(), deadline: .now + config.frameTimeout)
                 }
-                frameDeadline = decoder.bufferedByteCount > 0 ? (frameDeadline ?? .now + Self.frameTimeout) : nil
+                frameDeadline = decoder.bufferedByteCount > 0 ? (frameDeadline ?? .now + config.frameTimeout) : nil
             }
         } catch let error as WireError {
             log.warning("bad frame: closed", ["error": "\(error)"])

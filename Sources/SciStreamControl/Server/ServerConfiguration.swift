@@ -12,18 +12,23 @@ public struct ServerConfiguration: Sendable {
     public var verbose = false
     public var clientID: String? = nil
     public var clientSecret: String? = nil
+    /// Globus Auth's base URL from `GLOBUS_SDK_SERVICE_URL_AUTH` (nil: https://auth.globus.org).
+    public var authServiceURL: String? = nil
     public var serverCertificate = "server.crt"
     public var serverKey = "server.key"
     public var tls = true
     public var dataPlaneTLS = true
     public var helloTimeout: Duration = .seconds(180)
     public var maxConnections = 4096
+    public var maxSessionsPerClient = 1000
+    /// How long one frame (or a TLS handshake) may take to arrive once begun: a slow or silent peer is cut off.
+    public var frameTimeout: Duration = .seconds(10)
     public var configFolder = DataPlane.defaultFolder()
 
     public init() {}
 
     public static let command = "s2cs"
-    public static let usage = "s2cs [--listener-ip <ip>] [--port <port>] [--port-range <start-end>] [--type <type>] [--server_crt <file>] [--server_key <file>] [--ssl <bool>] [--verbose]"
+    public static let usage = "s2cs [--listener-ip <ip>] [--port <port>] [--port-range <start-end>] [--type <type>] [--server_crt <file>] [--server_key <file>] [--ssl <bool>] [--client-id <id> --client-secret <secret>] [--verbose]"
 
     public static let options: [OptionSpec] = [
         OptionSpec("listener-ip", value: "ip", default: "0.0.0.0", help: "Address the data-plane listeners bind to and that clients are told."),
@@ -32,14 +37,16 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("port-range", value: "start-end", default: "5100-5200", help: "Ports handed out to session listeners."),
         OptionSpec("type", value: "type", default: "Haproxy", help: "Data server: Haproxy, Nginx, Stunnel, HaproxySubprocess, StunnelSubprocess or Mock."),
         OptionSpec("verbose", aliases: ["v"], help: "Log every request (debug level)."),
-        OptionSpec("client-id", value: "id", help: "Globus Auth client id (authentication lands with a later release)."),
-        OptionSpec("client-secret", value: "secret", help: "Globus Auth client secret; without it authentication is off."),
+        OptionSpec("client-id", value: "id", help: "Globus Auth client id of this s2cs: users log in with 's2uc login --scope <id>'."),
+        OptionSpec("client-secret", value: "secret", help: "Globus Auth client secret; with it every request's token is checked, without it authentication is off."),
         OptionSpec("server_crt", value: "file", default: "server.crt", help: "TLS certificate of the control channel."),
         OptionSpec("server_key", value: "file", default: "server.key", help: "TLS private key of the control channel."),
         OptionSpec("ssl", value: "bool", default: "True", help: "TLS on the control channel; False is for development only."),
         OptionSpec("data-plane-tls", value: "bool", default: "True", help: "Encrypt the hop between gateways; False forwards plain TCP (trusted networks only)."),
         OptionSpec("hello-timeout", value: "seconds", default: "180", help: "How long a request waits for its hello (env S2CS_HELLO_TIMEOUT)."),
-        OptionSpec("max-connections", value: "n", default: "4096", help: "Most control connections served at once."),
+        OptionSpec("max-connections", value: "n", default: "4096", help: "Most control connections served at once; more are answered RESOURCE_EXHAUSTED."),
+        OptionSpec("frame-timeout", value: "seconds", default: "10", help: "How long a TLS handshake or one request frame may take to arrive."),
+        OptionSpec("max-sessions-per-client", value: "n", default: "1000", help: "Most sessions one client address may hold at once."),
         OptionSpec("config-folder", value: "dir", help: "Where configs, keys, logs and pid files go (default $HAPROXY_CONFIG_PATH or ~/.scistream)."),
         OptionSpec("version", help: "Show the version."),
     ]
@@ -68,6 +75,10 @@ public struct ServerConfiguration: Sendable {
         config.verbose = parsed.isSet("verbose")
         config.clientID = parsed.value("client_id")
         config.clientSecret = parsed.value("client_secret")
+        if let secret = config.clientSecret, !secret.isEmpty, (config.clientID ?? "").isEmpty {
+            throw UsageError("--client-secret needs --client-id: the client id names the scope tokens must carry")
+        }
+        config.authServiceURL = environment["GLOBUS_SDK_SERVICE_URL_AUTH"].flatMap { $0.isEmpty ? nil : $0 }
         config.serverCertificate = parsed.value("server_crt") ?? "server.crt"
         config.serverKey = parsed.value("server_key") ?? "server.key"
         config.tls = try ArgumentParser.parseBool(parsed.value("ssl") ?? "True", option: "--ssl")
@@ -79,6 +90,12 @@ public struct ServerConfiguration: Sendable {
         }
         config.helloTimeout = .milliseconds(Int64(helloSeconds * 1000))
         config.maxConnections = try ArgumentParser.parseInt(parsed.value("max_connections") ?? "4096", option: "max-connections", range: 1...1_000_000)
+        config.maxSessionsPerClient = try ArgumentParser.parseInt(parsed.value("max_sessions_per_client") ?? "1000", option: "max-sessions-per-client", range: 1...1_000_000)
+        let frameText = parsed.value("frame_timeout") ?? "10"
+        guard let frameSeconds = Double(frameText), frameSeconds >= 0.1, frameSeconds <= 3600 else {
+            throw UsageError("'\(frameText)' is not valid for '--frame-timeout': use seconds from 0.1 to 3600")
+        }
+        config.frameTimeout = .milliseconds(Int64(frameSeconds * 1000))
         if let folder = parsed.value("config_folder") { config.configFolder = folder }
         else if let folder = environment["HAPROXY_CONFIG_PATH"], !folder.isEmpty { config.configFolder = folder }
         return (config, parsed)

@@ -17,6 +17,8 @@ actor SessionRegistry {
     struct Session {
         let uid: String
         let role: Role
+        /// The address of the client that requested it (sessions per client are capped).
+        let client: String
         let numConn: Int
         let rate: Int
         let ports: [UInt16]
@@ -30,8 +32,13 @@ actor SessionRegistry {
     }
 
     private var sessions: [String: Session] = [:]
+    private var sessionsByClient: [String: Int] = [:]
+    private let maxSessionsPerClient: Int
     private var allocator: PortAllocator
     private let listenerIP: String
+    /// This s2cs forwards plain TCP between gateways (`--data-plane-tls=False`): its listeners are
+    /// reported as `tcp://host:port`.
+    let plaintextDataPlane: Bool
     private let helloTimeout: Duration
     private let earlyHelloWait: Duration
     private var helloWatchers: [String: [UInt64: CheckedContinuation<Bool, Never>]] = [:]
@@ -44,6 +51,8 @@ actor SessionRegistry {
     init(config: ServerConfiguration, dataPlane: DataPlane, logger: Logger) {
         self.allocator = PortAllocator(range: config.portRange)
         self.listenerIP = config.listenerIP
+        self.maxSessionsPerClient = config.maxSessionsPerClient
+        self.plaintextDataPlane = !config.dataPlaneTLS
         self.helloTimeout = config.helloTimeout
         self.earlyHelloWait = min(config.helloTimeout, .seconds(10))
         self.dataPlane = dataPlane
@@ -55,9 +64,9 @@ actor SessionRegistry {
     // MARK: request
 
     /// Registers the session, reserves its ports, then waits for its hello. Returns the reply.
-    func request(_ request: Request) async throws(StatusError) -> RequestReply {
+    func request(_ request: Request, client: String) async throws(StatusError) -> RequestReply {
         do {
-            try admit(request)
+            try admit(request, client: client)
         } catch {
             // A hello for this uid may be on its way: tell it at once why the request failed.
             if let uid = try? SessionID.validate(request.uid), sessions[uid] == nil {
@@ -81,11 +90,15 @@ actor SessionRegistry {
         }
     }
 
-    private func admit(_ request: Request) throws(StatusError) {
+    private func admit(_ request: Request, client: String) throws(StatusError) {
         guard !shuttingDown else { throw StatusError(.unavailable, "s2cs is shutting down") }
         let uid = try Self.validUID(request.uid)
         guard sessions[uid] == nil else {
             throw StatusError(.alreadyExists, "session \(SessionID.shortPrefix(uid)) already exists on this s2cs: use a new uid, or release it first")
+        }
+        let held = sessionsByClient[client, default: 0]
+        guard held < maxSessionsPerClient else {
+            throw StatusError(.resourceExhausted, "client \(client) already holds \(held) sessions on this s2cs, the most allowed (--max-sessions-per-client \(maxSessionsPerClient)): release some first")
         }
         let limit = Self.maxConnectionsPerSession
         guard request.numConn >= 1, request.numConn <= limit else {
@@ -106,7 +119,7 @@ actor SessionRegistry {
             }
             ports = request.listenPorts
         }
-        var session = Session(uid: uid, role: request.role, numConn: ports.count, rate: Int(request.rate),
+        var session = Session(uid: uid, role: request.role, client: client, numConn: ports.count, rate: Int(request.rate),
                               ports: ports, listeners: ports.map { Endpoint(host: ip, port: $0) })
         let timeout = helloTimeout
         session.expiry = Task { [weak self] in
@@ -115,6 +128,7 @@ actor SessionRegistry {
             await self?.expire(uid)
         }
         sessions[uid] = session
+        sessionsByClient[client, default: 0] += 1
         recentFailures[uid] = nil
         logger.debug("session requested", ["session": SessionID.shortPrefix(uid), "role": "\(request.role)", "ports": ports.map(String.init).joined(separator: ",")])
         wakeHelloWatchers(uid, found: true)
@@ -134,7 +148,14 @@ actor SessionRegistry {
         guard let current = sessions[uid] else {
             throw StatusError(.unavailable, "session \(SessionID.shortPrefix(uid)) was released before it was set up")
         }
-        return RequestReply(status: .ok, listeners: current.listeners.map(\.description), prodListeners: prodListeners)
+        return RequestReply(status: .ok, listeners: reported(current.listeners, role: current.role), prodListeners: prodListeners)
+    }
+
+    /// How this s2cs reports a session's listeners: a producer-side s2cs that forwards plain TCP
+    /// between gateways says so with `tcp://` (the consumer-side s2cs checks it); consumer-side
+    /// listeners are where the consumer application connects, plain TCP in every mode.
+    nonisolated func reported(_ listeners: [Endpoint], role: Role) -> [String] {
+        listeners.map { GatewayListener($0, plaintext: plaintextDataPlane && role == .prod).description }
     }
 
     // MARK: hello
@@ -143,7 +164,8 @@ actor SessionRegistry {
         let uid = try Self.validUID(hello.uid)
         var targets: [String] = []
         for text in hello.prodListeners {
-            do { targets.append(try Endpoint.parse(text).description) }
+            // PROD: the producer application's addresses; CONS: the producer-side gateway's listeners.
+            do { targets.append(hello.role == .cons ? try GatewayListener.parse(text).description : try Endpoint.parse(text).description) }
             catch { throw StatusError(.invalidArgument, "bad producer listener in hello: \(error)") }
         }
         if sessions[uid] == nil {
@@ -222,8 +244,15 @@ actor SessionRegistry {
         }
         var targets: [Endpoint] = []
         for text in update.remoteListeners {
-            do { targets.append(try Endpoint.parse(text)) }
+            let listener: GatewayListener
+            do { listener = session.role == .cons ? try GatewayListener.parse(text) : GatewayListener(try Endpoint.parse(text), plaintext: false) }
             catch { throw StatusError(.invalidArgument, "bad remote listener in update: \(error)") }
+            if session.role == .cons && listener.plaintext != plaintextDataPlane {
+                throw StatusError(.invalidArgument, listener.plaintext
+                    ? "the producer-side listener \(listener) belongs to an s2cs started with --data-plane-tls=False, but this s2cs encrypts the hop between gateways: start both gateways' s2cs the same way"
+                    : "this s2cs forwards plain TCP (--data-plane-tls=False), but the producer-side listener \(listener) is encrypted (its s2cs runs with the default --data-plane-tls=True): start both gateways' s2cs the same way")
+            }
+            targets.append(listener.endpoint)
         }
         guard !targets.isEmpty else {
             throw StatusError(.invalidArgument, "update for session \(SessionID.shortPrefix(uid)) has no remote listeners")
@@ -277,6 +306,8 @@ actor SessionRegistry {
     func finishRelease(_ uid: String) {
         guard let session = sessions.removeValue(forKey: uid) else { return }
         allocator.release(session.ports)
+        let held = sessionsByClient[session.client, default: 1] - 1
+        sessionsByClient[session.client] = held > 0 ? held : nil
         logger.debug("session released", ["session": SessionID.shortPrefix(uid)])
     }
 

@@ -1,0 +1,148 @@
+import Foundation
+import SciStreamSystem
+
+/// The verdict on one RPC's token.
+public enum TokenVerdict: Sendable, Equatable {
+    /// Active, with the SciStream scope of this s2cs.
+    case valid(username: String?)
+    /// No token (empty, or the `INVALID_TOKEN` placeholder): UNAUTHENTICATED.
+    case missing(message: String)
+    /// Inactive, expired, unknown, or without this s2cs's scope: UNAUTHENTICATED.
+    case invalid(message: String, reason: String)
+    /// The token could not be checked (auth server unreachable, slow, or refusing our credentials):
+    /// UNAVAILABLE. The request is refused, never let through.
+    case unavailable(message: String)
+}
+
+/// s2cs's side of authentication: checks each RPC's token by Globus Auth introspection (HTTP basic
+/// auth with the s2cs's client id and secret). It must be active and carry
+/// `https://auth.globus.org/scopes/<client-id>/scistream`.
+///
+/// Verdicts are cached by the token's SHA-256 (the token itself is not kept): a valid token until
+/// its `exp`, an invalid one for `negativeTTL`; concurrent checks of one token share one
+/// introspection. So a session setup (request, hello, update) costs at most one round trip.
+/// An unreachable server is not cached: the next RPC tries again.
+public actor TokenChecker {
+    public nonisolated let clientID: String
+    public nonisolated let requiredScope: String
+    private let clientSecret: String
+    private let auth: GlobusAuthClient
+    private let logger: Logger
+    private let negativeTTL: Duration
+    private let fallbackTTL: Duration
+    private let maxEntries: Int
+    /// The wall clock (token expiries are wall-clock times); tests pass their own.
+    private let now: @Sendable () -> Date
+
+    private struct Entry {
+        let verdict: TokenVerdict
+        let until: Date
+    }
+    private var cache: [String: Entry] = [:]
+    private var inFlight: [String: Task<TokenVerdict, Never>] = [:]
+    /// Introspection calls made (for tests and the debug log).
+    public private(set) var introspections = 0
+
+    public init(clientID: String, clientSecret: String, auth: GlobusAuthClient, logger: Logger,
+                negativeTTL: Duration = .seconds(10), fallbackTTL: Duration = .seconds(60), maxEntries: Int = 10_000,
+                now: @escaping @Sendable () -> Date = { Date() }) {
+        self.clientID = clientID
+        self.clientSecret = clientSecret
+        self.requiredScope = GlobusAuth.scistreamScope(clientID)
+        self.auth = auth
+        self.logger = logger
+        self.negativeTTL = negativeTTL
+        self.fallbackTTL = fallbackTTL
+        self.maxEntries = maxEntries
+        self.now = now
+    }
+
+    /// Where introspection goes.
+    public nonisolated var introspectURL: String { auth.introspectURL }
+
+    var missingMessage: String { "Authentication token is missing for scope \(clientID)" }
+    var invalidMessage: String { "Authentication token is invalid for scope \(clientID)" }
+
+    /// Checks one RPC's token.
+    public func check(_ token: String) async -> TokenVerdict {
+        if token.isEmpty || token == GlobusAuth.noToken {
+            return .missing(message: missingMessage)
+        }
+        let key = PKCE.base64URL(PKCE.sha256(Array(token.utf8)))
+        if let entry = cache[key] {
+            if entry.until > now() { return entry.verdict }
+            cache[key] = nil
+        }
+        if let pending = inFlight[key] {
+            return await pending.value
+        }
+        let task = Task { await self.introspect(token, key: key) }
+        inFlight[key] = task
+        let verdict = await task.value
+        inFlight[key] = nil
+        return verdict
+    }
+
+    private func introspect(_ token: String, key: String) async -> TokenVerdict {
+        introspections += 1
+        let prefix = String(token.prefix(6)) + "…"
+        let result: Introspection
+        do {
+            result = try await auth.introspect(token, clientID: clientID, clientSecret: clientSecret)
+        } catch {
+            let verdict = unavailable(error)
+            if case .unavailable(let message) = verdict {
+                logger.warning("token check failed", ["reason": message])
+            }
+            return verdict
+        }
+        let checkedAt = now()
+        let nowSeconds = Int(checkedAt.timeIntervalSince1970)
+        let verdict: TokenVerdict
+        var until = checkedAt.addingTimeInterval(Self.seconds(negativeTTL))
+        if !result.active {
+            verdict = .invalid(message: invalidMessage, reason: "inactive (expired, revoked or unknown)")
+        } else if let exp = result.expiresAt, exp <= nowSeconds {
+            verdict = .invalid(message: invalidMessage, reason: "expired")
+        } else if !result.scopes.contains(requiredScope) {
+            verdict = .invalid(message: invalidMessage, reason: "lacks the scope \(requiredScope)")
+        } else {
+            verdict = .valid(username: result.username)
+            until = result.expiresAt.map { Date(timeIntervalSince1970: TimeInterval($0)) }
+                ?? checkedAt.addingTimeInterval(Self.seconds(fallbackTTL))
+        }
+        store(key, verdict, until: until)
+        switch verdict {
+        case .valid(let username):
+            logger.debug("token accepted", ["token": prefix, "user": username ?? "?", "cached_for": "\(Int(until.timeIntervalSince(checkedAt)))s"])
+        case .invalid(_, let reason):
+            logger.debug("token refused", ["token": prefix, "reason": reason])
+        default:
+            break
+        }
+        return verdict
+    }
+
+    private func unavailable(_ error: AuthError) -> TokenVerdict {
+        switch error {
+        case .httpStatus(_, let status, _, _) where status == 401 || status == 403:
+            return .unavailable(message: "s2cs cannot check tokens: \(error); check its --client-id and --client-secret (client \(clientID))")
+        default:
+            return .unavailable(message: "s2cs cannot check the token: \(error)")
+        }
+    }
+
+    private func store(_ key: String, _ verdict: TokenVerdict, until: Date) {
+        if cache.count >= maxEntries {
+            let current = now()
+            cache = cache.filter { $0.value.until > current }
+            if cache.count >= maxEntries { cache.removeAll() }
+        }
+        cache[key] = Entry(verdict: verdict, until: until)
+    }
+
+    static func seconds(_ duration: Duration) -> TimeInterval {
+        let (seconds, attoseconds) = duration.components
+        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
+    }
+}

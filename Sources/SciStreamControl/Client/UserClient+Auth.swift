@@ -1,0 +1,199 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import SciStreamWire
+import SciStreamAuth
+
+/// s2uc's authentication commands (`login`, `check-auth`, `logout`) and the token each RPC carries.
+///
+/// Which token an RPC sends: the access token stored for `--scope` if given; else the scope
+/// remembered for the `--s2cs` address (`s2uc login --scope <id> --s2cs <host:port>` remembers it;
+/// the address is matched exactly, host case-insensitively); else `INVALID_TOKEN`. An access token
+/// that has expired is refreshed first.
+extension UserClient {
+    static let authSubcommands: [Subcommand] = [
+        Subcommand(names: ["login"],
+                   usage: "s2uc login --scope <scope_id> [--s2cs <host:port>]",
+                   abstract: "Log in with Globus for the scope of an s2cs (its client id) and keep the tokens in ~/.scistream.",
+                   options: [
+                       OptionSpec("scope", value: "scope_id", help: "The client id of the s2cs (its 'scistream' scope)."),
+                       OptionSpec("s2cs", value: "host:port", help: "Remember that this s2cs uses the scope, so that requests to it need no --scope."),
+                   ],
+                   maxPositionals: 0, run: { try await runLogin($0) }),
+        Subcommand(names: ["check-auth", "check_auth"],
+                   usage: "s2uc check-auth --scope <scope_id> | --ip <host[:port]>",
+                   abstract: "Show the access token held for a scope, or for the scope remembered for an s2cs address.",
+                   options: [
+                       OptionSpec("scope", value: "scope_id", help: "The scope (s2cs client id) to show the token of."),
+                       OptionSpec("ip", value: "host[:port]", help: "An s2cs address remembered at login; a bare host matches any port."),
+                   ],
+                   maxPositionals: 0, run: { try await runCheckAuth($0) }),
+        Subcommand(names: ["logout"],
+                   usage: "s2uc logout",
+                   abstract: "Revoke every stored token with Globus Auth and delete them.",
+                   options: [], maxPositionals: 0, run: { try await runLogout($0) }),
+    ]
+
+    static let linkPrompt = "Please authenticate with Globus here"
+    static let codePrompt = "Enter the resulting Authorization Code here: "
+
+    // MARK: set-up
+
+    static func tokenStore(_ environment: [String: String]) throws -> TokenStore {
+        try TokenStore.standard(environment: environment) { Console.err("warning: \($0)") }
+    }
+
+    static func userTokens(_ store: TokenStore, _ environment: [String: String]) throws -> UserTokens {
+        let base = try GlobusAuth.serviceURL(environment: environment)
+        return UserTokens(store: store, auth: GlobusAuthClient(baseURL: base, timeout: .seconds(30)))
+    }
+
+    static func scopeOption(_ parsed: ParsedArguments, _ name: String = "scope") throws -> String? {
+        guard let text = parsed.value(name), !text.isEmpty else { return nil }
+        do { return try GlobusAuth.validateScopeID(text) } catch { throw UsageError("bad --\(name): \(error)") }
+    }
+
+    /// The key an s2cs address is remembered under: `host:port`, host lowercased, IPv6 in brackets.
+    static func addressKey(host: String, port: UInt16) -> String {
+        Endpoint(host: host.lowercased(), port: port).description
+    }
+
+    // MARK: the token of an RPC
+
+    /// The bearer token for an RPC to `target` (see the type's comment for the rules).
+    static func accessToken(_ parsed: ParsedArguments, target: ControlTarget) async throws -> String {
+        let environment = ProcessInfo.processInfo.environment
+        let store = try tokenStore(environment)
+        let scope: String
+        if let given = try scopeOption(parsed) {
+            scope = given
+        } else if let remembered = try store.load().addresses[addressKey(host: target.host, port: target.port)] {
+            scope = remembered
+        } else {
+            return GlobusAuth.noToken
+        }
+        guard let token = try await userTokens(store, environment).accessToken(scope: scope) else {
+            Console.err("warning: no token for scope '\(scope)' in \(store.path): sending \(GlobusAuth.noToken); log in with 's2uc login --scope \(scope)'")
+            return GlobusAuth.noToken
+        }
+        return token
+    }
+
+    /// The hint after an UNAUTHENTICATED reply: log in for the scope the s2cs named.
+    static func loginHint(_ status: Status) -> String {
+        if let range = status.message.range(of: "for scope ", options: .backwards),
+           let scope = try? GlobusAuth.validateScopeID(String(status.message[range.upperBound...])) {
+            return "; log in with 's2uc login --scope \(scope)'"
+        }
+        return "; log in with 's2uc login --scope <scope>'"
+    }
+
+    // MARK: login
+
+    static func runLogin(_ parsed: ParsedArguments) async throws {
+        guard let scope = try scopeOption(parsed) else {
+            throw UsageError("missing --scope: give the client id of the s2cs, as in 's2uc login --scope <scope_id>'")
+        }
+        var address: String? = nil
+        if let text = parsed.value("s2cs") {
+            do {
+                let endpoint = try Endpoint.parse(text)
+                address = addressKey(host: endpoint.host, port: endpoint.port)
+            } catch {
+                throw UsageError("bad --s2cs '\(text)': \(error)")
+            }
+        }
+        let environment = ProcessInfo.processInfo.environment
+        let store = try tokenStore(environment)
+        let tokens = try userTokens(store, environment)
+
+        if try tokens.isLoggedIn(scope: scope) {
+            Console.out("You are already logged in, to try different credentials please log out!")
+            if let address, try tokens.scope(forAddress: address) != scope {
+                try await tokens.remember(address: address, scope: scope)
+                Console.out("Requests to s2cs \(address) will use scope '\(scope)' when --scope is not given")
+            }
+            return
+        }
+
+        let flow = try tokens.startLogin(scope: scope)
+        let rule = String(repeating: "-", count: linkPrompt.count)
+        Console.out("\(linkPrompt):\n\(rule)\n\(flow.authorizeURL)\n\(rule)\n")
+        FileHandle.standardOutput.write(Data(codePrompt.utf8))
+        let line = readLine(strippingNewline: true)
+        // Typed at a terminal, the code ends the prompt line; piped in, it does not: end it ourselves.
+        if isatty(STDIN_FILENO) == 0 { Console.out("") }
+        guard let code = line else { throw AuthError.noAuthorizationCode }
+        _ = try await tokens.finishLogin(flow, code: code, address: address)
+        Console.out("You have successfully logged in for scope '\(scope)' (tokens saved in \(store.path))")
+        if let address {
+            Console.out("Requests to s2cs \(address) will use scope '\(scope)' when --scope is not given")
+        }
+    }
+
+    // MARK: check-auth
+
+    static func runCheckAuth(_ parsed: ParsedArguments) async throws {
+        let given = try scopeOption(parsed)
+        let ipText = parsed.value("ip").flatMap { $0.isEmpty ? nil : $0 }
+        if given != nil && ipText != nil {
+            throw UsageError("give either --scope or --ip, not both")
+        }
+        let environment = ProcessInfo.processInfo.environment
+        let store = try tokenStore(environment)
+        let tokens = try userTokens(store, environment)
+        let scope: String
+        if let given {
+            scope = given
+        } else if let ipText {
+            scope = try rememberedScope(for: ipText, tokens)
+        } else {
+            throw UsageError("give --scope <scope_id> (the client id of the s2cs) or --ip <host[:port]> (an s2cs address remembered at login)")
+        }
+        guard let token = try await tokens.accessToken(scope: scope) else {
+            throw AuthError.notLoggedIn(scope: scope, path: store.path)
+        }
+        Console.out("Access Token for scope '\(scope)': \(token)")
+    }
+
+    /// The scope remembered for `--ip`: an exact `host:port`, or the one scope of a bare host.
+    static func rememberedScope(for text: String, _ tokens: UserTokens) throws -> String {
+        if let endpoint = try? Endpoint.parse(text) {
+            let key = addressKey(host: endpoint.host, port: endpoint.port)
+            guard let scope = try tokens.scope(forAddress: key) else {
+                throw ClientError("no scope is remembered for s2cs \(key) in \(tokens.store.path): log in with 's2uc login --scope <scope_id> --s2cs \(key)', or pass --scope")
+            }
+            return scope
+        }
+        let host: String
+        do { host = try Endpoint.validateHost(text).lowercased() } catch { throw UsageError("bad --ip '\(text)': \(error)") }
+        let matches = try tokens.addresses(forHost: host) { key in (try? Endpoint.parse(key))?.host.lowercased() }
+        let scopes = Set(matches.map(\.scope))
+        guard let first = matches.first else {
+            throw ClientError("no scope is remembered for an s2cs on \(host) in \(tokens.store.path): log in with 's2uc login --scope <scope_id> --s2cs \(host):<port>', or pass --scope")
+        }
+        guard scopes.count == 1 else {
+            let list = matches.map { "\($0.address) uses '\($0.scope)'" }.joined(separator: ", ")
+            throw ClientError("several scopes are remembered for \(host) (\(list)): pass --ip <host:port> or --scope")
+        }
+        return first.scope
+    }
+
+    // MARK: logout
+
+    static func runLogout(_ parsed: ParsedArguments) async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let store = try tokenStore(environment)
+        let report = try await userTokens(store, environment).logout()
+        guard report.failed.isEmpty else {
+            let reasons = report.failed.map { "scope '\($0.scope)': \($0.error)" }.joined(separator: "; ")
+            var text = "could not revoke every token (\(reasons)); the tokens not revoked are kept in \(store.path): run 's2uc logout' again when Globus Auth can be reached, or delete that file to forget them without revoking"
+            if !report.revoked.isEmpty {
+                text += " (revoked and removed: " + report.revoked.map { "'\($0)'" }.joined(separator: ", ") + ")"
+            }
+            throw ClientError(text)
+        }
+        Console.out("Successfully logged out!")
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import SciStreamWire
+import SciStreamSystem
+import SciStreamAuth
+
+extension ServerConfiguration {
+    /// Authentication is on with a client secret (and so a client id), as in the original: without
+    /// a secret, tokens are not checked.
+    public var authenticationEnabled: Bool {
+        guard let secret = clientSecret, !secret.isEmpty, let id = clientID, !id.isEmpty else { return false }
+        return true
+    }
+
+    /// How long s2cs waits for Globus Auth to answer one introspection.
+    static let introspectionTimeout: Duration = .seconds(5)
+
+    /// The token checker for this configuration, or nil when authentication is off.
+    func makeTokenChecker(logger: Logger) throws(AuthError) -> TokenChecker? {
+        guard authenticationEnabled, let given = clientID, let secret = clientSecret else { return nil }
+        // The id goes into the scope string and into every refusal message: it must be a plain id.
+        guard let id = try? GlobusAuth.validateScopeID(given) else {
+            throw .invalidClientID(given)
+        }
+        var environment: [String: String] = [:]
+        if let authServiceURL { environment[GlobusAuth.serviceURLVariable] = authServiceURL }
+        let base = try GlobusAuth.serviceURL(environment: environment)
+        return TokenChecker(clientID: id, clientSecret: secret,
+                            auth: GlobusAuthClient(baseURL: base, timeout: Self.introspectionTimeout), logger: logger)
+    }
+}
+
+extension ControlServer {
+    /// Checks the token of a request before anything else happens; returns the refusal to send, or
+    /// nil to go on. With authentication off, every request goes on.
+    func authenticate(_ message: Message, log: Logger) async -> Message? {
+        guard let checker = tokenChecker, let token = message.bearerToken else { return nil }
+        let status: Status
+        let reason: String
+        switch await checker.check(token) {
+        case .valid:
+            return nil
+        case .missing(let text):
+            (status, reason) = (Status(.unauthenticated, text), "no token")
+        case .invalid(let text, let why):
+            (status, reason) = (Status(.unauthenticated, text), why)
+        case .unavailable(let text):
+            (status, reason) = (Status(.unavailable, text), "cannot check tokens")
+        }
+        // Never the token itself: the kind of request, the verdict and why.
+        log.info("request refused", ["kind": "0x\(String(message.kind, radix: 16))", "status": "\(status.code)", "reason": reason])
+        return message.refusal(status)
+    }
+}
+
+extension Message {
+    /// The bearer token a request carries; nil for replies.
+    var bearerToken: String? {
+        switch self {
+        case .request(let request): request.token
+        case .hello(let hello): hello.token
+        case .update(let update): update.token
+        case .release(let release): release.token
+        case .list(let list): list.token
+        case .requestReply, .helloReply, .updateReply, .releaseReply, .listReply, .error: nil
+        }
+    }
+
+    /// The reply of this request's own kind carrying `status`, so that the client reads it where it
+    /// reads any failure of that request.
+    func refusal(_ status: Status) -> Message {
+        switch self {
+        case .request: .requestReply(RequestReply(status: status, listeners: [], prodListeners: []))
+        case .hello: .helloReply(status)
+        case .update: .updateReply(UpdateReply(status: status, listeners: []))
+        case .release: .releaseReply(status)
+        case .list: .listReply(ListReply(status: status, sessions: []))
+        case .requestReply, .helloReply, .updateReply, .releaseReply, .listReply, .error: .error(status)
+        }
+    }
+}

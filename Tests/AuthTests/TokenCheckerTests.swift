@@ -1,0 +1,132 @@
+import Foundation
+import Synchronization
+import Testing
+import SciStreamSystem
+@testable import SciStreamAuth
+import FakeGlobusAuth
+
+/// A wall clock the test moves by hand, so that cache lifetimes are tested without waiting.
+final class ManualClock: Sendable {
+    private let current = Mutex(Date())
+    func now() -> Date { current.withLock { $0 } }
+    func advance(_ seconds: TimeInterval) { current.withLock { $0 = $0.addingTimeInterval(seconds) } }
+}
+
+@Suite struct TokenCheckerTests {
+    let fake: FakeGlobusAuth
+    let logs = LogSink.memory()
+    let clock = ManualClock()
+
+    init() throws { fake = try FakeGlobusAuth(clientID: "abc", clientSecret: "xyz") }
+
+    func checker(secret: String = "xyz", timeout: Duration = .seconds(5)) -> TokenChecker {
+        let clock = self.clock
+        return TokenChecker(clientID: "abc", clientSecret: secret,
+                            auth: GlobusAuthClient(baseURL: URL(string: fake.baseURL)!, timeout: timeout),
+                            logger: Logger(label: "test", level: .debug, sink: logs), now: { clock.now() })
+    }
+
+    @Test func noTokenOrThePlaceholderIsMissingWithoutAnyNetwork() async {
+        defer { fake.stop() }
+        let checker = checker()
+        #expect(await checker.check("") == .missing(message: "Authentication token is missing for scope abc"))
+        #expect(await checker.check("INVALID_TOKEN") == .missing(message: "Authentication token is missing for scope abc"))
+        #expect(fake.requests.isEmpty)
+    }
+
+    @Test func aValidTokenIsIntrospectedOnceThenCached() async {
+        defer { fake.stop() }
+        let checker = checker()
+        let (token, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream")
+        for _ in 0..<5 {
+            #expect(await checker.check(token) == .valid(username: FakeGlobusAuth.username))
+        }
+        #expect(fake.introspections == 1)
+        #expect(await checker.introspections == 1)
+        // The token never appears whole in the logs.
+        #expect(!logs.recorded.joined().contains(token))
+    }
+
+    @Test func concurrentChecksOfOneTokenShareOneIntrospection() async {
+        defer { fake.stop() }
+        let checker = checker()
+        let (token, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream")
+        let verdicts = await withTaskGroup(of: TokenVerdict.self) { group in
+            for _ in 0..<10 { group.addTask { await checker.check(token) } }
+            var all: [TokenVerdict] = []
+            for await verdict in group { all.append(verdict) }
+            return all
+        }
+        #expect(verdicts.allSatisfy { $0 == .valid(username: FakeGlobusAuth.username) })
+        #expect(fake.introspections == 1)
+    }
+
+    @Test func anInactiveTokenIsInvalidAndTheRefusalIsCachedBriefly() async throws {
+        defer { fake.stop() }
+        let checker = checker()
+        let (token, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream")
+        fake.deactivate(token)
+        #expect(await checker.check(token) == .invalid(message: "Authentication token is invalid for scope abc", reason: "inactive (expired, revoked or unknown)"))
+        #expect(await checker.check(token) == .invalid(message: "Authentication token is invalid for scope abc", reason: "inactive (expired, revoked or unknown)"))
+        #expect(fake.introspections == 1)
+        clock.advance(9)
+        _ = await checker.check(token)
+        #expect(fake.introspections == 1, "still within the 10 s of a refusal")
+        clock.advance(2)
+        _ = await checker.check(token)
+        #expect(fake.introspections == 2)
+    }
+
+    @Test func aTokenForAnotherScopeIsInvalid() async {
+        defer { fake.stop() }
+        let checker = checker()
+        let (token, _) = fake.mint(scope: "https://auth.globus.org/scopes/other/scistream")
+        #expect(await checker.check(token) == .invalid(message: "Authentication token is invalid for scope abc",
+                                                       reason: "lacks the scope https://auth.globus.org/scopes/abc/scistream"))
+        let (unknown, _) = ("AgNeverIssued", "")
+        #expect(await checker.check(unknown) == .invalid(message: "Authentication token is invalid for scope abc", reason: "inactive (expired, revoked or unknown)"))
+    }
+
+    @Test func aValidVerdictLastsUntilTheTokenExpires() async throws {
+        defer { fake.stop() }
+        let checker = checker()
+        let (token, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream", lifetime: 3600)
+        #expect(await checker.check(token) == .valid(username: FakeGlobusAuth.username))
+        clock.advance(3500)
+        #expect(await checker.check(token) == .valid(username: FakeGlobusAuth.username))
+        #expect(fake.introspections == 1)
+        // Past its exp (by the checker's clock), the verdict is gone: asked again, and refused as expired.
+        clock.advance(200)
+        #expect(await checker.check(token) == .invalid(message: "Authentication token is invalid for scope abc", reason: "expired"))
+        #expect(fake.introspections == 2)
+    }
+
+    @Test func wrongClientCredentialsAreUnavailableAndNameTheFlags() async {
+        defer { fake.stop() }
+        let checker = checker(secret: "wrong")
+        let (token, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream")
+        guard case .unavailable(let message) = await checker.check(token) else { Issue.record("not unavailable"); return }
+        #expect(message == "s2cs cannot check tokens: Globus Auth at \(fake.baseURL)/v2/oauth2/token/introspect answered HTTP 401: the credentials were refused; check its --client-id and --client-secret (client abc)")
+    }
+
+    @Test func anUnreachableServerIsUnavailableAndNotCached() async {
+        let checker = checker()
+        let (token, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream")
+        fake.stop()
+        for _ in 0..<2 {
+            guard case .unavailable(let message) = await checker.check(token) else { Issue.record("not unavailable"); return }
+            #expect(message.hasPrefix("s2cs cannot check the token: cannot reach Globus Auth at \(fake.baseURL)/v2/oauth2/token/introspect: "))
+        }
+        #expect(await checker.introspections == 2)
+    }
+
+    @Test func aStalledServerIsUnavailableWithinTheTimeout() async {
+        defer { fake.stop() }
+        fake.stalled = true
+        let checker = checker(timeout: .seconds(1))
+        let (token, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream")
+        let started = ContinuousClock.now
+        #expect(await checker.check(token) == .unavailable(message: "s2cs cannot check the token: cannot reach Globus Auth at \(fake.baseURL)/v2/oauth2/token/introspect: no answer within 1.0 seconds"))
+        #expect(ContinuousClock.now - started < .seconds(30))  // bounded; generous, the machine is shared
+    }
+}

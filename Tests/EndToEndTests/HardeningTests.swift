@@ -1,0 +1,125 @@
+import Foundation
+import Testing
+import SciStreamWire
+import SciStreamSystem
+import SciStreamControl
+
+/// Faults and limits: slow or vanished clients, full ranges, caps, unwritable folders, secrets on disk.
+@Suite struct HardeningTests {
+    @Test func overTheConnectionCapClientsAreToldResourceExhausted() async throws {
+        let daemon = try await Daemon(tls: false, portRange: "24000-24004", extra: ["--max-connections", "2"])
+        defer { daemon.stop() }
+        var held: [Socket] = []
+        for _ in 0..<2 {
+            held.append(try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: daemon.port), deadline: .now + .seconds(5)))
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        let refused = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1"])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("--max-connections 2"), "\(refused.stderr)")
+        held.forEach { $0.close() }
+        try await Task.sleep(for: .milliseconds(200))
+        let served = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1"])
+        #expect(served.status == 0, "\(served.stderr)")
+    }
+
+    @Test func sessionsPerClientAreCapped() async throws {
+        let daemon = try await Daemon(portRange: "24010-24019", extra: ["--max-sessions-per-client", "2"])
+        defer { daemon.stop() }
+        for _ in 0..<2 {
+            #expect(await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1"]).status == 0)
+        }
+        let third = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1"])
+        #expect(third.status == 1)
+        #expect(third.stderr.contains("RESOURCE_EXHAUSTED") && third.stderr.contains("--max-sessions-per-client 2"), "\(third.stderr)")
+    }
+
+    @Test func aFrameTricklingInOneByteAtATimeIsCutOffWhileOthersAreServed() async throws {
+        let daemon = try await Daemon(tls: false, portRange: "24020-24024", extra: ["--frame-timeout", "1"])
+        defer { daemon.stop() }
+        let socket = try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: daemon.port), deadline: .now + .seconds(5))
+        defer { socket.close() }
+        let frame = Message.list(ListSessions(token: String(repeating: "x", count: 200))).encoded()
+        let started = ContinuousClock.now
+        let trickle = Task { () -> Bool in
+            for byte in frame {
+                do { try await socket.writeAll([byte], deadline: .now + .seconds(1)) } catch { return true }
+                try? await Task.sleep(for: .milliseconds(200))
+                if (try? await socket.peek(max: 1, deadline: .now + .milliseconds(1))) == [] { return true }
+            }
+            return false
+        }
+        // Meanwhile a normal client is served at once.
+        let output = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1"])
+        #expect(output.status == 0, "\(output.stderr)")
+        #expect(ContinuousClock.now - started < .seconds(1))
+        let cutOff = await trickle.value
+        #expect(cutOff, "the server should close a connection whose frame takes longer than --frame-timeout")
+        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(daemon.log.contains("frame not completed in time"))
+    }
+
+    @Test func aClientThatVanishesWithAPendingRequestDoesNotLeakItsSession() async throws {
+        let daemon = try await Daemon(tls: false, portRange: "24030-24031", environment: ["S2CS_HELLO_TIMEOUT": "0.5"])
+        defer { daemon.stop() }
+        let socket = try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: daemon.port), deadline: .now + .seconds(5))
+        let request = Message.request(Request(token: "INVALID_TOKEN", uid: SessionID.random(), role: .prod, numConn: 2, rate: 0, listenPorts: []))
+        try await socket.writeAll(request.encoded(), deadline: .now + .seconds(5))
+        socket.close()
+        try await Task.sleep(for: .seconds(1))
+        let list = await Harness.s2uc(["list"] + daemon.clientArguments)
+        #expect(list.lines.count == 1, "no session left: \(list.stdout)")
+        // Both ports came back.
+        #expect(await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "2"]).status == 0)
+    }
+
+    @Test func aRangeFilledByAnotherProcessIsResourceExhaustedWithNothingHalfMade() async throws {
+        let daemon = try await Daemon(type: "Haproxy", portRange: "24040-24042")
+        defer { daemon.stop() }
+        var squatters: [Socket] = []
+        for port: UInt16 in 24040...24042 {
+            squatters.append(try Socket.listen(on: SocketAddress.resolve(host: "127.0.0.1", port: port)))
+        }
+        let output = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1"])
+        #expect(output.status == 1)
+        #expect(output.stderr.contains("RESOURCE_EXHAUSTED") && output.stderr.contains("24040-24042"), "\(output.stderr)")
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: daemon.configFolder.path)) ?? []
+        #expect(files.isEmpty, "nothing written: \(files)")
+        #expect(childPIDs(of: daemon.pid).isEmpty)
+        squatters.forEach { $0.close() }
+        let retry = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1", "--remote_ip", "127.0.0.1"])
+        #expect(retry.status == 0, "\(retry.stderr)")
+    }
+
+    @Test func anUnusableConfigFolderIsAClearStartupError() async {
+        let output = await Harness.run(Harness.s2cs, ["--port", "0", "--ssl=False", "--type", "Haproxy", "--config-folder", "/etc/hostname/scistream"])
+        #expect(output.status == 1)
+        #expect(output.stderr.hasPrefix("Error: ") && output.stderr.contains("/etc/hostname/scistream"), "\(output.stderr)")
+    }
+
+    @Test func sessionSecretsAreOwnerOnlyAndTheUIDStaysOutOfInfoLogs() async throws {
+        let app = try ProducerApp(expectedConnections: 1)
+        defer { app.stop() }
+        let producer = try await Daemon(type: "Stunnel", portRange: "24050-24059", extra: [], verbose: false)
+        defer { producer.stop() }
+        let tunnel = try await TunnelTests.setUp(type: "Stunnel", appPort: app.port, range: ("", "24060-24069"), consumerPort: try TunnelTests.freePort(), producer: producer)
+        defer { tunnel.consumer.stop() }
+        var info = stat()
+        #expect(stat(producer.configFolder.path, &info) == 0 && info.st_mode & 0o777 == 0o700)
+        for suffix in ["key", "pem", "conf"] {
+            let path = producer.configFolder.appendingPathComponent("\(tunnel.uid).\(suffix)").path
+            #expect(stat(path, &info) == 0, "\(path) exists")
+            #expect(info.st_mode & 0o077 == 0, "\(path) is owner-only")
+        }
+        #expect(!producer.log.contains(tunnel.uid), "the full uid must not appear in s2cs's info log")
+        // Nor on the proxy's command line, which every local user can read with ps.
+        let pid = try #require(tunnel.proxyPID(producer))
+        let commandLine = try #require(try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))
+        #expect(commandLine.contains("stunnel") && !commandLine.contains(tunnel.uid), "\(commandLine)")
+        #expect(producer.log.contains(String(tunnel.uid.prefix(8))))
+        await TunnelLifecycleTests.release(tunnel)
+        for suffix in ["key", "pem", "conf", "pid"] {
+            #expect(!FileManager.default.fileExists(atPath: producer.configFolder.appendingPathComponent("\(tunnel.uid).\(suffix)").path))
+        }
+    }
+}
