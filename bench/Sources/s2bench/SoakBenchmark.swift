@@ -7,6 +7,7 @@ import COpenSSL
 import SciStreamControl
 import SciStreamSystem
 import SciStreamWire
+import SciStreamTLS
 
 /// `s2bench soak`: for a while, C clients each loop over whole tunnels through two running s2cs
 /// (producer side and consumer side, a real proxy type): set up both halves as s2uc does, send
@@ -141,7 +142,7 @@ enum SoakBenchmark {
     static func transfer(to endpoint: Endpoint, count: Int) async throws {
         let socket = try await Socket.connect(to: SocketAddress.resolve(host: endpoint.host, port: endpoint.port), deadline: .now + .seconds(10))
         defer { socket.close() }
-        let digest = Digest()
+        let digest = SHA256Digest()
         var sent = 0
         var chunk = [UInt8](repeating: 0, count: min(count, 1 << 18))
         while sent < count {
@@ -209,7 +210,7 @@ final class ProducerApplication: Sendable {
             await withDiscardingTaskGroup { group in
                 while let socket = try? await listener.accept() {
                     group.addTask {
-                        let digest = Digest()
+                        let digest = SHA256Digest()
                         while let chunk = try? await socket.read(max: 1 << 18, deadline: .now + .seconds(60)), !chunk.isEmpty {
                             digest.update(chunk)
                         }
@@ -224,24 +225,5 @@ final class ProducerApplication: Sendable {
     func stop() {
         serving.cancel()
         listener.close()
-    }
-}
-
-/// SHA-256 with OpenSSL's EVP digest.
-final class Digest {
-    private let context: OpaquePointer?
-    init() {
-        context = EVP_MD_CTX_new()
-        EVP_DigestInit_ex(context, EVP_sha256(), nil)
-    }
-    deinit { EVP_MD_CTX_free(context) }
-    func update(_ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { _ = EVP_DigestUpdate(context, $0.baseAddress, $0.count) }
-    }
-    func finish() -> [UInt8] {
-        var output = [UInt8](repeating: 0, count: 32)
-        var length: UInt32 = 0
-        EVP_DigestFinal_ex(context, &output, &length)
-        return output
     }
 }
