@@ -175,10 +175,15 @@ public final class Socket: ByteStream, @unchecked Sendable {  // fd state behind
     }
 
     public func read(max: Int, deadline: ContinuousClock.Instant? = nil) async throws -> [UInt8] {
+        try await receiving(max: max, flags: 0, deadline: deadline)
+    }
+
+    /// recv(2) with `flags`, suspending on EAGAIN until the socket is readable or the deadline passes.
+    private func receiving(max: Int, flags: Int32, deadline: ContinuousClock.Instant?) async throws -> [UInt8] {
         while true {
             let fd = self.fd
             guard fd >= 0 else { throw Errno.badFileDescriptor }
-            switch Self.receive(fd, max: max, flags: 0) {
+            switch Self.receive(fd, max: max, flags: flags) {
             case .bytes(let bytes):
                 return bytes
             case .failed(.interrupted):
@@ -239,19 +244,6 @@ public final class Socket: ByteStream, @unchecked Sendable {  // fd state behind
 extension Socket {
     /// Waits for data and returns up to `max` bytes without consuming them (MSG_PEEK); [] at EOF.
     public func peek(max: Int, deadline: ContinuousClock.Instant? = nil) async throws -> [UInt8] {
-        while true {
-            let fd = self.fd
-            guard fd >= 0 else { throw Errno.badFileDescriptor }
-            switch Self.receive(fd, max: max, flags: Int32(MSG_PEEK)) {
-            case .bytes(let bytes):
-                return bytes
-            case .failed(.interrupted):
-                continue
-            case .failed(.wouldBlock):
-                try await Reactor.shared.wait(fd, for: .readable, deadline: deadline)
-            case .failed(let error):
-                throw error
-            }
-        }
+        try await receiving(max: max, flags: Int32(MSG_PEEK), deadline: deadline)
     }
 }

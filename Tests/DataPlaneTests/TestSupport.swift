@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import Testing
 import SciStreamSystem
+import SciStreamTLS
 
 /// A temporary folder, removed by `remove()`.
 struct TemporaryFolder {
@@ -55,28 +56,6 @@ import COpenSSL
 import Synchronization
 @testable import SciStreamDataPlane
 
-/// SHA-256 through OpenSSL's EVP interface.
-final class SHA256Digest {
-    private let context: OpaquePointer
-
-    init() {
-        context = EVP_MD_CTX_new()!  // safe in tests: allocation failure aborts the run anyway
-        EVP_DigestInit_ex(context, EVP_sha256(), nil)
-    }
-
-    deinit { EVP_MD_CTX_free(context) }
-
-    func update(_ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { _ = EVP_DigestUpdate(context, $0.baseAddress, $0.count) }
-    }
-
-    func finish() -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 32)
-        var length: UInt32 = 0
-        EVP_DigestFinal_ex(context, &out, &length)
-        return out
-    }
-}
 
 /// A free loopback port: bind port 0, read it back, close.
 func freePort(host: String = "127.0.0.1") throws -> UInt16 {

@@ -1,26 +1,17 @@
 import Foundation
 import COpenSSL
 import SciStreamSystem
+import SciStreamTLS
 
-/// A SHA-256 over a stream of chunks (OpenSSL's EVP digest).
+/// A SHA-256 that also counts the bytes and gives its digest in hex.
 final class Digest {
-    private let context: OpaquePointer?
+    private let sha = SHA256Digest()
     private(set) var count = 0
-    init() {
-        context = EVP_MD_CTX_new()
-        EVP_DigestInit_ex(context, EVP_sha256(), nil)
-    }
-    deinit { EVP_MD_CTX_free(context) }
     func update(_ bytes: [UInt8]) {
         count += bytes.count
-        bytes.withUnsafeBytes { _ = EVP_DigestUpdate(context, $0.baseAddress, $0.count) }
+        sha.update(bytes)
     }
-    func finish() -> String {
-        var output = [UInt8](repeating: 0, count: 32)
-        var length: UInt32 = 0
-        EVP_DigestFinal_ex(context, &output, &length)
-        return output.map { String(format: "%02x", $0) }.joined()
-    }
+    func finish() -> String { sha.finish().map { String(format: "%02x", $0) }.joined() }
 }
 
 /// The producer application: accepts connections on loopback and digests everything each one sends.

@@ -263,8 +263,8 @@ public enum UserClient {
     static func failure(_ step: String, _ status: Status, _ target: ControlTarget, uid: String?) -> ClientError {
         var hint = ""
         switch status.code {
-        case .notFound where uid != nil:
-            hint = " (uid \(uid!)); check the uid and the --s2cs address"  // safe: checked in the where clause
+        case .notFound:
+            if let uid { hint = " (uid \(uid), s2cs \(target.display))" }
         case .unauthenticated:
             hint = loginHint(status)
         default:

@@ -227,7 +227,7 @@ actor SessionRegistry {
     func beginUpdate(_ update: Update) throws(StatusError) -> (Task<Void, any Error>, [Endpoint]) {
         let uid = try Self.validUID(update.uid)
         guard var session = sessions[uid] else {
-            throw StatusError(.notFound, "no session \(SessionID.shortPrefix(uid)) on this s2cs: check the uid")
+            throw StatusError(.notFound, "no session \(SessionID.shortPrefix(uid)) on this s2cs: check the uid and the --s2cs address")
         }
         guard session.role == update.role else {
             throw StatusError(.invalidArgument, "update role \(update.role) does not match session \(SessionID.shortPrefix(uid)) role \(session.role)")
@@ -289,7 +289,7 @@ actor SessionRegistry {
     /// Marks the session as releasing and hands back what must finish before its ports are freed.
     func beginRelease(_ uid: String) throws(StatusError) -> Task<Void, any Error>? {
         guard var session = sessions[uid], session.state != .releasing else {
-            throw StatusError(.notFound, "no session \(SessionID.shortPrefix(uid)) on this s2cs: check the uid (s2uc list shows the sessions)")
+            throw StatusError(.notFound, "no session \(SessionID.shortPrefix(uid)) on this s2cs: check the uid and the --s2cs address (s2uc list shows the sessions)")
         }
         let task = session.startTask
         session.state = .releasing

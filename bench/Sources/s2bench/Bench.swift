@@ -32,6 +32,45 @@ enum Bench {
         OptionSpec("hold_connections", help: "Keep every connection open to the end (2N at the peak) instead of closing each when s2uc would."),
     ]
 
+    static let soakOptions: [OptionSpec] = [
+        OptionSpec("prod", value: "host:port", help: "The producer-side s2cs (required)."),
+        OptionSpec("cons", value: "host:port", help: "The consumer-side s2cs (required)."),
+        OptionSpec("tls", value: "cert", help: "Reach both over TLS, trusting this certificate."),
+        OptionSpec("plain", help: "Reach both in plaintext."),
+        OptionSpec("clients", value: "n", default: "8", help: "Clients looping at once."),
+        OptionSpec("seconds", value: "s", default: "600", help: "How long the clients loop."),
+        OptionSpec("bytes", value: "n", default: "1048576", help: "Bytes sent (and verified) through each tunnel."),
+        OptionSpec("prod_pid", value: "pid", help: "The producer-side s2cs's pid (descriptors, threads, memory, children)."),
+        OptionSpec("cons_pid", value: "pid", help: "The consumer-side s2cs's pid."),
+        OptionSpec("prod_folder", value: "dir", help: "The producer-side s2cs's --config-folder (session files)."),
+        OptionSpec("cons_folder", value: "dir", help: "The consumer-side s2cs's --config-folder."),
+    ]
+    static let soakUsage = "s2bench soak --prod <host:port> --cons <host:port> (--tls <cert> | --plain) [--clients <n>] [--seconds <s>] [--bytes <n>] [--prod-pid <pid> --cons-pid <pid>] [--prod-folder <dir> --cons-folder <dir>]"
+
+    static func runSoak(_ parsed: ParsedArguments) async throws -> Int32 {
+        func target(_ option: String) throws -> ControlTarget {
+            guard let text = parsed.value(option) else { throw UsageError("missing --\(option) <host:port>") }
+            let endpoint: Endpoint
+            do { endpoint = try Endpoint.parse(text) } catch { throw UsageError("bad --\(option) '\(text)': \(error)") }
+            let tls: TLSContext?
+            switch (parsed.value("tls"), parsed.isSet("plain")) {
+            case (let certificate?, false):
+                do { tls = try TLSContext.client(trustAnchorPath: certificate) } catch { throw BenchError("cannot use --tls '\(certificate)': \(error)") }
+            case (nil, true): tls = nil
+            default: throw UsageError("give exactly one of --tls <cert> and --plain")
+            }
+            return ControlTarget(host: endpoint.host, port: endpoint.port, tls: tls)
+        }
+        let clients = try ArgumentParser.parseInt(parsed.value("clients") ?? "8", option: "clients", range: 1...1000)
+        let seconds = try ArgumentParser.parseInt(parsed.value("seconds") ?? "600", option: "seconds", range: 1...86_400)
+        let bytes = try ArgumentParser.parseInt(parsed.value("bytes") ?? "1048576", option: "bytes", range: 1...(1 << 34))
+        let prodPID = try parsed.value("prod_pid").map { Int32(try ArgumentParser.parseInt($0, option: "prod-pid", range: 1...Int(Int32.max))) }
+        let consPID = try parsed.value("cons_pid").map { Int32(try ArgumentParser.parseInt($0, option: "cons-pid", range: 1...Int(Int32.max))) }
+        let prod = SoakBenchmark.Gateway(target: try target("prod"), pid: prodPID, folder: parsed.value("prod_folder"))
+        let cons = SoakBenchmark.Gateway(target: try target("cons"), pid: consPID, folder: parsed.value("cons_folder"))
+        return await SoakBenchmark.run(prod: prod, cons: cons, clients: clients, duration: .seconds(seconds), bytesPerSession: bytes)
+    }
+
     static let setupsUsage = "s2bench setups --s2cs <host:port> (--tls <cert> | --plain) [--sessions <n>] [--concurrency <c>] [--warmup <n>] [--separate-release] [--num-conn <n>]"
     static let pendingUsage = "s2bench pending --s2cs <host:port> (--tls <cert> | --plain) [--sessions <n>] [--open-concurrency <n>] [--server-pid <pid>] [--timeout <seconds>] [--hold-connections]"
 
@@ -44,6 +83,9 @@ enum Bench {
         SUBCOMMANDS:
           setups    N whole sessions (request, hello on a second connection, update, release), C at a time:
                     prints setups/s and the latency median and p99.
+          soak      C clients loop over whole tunnels through two s2cs (real proxies) for a while, every
+                    transfer verified; counts each s2cs's descriptors, threads, memory, children, files
+                    before and after.
           pending   N requests all pending at once (waiting for their hello); checks that the server still
                     answers (list, one more session), then sends the N hellos, the updates and the releases;
                     prints the times, and the s2cs's RSS and descriptors with --server-pid.
@@ -76,6 +118,10 @@ enum Bench {
             return await runCommand(rest, name: "pending", usage: pendingUsage, options: pendingOptions,
                                     abstract: "Holds N requests pending at once, then completes them all.",
                                     run: runPending)
+        case "soak":
+            return await runCommand(rest, name: "soak", usage: soakUsage, options: soakOptions,
+                                    abstract: "For a while, C clients loop over whole tunnels (set up, bytes verified, release) through two s2cs; counts leaks.",
+                                    run: runSoak)
         default:
             return Console.usageError(UsageError("unknown subcommand '\(first)'"), command: command, usage: "s2bench <subcommand> [options]")
         }
