@@ -26,6 +26,7 @@ public enum ControlDaemon {
         }
 
         signal(SIGPIPE, SIG_IGN)
+        unblockShutdownSignals()
         raiseDescriptorLimit()
         let logger = Logger(label: "s2cs", level: config.verbose ? .debug : .info)
 
@@ -97,6 +98,16 @@ public enum ControlDaemon {
         }
         return sources
     }
+}
+
+/// A parent may start s2cs with SIGINT/SIGTERM blocked (a mask is inherited across exec): unblock
+/// them, or shutdown would never be noticed and the proxies would outlive s2cs.
+private func unblockShutdownSignals() {
+    var set = sigset_t()
+    sigemptyset(&set)
+    sigaddset(&set, SIGINT)
+    sigaddset(&set, SIGTERM)
+    pthread_sigmask(SIG_UNBLOCK, &set, nil)
 }
 
 /// Each session holds a few descriptors (control connections, proxy pipes): use the hard limit,
