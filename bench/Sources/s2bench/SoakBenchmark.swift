@@ -86,11 +86,11 @@ enum SoakBenchmark {
                 let a = first.values[key], b = last.values[key]
                 print("\(name)_\(key)_before".padding(toLength: 21, withPad: " ", startingAt: 0) + (a.map(String.init) ?? "n/a"))
                 print("\(name)_\(key)_after".padding(toLength: 21, withPad: " ", startingAt: 0) + (b.map(String.init) ?? "n/a"))
-                if Snapshot.mustNotGrow.contains(key), let a, let b, b > a { leaked = true }
+                if Snapshot.mustNotGrow.contains(key), let a, let b, b > a + (Snapshot.slack[key] ?? 0) { leaked = true }
             }
         }
         for error in result.firstErrors { Console.err("Error: \(error)") }
-        if leaked { Console.err("Error: a gateway holds more descriptors, threads, children or session files than before") }
+        if leaked { Console.err("Error: a gateway holds more descriptors, children or session files than before (or more than 4 more threads)") }
         return result.failures == 0 && !leaked && result.completed > 0 ? ExitCode.success : ExitCode.failure
     }
 
@@ -170,6 +170,9 @@ enum SoakBenchmark {
     struct Snapshot {
         static let keys = ["fds", "threads", "rss_kib", "children", "files"]
         static let mustNotGrow: Set<String> = ["fds", "threads", "children", "files"]
+        /// Growth that is not a leak: the dispatch pool behind Swift concurrency starts a thread or
+        /// two more under load and keeps them; a thread leaked per session would add thousands.
+        static let slack: [String: Int] = ["threads": 4]
         var values: [String: Int] = [:]
     }
 
