@@ -63,6 +63,10 @@ public enum ControlDaemon {
         } else {
             logger.info("authentication is off (no --client-secret): tokens are not checked")
         }
+        if let ephemeral = ephemeralPortRange(), config.portRange.lower <= ephemeral.upperBound, ephemeral.lowerBound <= config.portRange.upper {
+            logger.warning("--port-range overlaps the kernel's ephemeral ports: an outgoing connection may take a session port and its proxy then fails to bind; choose a range outside them",
+                           ["port_range": config.portRange.description, "ephemeral": "\(ephemeral.lowerBound)-\(ephemeral.upperBound)"])
+        }
         if !config.dataPlaneTLS {
             logger.warning("data plane is PLAINTEXT (--data-plane-tls=False): bytes between gateways are not encrypted; use only on trusted networks")
         }
@@ -108,6 +112,14 @@ private func unblockShutdownSignals() {
     sigaddset(&set, SIGINT)
     sigaddset(&set, SIGTERM)
     pthread_sigmask(SIG_UNBLOCK, &set, nil)
+}
+
+/// The kernel's ephemeral port range (net.ipv4.ip_local_port_range), if readable.
+private func ephemeralPortRange() -> ClosedRange<UInt16>? {
+    guard let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8) else { return nil }
+    let fields = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { UInt16($0) }
+    guard fields.count == 2, fields[0] <= fields[1] else { return nil }
+    return fields[0]...fields[1]
 }
 
 /// Each session holds a few descriptors (control connections, proxy pipes): use the hard limit,
