@@ -62,6 +62,7 @@ import SciStreamControl
 
     @Test func s2csWithMissingCertificateFilesSaysWhichFile() async {
         let folder = Harness.temporaryFolder("nocert")
+        defer { try? FileManager.default.removeItem(at: folder) }
         let output = await Harness.run(Harness.s2cs, ["--port", "0", "--type", "Mock", "--server_crt", folder.appendingPathComponent("nope.crt").path, "--server_key", folder.appendingPathComponent("nope.key").path], cwd: folder)
         #expect(output.status == 1)
         #expect(output.stderr.contains("nope.crt"), "\(output.stderr)")
@@ -69,6 +70,7 @@ import SciStreamControl
 
     @Test func s2ucWithMissingServerCertSaysWhatToDo() async throws {
         let folder = Harness.temporaryFolder("nocert")
+        defer { try? FileManager.default.removeItem(at: folder) }
         let output = await Harness.s2uc(["inbound_request", "--s2cs", "127.0.0.1:1"], cwd: folder)
         #expect(output.status == 1)
         #expect(output.stderr.contains("'server.crt' does not exist") && output.stderr.contains("--server_cert"), "\(output.stderr)")
@@ -102,6 +104,7 @@ import SciStreamControl
 
     @Test func certificateForAnotherHostIsRefused() async throws {
         let folder = Harness.temporaryFolder("othercert")
+        defer { try? FileManager.default.removeItem(at: folder) }
         let made = Harness.runSync("/bin/bash", [Harness.repoRoot.appendingPathComponent("certs/make-dev-cert.sh").path, "-o", folder.path, "10.9.9.9"])
         #expect(made.status == 0, "\(made.stderr)")
         let crt = folder.appendingPathComponent("server.crt").path

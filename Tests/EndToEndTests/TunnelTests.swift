@@ -87,6 +87,7 @@ import SciStreamControl
         defer { tunnel.producer.stop(); tunnel.consumer.stop() }
         let listener = tunnel.producerListeners[0]
         let folder = Harness.temporaryFolder("stranger")
+        defer { try? FileManager.default.removeItem(at: folder) }
         // A stranger with no certificate, and one with a self-signed certificate of its own.
         let made = Harness.runSync("/usr/bin/openssl", ["req", "-x509", "-newkey", "ed25519", "-nodes", "-subj", "/CN=scistream-s2ds",
                                                          "-keyout", folder.appendingPathComponent("k.pem").path, "-out", folder.appendingPathComponent("c.pem").path, "-days", "1"])
