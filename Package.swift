@@ -30,7 +30,7 @@ let package = Package(
         .executableTarget(name: "s2cs", dependencies: ["SciStreamControl"]),
         .executableTarget(name: "s2uc", dependencies: ["SciStreamControl"]),
         // Benchmarks: drives a running s2cs over the real protocol (see bench/run, docs/benchmarks.md).
-        .executableTarget(name: "s2bench", dependencies: ["SciStreamControl", "SciStreamWire", "SciStreamTLS"],
+        .executableTarget(name: "s2bench", dependencies: ["SciStreamControl", "SciStreamWire", "SciStreamTLS", "SciStreamSystem"],
                           path: "bench/Sources/s2bench"),
 
         .testTarget(name: "WireTests", dependencies: ["SciStreamWire"]),
