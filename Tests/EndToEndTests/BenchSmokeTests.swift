@@ -6,7 +6,9 @@ import Glibc
 
 /// Keeps the benchmark from rotting: `bench/run --quick` with the products this test run built
 /// (s2cs, s2uc and s2bench sit beside the test bundle). It measures nothing worth keeping; it checks
-/// that every path of the benchmark still runs, without an error, and prints its whole table.
+/// that every path of the benchmark still runs, without an error, and prints its whole tables: the
+/// control plane's, and the data plane's for one type (Nginx: a real tunnel through two s2cs, its
+/// hand-configured pair from bench/reference/, iperf3, setup latency and release).
 @Suite struct BenchSmokeTests {
     static let rows = [
         "| Figure | Median | Min – max | Runs | Target |",
@@ -22,6 +24,19 @@ import Glibc
         "| s2cs RSS idle, TLS (MiB) |",
         "| s2cs RSS, N requests pending, TLS (MiB) |",
         "| s2cs RSS, N sessions active, clients gone, TLS (MiB) |",
+        "| Type | Streams | Tunnel (Gbit/s) | Hand-configured (Gbit/s) | Tunnel / hand |",
+        "| Type | inbound_request | outbound_request | Connect + first byte | Setup total |",
+    ]
+
+    /// Data-plane rows that must carry figures (a failed measurement prints "-").
+    static let figures = [
+        #"^\| Direct, no tunnel \| -P 1 \| [0-9.]+ \|"#,
+        #"^\| Direct, no tunnel \| -P 4 \| [0-9.]+ \|"#,
+        #"^\| Nginx \| -P 1 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|"#,
+        #"^\| Nginx \| -P 4 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|"#,
+        #"^\| Nginx, --num_conn 1 \| -P 4 \| [0-9.]+ \| [0-9.]+ \|"#,
+        // setup: inbound, outbound, first byte, total; target; release twice; runs
+        #"^\| Nginx \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [^|]+ \| [0-9.]+ \| [0-9.]+ \| 1 \|$"#,
     ]
 
     @Test func quickBenchmarkRunsAndPrintsItsTable() async throws {
@@ -29,11 +44,15 @@ import Glibc
         try #require(FileManager.default.isExecutableFile(atPath: s2bench), "no s2bench beside s2cs in \(Harness.productsFolder.path)")
         let script = Harness.repoRoot.appendingPathComponent("bench/run").path
         let output = await Self.run("/bin/bash", [script, "--quick", "--no-build", "--bin", Harness.productsFolder.path],
-                                    timeout: .seconds(60))
+                                    timeout: .seconds(120))
         #expect(output.status == 0, "exit \(output.status); stderr: \(output.stderr)")
         let lines = output.stdout.split(separator: "\n").map(String.init)
         for row in Self.rows {
             #expect(lines.contains { $0.hasPrefix(row) }, "no line starting '\(row)' in:\n\(output.stdout)")
+        }
+        for pattern in Self.figures {
+            let regex = try Regex(pattern)
+            #expect(lines.contains { $0.firstMatch(of: regex) != nil }, "no line matching '\(pattern)' in:\n\(output.stdout)")
         }
         #expect(!output.stdout.contains("Wrote"), "--quick must not write docs/benchmarks.md")
     }

@@ -89,6 +89,8 @@ enum Bench {
           pending   N requests all pending at once (waiting for their hello); checks that the server still
                     answers (list, one more session), then sends the N hellos, the updates and the releases;
                     prints the times, and the s2cs's RSS and descriptors with --server-pid.
+          echo      An echo server (the producer application of bench/run's data-plane setup latency):
+                    prints the address it listens on, then echoes every byte until stopped.
 
         Results are 'key value' lines on stdout. Exit status: 0 when every session succeeded, 1 otherwise,
         64 for a usage error. bench/run drives both and writes docs/benchmarks.md.
@@ -122,6 +124,10 @@ enum Bench {
             return await runCommand(rest, name: "soak", usage: soakUsage, options: soakOptions,
                                     abstract: "For a while, C clients loop over whole tunnels (set up, bytes verified, release) through two s2cs; counts leaks.",
                                     run: runSoak)
+        case "echo":
+            return await runCommand(rest, name: "echo", usage: EchoServer.usage, options: EchoServer.options,
+                                    abstract: "Echoes every byte it receives, on any number of connections, until stopped.",
+                                    run: EchoServer.run)
         default:
             return Console.usageError(UsageError("unknown subcommand '\(first)'"), command: command, usage: "s2bench <subcommand> [options]")
         }
