@@ -73,9 +73,6 @@ public final class Reactor: Sendable {
         }
     }
 
-    /// The number of tasks currently waiting (for tests and diagnostics).
-    public var waiterCount: Int { state.withLock { $0.waiters.count } }
-
     private func wake() {
         var one: UInt64 = 1
         _ = Glibc.write(wakeFD, &one, MemoryLayout<UInt64>.size)

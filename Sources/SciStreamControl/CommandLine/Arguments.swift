@@ -57,11 +57,6 @@ public struct ParsedArguments: Sendable {
 
     public func isSet(_ name: String) -> Bool { flags.contains(ArgumentParser.normalize(name)) }
 
-    /// Whether the user gave the option explicitly.
-    public func given(_ name: String) -> Bool {
-        let key = ArgumentParser.normalize(name)
-        return values[key] != nil || flags.contains(key)
-    }
 }
 
 public enum ArgumentParser {

@@ -59,8 +59,6 @@ actor SessionRegistry {
         self.logger = logger
     }
 
-    var count: Int { sessions.count }
-
     // MARK: request
 
     /// Registers the session, reserves its ports, then waits for its hello. Returns the reply.
