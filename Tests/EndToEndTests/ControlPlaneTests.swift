@@ -81,7 +81,7 @@ import SciStreamTLS
     }
 
     @Test func exhaustedRangeSaysResourceExhaustedAndNamesTheRange() async throws {
-        let daemon = try await Daemon(portRange: "21340-21342")
+        let daemon = try await Daemon(portRange: "21340-21342", extra: ["--max-ports-per-client", "100"])
         defer { daemon.stop() }
         let first = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "2"])
         #expect(first.status == 0, "\(first.stderr)")
@@ -95,7 +95,7 @@ import SciStreamTLS
     }
 
     @Test func releasedPortsReturnAndAreNeverHandedOutTwice() async throws {
-        let daemon = try await Daemon(portRange: "21350-21353")
+        let daemon = try await Daemon(portRange: "21350-21353", extra: ["--max-ports-per-client", "100"])
         defer { daemon.stop() }
         let a = expectSessionOutput(await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "2"]), role: "PROD", s2cs: daemon.address)
         let b = expectSessionOutput(await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "2"]), role: "PROD", s2cs: daemon.address)
@@ -107,7 +107,7 @@ import SciStreamTLS
     }
 
     @Test func helloTimeoutReleasesThePendingSession() async throws {
-        let daemon = try await Daemon(tls: false, portRange: "21360-21361", environment: ["S2CS_HELLO_TIMEOUT": "0.5"])
+        let daemon = try await Daemon(tls: false, portRange: "21360-21361", extra: ["--max-ports-per-client", "100"], environment: ["S2CS_HELLO_TIMEOUT": "0.5"])
         defer { daemon.stop() }
         let target = ControlTarget(host: "127.0.0.1", port: daemon.port, tls: nil)
         let connection = try await ControlConnection.open(target)

@@ -102,6 +102,8 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
     let folder: URL
     private(set) var port: UInt16 = 0
     let tls: Bool
+    /// The `--port-range` it was given (nil: s2cs's default, 5100-5200).
+    let portRange: String?
 
     var address: String { "127.0.0.1:\(port)" }
     var configFolder: URL { folder.appendingPathComponent("scistream") }
@@ -115,6 +117,7 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
 
     init(type: String = "Mock", tls: Bool = true, portRange: String? = nil, extra: [String] = [], environment: [String: String] = [:], verbose: Bool = true) async throws {
         self.tls = tls
+        self.portRange = portRange
         folder = Harness.temporaryFolder("s2cs")
         process.executableURL = URL(fileURLWithPath: Harness.s2cs)
         var arguments = ["--port", "0", "--bind", "127.0.0.1", "--listener-ip", "127.0.0.1", "--type", type,

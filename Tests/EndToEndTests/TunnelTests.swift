@@ -39,12 +39,23 @@ import SciStreamControl
         let uid = String(inbound.lines[1].prefix(36))
         let listeners = inbound.lines[6].dropFirst("Listeners: [".count).dropLast()
             .split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "' ")) }
+        // Client-chosen listen ports must lie in the consumer-side s2cs's --port-range.
+        let consumerPort = try freePort(consumerPort, within: consumer.portRange ?? "5100-5200")
         let outbound = await Harness.s2uc(["outbound_request"] + consumer.clientArguments + ["--receiver_ports", "\(consumerPort)", uid, listeners.joined(separator: ",")])
         guard outbound.status == 0 else {
             throw HarnessError("outbound_request failed (\(outbound.status)): \(outbound.stderr)\n\(consumer.log)")
         }
         #expect(outbound.lines.last == "Listeners: ['127.0.0.1:\(consumerPort)']")
         return Tunnel(producer: producer, consumer: consumer, uid: uid, producerListeners: listeners, consumerPort: consumerPort)
+    }
+
+    /// `preferred` when it lies in `range` ("lower-upper"), else the last free port of the range.
+    static func freePort(_ preferred: UInt16, within range: String) throws -> UInt16 {
+        let bounds = range.split(separator: "-").compactMap { UInt16($0) }
+        guard bounds.count == 2 else { return preferred }
+        if (bounds[0]...bounds[1]).contains(preferred) { return preferred }
+        for port in (bounds[0]...bounds[1]).reversed() where Socket.canBind(host: "127.0.0.1", port: port) { return port }
+        throw HarnessError("no free port in \(range)")
     }
 
     static func freePort() throws -> UInt16 {
@@ -137,7 +148,7 @@ import SciStreamControl
         let app = try ProducerApp(expectedConnections: 1)
         defer { app.stop() }
         let base = type == "Haproxy" ? 23000 : 23100
-        let producer = try await Daemon(type: type, portRange: "\(base)-\(base + 9)", extra: ["--data-plane-tls=False"])
+        let producer = try await Daemon(type: type, portRange: "\(base)-\(base + 9)", extra: ["--data-plane-tls=False", "--peer-gateways", "127.0.0.1"])
         let consumer = try await Daemon(type: type, portRange: "\(base + 10)-\(base + 19)", extra: ["--data-plane-tls", "False"])
         defer { producer.stop(); consumer.stop() }
         #expect(producer.log.contains("PLAINTEXT"))
@@ -150,7 +161,7 @@ import SciStreamControl
     }
 
     @Test func gatewaysStartedDifferentlyAreRefusedAtSetup() async throws {
-        let plain = try await Daemon(type: "Haproxy", portRange: "23200-23209", extra: ["--data-plane-tls=False"])
+        let plain = try await Daemon(type: "Haproxy", portRange: "23200-23209", extra: ["--data-plane-tls=False", "--peer-gateways", "127.0.0.1"])
         let encrypted = try await Daemon(type: "Haproxy", portRange: "23210-23219")
         defer { plain.stop(); encrypted.stop() }
         for (producer, consumer, expected) in [(plain, encrypted, "belongs to an s2cs started with --data-plane-tls=False"),
@@ -159,7 +170,7 @@ import SciStreamControl
             #expect(inbound.status == 0, "\(inbound.stderr)")
             let uid = String(inbound.lines[1].prefix(36))
             let listener = inbound.lines[6].dropFirst("Listeners: ['".count).dropLast(2)
-            let outbound = await Harness.s2uc(["outbound_request"] + consumer.clientArguments + ["--receiver_ports", "\(try Self.freePort())", uid, String(listener)])
+            let outbound = await Harness.s2uc(["outbound_request"] + consumer.clientArguments + ["--receiver_ports", "\(try TunnelTests.freePort(0, within: consumer.portRange ?? ""))", uid, String(listener)])
             #expect(outbound.status == 1)
             #expect(outbound.stderr.contains(expected) && outbound.stderr.contains("start both gateways' s2cs the same way"), "\(outbound.stderr)")
             // Nothing half-made on the consumer side.
@@ -209,7 +220,7 @@ import SciStreamControl
         kill(tunnel.consumer.pid, SIGKILL)
         tunnel.consumer.process.waitUntilExit()
         #expect(processExists(consumerProxy))
-        let successor = try await Daemon(type: "Nginx", portRange: "23410-23419", extra: ["--config-folder", tunnel.consumer.configFolder.path])
+        let successor = try await Daemon(type: "Nginx", portRange: "23410-23419", extra: ["--config-folder", tunnel.consumer.configFolder.path, "--max-ports-per-client", "100"])
         defer { successor.stop() }
         #expect(!processExists(consumerProxy), "the stale proxy must be stopped at start")
         #expect(tunnel.sessionFiles(tunnel.consumer).isEmpty)
