@@ -67,7 +67,7 @@ enum Harness {
     }
 
     /// Runs a command to completion without blocking a cooperative thread.
-    static func run(_ path: String, _ arguments: [String], cwd: URL? = nil, environment: [String: String]? = nil, timeout: Duration = .seconds(60)) async -> Output {
+    static func run(_ path: String, _ arguments: [String], cwd: URL? = nil, environment: [String: String]? = nil, stdin: String? = nil, timeout: Duration = .seconds(60)) async -> Output {
         let folder = temporaryFolder("run")
         defer { try? FileManager.default.removeItem(at: folder) }
         let out = folder.appendingPathComponent("out"), err = folder.appendingPathComponent("err")
@@ -81,6 +81,11 @@ enum Harness {
         process.standardOutput = try? FileHandle(forWritingTo: out)
         process.standardError = try? FileHandle(forWritingTo: err)
         process.standardInput = FileHandle.nullDevice
+        if let stdin {
+            let input = folder.appendingPathComponent("in")
+            _ = FileManager.default.createFile(atPath: input.path, contents: Data(stdin.utf8))
+            process.standardInput = FileHandle(forReadingAtPath: input.path)
+        }
         let status: Int32 = await withCheckedContinuation { continuation in
             process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
             do { try process.run() } catch { process.terminationHandler = nil; continuation.resume(returning: -1) }

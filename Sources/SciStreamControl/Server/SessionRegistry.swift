@@ -128,7 +128,8 @@ actor SessionRegistry {
         let owner = authenticated ? caller.subject : nil
         let heldByClient = portsByClient[client, default: 0]
         let heldByOwner = owner.map { portsByOwner[$0, default: 0] } ?? 0
-        guard heldByClient + wanted <= portQuota, heldByOwner + wanted <= portQuota else {
+        // (More than the range can give is the range's error, below, not the quota's.)
+        guard wanted > allocator.freeCount || (heldByClient + wanted <= portQuota && heldByOwner + wanted <= portQuota) else {
             let byIdentity = owner != nil && heldByOwner + wanted > portQuota
             let held = byIdentity ? heldByOwner : heldByClient
             throw StatusError(.resourceExhausted, "\(byIdentity ? "your identity" : "client \(client)") holds \(held) listener port\(held == 1 ? "" : "s") on this s2cs and asks for \(wanted) more, over the quota of \(portQuota) (--max-ports-per-client): release sessions first")
