@@ -78,8 +78,19 @@ public enum UserClient {
         """
     }
 
+    static let jsonOption = OptionSpec("json", help: "Print one JSON object on stdout instead of the result lines (docs/json.md); errors still go to stderr too.")
+
+    /// The output of the running command: human lines, or one JSON object with `--json`.
+    static var output: CommandOutput { CommandOutput.current }
+
     /// Runs s2uc with its arguments (without the program name) and returns the exit status.
     public static func main(_ arguments: [String]) async -> Int32 {
+        var arguments = arguments
+        // `s2uc --json list` as well as `s2uc list --json`.
+        if let first = arguments.first, first.hasPrefix("--"), ArgumentParser.normalize(first).hasPrefix("json") {
+            arguments = Array(arguments.dropFirst()) + [first]
+        }
+        let json = CommandOutput.wantsJSON(arguments)
         guard let first = arguments.first else {
             Console.err("Error: missing subcommand")
             Console.err("Usage: s2uc <subcommand> [options]")
@@ -91,37 +102,59 @@ public enum UserClient {
             return ExitCode.success
         }
         if first == "--version" || first == "version" {
-            Console.out("s2uc \(SciStreamVersion.string)")
-            return ExitCode.success
+            return printVersion(CommandOutput(command: "version", json: json))
         }
         guard let subcommand = (subcommands + authSubcommands).first(where: { $0.names.contains(first) }) else {
-            return Console.usageError(UsageError("unknown subcommand '\(first)'"), command: command, usage: "s2uc <subcommand> [options]")
+            return usageError(UsageError("unknown subcommand '\(first)'"), command: command, usage: "s2uc <subcommand> [options]", CommandOutput(command: nil, json: json))
         }
         let name = "\(command) \(subcommand.names[0])"
+        let output = CommandOutput(command: subcommand.names[0], json: json)
         let parsed: ParsedArguments
         do {
             parsed = try ArgumentParser.parse(Array(arguments.dropFirst()),
-                                              options: subcommand.options + [OptionSpec("help", aliases: ["h"], help: ""), OptionSpec("version", help: "")],
+                                              options: subcommand.options + [jsonOption, OptionSpec("help", aliases: ["h"], help: ""), OptionSpec("version", help: "")],
                                               maxPositionals: subcommand.maxPositionals)
         } catch {
-            return Console.usageError(error, command: name, usage: subcommand.usage)
+            return usageError(error, command: name, usage: subcommand.usage, output)
         }
         if parsed.isSet("help") {
-            Console.out(ArgumentParser.help(usage: subcommand.usage, abstract: subcommand.abstract, options: subcommand.options))
+            Console.out(ArgumentParser.help(usage: subcommand.usage, abstract: subcommand.abstract, options: subcommand.options + [jsonOption]))
             return ExitCode.success
         }
         if parsed.isSet("version") {
-            Console.out("s2uc \(SciStreamVersion.string)")
-            return ExitCode.success
+            return printVersion(CommandOutput(command: "version", json: json))
         }
         do {
-            try await subcommand.run(parsed)
+            try await CommandOutput.$current.withValue(output) {
+                try await subcommand.run(parsed)
+            }
+            output.finish()
             return ExitCode.success
         } catch let error as UsageError {
-            return Console.usageError(error, command: name, usage: subcommand.usage)
+            return usageError(error, command: name, usage: subcommand.usage, output)
+        } catch let error as ClientError {
+            output.finish(error: (error.status?.code.description ?? "CLIENT_ERROR", error.description, error.step))
+            return Console.runtimeError(error)
         } catch {
+            output.finish(error: ("CLIENT_ERROR", "\(error)", nil))
             return Console.runtimeError(error)
         }
+    }
+
+    /// A usage error: the human usage on stderr, with `--json` also a JSON object on stdout; exit 64.
+    static func usageError(_ error: UsageError, command: String, usage: String, _ output: CommandOutput) -> Int32 {
+        output.finish(error: ("USAGE_ERROR", error.message, nil))
+        return Console.usageError(error, command: command, usage: usage)
+    }
+
+    static func printVersion(_ output: CommandOutput) -> Int32 {
+        if output.json {
+            output.set("version", SciStreamVersion.string)
+            output.finish()
+        } else {
+            Console.out("s2uc \(SciStreamVersion.string)")
+        }
+        return ExitCode.success
     }
 
     // MARK: options
@@ -180,19 +213,22 @@ public enum UserClient {
         let target = try target(parsed)
         let token = try await accessToken(parsed, target: target)
 
-        Console.out("uid; s2cs; access_token; role")
-        Console.out("\(uid) \(target.display) \(token) \(role)")
+        output.set("uid", uid)
+        output.set("role", "\(role)")
+        output.set("s2cs", target.display)
+        output.line("uid; s2cs; access_token; role")
+        output.line("\(uid) \(target.display) \(token) \(role)")
 
         // The request waits on its own connection until the hello arrives on a second one.
         let requestConnection = try await ControlConnection.open(target)
-        Console.out("sending client request message")
+        output.line("sending client request message")
         let request = Request(token: token, uid: uid, role: role, numConn: UInt32(numConn), rate: UInt32(rate), listenPorts: listenPorts)
         let pendingReply = Task { () async throws(ClientError) -> Message in
             try await requestConnection.call(.request(request))
         }
-        Console.out("waiting for hello message")
+        output.line("waiting for hello message")
         let helloConnection = try await ControlConnection.open(target)
-        Console.out("sending for hello message")
+        output.line("sending for hello message")
         let helloReply = try await helloConnection.call(.hello(Hello(token: token, uid: uid, role: role, prodListeners: prodListeners)), timeout: .seconds(30))
         guard case .helloReply(let helloStatus) = helloReply else { throw unexpected(helloReply, target) }
         guard helloStatus.code == .ok else {
@@ -209,7 +245,7 @@ public enum UserClient {
             _ = try? await helloConnection.call(.release(Release(token: token, uid: uid)), timeout: .seconds(10))
             throw failure("hello", helloStatus, target, uid: uid)
         }
-        Console.out("Hello message sent successfully")
+        output.line("Hello message sent successfully")
 
         let reply = try await pendingReply.value
         guard case .requestReply(let requestReply) = reply else { throw unexpected(reply, target) }
@@ -224,7 +260,9 @@ public enum UserClient {
             throw failure("update", update.status, target, uid: uid)
         }
         let listeners = update.listeners.isEmpty ? requestReply.listeners : update.listeners
-        Console.out("Listeners: [" + listeners.map { "'\($0)'" }.joined(separator: ", ") + "]")
+        output.set("listeners", .strings(listeners))
+        output.set("targets", .strings(targets))
+        output.line("Listeners: [" + listeners.map { "'\($0)'" }.joined(separator: ", ") + "]")
     }
 
     // MARK: release and list
@@ -236,28 +274,41 @@ public enum UserClient {
         let uid: String
         do { uid = try SessionID.validate(text) } catch { throw UsageError("bad uid: \(error)") }
         let target = try target(parsed)
+        output.set("uid", uid)
+        output.set("s2cs", target.display)
         let token = try await accessToken(parsed, target: target)
         let connection = try await ControlConnection.open(target)
         let reply = try await connection.call(.release(Release(token: token, uid: uid)), timeout: .seconds(60))
         guard case .releaseReply(let status) = reply else { throw unexpected(reply, target) }
         guard status.code == .ok else { throw failure("release", status, target, uid: uid) }
-        Console.out("Release completed")
-        if status.message.contains("note:") { Console.out(status.message) }
+        output.line("Release completed")
+        if status.message.contains("note:") {
+            output.line(status.message)
+            output.set("note", status.message)
+        }
     }
 
     static func runList(_ parsed: ParsedArguments) async throws {
         let target = try target(parsed)
+        output.set("s2cs", target.display)
         let token = try await accessToken(parsed, target: target)
         let connection = try await ControlConnection.open(target)
         let reply = try await connection.call(.list(ListSessions(token: token)), timeout: .seconds(30))
         guard case .listReply(let list) = reply else { throw unexpected(reply, target) }
         guard list.status.code == .ok else { throw failure("list", list.status, target, uid: nil) }
-        Console.out("uid       role  state      listeners -> targets")
+        output.set("sessions", .array(list.sessions.map(jsonObject)))
+        output.line("uid       role  state      listeners -> targets")
         for session in list.sessions {
             var line = "\(session.uid.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(describing: session.role).padding(toLength: 5, withPad: " ", startingAt: 0)) \(session.state.padding(toLength: 10, withPad: " ", startingAt: 0)) \(session.listeners.joined(separator: ",")) -> \(session.targets.joined(separator: ","))"
             if !session.note.isEmpty { line += "  (\(session.note))" }
-            Console.out(line)
+            output.line(line)
         }
+    }
+
+    /// A session of `list` as JSON (docs/json.md).
+    static func jsonObject(_ session: SessionInfo) -> JSONValue {
+        .object([("uid", .string(session.uid)), ("role", .string("\(session.role)")), ("state", .string(session.state)),
+                 ("listeners", .strings(session.listeners)), ("targets", .strings(session.targets)), ("note", .string(session.note))])
     }
 
     static func failure(_ step: String, _ status: Status, _ target: ControlTarget, uid: String?) -> ClientError {
@@ -270,7 +321,7 @@ public enum UserClient {
         default:
             break
         }
-        return ClientError("\(step) failed at s2cs \(target.display): \(status.code): \(status.message)\(hint)", status: status)
+        return ClientError("\(step) failed at s2cs \(target.display): \(status.code): \(status.message)\(hint)", status: status, step: step)
     }
 
     static func unexpected(_ message: Message, _ target: ControlTarget) -> ClientError {
