@@ -106,17 +106,27 @@ public final class CommandOutput: Sendable {
 
     public func set(_ key: String, _ value: String) { set(key, .string(value)) }
 
+    /// The fields set so far, without `command`: one side's part of a two-sided command.
+    public var details: JSONValue {
+        .object(fields.withLock { $0 }.filter { $0.0 != "command" })
+    }
+
     /// The JSON object, with `ok`, `status` and (on failure) `error` last.
     public func object(error: (code: String, message: String, step: String?)?) -> JSONValue {
         var pairs = fields.withLock { $0 }
         pairs.append(("ok", .bool(error == nil)))
         pairs.append(("status", .string(error?.code ?? "OK")))
         if let error {
-            var details: [(String, JSONValue)] = [("code", .string(error.code)), ("message", .string(error.message))]
-            if let step = error.step { details.append(("step", .string(step))) }
-            pairs.append(("error", .object(details)))
+            pairs.append(("error", Self.errorObject(error)))
         }
         return .object(pairs)
+    }
+
+    /// `{"code": ..., "message": ..., "step": ...}` (`step` only when known).
+    public static func errorObject(_ error: (code: String, message: String, step: String?)) -> JSONValue {
+        var details: [(String, JSONValue)] = [("code", .string(error.code)), ("message", .string(error.message))]
+        if let step = error.step { details.append(("step", .string(step))) }
+        return .object(details)
     }
 
     /// Prints the JSON object on stdout (with `--json`; nothing otherwise).

@@ -62,11 +62,11 @@ extension UserClient {
     // MARK: the token of an RPC
 
     /// The bearer token for an RPC to `target` (see the type's comment for the rules).
-    static func accessToken(_ parsed: ParsedArguments, target: ControlTarget) async throws -> String {
+    static func accessToken(_ parsed: ParsedArguments, target: ControlTarget, scopeOption option: String = "scope") async throws -> String {
         let environment = ProcessInfo.processInfo.environment
         let store = try tokenStore(environment)
         let scope: String
-        if let given = try scopeOption(parsed) {
+        if let given = try scopeOption(parsed, option) {
             scope = given
         } else if let remembered = try store.load().addresses[addressKey(host: target.host, port: target.port)] {
             scope = remembered
