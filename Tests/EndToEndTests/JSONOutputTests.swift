@@ -28,8 +28,8 @@ import FakeGlobusAuth
     }
 
     @Test func aWholeSessionInJSON() async throws {
-        let producer = try await Daemon(portRange: "25000-25009")
-        let consumer = try await Daemon(tls: false, portRange: "25010-25019")
+        let producer = try await Daemon()
+        let consumer = try await Daemon(tls: false)
         defer { producer.stop(); consumer.stop() }
 
         let inbound = await Harness.s2uc(["inbound_request", "--json"] + producer.clientArguments + ["--remote_ip", "127.0.0.1", "--receiver_ports", "5001,5002", "--num_conn", "2"])
@@ -42,18 +42,18 @@ import FakeGlobusAuth
         #expect(prod["role"] as? String == "PROD")
         #expect(prod["s2cs"] as? String == producer.address)
         let listeners = try #require(prod["listeners"] as? [String])
-        #expect(listeners.count == 2 && listeners.allSatisfy { $0.hasPrefix("127.0.0.1:250") }, "\(listeners)")
+        #expect(listeners.count == 2 && listeners.allSatisfy { $0.hasPrefix("127.0.0.1:") && producer.ports.contains(UInt16($0.dropFirst(10)) ?? 0) }, "\(listeners)")
         #expect(prod["targets"] as? [String] == ["127.0.0.1:5001", "127.0.0.1:5002"])
         #expect(prod["ok"] as? Bool == true && prod["status"] as? String == "OK" && prod["error"] == nil)
         #expect(prod["access_token"] == nil, "the token stays out of JSON output")
 
         // --json first works too.
-        let outbound = await Harness.s2uc(["--json", "outbound_request"] + consumer.clientArguments + ["--receiver_ports", "25015", uid, listeners.joined(separator: ",")])
+        let outbound = await Harness.s2uc(["--json", "outbound_request"] + consumer.clientArguments + ["--receiver_ports", "\(consumer.ports[5])", uid, listeners.joined(separator: ",")])
         #expect(outbound.status == 0, "\(outbound.stderr)")
         let cons = try Self.object(outbound)
         #expect(cons["command"] as? String == "outbound_request")
         #expect(cons["uid"] as? String == uid && cons["role"] as? String == "CONS" && cons["s2cs"] as? String == consumer.address)
-        #expect(cons["listeners"] as? [String] == ["127.0.0.1:25015"])
+        #expect(cons["listeners"] as? [String] == ["127.0.0.1:\(consumer.ports[5])"])
         #expect(cons["targets"] as? [String] == listeners)
 
         let list = await Harness.s2uc(["list", "--json=True"] + producer.clientArguments)
@@ -80,7 +80,7 @@ import FakeGlobusAuth
     }
 
     @Test func failuresCarryTheCodeTheStepAndTheSameExitStatus() async throws {
-        let daemon = try await Daemon(portRange: "25020-25029")
+        let daemon = try await Daemon()
         defer { daemon.stop() }
         let unknown = "0e0b9c6a-1111-4222-8333-444455556666"
 
@@ -94,7 +94,7 @@ import FakeGlobusAuth
         #expect(released["uid"] as? String == unknown && released["s2cs"] as? String == daemon.address)
 
         // An outbound half asking for a port that is taken (the s2cs's own control port): the request fails.
-        let outbound = await Harness.s2uc(["outbound_request", "--json", "--receiver_ports", "\(daemon.port)"] + daemon.clientArguments + [unknown, "127.0.0.1:25029"])
+        let outbound = await Harness.s2uc(["outbound_request", "--json", "--receiver_ports", "\(daemon.port)"] + daemon.clientArguments + [unknown, "127.0.0.1:\(daemon.ports.upper)"])
         #expect(outbound.status == 1)
         let cons = try Self.object(outbound)
         _ = Self.expectFailure(cons, code: "RESOURCE_EXHAUSTED", step: "request")

@@ -20,14 +20,14 @@ import SciStreamControl
     }
 
     @Test func oneCommandSetsUpAWholeHAProxyTunnelAndOneReleasesIt() async throws {
-        let producer = try await Daemon(type: "Haproxy", portRange: "25100-25109")
-        let consumer = try await Daemon(type: "Haproxy", portRange: "25110-25119")
+        let producer = try await Daemon(type: "Haproxy")
+        let consumer = try await Daemon(type: "Haproxy")
         defer { producer.stop(); consumer.stop() }
         let app = try ProducerApp(expectedConnections: 1)
         defer { app.stop() }
 
         let output = await Harness.s2uc(["stream_request"] + Self.sides(producer, consumer)
-                                        + ["--remote_ip", "127.0.0.1", "--receiver_ports", "\(app.port)", "--cons_receiver_ports", "25115", "--num_conn", "1"])
+                                        + ["--remote_ip", "127.0.0.1", "--receiver_ports", "\(app.port)", "--cons_receiver_ports", "\(consumer.ports[5])", "--num_conn", "1"])
         #expect(output.status == 0, "\(output.stderr)\n\(producer.log)\n\(consumer.log)")
         let lines = output.lines
         try #require(lines.count == 15, "\(lines)")
@@ -38,12 +38,12 @@ import SciStreamControl
         #expect(lines[1] == "\(uid) \(producer.address) INVALID_TOKEN PROD")
         #expect(lines[8] == "\(uid) \(consumer.address) INVALID_TOKEN CONS")
         #expect(Array(lines[2...5]) == Self.progress && Array(lines[9...12]) == Self.progress)
-        #expect(lines[6].hasPrefix("Listeners: ['127.0.0.1:251") && lines[6].hasSuffix("']"), "\(lines[6])")
-        #expect(lines[13] == "Listeners: ['127.0.0.1:25115']")
-        #expect(lines[14] == "Consumer listeners: ['127.0.0.1:25115']")
+        #expect(lines[6].hasPrefix("Listeners: ['127.0.0.1:\(producer.ports.lower)") && lines[6].hasSuffix("']"), "\(lines[6])")
+        #expect(lines[13] == "Listeners: ['127.0.0.1:\(consumer.ports[5])']")
+        #expect(lines[14] == "Consumer listeners: ['127.0.0.1:\(consumer.ports[5])']")
 
         // Bytes through the tunnel arrive intact.
-        let sent = try await sendRandomBytes(to: 25115, count: 4 << 20)
+        let sent = try await sendRandomBytes(to: consumer.ports[5], count: 4 << 20)
         let received = await app.results()
         #expect(received.first?.bytes == 4 << 20 && received.first?.sha256 == sent)
 
@@ -62,8 +62,8 @@ import SciStreamControl
     }
 
     @Test func whenTheSecondHalfFailsTheFirstIsReleased() async throws {
-        let producer = try await Daemon(portRange: "25120-25129")
-        let consumer = try await Daemon(portRange: "25130-25139")
+        let producer = try await Daemon()
+        let consumer = try await Daemon()
         defer { producer.stop(); consumer.stop() }
         // The consumer side is asked to listen on a port in use (its own control port).
         let arguments = ["stream_request"] + Self.sides(producer, consumer) + ["--num_conn", "1", "--cons_receiver_ports", "\(consumer.port)"]
@@ -72,7 +72,7 @@ import SciStreamControl
         #expect(output.stderr.hasPrefix("Error: request failed at s2cs \(consumer.address): RESOURCE_EXHAUSTED: port \(consumer.port) on 127.0.0.1 is already in use"), "\(output.stderr)")
         #expect(output.stderr.hasSuffix("; the producer-side half at s2cs \(producer.address) was released (a stream needs both halves)\n"), "\(output.stderr)")
         // The first half's lines were printed; then nothing more on stdout.
-        #expect(output.lines.count == 7 + 5 && output.lines[6].hasPrefix("Listeners: ['127.0.0.1:2512"), "\(output.lines)")
+        #expect(output.lines.count == 7 + 5 && output.lines[6].hasPrefix("Listeners: ['127.0.0.1:\(producer.ports.lower)"), "\(output.lines)")
         let counts = (try await Self.sessionCount(producer), try await Self.sessionCount(consumer))
         #expect(counts == (0, 0))
 
@@ -87,8 +87,8 @@ import SciStreamControl
     }
 
     @Test func jsonHasBothHalvesAndStreamReleaseReportsAMissingHalf() async throws {
-        let producer = try await Daemon(portRange: "25140-25149")
-        let consumer = try await Daemon(portRange: "25150-25159")
+        let producer = try await Daemon()
+        let consumer = try await Daemon()
         defer { producer.stop(); consumer.stop() }
         let output = await Harness.s2uc(["stream-request", "--json"] + Self.sides(producer, consumer) + ["--num_conn", "2", "--receiver_ports", "5001", "--remote_ip", "127.0.0.1"])
         #expect(output.status == 0, "\(output.stderr)")
@@ -113,8 +113,8 @@ import SciStreamControl
     }
 
     @Test func badCommandLinesChangeNothing() async throws {
-        let producer = try await Daemon(portRange: "25160-25169")
-        let consumer = try await Daemon(portRange: "25170-25179")
+        let producer = try await Daemon()
+        let consumer = try await Daemon()
         defer { producer.stop(); consumer.stop() }
         let cases: [([String], Int32, String)] = [
             (["stream_request", "--prod_s2cs", producer.address], 64, "Error: missing --cons_s2cs: give the consumer-side s2cs as host:port"),
