@@ -62,7 +62,7 @@ import SciStreamControl
     }
 
     @Test func countersMatchWhatTheTestDid() async throws {
-        let daemon = try await Daemon(type: "Haproxy", portRange: "25200-25219", extra: ["--metrics", "127.0.0.1:0"])
+        let daemon = try await Daemon(type: "Haproxy", extra: ["--metrics", "127.0.0.1:0"])
         defer { daemon.stop() }
         let port = try Self.metricsPort(daemon)
 
@@ -108,7 +108,7 @@ import SciStreamControl
     }
 
     @Test func theHTTPServerAnswersOnlyWhatItShould() async throws {
-        let daemon = try await Daemon(portRange: "25220-25229", extra: ["--metrics", "127.0.0.1:0"])
+        let daemon = try await Daemon(extra: ["--metrics", "127.0.0.1:0"])
         defer { daemon.stop() }
         let port = try Self.metricsPort(daemon)
         // A client that connects and says nothing does not hold the page up for the next one.
@@ -143,7 +143,7 @@ import SciStreamControl
         #expect(bad.status == 64 && bad.stderr.hasPrefix("Error: bad --metrics '127.0.0.1': "), "\(bad.stderr)")
 
         // Allowed: the wildcard address, reached here over loopback.
-        let open = try await Daemon(portRange: "25230-25231", extra: ["--metrics", "0.0.0.0:0", "--metrics-allow-remote"])
+        let open = try await Daemon(extra: ["--metrics", "0.0.0.0:0", "--metrics-allow-remote"])
         defer { open.stop() }
         let stdout = (try? String(contentsOf: open.folder.appendingPathComponent("stdout"), encoding: .utf8)) ?? ""
         let line = try #require(stdout.split(separator: "\n").first { $0.hasPrefix("s2cs metrics on http://0.0.0.0:") })
@@ -151,7 +151,7 @@ import SciStreamControl
         #expect(try await Self.scrape(port).samples["s2cs_releases_total{}"] == 0)
 
         // Off by default: no metrics line.
-        let plain = try await Daemon(portRange: "25232-25233")
+        let plain = try await Daemon()
         defer { plain.stop() }
         #expect(!((try? String(contentsOf: plain.folder.appendingPathComponent("stdout"), encoding: .utf8)) ?? "").contains("metrics"))
     }
