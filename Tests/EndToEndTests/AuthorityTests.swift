@@ -8,6 +8,7 @@ import SciStreamSystem
 import SciStreamTLS
 @testable import SciStreamControl
 import FakeGlobusAuth
+import TestPorts
 
 /// What a session's requests got back, step by step, when driven on the wire as s2uc drives them.
 struct WireSession {
@@ -87,7 +88,7 @@ func ownNonLoopbackAddresses() -> [String] {
 
     @Test func thePivotTargetsAreRefusedWithNothingStarted() async throws {
         // Listeners not on loopback (0.0.0.0): the gateway's loopback is not a demo's application.
-        let daemon = try await Daemon(type: "Haproxy", portRange: "24600-24619", extra: ["--listener-ip", "0.0.0.0"])
+        let daemon = try await Daemon(type: "Haproxy", ports: try .reserve(20), extra: ["--listener-ip", "0.0.0.0"])
         defer { daemon.stop() }
         var targets = ["127.0.0.1:22", "localhost:22", "[::1]:22", "[::ffff:127.0.0.1]:22", "[::ffff:7f00:1]:22", "[::127.0.0.1]:22",
                        "169.254.169.254:80", "[fe80::1]:80", "[::ffff:169.254.169.254]:80", "0.0.0.0:22", "224.0.0.1:5000", "255.255.255.255:9"]
@@ -110,7 +111,7 @@ func ownNonLoopbackAddresses() -> [String] {
     @Test func anUpdateCannotRetargetAnAllowedSessionToARefusedTarget() async throws {
         let app = try ProducerApp(expectedConnections: 1)
         defer { app.stop() }
-        let daemon = try await Daemon(type: "Haproxy", portRange: "24620-24629", extra: ["--listener-ip", "0.0.0.0", "--allowed-targets", "127.0.0.1/32:\(app.port)"])
+        let daemon = try await Daemon(type: "Haproxy", ports: try .reserve(10), extra: ["--listener-ip", "0.0.0.0", "--allowed-targets", "127.0.0.1/32:\(app.port)"])
         defer { daemon.stop() }
         // Refused by --allowed-targets: another port of an allowed address.
         let refused = try await driveSession(daemon.target, targets: ["127.0.0.1:\(app.port == 65535 ? 1 : app.port + 1)"])
@@ -134,7 +135,7 @@ func ownNonLoopbackAddresses() -> [String] {
 
     @Test func theSeedsLoopbackDemoStillWorks() async throws {
         // --listener-ip 127.0.0.1: loopback targets are this single-host demo's applications.
-        let daemon = try await Daemon(portRange: "24630-24639")
+        let daemon = try await Daemon(ports: try .reserve(10))
         defer { daemon.stop() }
         let output = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--mock", "True", "--num_conn", "1"])
         let (uid, _) = ControlPlaneTests().expectSessionOutput(output, role: "PROD", s2cs: daemon.address)
@@ -148,7 +149,7 @@ func ownNonLoopbackAddresses() -> [String] {
     @Test func withAuthenticationASessionAnswersOnlyToItsOwner() async throws {
         let fake = try FakeGlobusAuth(clientID: "abc", clientSecret: "xyz")
         defer { fake.stop() }
-        let daemon = try await Daemon(portRange: "24640-24649", extra: ["--client-id", "abc", "--client-secret", "xyz"],
+        let daemon = try await Daemon(ports: try .reserve(10), extra: ["--client-id", "abc", "--client-secret", "xyz"],
                                       environment: ["GLOBUS_SDK_SERVICE_URL_AUTH": fake.baseURL])
         defer { daemon.stop() }
         let scope = "https://auth.globus.org/scopes/abc/scistream"
@@ -183,7 +184,7 @@ func ownNonLoopbackAddresses() -> [String] {
     @Test func allowedIdentitiesKeepsOtherUsersOut() async throws {
         let fake = try FakeGlobusAuth(clientID: "abc", clientSecret: "xyz")
         defer { fake.stop() }
-        let daemon = try await Daemon(portRange: "24650-24659", extra: ["--client-id", "abc", "--client-secret", "xyz", "--allowed-identities", "*@example.org,bob@lab.gov"],
+        let daemon = try await Daemon(ports: try .reserve(10), extra: ["--client-id", "abc", "--client-secret", "xyz", "--allowed-identities", "*@example.org,bob@lab.gov"],
                                       environment: ["GLOBUS_SDK_SERVICE_URL_AUTH": fake.baseURL])
         defer { daemon.stop() }
         let scope = "https://auth.globus.org/scopes/abc/scistream"
@@ -201,7 +202,7 @@ func ownNonLoopbackAddresses() -> [String] {
     }
 
     @Test func withoutAuthenticationAnActiveSessionCannotBeRetargeted() async throws {
-        let daemon = try await Daemon(portRange: "24660-24669")
+        let daemon = try await Daemon(ports: try .reserve(10))
         defer { daemon.stop() }
         let uid = SessionID.random()
         let session = try await driveSession(daemon.target, uid: uid, targets: ["127.0.0.1:5001"])
@@ -215,14 +216,15 @@ func ownNonLoopbackAddresses() -> [String] {
     // MARK: 4. ports
 
     @Test func clientChosenPortsStayInTheRangeAndCannotBreakTheAllocator() async throws {
-        let daemon = try await Daemon(portRange: "24670-24679", extra: ["--max-ports-per-client", "10"])
+        let block = try PortBlock.reserve(10)
+        let daemon = try await Daemon(ports: block, extra: ["--max-ports-per-client", "10"])
         defer { daemon.stop() }
         let cases: [(Role, UInt32, [UInt16], String)] = [
-            (.prod, 1, [24671], "only for outbound (CONS) sessions"),
-            (.cons, 1, [22], "outside this s2cs's --port-range 24670-24679"),
-            (.cons, 1, [24680], "outside this s2cs's --port-range"),
+            (.prod, 1, [block[1]], "only for outbound (CONS) sessions"),
+            (.cons, 1, [22], "outside this s2cs's --port-range \(block)"),
+            (.cons, 1, [block.upper + 1], "outside this s2cs's --port-range"),
             (.cons, 100, Array(20000...20100), "at most 100 per session"),
-            (.cons, 1, [24671, 24672], "num_conn is 1"),
+            (.cons, 1, [block[1], block[2]], "num_conn is 1"),
         ]
         for (role, numConn, ports, expected) in cases {
             let connection = try await ControlConnection.open(daemon.target)
@@ -238,7 +240,7 @@ func ownNonLoopbackAddresses() -> [String] {
     }
 
     @Test func oneClientCannotHoldTheWholeRange() async throws {
-        let daemon = try await Daemon(portRange: "24680-24689")
+        let daemon = try await Daemon(ports: try .reserve(10))
         defer { daemon.stop() }
         // Default quota: half the range (5 of 10 ports).
         let first = try await driveSession(daemon.target, numConn: 4, targets: ["127.0.0.1:5001"])
@@ -253,7 +255,7 @@ func ownNonLoopbackAddresses() -> [String] {
     // MARK: 5. session secrets
 
     @Test func onlyRandomUIDsOpenSessions() async throws {
-        let daemon = try await Daemon(portRange: "24690-24699")
+        let daemon = try await Daemon(ports: try .reserve(10))
         defer { daemon.stop() }
         // Time-based (v1), name-based (v5) and nil UUIDs are guessable: refused.
         for uid in ["bd9f1a7e-04d7-11f0-b44c-946dae415862", "886313e1-3b8a-5372-9b90-0c9aee199e5d", "00000000-0000-0000-0000-000000000000",
@@ -268,7 +270,7 @@ func ownNonLoopbackAddresses() -> [String] {
     // MARK: 6. floods
 
     @Test func aSilentControlConnectionIsClosedAfterTheFrameTimeout() async throws {
-        let daemon = try await Daemon(portRange: "24700-24709", extra: ["--frame-timeout", "1"])
+        let daemon = try await Daemon(ports: try .reserve(10), extra: ["--frame-timeout", "1"])
         defer { daemon.stop() }
         // After a complete TLS handshake, nothing: closed within about a second.
         let socket = try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: daemon.port), deadline: .now + .seconds(5))
@@ -289,7 +291,7 @@ func ownNonLoopbackAddresses() -> [String] {
     }
 
     @Test func oneAddressCannotTakeEveryControlConnection() async throws {
-        let daemon = try await Daemon(tls: false, portRange: "24710-24719", extra: ["--max-connections-per-client", "3", "--frame-timeout", "30"])
+        let daemon = try await Daemon(tls: false, ports: try .reserve(10), extra: ["--max-connections-per-client", "3", "--frame-timeout", "30"])
         defer { daemon.stop() }
         var held: [Socket] = []
         defer { held.forEach { $0.close() } }
@@ -309,7 +311,7 @@ func ownNonLoopbackAddresses() -> [String] {
     // MARK: 7. plaintext mode
 
     @Test func plaintextModeTakesInboundSessionsOnlyWithPeerGateways() async throws {
-        let open = try await Daemon(type: "Haproxy", portRange: "24720-24729", extra: ["--data-plane-tls=False"])
+        let open = try await Daemon(type: "Haproxy", ports: try .reserve(10), extra: ["--data-plane-tls=False"])
         defer { open.stop() }
         #expect(open.log.contains("no --peer-gateways: inbound (PROD) sessions are refused"))
         let refused = try await driveSession(open.target, targets: ["127.0.0.1:5001"])
@@ -318,7 +320,7 @@ func ownNonLoopbackAddresses() -> [String] {
 
         // Peers elsewhere: the listener exists, but a connection from here reaches nothing.
         let app = try ProducerApp(expectedConnections: 1)
-        let fenced = try await Daemon(type: "Haproxy", portRange: "24730-24739", extra: ["--data-plane-tls=False", "--peer-gateways", "192.0.2.0/24"])
+        let fenced = try await Daemon(type: "Haproxy", ports: try .reserve(10), extra: ["--data-plane-tls=False", "--peer-gateways", "192.0.2.0/24"])
         defer { fenced.stop() }
         let uid = SessionID.random()
         let session = try await driveSession(fenced.target, uid: uid, targets: ["127.0.0.1:\(app.port)"])
@@ -341,7 +343,7 @@ func ownNonLoopbackAddresses() -> [String] {
     @Test func sighupStopsS2csLikeSigterm() async throws {
         let app = try ProducerApp(expectedConnections: 1)
         defer { app.stop() }
-        let daemon = try await Daemon(type: "Haproxy", portRange: "24740-24749")
+        let daemon = try await Daemon(type: "Haproxy", ports: try .reserve(10))
         defer { daemon.stop() }
         let session = try await driveSession(daemon.target, targets: ["127.0.0.1:\(app.port)"])
         #expect(session.update?.code == .ok)
@@ -356,7 +358,7 @@ func ownNonLoopbackAddresses() -> [String] {
     }
 
     @Test func s2ucTakesTheUIDFromTheEnvironmentOrStandardInput() async throws {
-        let daemon = try await Daemon(portRange: "24750-24759")
+        let daemon = try await Daemon(ports: try .reserve(10))
         defer { daemon.stop() }
         // Two sessions, released by a uid kept off the command line.
         let uidA = SessionID.random(), uidB = SessionID.random()
@@ -367,9 +369,14 @@ func ownNonLoopbackAddresses() -> [String] {
         env["SCISTREAM_UID"] = uidA
         let fromEnvironment = await Harness.run(Harness.s2uc, ["release"] + daemon.clientArguments, environment: env)
         #expect(fromEnvironment.status == 0 && fromEnvironment.stdout == "Release completed\n", "\(fromEnvironment.stderr)")
-        let fromStdin = await Harness.run(Harness.s2uc, ["release", "-"] + daemon.clientArguments, stdin: uidB + "\n")
+        let folder = Harness.temporaryFolder("stdin")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let uidFile = folder.appendingPathComponent("uid"), emptyFile = folder.appendingPathComponent("empty")
+        try Data((uidB + "\n").utf8).write(to: uidFile)
+        try Data().write(to: emptyFile)
+        let fromStdin = await Harness.run(Harness.s2uc, ["release", "-"] + daemon.clientArguments, input: uidFile)
         #expect(fromStdin.status == 0 && fromStdin.stdout == "Release completed\n", "\(fromStdin.stderr)")
-        let empty = await Harness.run(Harness.s2uc, ["release", "-"] + daemon.clientArguments, stdin: "")
+        let empty = await Harness.run(Harness.s2uc, ["release", "-"] + daemon.clientArguments, input: emptyFile)
         #expect(empty.status == 64 && empty.stderr.contains("standard input is empty"), "\(empty.stderr)")
     }
 

@@ -174,11 +174,12 @@ extension ControlServer {
     }
 
     /// The sessions `caller` may see: with authentication on, its own; without, all of them, with
-    /// targets and notes only for the address that requested each.
-    func sessionInfos(for caller: Caller) async -> [SessionInfo] {
+    /// targets and notes only for the address that requested each. A nil caller is the operator (the
+    /// metrics page): every session.
+    func sessionInfos(for caller: Caller?) async -> [SessionInfo] {
         var infos: [SessionInfo] = []
         for session in await registry.snapshot() {
-            let detailed = registry.mayInspect(session, caller)
+            let detailed = caller.map { registry.mayInspect(session, $0) } ?? true
             if session.owner != nil && !detailed { continue }
             var state: String
             var note = ""

@@ -18,6 +18,8 @@ public final class ControlServer: Sendable {
     let tokenChecker: TokenChecker?
     /// Where sessions may forward (`--allowed-targets`, or the default policy).
     let targetPolicy: TargetPolicy
+    /// What `--metrics` serves (Metrics.swift).
+    let metrics = Metrics()
     private let tls: TLSContext?
     private let listener: Socket
     private let connections = Mutex(0)
@@ -196,7 +198,10 @@ public final class ControlServer: Sendable {
                 }
                 decoder.append(bytes)
                 while let message = try decoder.nextMessage() {
+                    metrics.received(message)
+                    let started = ContinuousClock.now
                     let reply = await handle(message, client: client, log: log)
+                    metrics.answered(message, with: reply, elapsed: .now - started)
                     try await stream.writeAll(reply.encoded(), deadline: .now + config.frameTimeout)
                     deadline = .now + config.frameTimeout
                 }

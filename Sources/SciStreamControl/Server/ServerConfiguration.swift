@@ -34,6 +34,8 @@ public struct ServerConfiguration: Sendable {
     public var maxPortsPerClient: Int? = nil
     /// `--max-connections-per-client`: control connections one client address may hold at once.
     public var maxConnectionsPerClient = 512
+    /// `--metrics`: where the Prometheus page is served (nil: not served); see Metrics+Configuration.swift.
+    public var metrics: Endpoint? = nil
 
     public init() {}
 
@@ -63,6 +65,8 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("peer-gateways", value: "cidrs", help: "With --data-plane-tls=False: the peer gateways' addresses, the only sources producer-side listeners accept (required for inbound sessions in that mode)."),
         OptionSpec("max-ports-per-client", value: "n", help: "Most listener ports one client address (and one identity) may hold at once. Default: half of --port-range."),
         OptionSpec("max-connections-per-client", value: "n", default: "512", help: "Most control connections one client address may hold at once."),
+        OptionSpec("metrics", value: "host:port", help: "Serve Prometheus metrics at http://<host:port>/metrics (a loopback address unless --metrics-allow-remote; off by default)."),
+        OptionSpec("metrics-allow-remote", help: "Allow --metrics on an address that is not loopback (anyone who reaches it sees session figures)."),
         OptionSpec("version", help: "Show the version."),
     ]
 
@@ -137,6 +141,7 @@ public struct ServerConfiguration: Sendable {
             config.maxPortsPerClient = try ArgumentParser.parseInt(text, option: "max-ports-per-client", range: 1...65535)
         }
         config.maxConnectionsPerClient = try ArgumentParser.parseInt(parsed.value("max_connections_per_client") ?? "512", option: "max-connections-per-client", range: 1...1_000_000)
+        config.metrics = try metricsEndpoint(parsed)
         if let folder = parsed.value("config_folder") { config.configFolder = folder }
         else if let folder = environment["HAPROXY_CONFIG_PATH"], !folder.isEmpty { config.configFolder = folder }
         return (config, parsed)
