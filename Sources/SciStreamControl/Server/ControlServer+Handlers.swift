@@ -44,8 +44,8 @@ extension ControlServer {
         case .release(let release):
             return .releaseReply(await handleRelease(release, caller: caller, log: log))
 
-        case .list:
-            return .listReply(ListReply(status: .ok, sessions: await sessionInfos(for: caller)))
+        case .list(let list):
+            return .listReply(ListReply(status: .ok, sessions: await sessionInfos(for: caller), traffic: list.wantsTraffic ? await sessionTraffic(for: caller) : nil))
 
         case .requestReply, .helloReply, .updateReply, .releaseReply, .listReply, .error:
             return .error(Status(.invalidArgument, "message kind 0x\(String(message.kind, radix: 16)) is a reply, not a request"))

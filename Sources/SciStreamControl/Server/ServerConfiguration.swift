@@ -36,6 +36,8 @@ public struct ServerConfiguration: Sendable {
     public var maxConnectionsPerClient = 512
     /// `--metrics`: where the Prometheus page is served (nil: not served); see Metrics+Configuration.swift.
     public var metrics: Endpoint? = nil
+    /// `--traffic-counting`: proxies count each session's traffic for `list` and `--metrics`.
+    public var trafficCounting = true
 
     public init() {}
 
@@ -66,6 +68,7 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("max-ports-per-client", value: "n", help: "Most listener ports one client address (and one identity) may hold at once. Default: half of --port-range."),
         OptionSpec("max-connections-per-client", value: "n", default: "512", help: "Most control connections one client address may hold at once."),
         OptionSpec("metrics", value: "host:port", help: "Serve Prometheus metrics at http://<host:port>/metrics (a loopback address unless --metrics-allow-remote; off by default)."),
+        OptionSpec("traffic-counting", value: "bool", default: "True", help: "Have proxies count each session's connections and bytes (HAProxy stats socket, Nginx access log) for 's2uc list' and --metrics."),
         OptionSpec("metrics-allow-remote", help: "Allow --metrics on an address that is not loopback (anyone who reaches it sees session figures)."),
         OptionSpec("version", help: "Show the version."),
     ]
@@ -142,6 +145,7 @@ public struct ServerConfiguration: Sendable {
         }
         config.maxConnectionsPerClient = try ArgumentParser.parseInt(parsed.value("max_connections_per_client") ?? "512", option: "max-connections-per-client", range: 1...1_000_000)
         config.metrics = try metricsEndpoint(parsed)
+        config.trafficCounting = try ArgumentParser.parseBool(parsed.value("traffic_counting") ?? "True", option: "--traffic-counting")
         if let folder = parsed.value("config_folder") { config.configFolder = folder }
         else if let folder = environment["HAPROXY_CONFIG_PATH"], !folder.isEmpty { config.configFolder = folder }
         return (config, parsed)
