@@ -101,7 +101,7 @@ import Glibc
 
 extension Harness.Output {
     /// The end of what a long command printed, for failure messages.
-    var tail: String { String((stdout + "\n" + stderr).suffix(4000)) }
+    var tail: String { "\(stdout.suffix(2000))\n\(stderr.prefix(1500))\(stderr.count > 3000 ? "\n...\n" : "")\(stderr.dropFirst(1500).suffix(1500))" }
 }
 
 /// What the test checks is the same after it as before it: the processes of the virtualisation
@@ -233,7 +233,7 @@ struct TutorialInMachines {
     /// The machine and the command line of a tutorial step (`scripts/testbed exec HOST COMMAND`).
     func inMachine(_ template: String) -> (host: String, command: String) {
         let rendered = template.replacingOccurrences(of: "--type=Haproxy", with: "--type=\(type)").replacingOccurrences(of: "<uid>", with: uid)
-        let words = rendered.split(separator: " ", maxSplits: 4).map(String.init)
+        let words = rendered.split(separator: " ", maxSplits: 3).map(String.init)
         precondition(words.count == 4 && words[0...1] == ["scripts/testbed", "exec"], "not a command on one host: \(template)")
         let command = words[3]
         return (words[2], command.hasPrefix("tcpdump ") ? "sudo \(command)" : command)
