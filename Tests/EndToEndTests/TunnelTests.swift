@@ -149,6 +149,28 @@ import SciStreamControl
         await Self.release(tunnel)
     }
 
+    @Test(arguments: ["Haproxy", "Nginx"])
+    func proxyBufferSizeReachesTheConfigAndBytesArriveIntact(type: String) async throws {
+        let app = try ProducerApp(expectedConnections: 1)
+        defer { app.stop() }
+        let base = type == "Haproxy" ? 23800 : 23900
+        let producer = try await Daemon(type: type, portRange: "\(base)-\(base + 9)", extra: ["--proxy-buffer-size", "32k"])
+        let consumer = try await Daemon(type: type, portRange: "\(base + 10)-\(base + 19)", extra: ["--proxy_buffer_size=default"])
+        defer { producer.stop(); consumer.stop() }
+        let tunnel = try await TunnelTests.setUp(type: type, appPort: app.port, range: ("", ""), consumerPort: try Self.freePort(), producer: producer, consumer: consumer)
+        let config = { (daemon: Daemon) in
+            (try? String(contentsOf: daemon.configFolder.appendingPathComponent("\(tunnel.uid).conf"), encoding: .utf8)) ?? ""
+        }
+        let (sized, unsized) = (config(producer), config(consumer))
+        #expect(sized.contains(type == "Haproxy" ? "\n    tune.bufsize 32768\n" : "\n    proxy_buffer_size 32k;\n"), "\(sized)")
+        #expect(!unsized.isEmpty && !unsized.contains("tune.bufsize") && !unsized.contains("proxy_buffer_size"), "\(unsized)")
+        let sent = try await sendRandomBytes(to: tunnel.consumerPort, count: 16 << 20)
+        let received = await app.results()
+        #expect(received.first?.bytes == 16 << 20)
+        #expect(received.first?.sha256 == sent)
+        await Self.release(tunnel)
+    }
+
     @Test func gatewaysStartedDifferentlyAreRefusedAtSetup() async throws {
         let plain = try await Daemon(type: "Haproxy", portRange: "23200-23209", extra: ["--data-plane-tls=False"])
         let encrypted = try await Daemon(type: "Haproxy", portRange: "23210-23219")
