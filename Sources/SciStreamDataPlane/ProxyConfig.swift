@@ -18,6 +18,8 @@ struct SessionPlan: Sendable {
     /// The most connections the session's proxy holds at once, over all its listeners (those still
     /// in their TLS handshake count): HAProxy `maxconn`, nginx `limit_conn`, stunnel's client limit.
     let maxConnections: Int
+    /// Whether the proxy counts the session's traffic where s2cs can read it (a stats socket, an access log).
+    var counting = false
 
     static let maximumRateKbps = 1_000_000_000  // 1 Tbit/s
 
@@ -128,6 +130,12 @@ enum ProxyConfig {
             "    maxconn \(plan.maxConnections)",
             "    ssl-load-extra-files none",
             "    log stderr format raw local0 info",
+        ]
+        // A unix socket path is at most 107 bytes: a folder too deep to hold one goes uncounted.
+        if plan.counting && files.statsSocket.utf8.count < 108 {
+            lines.append("    stats socket \(files.statsSocket) mode 600 level user")
+        }
+        lines += [
             "",
             "defaults",
             "    mode tcp",
@@ -195,6 +203,15 @@ enum ProxyConfig {
             "    limit_conn session \(plan.maxConnections);",
             "    limit_conn_log_level warn;",
         ]
+        if plan.counting {
+            lines += [
+                // The only '$' in any config: nginx's variables, in a constant line. The access log
+                // goes to stderr, the pipe s2cs reads into <uid>.log, so that it is bounded too (a
+                // stranger's refused connection is a line of it).
+                "    log_format scistream_traffic $bytes_received,$bytes_sent;",
+                "    access_log /dev/stderr scistream_traffic;",
+            ]
+        }
         if plan.rateKbps > 0 {
             lines += [
                 "    proxy_upload_rate \(plan.rateBytesPerSecond);",
