@@ -418,14 +418,14 @@ actor SessionRegistry {
         }
         let seconds = Double(helloTimeout.components.seconds) + Double(helloTimeout.components.attoseconds) / 1e18
         logger.warning("session expired before setup finished; released", ["session": SessionID.shortPrefix(uid), "timeout": "\(seconds)s"])
-        if let waiter = session.helloWaiter {
-            session.helloWaiter = nil
-            waiter.resume(throwing: StatusError(.deadlineExceeded,
-                "no hello for session \(SessionID.shortPrefix(uid)) within \(seconds) s; the session was released"))
-        }
+        let waiter = session.helloWaiter
+        session.helloWaiter = nil
         session.state = .releasing
         sessions[uid] = session
         await retire(uid)
+        // Told once it is true: the session is gone and its ports are free.
+        waiter?.resume(throwing: StatusError(.deadlineExceeded,
+            "no hello for session \(SessionID.shortPrefix(uid)) within \(seconds) s; the session was released"))
     }
 
     /// A failed session nobody released: stop what is left of its proxy, then free its ports.
