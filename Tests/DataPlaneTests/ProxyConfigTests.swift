@@ -166,6 +166,18 @@ struct ProxyConfigTests {
         }
     }
 
+    /// stunnel's client limit is `fds * 125 / 256` (from 256 descriptors; `(fds - 6) / 2` below):
+    /// the descriptor limit s2cs gives it makes that exactly the session's cap.
+    @Test func stunnelDescriptorLimitGivesTheCap() {
+        func allowed(_ fds: Int) -> Int { fds >= 256 ? fds * 125 / 256 : (fds - 6) / 2 }
+        #expect(SessionLimits.stunnelFileLimit(forClients: 512) == 1049)
+        for clients in [5, 6, 100, 124, 125, 126, 256, 512, 1000, 4096] {
+            let fds = SessionLimits.stunnelFileLimit(forClients: clients)
+            #expect(allowed(fds) == clients, "\(clients) clients: \(fds) descriptors allow \(allowed(fds))")
+            #expect(fds == 16 || allowed(fds - 1) < clients, "\(clients): \(fds) is not the smallest")
+        }
+    }
+
     @Test func configsNeverContainOutsideText() throws {
         // Whatever the role and mode, every line of every config is made of known pieces: no
         // character outside the validated alphabets and the configs' own syntax.
