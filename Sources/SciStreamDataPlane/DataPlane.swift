@@ -153,6 +153,7 @@ public actor DataPlane {
         var plan = try SessionPlan(spec, tls: dataPlaneTLS, folder: folder,
                                    processors: ProcessInfo.processInfo.activeProcessorCount)
         plan.counting = countsTraffic
+        plan.udp = try Self.checkUDP(spec, type: type, tls: dataPlaneTLS)
         let key = plan.session.text
         guard sessions[key] == nil else { throw .alreadyRunning(session: plan.session.prefix) }
         if type == .mock {

@@ -17,6 +17,8 @@ struct SessionPlan: Sendable {
     let threads: Int
     /// Whether the proxy counts the session's traffic where s2cs can read it (a stats socket, an access log).
     var counting = false
+    /// Listen for UDP too (`listen ... udp`): Nginx, plaintext hop only (checked by DataPlane.start).
+    var udp = false
 
     static let maximumRateKbps = 1_000_000_000  // 1 Tbit/s
 
@@ -206,6 +208,9 @@ enum ProxyConfig {
                 "",
                 "    server {",
                 "        listen \(route.listener)\(ssl);",
+            ]
+            if plan.udp { lines.append("        listen \(route.listener) udp;") }
+            lines += [
                 "        proxy_pass \(route.target);",
                 "    }",
             ]

@@ -19,6 +19,8 @@ public struct ProxySpec: Sendable, Equatable {
     public var targets: [ProxyEndpoint]
     /// Per-connection rate limit in kb/s (1 kb = 1000 bits); 0 means unlimited. Only nginx applies it.
     public var rateKbps: Int
+    /// Forward UDP as well as TCP on every listener (Nginx with a plaintext hop only).
+    public var udp = false
 
     public init(uid: String, role: ProxyRole, listeners: [ProxyEndpoint], targets: [ProxyEndpoint], rateKbps: Int) {
         self.uid = uid
