@@ -15,15 +15,19 @@ struct SessionPlan: Sendable {
     /// open several connections to one listener (iperf3 -P 4 through --num_conn 1 ran at 0.85 of
     /// the hand-configured pair with one thread, 1.00 with two).
     let threads: Int
+    /// Per-connection buffer size (HAProxy and nginx).
+    let buffers: ProxyBuffers
     /// Whether the proxy counts the session's traffic where s2cs can read it (a stats socket, an access log).
     var counting = false
     /// Listen for UDP too (`listen ... udp`): Nginx, plaintext hop only (checked by DataPlane.start).
     var udp = false
 
     static let maximumRateKbps = 1_000_000_000  // 1 Tbit/s
+    /// Sources the listeners accept (numeric CIDR blocks); empty: any.
+    let allowedSources: [String]
 
     /// Validates `spec` (again: every value that reaches a config). Nothing is written on failure.
-    init(_ spec: ProxySpec, tls: Bool, folder: String, processors: Int) throws(DataPlaneError) {
+    init(_ spec: ProxySpec, tls: Bool, folder: String, processors: Int, buffers: ProxyBuffers = .standard) throws(DataPlaneError) {
         guard let session = SessionID(spec.uid) else { throw .invalidSessionID }
         let name = session.prefix
         guard !spec.listeners.isEmpty else { throw .invalidSpec(session: name, reason: "no listeners") }
@@ -53,6 +57,14 @@ struct SessionPlan: Sendable {
         guard spec.rateKbps >= 0, spec.rateKbps <= Self.maximumRateKbps else {
             throw .invalidSpec(session: name, reason: "rate \(spec.rateKbps) kb/s is out of range (0 = unlimited, at most \(Self.maximumRateKbps))")
         }
+        for source in spec.allowedSources {
+            // Numeric CIDR only (the control layer renders them from parsed addresses): hex digits, '.', ':' and one '/'.
+            let valid = source.utf8.count <= 64 && source.filter({ $0 == "/" }).count == 1
+                && source.allSatisfy { $0.isASCII && ($0.isHexDigit || $0 == "." || $0 == ":" || $0 == "/") }
+            guard valid else { throw .invalidSpec(session: name, reason: "invalid allowed source '\(printable(source))' (a numeric CIDR block)") }
+        }
+        guard spec.allowedSources.count <= 256 else { throw .invalidSpec(session: name, reason: "too many allowed sources (at most 256)") }
+        self.allowedSources = spec.allowedSources
         guard isConfigSafePath(folder) else {
             throw .folder(path: printable(folder, limit: 200), reason: "the path has characters that cannot appear in a proxy config")
         }
@@ -64,6 +76,7 @@ struct SessionPlan: Sendable {
         self.files = SessionFiles(folder: folder, session: session)
         self.workers = max(1, min(processors, listeners.count, 64))
         self.threads = max(1, min(processors, 64))
+        self.buffers = buffers
     }
 
     /// kb/s to bytes/s for nginx: × 1000 / 8.
@@ -100,7 +113,7 @@ enum ProxyConfig {
             "    nbthread \(plan.threads)",
             "    ssl-load-extra-files none",
             "    log stderr format raw local0 info",
-        ]
+        ] + plan.buffers.haproxyGlobal
         // A unix socket path is at most 107 bytes: a folder too deep to hold one goes uncounted.
         if plan.counting && files.statsSocket.utf8.count < 108 {
             lines.append("    stats socket \(files.statsSocket) mode 600 level user")
@@ -127,6 +140,9 @@ enum ProxyConfig {
                 lines.append("    bind \(route.listener) \(tlsCommon)")
             } else {
                 lines.append("    bind \(route.listener)")
+            }
+            if !plan.allowedSources.isEmpty {
+                lines.append("    tcp-request connection reject unless { src \(plan.allowedSources.joined(separator: " ")) }")
             }
             if plan.tls && plan.role == .cons {
                 lines.append("    server s\(index) \(route.target) \(tlsCommon) verifyhost \(SessionKeys.peerName) sni str(\(SessionKeys.peerName))")
@@ -161,7 +177,7 @@ enum ProxyConfig {
             // bytes still in nginx's buffer are lost (seen: 112 KiB of 1 MiB arrived).
             "    proxy_half_close on;",
             "    proxy_connect_timeout \(TLSParameters.connectSeconds)s;",
-        ]
+        ] + plan.buffers.nginxStream
         if plan.counting {
             lines += [
                 // The only '$' in any config: nginx's variables, in a constant line.
@@ -212,8 +228,11 @@ enum ProxyConfig {
             if plan.udp { lines.append("        listen \(route.listener) udp;") }
             lines += [
                 "        proxy_pass \(route.target);",
-                "    }",
             ]
+            if !plan.allowedSources.isEmpty {
+                lines += plan.allowedSources.map { "        allow \($0);" } + ["        deny all;"]
+            }
+            lines.append("    }")
         }
         lines.append("}")
         return lines.joined(separator: "\n") + "\n"

@@ -35,7 +35,7 @@ import SciStreamControl
     }
 
     @Test func iperf3UDPThroughAnNginxPlaintextTunnel() async throws {
-        let producer = try await Daemon(type: "Nginx", extra: ["--data-plane-tls=False"])
+        let producer = try await Daemon(type: "Nginx", extra: ["--data-plane-tls=False", "--peer-gateways", "127.0.0.1"])
         let consumer = try await Daemon(type: "Nginx", extra: ["--data-plane-tls=False"])
         defer { producer.stop(); consumer.stop() }
         let appPort = producer.ports[9]
