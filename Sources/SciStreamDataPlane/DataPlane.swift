@@ -269,7 +269,6 @@ public actor DataPlane {
 
         // Readiness: every listener has a LISTEN socket, or the proxy exited, or the time is up.
         let deadline = ContinuousClock.now + readinessTimeout
-        var pause = Duration.milliseconds(2)
         while true {
             if let status = child.status {
                 let text = ProxyLog.errorSummary(ProxyLog.text(files.log, from: runStart), type: type)
@@ -281,7 +280,13 @@ public actor DataPlane {
             }
             // A LISTEN socket on the address is not enough: it must be the proxy's own (one of its
             // process group's descriptors), or a socket someone else holds would pass for it.
-            let table = ListenerProbe.listeningSockets()
+            let table: [ListenerProbe.Listener: Set<UInt64>]
+            do {
+                table = try ListenerProbe.listeningSockets(on: addresses.flatMap { $0 })
+            } catch {
+                return await fail(.startFailed(type: type, session: name, message: "cannot list the listening sockets: \(error)"),
+                                  child: child)
+            }
             let bound = zip(plan.routes, addresses).map { ($0.0, ListenerProbe.listeners($0.1, in: table)) }
             var missing = bound.first { $0.1.isEmpty }?.0
             if missing == nil {
@@ -294,8 +299,7 @@ public actor DataPlane {
                 return await fail(.notReady(type: type, session: name, listener: missing.listener.description, seconds: seconds),
                                   child: child)
             }
-            try? await Task.sleep(for: pause)
-            pause = min(pause * 2, .milliseconds(25))
+            try? await Task.sleep(for: .milliseconds(2))  // a query costs microseconds: poll often
         }
         logger.info("proxy started", [
             "session": name, "type": type.name, "role": "\(plan.role)", "pid": String(child.pid),

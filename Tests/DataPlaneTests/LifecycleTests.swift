@@ -135,8 +135,8 @@ struct LifecycleTests {
             #expect(line?.contains("pid=\(pid)") == true)
             #expect(line?.contains("status=killed by SIGKILL") == true)
             // Its workers went with it (nginx's would keep serving): nobody listens any more.
-            #expect(!ListenerProbe.isListening(try ListenerProbe.addresses(of: ConfigEndpoint(loopback(port))!),
-                                               in: ListenerProbe.listeningSockets()))
+            let addresses = try ListenerProbe.addresses(of: ConfigEndpoint(loopback(port))!)
+            #expect(!ListenerProbe.isListening(addresses, in: try ListenerProbe.listeningSockets(on: addresses)))
             #expect(processes(mentioning: folder.path).isEmpty)
 
             await plane.stop(uid: uid)
