@@ -230,25 +230,6 @@ public actor DataPlane {
             return await fail(error)
         }
 
-        let logStart = ProxyLog.size(files.log)
-        if let check = checkCommand(files) {
-            let outcome: TerminationStatus?
-            do {
-                let checker = try await ChildProcess.spawn(executable: executable, arguments: check,
-                                                           environment: Self.childEnvironment, logPath: files.log)
-                if let status = await checker.wait(timeout: .seconds(30)) {
-                    outcome = status
-                } else {
-                    outcome = await checker.terminate(grace: .seconds(1))
-                }
-            } catch {
-                return await fail(.spawnFailed(type: type, session: name, reason: error.errno.description))
-            }
-            if outcome != .exited(code: 0) {
-                let text = ProxyLog.errorSummary(ProxyLog.text(files.log, from: logStart), type: type)
-                return await fail(.configRejected(type: type, session: name, message: files.redact(text)))
-            }
-        }
         if shouldAbandon(files.session.text) { return await fail(.stoppedWhileStarting(session: name)) }
 
         let child: ChildProcess
@@ -307,15 +288,6 @@ public actor DataPlane {
             "tls": plan.tls ? "on" : "off",
         ])
         return .success(child)
-    }
-
-    /// The proxy's own config check, where it has one.
-    private func checkCommand(_ files: SessionFiles) -> [String]? {
-        switch type {
-        case .haproxy: ["-c", "-f", files.launchConfig]
-        case .nginx: ["-t", "-c", files.launchConfig, "-e", "stderr"]
-        case .stunnel, .mock: nil
-        }
     }
 
     /// The proxy's command line (arguments after the executable), in the foreground.
