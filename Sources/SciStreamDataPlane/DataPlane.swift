@@ -422,7 +422,7 @@ public actor DataPlane {
             }
             if keepFiles { continue }
             for path in files.removable { AtomicFile.remove(path) }
-            for name in names where name.hasPrefix(key + ".") && name.hasSuffix(".tmp") {
+            for name in names where name.hasPrefix(key + ".") && name.hasSuffix(AtomicFile.temporarySuffix) {
                 AtomicFile.remove(folder + "/" + name)
             }
             logger.info("stale session files removed", ["session": session.prefix])
