@@ -36,6 +36,8 @@ public actor DataPlane {
     }
 
     private var sessions: [String: Session] = [:]
+    /// Proxies that exited without being asked to, since start (s2cs --metrics).
+    public private(set) var unexpectedExits = 0
 
     /// The folder s2cs keeps session files in: `$HAPROXY_CONFIG_PATH`, or `~/.scistream`.
     public static func defaultFolder() -> String {
@@ -305,6 +307,7 @@ public actor DataPlane {
     private func proxyExited(key: String, child: ChildProcess, status: TerminationStatus) {
         guard let entry = sessions[key], case .running(let current) = entry.phase, current === child else { return }
         sessions[key]?.phase = .exited(child, status)
+        unexpectedExits += 1
         logger.error("proxy exited unexpectedly", [
             "session": String(key.prefix(8)), "type": type.name, "pid": String(child.pid), "status": status.description,
         ])

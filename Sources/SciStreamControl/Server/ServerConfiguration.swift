@@ -24,6 +24,8 @@ public struct ServerConfiguration: Sendable {
     /// How long one frame (or a TLS handshake) may take to arrive once begun: a slow or silent peer is cut off.
     public var frameTimeout: Duration = .seconds(10)
     public var configFolder = DataPlane.defaultFolder()
+    /// `--metrics`: where the Prometheus page is served (nil: not served); see Metrics+Configuration.swift.
+    public var metrics: Endpoint? = nil
 
     public init() {}
 
@@ -48,6 +50,8 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("frame-timeout", value: "seconds", default: "10", help: "How long a TLS handshake or one request frame may take to arrive."),
         OptionSpec("max-sessions-per-client", value: "n", default: "1000", help: "Most sessions one client address may hold at once."),
         OptionSpec("config-folder", value: "dir", help: "Where configs, keys, logs and pid files go (default $HAPROXY_CONFIG_PATH or ~/.scistream)."),
+        OptionSpec("metrics", value: "host:port", help: "Serve Prometheus metrics at http://<host:port>/metrics (a loopback address unless --metrics-allow-remote; off by default)."),
+        OptionSpec("metrics-allow-remote", help: "Allow --metrics on an address that is not loopback (anyone who reaches it sees session figures)."),
         OptionSpec("version", help: "Show the version."),
     ]
 
@@ -96,6 +100,7 @@ public struct ServerConfiguration: Sendable {
             throw UsageError("'\(frameText)' is not valid for '--frame-timeout': use seconds from 0.1 to 3600")
         }
         config.frameTimeout = .milliseconds(Int64(frameSeconds * 1000))
+        config.metrics = try metricsEndpoint(parsed)
         if let folder = parsed.value("config_folder") { config.configFolder = folder }
         else if let folder = environment["HAPROXY_CONFIG_PATH"], !folder.isEmpty { config.configFolder = folder }
         return (config, parsed)
