@@ -47,6 +47,7 @@ public enum ControlDaemon {
         } catch {
             return Console.runtimeError(error)
         }
+        await dataPlane.setCountsTraffic(config.trafficCounting)
         let reaped = await dataPlane.reapStale()
         if reaped > 0 { logger.info("stopped proxies left by an earlier s2cs", ["count": "\(reaped)"]) }
 

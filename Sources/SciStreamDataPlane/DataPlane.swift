@@ -38,6 +38,10 @@ public actor DataPlane {
     private var sessions: [String: Session] = [:]
     /// Proxies that exited without being asked to, since start (s2cs --metrics).
     public private(set) var unexpectedExits = 0
+    /// Whether proxies are configured to count traffic (TrafficMeter reads it). Off unless turned on:
+    /// s2cs turns it on (`--traffic-counting`, default True).
+    public private(set) var countsTraffic = false
+    public func setCountsTraffic(_ on: Bool) { countsTraffic = on }
 
     /// The folder s2cs keeps session files in: `$HAPROXY_CONFIG_PATH`, or `~/.scistream`.
     public static func defaultFolder() -> String {
@@ -146,8 +150,9 @@ public actor DataPlane {
     /// process group (/proc/<pid>/fd). On any failure the proxy is stopped, the
     /// session's files except the log are removed, and the error quotes the proxy's own message.
     public func start(_ spec: ProxySpec) async throws(DataPlaneError) {
-        let plan = try SessionPlan(spec, tls: dataPlaneTLS, folder: folder,
+        var plan = try SessionPlan(spec, tls: dataPlaneTLS, folder: folder,
                                    processors: ProcessInfo.processInfo.activeProcessorCount)
+        plan.counting = countsTraffic
         let key = plan.session.text
         guard sessions[key] == nil else { throw .alreadyRunning(session: plan.session.prefix) }
         if type == .mock {

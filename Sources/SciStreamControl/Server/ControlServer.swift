@@ -18,6 +18,8 @@ public final class ControlServer: Sendable {
     let tokenChecker: TokenChecker?
     /// What `--metrics` serves (Metrics.swift).
     let metrics = Metrics()
+    /// Reads sessions' traffic from their proxies for `list` and `--metrics` (ControlServer+Traffic.swift).
+    let traffic = TrafficMeter()
     private let tls: TLSContext?
     private let listener: Socket
     private let connections = Mutex(0)

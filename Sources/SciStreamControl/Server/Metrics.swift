@@ -66,7 +66,7 @@ final class Metrics: Sendable {
 
     /// The exposition text: these counters, the sessions by state, role and type, and the proxies
     /// that exited without being asked to.
-    func render(sessions: [SessionInfo], type: String, unexpectedExits: Int) -> String {
+    func render(sessions: [SessionInfo], traffic: [SessionTraffic], type: String, unexpectedExits: Int) -> String {
         let counters = self.counters.withLock { $0 }
         var text = PrometheusText()
         text.family("s2cs_info", "gauge", "This s2cs: its version and data server type.")
@@ -109,6 +109,24 @@ final class Metrics: Sendable {
 
         text.family("s2cs_proxy_unexpected_exits_total", "counter", "Session proxies that exited without being asked to (not by release, expiry or shutdown).")
         text.sample("s2cs_proxy_unexpected_exits_total", [:], Double(unexpectedExits))
+
+        // Per session (uid prefix), as its proxy counts it: only sessions whose traffic is counted.
+        let roles = Dictionary(sessions.map { ($0.uid, "\($0.role)") }, uniquingKeysWith: { first, _ in first })
+        let counted = traffic.filter { $0.counting != .none }
+        text.family("s2cs_session_bytes_total", "counter", "Bytes through a session's proxy: in = received on its listeners and forwarded to its targets, out = the way back (closed connections only for Nginx and Stunnel).")
+        for entry in counted {
+            let role = roles[entry.uid] ?? ""
+            text.sample("s2cs_session_bytes_total", ["session": entry.uid, "role": role, "direction": "in"], Double(entry.bytesIn))
+            text.sample("s2cs_session_bytes_total", ["session": entry.uid, "role": role, "direction": "out"], Double(entry.bytesOut))
+        }
+        text.family("s2cs_session_connections", "gauge", "Connections open now on a session's listeners.")
+        for entry in counted {
+            text.sample("s2cs_session_connections", ["session": entry.uid, "role": roles[entry.uid] ?? ""], Double(entry.openConnections))
+        }
+        text.family("s2cs_session_connections_total", "counter", "Connections a session's listeners accepted since its proxy started.")
+        for entry in counted {
+            text.sample("s2cs_session_connections_total", ["session": entry.uid, "role": roles[entry.uid] ?? ""], Double(entry.totalConnections))
+        }
         return text.text
     }
 }
@@ -145,7 +163,8 @@ struct PrometheusText {
 extension ControlServer {
     /// The `/metrics` page of this s2cs.
     func metricsText() async -> String {
-        metrics.render(sessions: await sessionInfos(), type: config.type.name, unexpectedExits: await dataPlane.unexpectedExits)
+        metrics.render(sessions: await sessionInfos(), traffic: await sessionTraffic(), type: config.type.name,
+                       unexpectedExits: await dataPlane.unexpectedExits)
     }
 }
 
