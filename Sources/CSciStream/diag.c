@@ -20,7 +20,7 @@ struct diag_request {
     struct inet_diag_bc_op program[4];
 };
 
-int scistream_tcp_listeners(int family, uint16_t low, uint16_t high, struct scistream_listener *out, int capacity) {
+int scistream_tcp_sockets(int family, uint32_t states, uint16_t low, uint16_t high, struct scistream_tcp_socket *out, int capacity) {
     if (family != AF_INET && family != AF_INET6) return -EAFNOSUPPORT;
     int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     if (fd < 0) return -errno;
@@ -32,7 +32,7 @@ int scistream_tcp_listeners(int family, uint16_t low, uint16_t high, struct scis
     message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     message.request.sdiag_family = (uint8_t)family;
     message.request.sdiag_protocol = IPPROTO_TCP;
-    message.request.idiag_states = 1u << TCP_LISTEN;
+    message.request.idiag_states = states;
     message.attribute.nla_len = sizeof message.attribute + sizeof message.program;
     message.attribute.nla_type = INET_DIAG_REQ_BYTECODE;
     /* op 0 at offset 0 (16 bytes left), op 1 at offset 8 (8 bytes left) */
@@ -68,11 +68,12 @@ int scistream_tcp_listeners(int family, uint16_t low, uint16_t high, struct scis
             if (reply->nlmsg_type != SOCK_DIAG_BY_FAMILY || reply->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg))) continue;
             const struct inet_diag_msg *socket_info = NLMSG_DATA(reply);
             if (count < capacity) {
-                struct scistream_listener *entry = &out[count];
+                struct scistream_tcp_socket *entry = &out[count];
                 memset(entry, 0, sizeof *entry);
                 memcpy(entry->address, socket_info->id.idiag_src, socket_info->idiag_family == AF_INET6 ? 16 : 4);
                 entry->port = ntohs(socket_info->id.idiag_sport);
                 entry->inode = socket_info->idiag_inode;
+                entry->state = socket_info->idiag_state;
             }
             count++;
         }

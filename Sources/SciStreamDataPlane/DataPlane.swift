@@ -144,10 +144,10 @@ public actor DataPlane {
     ///
     /// Mock: validates and records the session, starts nothing. Otherwise: validates `spec`
     /// (nothing is written if it is invalid), checks that every listener address is free, writes
-    /// the key material and the config (0600, atomically), has the proxy check its config where it
-    /// can, spawns it, and waits (bounded) until it listens on every listener, probed without
-    /// connecting: a LISTEN entry in /proc/net/tcp{,6} whose socket inode is held by the proxy's
-    /// process group (/proc/<pid>/fd). On any failure the proxy is stopped, the
+    /// the key material and the config (0600, atomically), spawns the proxy, and waits (bounded)
+    /// until it listens on every listener, probed without connecting: a LISTEN socket on the
+    /// address (asked of the kernel, sock_diag) whose inode is held by the proxy's process group
+    /// (/proc/<pid>/fd). On any failure the proxy is stopped, the
     /// session's files except the log are removed, and the error quotes the proxy's own message.
     public func start(_ spec: ProxySpec) async throws(DataPlaneError) {
         var plan = try SessionPlan(spec, tls: dataPlaneTLS, folder: folder,

@@ -63,7 +63,7 @@ enum ListenerProbe {
     static func listeningSockets(on addresses: [SocketAddress]) throws(Errno) -> [Listener: Set<UInt64>] {
         guard let low = addresses.map(\.port).min(), let high = addresses.map(\.port).max() else { return [:] }
         var sockets: [Listener: Set<UInt64>] = [:]
-        for socket in try ListeningSocket.find(ports: low...high) {
+        for socket in try TCPSocket.find([.listen], ports: low...high) {
             sockets[Listener(address: socket.address, port: socket.port), default: []].insert(socket.inode)
         }
         return sockets
