@@ -19,6 +19,8 @@ struct SessionPlan: Sendable {
     var counting = false
 
     static let maximumRateKbps = 1_000_000_000  // 1 Tbit/s
+    /// Sources the listeners accept (numeric CIDR blocks); empty: any.
+    let allowedSources: [String]
 
     /// Validates `spec` (again: every value that reaches a config). Nothing is written on failure.
     init(_ spec: ProxySpec, tls: Bool, folder: String, processors: Int) throws(DataPlaneError) {
@@ -51,6 +53,14 @@ struct SessionPlan: Sendable {
         guard spec.rateKbps >= 0, spec.rateKbps <= Self.maximumRateKbps else {
             throw .invalidSpec(session: name, reason: "rate \(spec.rateKbps) kb/s is out of range (0 = unlimited, at most \(Self.maximumRateKbps))")
         }
+        for source in spec.allowedSources {
+            // Numeric CIDR only (the control layer renders them from parsed addresses): hex digits, '.', ':' and one '/'.
+            let valid = source.utf8.count <= 64 && source.filter({ $0 == "/" }).count == 1
+                && source.allSatisfy { $0.isASCII && ($0.isHexDigit || $0 == "." || $0 == ":" || $0 == "/") }
+            guard valid else { throw .invalidSpec(session: name, reason: "invalid allowed source '\(printable(source))' (a numeric CIDR block)") }
+        }
+        guard spec.allowedSources.count <= 256 else { throw .invalidSpec(session: name, reason: "too many allowed sources (at most 256)") }
+        self.allowedSources = spec.allowedSources
         guard isConfigSafePath(folder) else {
             throw .folder(path: printable(folder, limit: 200), reason: "the path has characters that cannot appear in a proxy config")
         }
@@ -125,6 +135,9 @@ enum ProxyConfig {
                 lines.append("    bind \(route.listener) \(tlsCommon)")
             } else {
                 lines.append("    bind \(route.listener)")
+            }
+            if !plan.allowedSources.isEmpty {
+                lines.append("    tcp-request connection reject unless { src \(plan.allowedSources.joined(separator: " ")) }")
             }
             if plan.tls && plan.role == .cons {
                 lines.append("    server s\(index) \(route.target) \(tlsCommon) verifyhost \(SessionKeys.peerName) sni str(\(SessionKeys.peerName))")
@@ -207,8 +220,11 @@ enum ProxyConfig {
                 "    server {",
                 "        listen \(route.listener)\(ssl);",
                 "        proxy_pass \(route.target);",
-                "    }",
             ]
+            if !plan.allowedSources.isEmpty {
+                lines += plan.allowedSources.map { "        allow \($0);" } + ["        deny all;"]
+            }
+            lines.append("    }")
         }
         lines.append("}")
         return lines.joined(separator: "\n") + "\n"
