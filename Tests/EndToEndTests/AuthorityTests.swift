@@ -403,7 +403,7 @@ func ownNonLoopbackAddresses() -> [String] {
     @Test func aFailedStartTellsTheClientNoLocalPathOrProxyLogText() {
         let failures: [DataPlaneError] = [
             .startFailed(type: .haproxy, session: "4f8583bc", message: "[ALERT] parsing [/root/.scistream/4f8583bc.conf:12]"),
-            .configRejected(type: .nginx, session: "4f8583bc", message: "open() \"/etc/nginx/x\" failed"),
+            .startFailed(type: .nginx, session: "4f8583bc", message: "open() \"/etc/nginx/x\" failed"),
             .file(path: "/root/.scistream/4f8583bc*.conf", reason: "No space left on device"),
             .folder(path: "/root/.scistream", reason: "not a folder"),
             .spawnFailed(type: .stunnel, session: "4f8583bc", reason: "exec /usr/bin/stunnel4: permission denied"),
