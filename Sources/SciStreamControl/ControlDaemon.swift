@@ -43,7 +43,8 @@ public enum ControlDaemon {
         }
         let dataPlane: DataPlane
         do {
-            dataPlane = try DataPlane(type: config.type, folder: config.configFolder, dataPlaneTLS: config.dataPlaneTLS, logger: logger)
+            dataPlane = try DataPlane(type: config.type, folder: config.configFolder, dataPlaneTLS: config.dataPlaneTLS,
+                                      buffers: config.proxyBuffers, logger: logger)
         } catch {
             return Console.runtimeError(error)
         }

@@ -15,6 +15,8 @@ struct SessionPlan: Sendable {
     /// open several connections to one listener (iperf3 -P 4 through --num_conn 1 ran at 0.85 of
     /// the hand-configured pair with one thread, 1.00 with two).
     let threads: Int
+    /// Per-connection buffer size (HAProxy and nginx).
+    let buffers: ProxyBuffers
     /// Whether the proxy counts the session's traffic where s2cs can read it (a stats socket, an access log).
     var counting = false
 
@@ -23,7 +25,7 @@ struct SessionPlan: Sendable {
     let allowedSources: [String]
 
     /// Validates `spec` (again: every value that reaches a config). Nothing is written on failure.
-    init(_ spec: ProxySpec, tls: Bool, folder: String, processors: Int) throws(DataPlaneError) {
+    init(_ spec: ProxySpec, tls: Bool, folder: String, processors: Int, buffers: ProxyBuffers = .standard) throws(DataPlaneError) {
         guard let session = SessionID(spec.uid) else { throw .invalidSessionID }
         let name = session.prefix
         guard !spec.listeners.isEmpty else { throw .invalidSpec(session: name, reason: "no listeners") }
@@ -72,6 +74,7 @@ struct SessionPlan: Sendable {
         self.files = SessionFiles(folder: folder, session: session)
         self.workers = max(1, min(processors, listeners.count, 64))
         self.threads = max(1, min(processors, 64))
+        self.buffers = buffers
     }
 
     /// kb/s to bytes/s for nginx: × 1000 / 8.
@@ -108,7 +111,7 @@ enum ProxyConfig {
             "    nbthread \(plan.threads)",
             "    ssl-load-extra-files none",
             "    log stderr format raw local0 info",
-        ]
+        ] + plan.buffers.haproxyGlobal
         // A unix socket path is at most 107 bytes: a folder too deep to hold one goes uncounted.
         if plan.counting && files.statsSocket.utf8.count < 108 {
             lines.append("    stats socket \(files.statsSocket) mode 600 level user")
@@ -172,7 +175,7 @@ enum ProxyConfig {
             // bytes still in nginx's buffer are lost (seen: 112 KiB of 1 MiB arrived).
             "    proxy_half_close on;",
             "    proxy_connect_timeout \(TLSParameters.connectSeconds)s;",
-        ]
+        ] + plan.buffers.nginxStream
         if plan.counting {
             lines += [
                 // The only '$' in any config: nginx's variables, in a constant line.

@@ -18,6 +18,7 @@ public struct ServerConfiguration: Sendable {
     public var serverKey = "server.key"
     public var tls = true
     public var dataPlaneTLS = true
+    public var proxyBuffers = ProxyBuffers.standard
     public var helloTimeout: Duration = .seconds(180)
     public var maxConnections = 4096
     public var maxSessionsPerClient = 1000
@@ -58,6 +59,7 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("server_key", value: "file", default: "server.key", help: "TLS private key of the control channel."),
         OptionSpec("ssl", value: "bool", default: "True", help: "TLS on the control channel; False is for development only."),
         OptionSpec("data-plane-tls", value: "bool", default: "True", help: "Encrypt the hop between gateways; False forwards plain TCP (trusted networks only)."),
+        OptionSpec("proxy-buffer-size", value: "size", default: ProxyBuffers.standard.description, help: "Buffer per connection and direction in HAProxy and Nginx: 4k to 256k, or 'default' for the proxy's own (16k)."),
         OptionSpec("hello-timeout", value: "seconds", default: "180", help: "How long a request waits for its hello (env S2CS_HELLO_TIMEOUT)."),
         OptionSpec("max-connections", value: "n", default: "4096", help: "Most control connections served at once; more are answered RESOURCE_EXHAUSTED."),
         OptionSpec("frame-timeout", value: "seconds", default: "10", help: "How long a TLS handshake or one request frame may take to arrive."),
@@ -113,6 +115,12 @@ public struct ServerConfiguration: Sendable {
         config.serverKey = parsed.string("server_key")
         config.tls = try ArgumentParser.parseBool(parsed.string("ssl"), option: "--ssl")
         config.dataPlaneTLS = try ArgumentParser.parseBool(parsed.string("data_plane_tls"), option: "--data-plane-tls")
+
+        let bufferText = parsed.string("proxy_buffer_size")
+        guard let buffers = ProxyBuffers(parsing: bufferText) else {
+            throw UsageError("'\(bufferText)' is not valid for '--proxy-buffer-size': use a size from \(ProxyBuffers.allowedKiB.lowerBound)k to \(ProxyBuffers.allowedKiB.upperBound)k, e.g. 64k, or 'default' for the proxy's own")
+        }
+        config.proxyBuffers = buffers
 
         let helloText = parsed.values["hello_timeout"] ?? environment["S2CS_HELLO_TIMEOUT"] ?? parsed.string("hello_timeout")
         guard let helloSeconds = Double(helloText), helloSeconds > 0, helloSeconds <= 86_400 else {
