@@ -304,8 +304,14 @@ func ownNonLoopbackAddresses() -> [String] {
         #expect(refused.stderr.contains("refused the request") && refused.stderr.contains("--max-connections-per-client 3"), "\(refused.stderr)")
         held.forEach { $0.close() }
         held.removeAll()
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(await Harness.s2uc(["list"] + daemon.clientArguments).status == 0)
+        // Served as soon as s2cs has noticed the closes (retried for at most 10 s).
+        let deadline = ContinuousClock.now + .seconds(10)
+        var served = await Harness.s2uc(["list"] + daemon.clientArguments)
+        while served.status != 0 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+            served = await Harness.s2uc(["list"] + daemon.clientArguments)
+        }
+        #expect(served.status == 0, "\(served.stderr)")
     }
 
     // MARK: 7. plaintext mode
