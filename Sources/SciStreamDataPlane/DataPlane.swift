@@ -211,6 +211,7 @@ public actor DataPlane {
                                    processors: ProcessInfo.processInfo.activeProcessorCount, buffers: buffers,
                                    maxConnections: maxConnections)
         plan.counting = countsTraffic
+        plan.udp = try Self.checkUDP(spec, type: type, tls: dataPlaneTLS)
         let key = plan.session.text
         guard sessions[key] == nil else { throw .alreadyRunning(session: plan.session.prefix) }
         if type == .mock {

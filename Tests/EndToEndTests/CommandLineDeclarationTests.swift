@@ -12,8 +12,8 @@ import SciStreamWire
     /// The lines s2uc printed when they were written by hand (the README and the seeds' transcripts
     /// show some of them): derived from the declarations, they read the same.
     static let handWrittenUsage = [
-        "s2uc inbound_request [--s2cs <host:port>] [--remote_ip <ip>] [--receiver_ports <ports>] [--num_conn <n>] [--rate <kb/s>] [--server_cert <file>] [--mock True]",
-        "s2uc outbound_request [--s2cs <host:port>] [--receiver_ports <ports>] [--num_conn <n>] [--rate <kb/s>] [--server_cert <file>] <uid> <listener[,listener...]>",
+        "s2uc inbound_request [--s2cs <host:port>] [--remote_ip <ip>] [--receiver_ports <ports>] [--num_conn <n>] [--rate <kb/s>] [--server_cert <file>] [--mock True] [--protocol udp]",
+        "s2uc outbound_request [--s2cs <host:port>] [--receiver_ports <ports>] [--num_conn <n>] [--rate <kb/s>] [--server_cert <file>] [--protocol udp] <uid> <listener[,listener...]>",
         "s2uc release <uid> [--s2cs <host:port>] [--server_cert <file>] [--scope <scope_id>]",
         "s2uc list [--s2cs <host:port>] [--server_cert <file>] [--scope <scope_id>]",
         "s2uc stream_request --prod_s2cs <host:port> --cons_s2cs <host:port> [--remote_ip <ip>] [--receiver_ports <ports>] [--cons_receiver_ports <ports>] [--num_conn <n>] [--rate <kb/s>] [--server_cert <file>] [--prod_server_cert <file>] [--cons_server_cert <file>]",
