@@ -33,6 +33,14 @@ struct TunnelTests {
             // Files: 0600 in a 0700 folder; readiness opened no connection to the application.
             // nginx must write a pid file too: its own, <uid>.nginx.pid (s2cs alone writes <uid>.pid).
             let extensions = type == .nginx ? ["conf", "key", "log", "nginx.pid", "pem", "pid"] : ["conf", "key", "log", "pem", "pid"]
+            if type == .nginx {
+                // nginx writes its pid file once it runs, which may be just after its sockets listen.
+                let deadline = ContinuousClock.now + .seconds(5)
+                while ContinuousClock.now < deadline,
+                      ![prodFolder, consFolder].allSatisfy({ FileManager.default.fileExists(atPath: $0.file("\(uid).nginx.pid")) }) {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+            }
             for folder in [prodFolder, consFolder] {
                 #expect(folder.contents() == (extensions.map { "\(uid).\($0)" } + [launchName(uid)]))
                 #expect(mode(folder.path) == 0o700)
