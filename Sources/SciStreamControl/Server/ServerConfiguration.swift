@@ -39,6 +39,7 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("verbose", aliases: ["v"], help: "Log every request (debug level)."),
         OptionSpec("client-id", value: "id", help: "Globus Auth client id of this s2cs: users log in with 's2uc login --scope <id>'."),
         OptionSpec("client-secret", value: "secret", help: "Globus Auth client secret; with it every request's token is checked, without it authentication is off."),
+        OptionSpec("client-secret-file", value: "file", help: "Read the client secret from this file (mode 0600 or stricter; keeps it out of 'ps'); instead of --client-secret."),
         OptionSpec("server_crt", value: "file", default: "server.crt", help: "TLS certificate of the control channel."),
         OptionSpec("server_key", value: "file", default: "server.key", help: "TLS private key of the control channel."),
         OptionSpec("ssl", value: "bool", default: "True", help: "TLS on the control channel; False is for development only."),
@@ -75,6 +76,9 @@ public struct ServerConfiguration: Sendable {
         config.verbose = parsed.isSet("verbose")
         config.clientID = parsed.value("client_id")
         config.clientSecret = parsed.value("client_secret")
+        if let path = parsed.value("client_secret_file") {
+            config.clientSecret = try readClientSecretFile(path, alsoGiven: config.clientSecret != nil)
+        }
         if let secret = config.clientSecret, !secret.isEmpty, (config.clientID ?? "").isEmpty {
             throw UsageError("--client-secret needs --client-id: the client id names the scope tokens must carry")
         }

@@ -1,0 +1,56 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SciStreamSystem
+
+/// `--client-secret-file PATH`: the Globus Auth client secret read from a file, so that it never
+/// appears on a command line (`ps`). A systemd credential (`LoadCredential=`) is such a file, in
+/// `$CREDENTIALS_DIRECTORY`. The file holds the secret alone; one trailing newline is dropped.
+extension ServerConfiguration {
+    static let secretFileLimit = 4096
+
+    static func readClientSecretFile(_ path: String, alsoGiven: Bool) throws(UsageError) -> String {
+        if alsoGiven {
+            throw UsageError("--client-secret and --client-secret-file are exclusive: give the secret one way (the file keeps it out of 'ps')")
+        }
+        guard !path.isEmpty else { throw UsageError("--client-secret-file is empty: give the path of a file holding the client secret") }
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else {
+            throw UsageError("cannot read --client-secret-file \(path): \(Errno.current) (it must be readable by the user s2cs runs as)")
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw UsageError("cannot read --client-secret-file \(path): \(Errno.current)") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw UsageError("--client-secret-file \(path) is not a regular file: give the file holding the client secret")
+        }
+        guard info.st_mode & 0o077 == 0 else {
+            let mode = String(info.st_mode & 0o777, radix: 8)
+            throw UsageError("--client-secret-file \(path) is readable by other users (mode \(mode)): make it private with 'chmod 600 \(path)'")
+        }
+        guard info.st_size <= secretFileLimit else {
+            throw UsageError("--client-secret-file \(path) is \(info.st_size) bytes: it must hold only the client secret (at most \(secretFileLimit) bytes)")
+        }
+        var bytes = [UInt8](repeating: 0, count: secretFileLimit + 1)
+        var count = 0
+        while count < bytes.count {
+            let got = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, $0.count - count) }  // non-empty buffer
+            if got < 0 && errno == EINTR { continue }
+            guard got >= 0 else { throw UsageError("cannot read --client-secret-file \(path): \(Errno.current)") }
+            if got == 0 { break }
+            count += got
+        }
+        guard count <= secretFileLimit else {
+            throw UsageError("--client-secret-file \(path) is longer than \(secretFileLimit) bytes: it must hold only the client secret")
+        }
+        var text = Substring(decoding: bytes.prefix(count), as: UTF8.self)
+        if text.hasSuffix("\n") { text = text.dropLast() }  // "\r\n" is one Character
+        guard !text.isEmpty, !text.allSatisfy({ $0 == " " || $0 == "\t" }) else {
+            throw UsageError("--client-secret-file \(path) is empty: put the Globus Auth client secret in it, or leave out --client-id and the secret to run without authentication")
+        }
+        guard !text.contains(where: { $0.isNewline }) else {
+            throw UsageError("--client-secret-file \(path) holds more than one line: it must hold only the client secret")
+        }
+        return String(text)
+    }
+}
