@@ -43,7 +43,9 @@ public enum ControlDaemon {
         }
         let dataPlane: DataPlane
         do {
-            dataPlane = try DataPlane(type: config.type, folder: config.configFolder, dataPlaneTLS: config.dataPlaneTLS, logger: logger)
+            let runAs = try config.proxyIdentity(effectiveUID: geteuid())
+            dataPlane = try DataPlane(type: config.type, folder: config.configFolder, dataPlaneTLS: config.dataPlaneTLS, logger: logger,
+                                      runAs: config.type == .mock ? nil : runAs)
         } catch {
             return Console.runtimeError(error)
         }
@@ -75,7 +77,7 @@ public enum ControlDaemon {
         }
         logger.info("s2cs started", ["address": bound, "type": config.type.name, "tls": config.tls ? "on" : "off",
                                      "port_range": config.portRange.description, "listener_ip": config.listenerIP,
-                                     "folder": config.configFolder])
+                                     "folder": config.configFolder, "proxy_user": dataPlane.runAs?.user ?? "(as s2cs)"])
         Console.out("s2cs listening on \(bound)")
 
         let serving = Task { await server.run() }

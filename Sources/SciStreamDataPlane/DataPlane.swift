@@ -20,6 +20,8 @@ public actor DataPlane {
     let searchPath: [String]
     /// Tests turn this off to see the proxy's own bind error instead of ours.
     let checkListenersBeforeLaunch: Bool
+    /// Who proxies drop to after start-up (s2cs runs as root); nil: they run as s2cs does.
+    public nonisolated let runAs: ProxyIdentity?
 
     private enum Phase {
         case mock
@@ -68,14 +70,16 @@ public actor DataPlane {
     /// creates `folder` with mode 0700 (tightening an existing one of ours), and makes this process
     /// a child subreaper so that a proxy's orphaned workers can be reaped.
     public init(type: DataServerType, folder: String, dataPlaneTLS: Bool, logger: Logger,
-                stopGrace: Duration = .seconds(2)) throws(DataPlaneError) {
+                stopGrace: Duration = .seconds(2), runAs: ProxyIdentity? = nil) throws(DataPlaneError) {
         try self.init(type: type, folder: folder, dataPlaneTLS: dataPlaneTLS, logger: logger, stopGrace: stopGrace,
                       searchPath: DataPlane.defaultSearchPath(), readinessTimeout: .seconds(10),
-                      checkListenersBeforeLaunch: true)
+                      checkListenersBeforeLaunch: true, runAs: runAs)
     }
 
     init(type: DataServerType, folder: String, dataPlaneTLS: Bool, logger: Logger, stopGrace: Duration,
-         searchPath: [String], readinessTimeout: Duration, checkListenersBeforeLaunch: Bool) throws(DataPlaneError) {
+         searchPath: [String], readinessTimeout: Duration, checkListenersBeforeLaunch: Bool,
+         runAs: ProxyIdentity? = nil) throws(DataPlaneError) {
+        self.runAs = runAs
         self.type = type
         self.folder = folder
         self.dataPlaneTLS = dataPlaneTLS
@@ -144,8 +148,9 @@ public actor DataPlane {
     /// process group (/proc/<pid>/fd). On any failure the proxy is stopped, the
     /// session's files except the log are removed, and the error quotes the proxy's own message.
     public func start(_ spec: ProxySpec) async throws(DataPlaneError) {
-        let plan = try SessionPlan(spec, tls: dataPlaneTLS, folder: folder,
+        var plan = try SessionPlan(spec, tls: dataPlaneTLS, folder: folder,
                                    processors: ProcessInfo.processInfo.activeProcessorCount)
+        plan.runAs = runAs
         let key = plan.session.text
         guard sessions[key] == nil else { throw .alreadyRunning(session: plan.session.prefix) }
         if type == .mock {

@@ -24,6 +24,8 @@ public struct ServerConfiguration: Sendable {
     /// How long one frame (or a TLS handshake) may take to arrive once begun: a slow or silent peer is cut off.
     public var frameTimeout: Duration = .seconds(10)
     public var configFolder = DataPlane.defaultFolder()
+    /// `--proxy-user`: who proxies drop to when s2cs runs as root (nil: `nobody`); see ServerConfiguration+Deploy.swift.
+    public var proxyUser: String? = nil
 
     public init() {}
 
@@ -49,6 +51,7 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("frame-timeout", value: "seconds", default: "10", help: "How long a TLS handshake or one request frame may take to arrive."),
         OptionSpec("max-sessions-per-client", value: "n", default: "1000", help: "Most sessions one client address may hold at once."),
         OptionSpec("config-folder", value: "dir", help: "Where configs, keys, logs and pid files go (default $HAPROXY_CONFIG_PATH or ~/.scistream)."),
+        OptionSpec("proxy-user", value: "user", help: "When s2cs runs as root, the unprivileged user its proxies drop to (default: nobody)."),
         OptionSpec("version", help: "Show the version."),
     ]
 
@@ -100,6 +103,7 @@ public struct ServerConfiguration: Sendable {
             throw UsageError("'\(frameText)' is not valid for '--frame-timeout': use seconds from 0.1 to 3600")
         }
         config.frameTimeout = .milliseconds(Int64(frameSeconds * 1000))
+        config.proxyUser = parsed.value("proxy_user")
         if let folder = parsed.value("config_folder") { config.configFolder = folder }
         else if let folder = environment["HAPROXY_CONFIG_PATH"], !folder.isEmpty { config.configFolder = folder }
         return (config, parsed)

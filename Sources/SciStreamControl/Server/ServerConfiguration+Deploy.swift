@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import SciStreamSystem
+import SciStreamDataPlane
 
 /// `--client-secret-file PATH`: the Globus Auth client secret read from a file, so that it never
 /// appears on a command line (`ps`). A systemd credential (`LoadCredential=`) is such a file, in
@@ -52,5 +53,28 @@ extension ServerConfiguration {
             throw UsageError("--client-secret-file \(path) holds more than one line: it must hold only the client secret")
         }
         return String(text)
+    }
+}
+
+/// `--proxy-user NAME`: when s2cs runs as root, the unprivileged user its proxies drop to (default
+/// `nobody`). Without root there is nothing to drop, and the flag is refused.
+extension ServerConfiguration {
+    static let defaultProxyUser = "nobody"
+
+    /// The identity proxies drop to, or nil when s2cs does not run as root. Throws the line the
+    /// operator reads.
+    func proxyIdentity(effectiveUID: UInt32) throws(StartupError) -> ProxyIdentity? {
+        guard effectiveUID == 0 else {
+            if let proxyUser {
+                throw StartupError("--proxy-user \(proxyUser) needs s2cs to run as root (it runs as uid \(effectiveUID)): its proxies already run as uid \(effectiveUID); leave --proxy-user out")
+            }
+            return nil
+        }
+        let name = proxyUser ?? Self.defaultProxyUser
+        do {
+            return try ProxyIdentity.resolve(name)
+        } catch {
+            throw StartupError("--proxy-user \(name): \(error): name an unprivileged user for the proxies (a dedicated one: useradd --system --no-create-home --shell /usr/sbin/nologin scistream-proxy)")
+        }
     }
 }
