@@ -36,11 +36,13 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["SciStreamWire"]),
         .testTarget(name: "SystemTests", dependencies: ["SciStreamSystem"]),
         .testTarget(name: "TLSTests", dependencies: ["SciStreamTLS", "SciStreamSystem"]),
-        .testTarget(name: "DataPlaneTests", dependencies: ["COpenSSL", "SciStreamDataPlane", "SciStreamTLS", "SciStreamSystem", "SciStreamWire"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["COpenSSL", "SciStreamControl", "SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamAuth", "FakeGlobusAuth"]),
+        .testTarget(name: "DataPlaneTests", dependencies: ["COpenSSL", "SciStreamDataPlane", "SciStreamTLS", "SciStreamSystem", "SciStreamWire", "TestPorts"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["COpenSSL", "SciStreamControl", "SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamAuth", "FakeGlobusAuth", "TestPorts"]),
         .testTarget(name: "AuthTests", dependencies: ["SciStreamAuth", "SciStreamSystem", "FakeGlobusAuth"]),
         // A fake Globus Auth server on loopback, for AuthTests and EndToEndTests only.
         .target(name: "FakeGlobusAuth", dependencies: ["COpenSSL"], path: "Tests/FakeGlobusAuth"),
+        // Port blocks for tests: reserved per run (file locks), below the ephemeral range, never fixed.
+        .target(name: "TestPorts", dependencies: ["SciStreamSystem"], path: "Tests/TestPorts"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -49,6 +49,7 @@ public enum ControlDaemon {
         } catch {
             return Console.runtimeError(error)
         }
+        await dataPlane.setCountsTraffic(config.trafficCounting)
         let reaped = await dataPlane.reapStale()
         if reaped > 0 { logger.info("stopped proxies left by an earlier s2cs", ["count": "\(reaped)"]) }
 
@@ -78,7 +79,21 @@ public enum ControlDaemon {
         logger.info("s2cs started", ["address": bound, "type": config.type.name, "tls": config.tls ? "on" : "off",
                                      "port_range": config.portRange.description, "listener_ip": config.listenerIP,
                                      "folder": config.configFolder, "proxy_user": dataPlane.runAs?.user ?? "(as s2cs)"])
+        var metricsServer: MetricsServer? = nil
+        if let endpoint = config.metrics {
+            do {
+                metricsServer = try MetricsServer(endpoint: endpoint, logger: logger) { await server.metricsText() }
+            } catch {
+                return Console.runtimeError(error)
+            }
+        }
         Console.out("s2cs listening on \(bound)")
+        if let metricsServer {
+            let address = metricsServer.boundAddress?.description ?? "\(config.metrics?.description ?? "")"
+            logger.info("metrics served", ["url": "http://\(address)/metrics"])
+            Console.out("s2cs metrics on http://\(address)/metrics")
+            Task { await metricsServer.run() }
+        }
 
         let serving = Task { await server.run() }
         let signals = installShutdownHandlers(server: server, serving: serving)

@@ -38,6 +38,12 @@ public actor DataPlane {
     }
 
     private var sessions: [String: Session] = [:]
+    /// Proxies that exited without being asked to, since start (s2cs --metrics).
+    public private(set) var unexpectedExits = 0
+    /// Whether proxies are configured to count traffic (TrafficMeter reads it). Off unless turned on:
+    /// s2cs turns it on (`--traffic-counting`, default True).
+    public private(set) var countsTraffic = false
+    public func setCountsTraffic(_ on: Bool) { countsTraffic = on }
 
     /// The folder s2cs keeps session files in: `$HAPROXY_CONFIG_PATH`, or `~/.scistream`.
     public static func defaultFolder() -> String {
@@ -151,6 +157,7 @@ public actor DataPlane {
         var plan = try SessionPlan(spec, tls: dataPlaneTLS, folder: folder,
                                    processors: ProcessInfo.processInfo.activeProcessorCount)
         plan.runAs = runAs
+        plan.counting = countsTraffic
         let key = plan.session.text
         guard sessions[key] == nil else { throw .alreadyRunning(session: plan.session.prefix) }
         if type == .mock {
@@ -334,6 +341,7 @@ public actor DataPlane {
     private func proxyExited(key: String, child: ChildProcess, status: TerminationStatus) {
         guard let entry = sessions[key], case .running(let current) = entry.phase, current === child else { return }
         sessions[key]?.phase = .exited(child, status)
+        unexpectedExits += 1
         logger.error("proxy exited unexpectedly", [
             "session": String(key.prefix(8)), "type": type.name, "pid": String(child.pid), "status": status.description,
         ])

@@ -17,6 +17,8 @@ struct SessionPlan: Sendable {
     let threads: Int
     /// Who the proxy drops to once it has read its files and bound its listeners (s2cs runs as root).
     var runAs: ProxyIdentity? = nil
+    /// Whether the proxy counts the session's traffic where s2cs can read it (a stats socket, an access log).
+    var counting = false
 
     static let maximumRateKbps = 1_000_000_000  // 1 Tbit/s
 
@@ -98,7 +100,12 @@ enum ProxyConfig {
             "    nbthread \(plan.threads)",
             "    ssl-load-extra-files none",
             "    log stderr format raw local0 info",
-        ] + (plan.runAs.map { ["    user \($0.user)", "    group \($0.group)"] } ?? []) + [  // its workers drop to it
+        ] + (plan.runAs.map { ["    user \($0.user)", "    group \($0.group)"] } ?? [])  // its workers drop to it
+        // A unix socket path is at most 107 bytes: a folder too deep to hold one goes uncounted.
+        if plan.counting && files.statsSocket.utf8.count < 108 {
+            lines.append("    stats socket \(files.statsSocket) mode 600 level user")
+        }
+        lines += [
             "",
             "defaults",
             "    mode tcp",
@@ -156,6 +163,13 @@ enum ProxyConfig {
             "    proxy_half_close on;",
             "    proxy_connect_timeout \(TLSParameters.connectSeconds)s;",
         ]
+        if plan.counting {
+            lines += [
+                // The only '$' in any config: nginx's variables, in a constant line.
+                "    log_format scistream_traffic $bytes_received,$bytes_sent;",
+                "    access_log \(files.trafficLog) scistream_traffic;",
+            ]
+        }
         if plan.rateKbps > 0 {
             lines += [
                 "    proxy_upload_rate \(plan.rateBytesPerSecond);",

@@ -15,6 +15,10 @@ struct SessionFiles: Sendable {
     var key: String { path("key") }
     var pid: String { path("pid") }
     var log: String { path("log") }
+    /// HAProxy's statistics socket, read for the session's traffic (TrafficMeter).
+    var statsSocket: String { path("sock") }
+    /// Nginx's access log: one line per closed connection, `<bytes received> <bytes sent>`.
+    var trafficLog: String { path("traffic") }
 
     /// The name the proxy is started with: a symbolic link to `<uid>.conf` named after a one-way
     /// derivation of the uid (`s2ds-<16 hex>.conf`). A proxy's command line is visible to every
@@ -30,7 +34,7 @@ struct SessionFiles: Sendable {
     }
 
     /// Everything but the log, which stays for troubleshooting (`cat ~/.scistream/<uid>.log`).
-    var removable: [String] { [config, certificate, key, pid, launchConfig] }
+    var removable: [String] { [config, certificate, key, pid, launchConfig, statsSocket, trafficLog] }
 
     func path(_ ext: String) -> String { "\(folder)/\(session.text).\(ext)" }
 

@@ -31,6 +31,11 @@ struct ByteReader {
             | UInt32(bytes[index + 2]) << 8 | UInt32(bytes[index + 3])
     }
 
+    mutating func readU64(_ field: String) throws(WireError) -> UInt64 {
+        let high = UInt64(try readU32(field))
+        return high << 32 | UInt64(try readU32(field))
+    }
+
     /// A u16 byte length, then that many bytes of UTF-8.
     mutating func readString(_ field: String) throws(WireError) -> String {
         let length = Int(try readU16(field))

@@ -23,6 +23,11 @@ struct ByteWriter {
         bytes.append(UInt8(truncatingIfNeeded: value))
     }
 
+    mutating func writeU64(_ value: UInt64) {
+        writeU32(UInt32(truncatingIfNeeded: value >> 32))
+        writeU32(UInt32(truncatingIfNeeded: value))
+    }
+
     /// A u16 byte length, then the UTF-8 bytes; cut at a character boundary if too long.
     mutating func writeString(_ value: String, _ field: String) {
         let utf8 = Array(value.utf8)

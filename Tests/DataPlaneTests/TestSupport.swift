@@ -5,6 +5,7 @@ import Foundation
 import Testing
 import SciStreamSystem
 import SciStreamTLS
+import TestPorts
 
 /// A temporary folder, removed by `remove()`.
 struct TemporaryFolder {
@@ -32,14 +33,19 @@ struct TemporaryFolder {
     func remove() { try? FileManager.default.removeItem(atPath: path) }
 }
 
-/// Runs a program to completion (bounded), returning its exit status and combined output.
-func run(_ executable: String, _ arguments: [String], in folder: TemporaryFolder,
-         timeout: Duration = .seconds(30)) async throws -> (TerminationStatus, String) {
+/// Runs a program to completion, returning its exit status and combined output. Past `timeout` it
+/// is stopped (SIGTERM to its group, SIGKILL after 1 s) and reaped, and the test fails saying so.
+func run(_ executable: String, _ arguments: [String], in folder: TemporaryFolder, timeout: Duration = .seconds(30),
+         sourceLocation: SourceLocation = #_sourceLocation) async throws -> (TerminationStatus, String) {
     let log = folder.file("run-\(UInt32.random(in: 0...UInt32.max)).out")
     let child = try await ChildProcess.spawn(executable: executable, arguments: arguments,
                                              environment: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], logPath: log)
     var status = await child.wait(timeout: timeout)
-    if status == nil { status = await child.terminate(grace: .seconds(1)) }
+    if status == nil {
+        status = await child.terminate(grace: .seconds(1))
+        Issue.record("timed out after \(timeout), stopped: \(([executable] + arguments).joined(separator: " "))",
+                     sourceLocation: sourceLocation)
+    }
     let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
     unlink(log)
     return (status ?? .exited(code: -1), output)
@@ -57,12 +63,9 @@ import Synchronization
 @testable import SciStreamDataPlane
 
 
-/// A free loopback port: bind port 0, read it back, close.
-func freePort(host: String = "127.0.0.1") throws -> UInt16 {
-    let socket = try Socket.listen(on: try SocketAddress.resolve(host: host, port: 0))
-    defer { socket.close() }
-    return socket.localAddress!.port  // safe: a bound socket has a local address
-}
+/// A port for a proxy's listener, free on every address, from this run's reserved blocks (see
+/// `PortBlock`: never in the kernel's ephemeral range, never shared with another test run).
+func freePort() throws -> UInt16 { try PortBlock.port() }
 
 func loopback(_ port: UInt16) -> ProxyEndpoint { ProxyEndpoint(host: "127.0.0.1", port: port) }
 

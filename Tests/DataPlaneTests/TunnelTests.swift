@@ -149,8 +149,8 @@ struct TunnelTests {
         let cons = try makePlane(type, consFolder)
         let producer = try ProducerApp()
         let uid = newUID()
-        let prodPort = try freePort(host: "::1")
-        let consPort = try freePort(host: "::1")
+        let prodPort = try freePort()
+        let consPort = try freePort()
         try await withPlanes([prod, cons], folders: [prodFolder, consFolder], producer: producer) {
             try await prod.start(ProxySpec(uid: uid, role: .prod, listeners: [ProxyEndpoint(host: "::1", port: prodPort)],
                                            targets: [loopback(producer.port)], rateKbps: 0))

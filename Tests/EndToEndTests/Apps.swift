@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import COpenSSL
 import SciStreamSystem
 import SciStreamTLS
@@ -19,12 +20,26 @@ final class ProducerApp: @unchecked Sendable {  // `results` is only touched by 
     let listener: Socket
     let port: UInt16
     private var serving: Task<[(bytes: Int, sha256: String)], Never>? = nil
+    private let received = Atomic(0)
+
+    /// Bytes received so far, on every connection.
+    var bytesReceived: Int { received.load(ordering: .relaxed) }
+
+    /// Waits until at least `count` bytes have arrived (true), or `timeout` passes (false).
+    func awaitBytes(_ count: Int, timeout: Duration = .seconds(10)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while bytesReceived < count {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return true
+    }
 
     init(expectedConnections: Int) throws {
         listener = try Socket.listen(on: SocketAddress.resolve(host: "127.0.0.1", port: 0))
         port = listener.localAddress?.port ?? 0
         let listener = self.listener
-        serving = Task {
+        serving = Task { [self] in
             await withTaskGroup(of: (Int, String).self) { group in
                 for _ in 0..<expectedConnections {
                     guard let socket = try? await listener.accept() else { break }
@@ -32,6 +47,7 @@ final class ProducerApp: @unchecked Sendable {  // `results` is only touched by 
                         let digest = Digest()
                         while let chunk = try? await socket.read(max: 1 << 20, deadline: .now + .seconds(60)), !chunk.isEmpty {
                             digest.update(chunk)
+                            self.received.add(chunk.count, ordering: .relaxed)
                         }
                         socket.close()
                         return (digest.count, digest.finish())

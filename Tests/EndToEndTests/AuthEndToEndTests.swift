@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestPorts
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -32,8 +33,8 @@ import FakeGlobusAuth
     }
 
     /// An s2cs that checks tokens against the fake (client id "abc", secret "xyz").
-    func authDaemon(portRange: String, secret: String = "xyz") async throws -> Daemon {
-        try await Daemon(portRange: portRange, extra: ["--client-id", "abc", "--client-secret", secret],
+    func authDaemon(secret: String = "xyz") async throws -> Daemon {
+        try await Daemon( extra: ["--client-id", "abc", "--client-secret", secret],
                          environment: ["GLOBUS_SDK_SERVICE_URL_AUTH": fake.baseURL])
     }
 
@@ -196,8 +197,8 @@ import FakeGlobusAuth
 
     @Test func aLoggedInUserSetsUpSessionsAndEachSetupCostsOneIntrospection() async throws {
         defer { cleanUp() }
-        let producer = try await authDaemon(portRange: "22000-22009")
-        let consumer = try await authDaemon(portRange: "22010-22019")
+        let producer = try await authDaemon()
+        let consumer = try await authDaemon()
         defer { producer.stop(); consumer.stop() }
         #expect(producer.log.contains("authentication is on: every request's token is checked by Globus Auth introspection"))
         #expect(producer.log.contains("scope=https://auth.globus.org/scopes/abc/scistream"))
@@ -215,14 +216,14 @@ import FakeGlobusAuth
         // Two listeners in the producer's range (which ones depends on what else holds ports there).
         let listeners = (lines.last ?? "").dropFirst("Listeners: [".count).dropLast()
             .split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: " '")) }
-        #expect(listeners.count == 2 && listeners.allSatisfy { $0.hasPrefix("127.0.0.1:2200") }, "\(lines)")
+        #expect(listeners.count == 2 && listeners.allSatisfy { $0.hasPrefix("127.0.0.1:") && producer.ports.contains(UInt16($0.dropFirst(10)) ?? 0) }, "\(lines)")
         #expect(fake.introspections == 1, "request, hello and update share one introspection")
 
         // The consumer is reached with --scope.
         let uid = fields.first ?? ""
-        let outbound = await s2uc(["outbound_request"] + consumer.clientArguments + ["--scope", "abc", "--receiver_ports", "22015", uid, listeners.joined(separator: ",")])
+        let outbound = await s2uc(["outbound_request"] + consumer.clientArguments + ["--scope", "abc", "--receiver_ports", "\(consumer.ports[5])", uid, listeners.joined(separator: ",")])
         #expect(outbound.status == 0, "\(outbound.stderr)")
-        #expect(outbound.lines.count == 7 && outbound.lines.last == "Listeners: ['127.0.0.1:22015']")
+        #expect(outbound.lines.count == 7 && outbound.lines.last == "Listeners: ['127.0.0.1:\(consumer.ports[5])']")
         #expect(fake.introspections == 2, "one more for the consumer's s2cs, none more after")
 
         let list = await s2uc(["list"] + producer.clientArguments)
@@ -238,7 +239,7 @@ import FakeGlobusAuth
 
     @Test func requestsWithoutAValidTokenAreRefusedBeforeAnythingHappens() async throws {
         defer { cleanUp() }
-        let daemon = try await authDaemon(portRange: "22020-22029")
+        let daemon = try await authDaemon()
         defer { daemon.stop() }
         let missing = "Authentication token is missing for scope abc; log in with 's2uc login --scope abc'"
         let invalid = "Authentication token is invalid for scope abc; log in with 's2uc login --scope abc'"
@@ -277,7 +278,7 @@ import FakeGlobusAuth
 
     @Test func anExpiredAccessTokenIsRefreshedBeforeTheRequest() async throws {
         defer { cleanUp() }
-        let daemon = try await authDaemon(portRange: "22030-22039")
+        let daemon = try await authDaemon()
         defer { daemon.stop() }
         fake.accessTokenLifetime = 1
         #expect(try await login(["--scope", "abc"]).0.status == 0)
@@ -298,7 +299,7 @@ import FakeGlobusAuth
         defer { cleanUp() }
         let (token, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream")
         try storeToken(token)
-        let daemon = try await authDaemon(portRange: "22040-22049")
+        let daemon = try await authDaemon()
         defer { daemon.stop() }
         fake.stop()
 
@@ -313,7 +314,7 @@ import FakeGlobusAuth
         defer { cleanUp() }
         let (token, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream")
         try storeToken(token)
-        let daemon = try await authDaemon(portRange: "22050-22059")
+        let daemon = try await authDaemon()
         defer { daemon.stop() }
         fake.stalled = true
 
@@ -329,7 +330,7 @@ import FakeGlobusAuth
         defer { cleanUp() }
         let (token, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream")
         try storeToken(token)
-        let daemon = try await authDaemon(portRange: "22060-22069", secret: "not-the-secret")
+        let daemon = try await authDaemon(secret: "not-the-secret")
         defer { daemon.stop() }
         let output = await s2uc(["list", "--scope", "abc"] + daemon.clientArguments)
         #expect(output.status == 1)
@@ -338,7 +339,7 @@ import FakeGlobusAuth
 
     @Test func s2csConfigurationOfAuthentication() async throws {
         defer { cleanUp() }
-        let off = try await Daemon(portRange: "22070-22071", extra: ["--client-id", "abc"])
+        let off = try await Daemon(ports: try .reserve(2), extra: ["--client-id", "abc"])
         #expect(off.log.contains("authentication is off (no --client-secret): tokens are not checked"))
         off.stop()
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestPorts
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -43,8 +44,13 @@ import Glibc
         let s2bench = Harness.productsFolder.appendingPathComponent("s2bench").path
         try #require(FileManager.default.isExecutableFile(atPath: s2bench), "no s2bench beside s2cs in \(Harness.productsFolder.path)")
         let script = Harness.repoRoot.appendingPathComponent("bench/run").path
-        let output = await Self.run("/bin/bash", [script, "--quick", "--no-build", "--bin", Harness.productsFolder.path],
-                                    timeout: .seconds(120))
+        // Its ports: a block reserved for this run (bench/run uses 1,000 from BENCH_PORT_BASE).
+        let ports = try PortBlock.reserve(1000)
+        var environment = ProcessInfo.processInfo.environment
+        environment["BENCH_PORT_BASE"] = "\(ports.lower)"
+        // Past the timeout bench/run gets SIGTERM (it then stops and reaps what it started), then SIGKILL.
+        let output = await Harness.run("/bin/bash", [script, "--quick", "--no-build", "--bin", Harness.productsFolder.path],
+                                       environment: environment, timeout: .seconds(120))
         #expect(output.status == 0, "exit \(output.status); stderr: \(output.stderr)")
         let lines = output.stdout.split(separator: "\n").map(String.init)
         for row in Self.rows {
@@ -55,36 +61,5 @@ import Glibc
             #expect(lines.contains { $0.firstMatch(of: regex) != nil }, "no line matching '\(pattern)' in:\n\(output.stdout)")
         }
         #expect(!output.stdout.contains("Wrote"), "--quick must not write docs/benchmarks.md")
-    }
-
-    /// Runs a command to completion; past the timeout it gets SIGTERM (bench/run then stops and reaps
-    /// what it started), then SIGKILL.
-    static func run(_ path: String, _ arguments: [String], timeout: Duration) async -> Harness.Output {
-        let folder = Harness.temporaryFolder("bench-smoke")
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let out = folder.appendingPathComponent("out"), err = folder.appendingPathComponent("err")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        process.standardOutput = try? FileHandle(forWritingTo: out)
-        process.standardError = try? FileHandle(forWritingTo: err)
-        process.standardInput = FileHandle.nullDevice
-        let watchdog = Task {
-            try await Task.sleep(for: timeout)
-            let pid = process.processIdentifier
-            kill(pid, SIGTERM)
-            try await Task.sleep(for: .seconds(10))
-            if process.isRunning { kill(pid, SIGKILL) }
-        }
-        let status: Int32 = await withCheckedContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { process.terminationHandler = nil; continuation.resume(returning: -1) }
-        }
-        watchdog.cancel()
-        return Harness.Output(status: status,
-                              stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-                              stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestPorts
 
 /// certs/README.md's advice for production, tried on loopback: a gateway certificate signed by an
 /// intermediate CA, its chain in --server_crt, and s2uc trusting only the root CA; a renewed
@@ -34,13 +35,14 @@ import Testing
         try await Self.makeCA(in: folder)
         for name in ["gateway", "renewed"] {
             try await Self.makeGatewayCertificate(name, in: folder)
+            let ports = try PortBlock.reserve()
             let daemon = try await Background(
-                "\(Harness.s2cs) --port 0 --bind 127.0.0.1 --listener-ip 127.0.0.1 --type Mock --port-range 23100-23110 --config_folder \(folder.path)/\(name)-folder --server_crt \(folder.path)/\(name)-chain.pem --server_key \(folder.path)/\(name).key",
+                "\(Harness.s2cs) --port 0 --bind 127.0.0.1 --listener-ip 127.0.0.1 --type Mock --port-range \(ports) --config_folder \(folder.path)/\(name)-folder --server_crt \(folder.path)/\(name)-chain.pem --server_key \(folder.path)/\(name).key",
                 readiness: .prints("s2cs listening on"))
             let port = daemon.stdout.split(separator: "\n").first { $0.hasPrefix("s2cs listening on") }?.split(separator: ":").last.map(String.init) ?? ""
             let request = await Harness.s2uc(["inbound_request", "--s2cs", "127.0.0.1:\(port)", "--server_cert", folder.appendingPathComponent("root.crt").path, "--num_conn", "1"])
             #expect(request.status == 0, "\(name): \(request.stderr)")
-            #expect(request.lines.last == "Listeners: ['127.0.0.1:23100']")
+            #expect(request.lines.last == "Listeners: ['127.0.0.1:\(ports.lower)']")
 
             // Without the intermediate in --server_crt, the root alone cannot verify it.
             if name == "gateway" {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestPorts
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,7 +28,7 @@ import Glibc
         // 1. The base image, made from Debian packages when it is not there yet.
         var start = clock.now
         if await Podman.run(["image", "exists", Self.baseImage]).status != 0 {
-            let made = await Harness.run("/bin/bash", [Harness.repoRoot.appendingPathComponent("scripts/make-base-image").path])
+            let made = await Harness.run("/bin/bash", [Harness.repoRoot.appendingPathComponent("scripts/make-base-image").path], timeout: .seconds(900))
             try #require(made.status == 0, "scripts/make-base-image failed: \(made.stderr)")
             lap("base image (debootstrap + import)", since: start)
         } else {
@@ -48,7 +49,7 @@ import Glibc
         }
         start = clock.now
         let built = await Harness.run("/bin/bash", [Harness.repoRoot.appendingPathComponent("scripts/build-image").path,
-                                                    "--debug", "--tag", tag], cwd: Harness.repoRoot)
+                                                    "--debug", "--tag", tag], cwd: Harness.repoRoot, timeout: .seconds(1200))
         try #require(built.status == 0, "scripts/build-image failed:\n\(built.stderr.suffix(3000))")
         #expect(built.lines.last == tag, "build-image prints the image name last: \(built.stdout)")
         lap("scripts/build-image --debug", since: start)
@@ -72,13 +73,14 @@ import Glibc
 
         // 4. Two gateways (HAProxy on the producer side, Nginx on the consumer side) and the producer application.
         start = clock.now
+        let producerPorts = try PortBlock.reserve(5), consumerPorts = try PortBlock.reserve(1)
         let producer = try await Podman.startGateway(name: names[0], image: tag, certificates: certs,
                                                      arguments: ["--port", "0", "--bind", "127.0.0.1", "--listener-ip", "127.0.0.1",
-                                                                 "--type", "Haproxy", "--port-range", "26100-26109", "--verbose"])
+                                                                 "--type", "Haproxy", "--port-range", "\(producerPorts)", "--verbose"])
         let consumer = try await Podman.startGateway(name: names[1], image: tag, certificates: certs,
                                                      arguments: ["--port", "0", "--bind", "127.0.0.1", "--listener-ip", "127.0.0.1",
-                                                                 "--type", "Nginx", "--port-range", "26110-26119", "--verbose"])
-        let iperfPort = try freeLoopbackPort()
+                                                                 "--type", "Nginx", "--port-range", "\(consumerPorts)", "--verbose"])
+        let iperfPort = try PortBlock.port()
         let server = try Podman.Foreground(name: names[2], arguments: ["--entrypoint=iperf3", tag, "-s", "-p", "\(iperfPort)", "-B", "127.0.0.1"])
         try await waitUntil("iperf3 -s listens on \(iperfPort)") { tcpListening(port: iperfPort) }
         lap("two s2cs and iperf3 -s started", since: start)
@@ -91,13 +93,13 @@ import Glibc
         try #require(inbound.status == 0, "inbound-request: \(inbound.stdout)\n\(inbound.stderr)")
         let uid = String(inbound.lines[1].split(separator: " ")[0])
         #expect(inbound.lines[1] == "\(uid) 127.0.0.1:\(producer.port) INVALID_TOKEN PROD")
-        #expect(inbound.lines.last == "Listeners: ['127.0.0.1:26100', '127.0.0.1:26101', '127.0.0.1:26102', '127.0.0.1:26103', '127.0.0.1:26104']",
-                "\(inbound.stdout)")
+        let producerListeners = (0..<5).map { "127.0.0.1:\(producerPorts[$0])" }
+        #expect(inbound.lines.last == "Listeners: [\(producerListeners.map { "'\($0)'" }.joined(separator: ", "))]", "\(inbound.stdout)")
         let outbound = await Podman.run(["run", "--rm", "--net=host", "-v", "\(certs.path):/scistream", "--entrypoint=s2uc", tag,
-                                         "outbound-request", "--s2cs", "127.0.0.1:\(consumer.port)", "--receiver_ports", "26110",
-                                         "--num_conn", "1", "--server_cert=/scistream/server.crt", uid, "127.0.0.1:26100"])
+                                         "outbound-request", "--s2cs", "127.0.0.1:\(consumer.port)", "--receiver_ports", "\(consumerPorts[0])",
+                                         "--num_conn", "1", "--server_cert=/scistream/server.crt", uid, producerListeners[0]])
         try #require(outbound.status == 0, "outbound-request: \(outbound.stdout)\n\(outbound.stderr)")
-        #expect(outbound.lines.last == "Listeners: ['127.0.0.1:26110']", "\(outbound.stdout)")
+        #expect(outbound.lines.last == "Listeners: ['127.0.0.1:\(consumerPorts[0])']", "\(outbound.stdout)")
         lap("inbound + outbound requests", since: start)
 
         // The proxies run inside the containers, as the image's user, not root.
@@ -109,7 +111,7 @@ import Glibc
 
         // 6. iperf3 from the image through the tunnel.
         start = clock.now
-        let client = await Podman.run(["run", "--rm", "--net=host", "--entrypoint=iperf3", tag, "-c", "127.0.0.1", "-p", "26110", "-t", "2"])
+        let client = await Podman.run(["run", "--rm", "--net=host", "--entrypoint=iperf3", tag, "-c", "127.0.0.1", "-p", "\(consumerPorts[0])", "-t", "2"])
         #expect(client.status == 0, "iperf3 -c through the tunnel: \(client.stdout)\n\(client.stderr)")
         let receiver = client.lines.first { $0.hasSuffix("receiver") } ?? ""
         #expect(receiver.contains("bits/sec") && !receiver.contains(" 0.00 Bytes"), "\(client.stdout)")
@@ -238,22 +240,6 @@ func tcpListening(port: UInt16) -> Bool {
         }
     }
     return false
-}
-
-/// A loopback TCP port that was free a moment ago (bound to port 0, read back, closed).
-func freeLoopbackPort() throws -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw HarnessError("socket: errno \(errno)") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard bound else { throw HarnessError("bind 127.0.0.1:0: errno \(errno)") }
-    return UInt16(bigEndian: address.sin_port)
 }
 
 /// Polls `condition` every 100 ms for up to `seconds`; throws naming what did not happen.

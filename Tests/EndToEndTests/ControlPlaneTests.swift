@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestPorts
 import SciStreamWire
 import SciStreamSystem
 import SciStreamControl
@@ -30,8 +31,8 @@ import SciStreamTLS
 
     @Test(arguments: [true, false])
     func inboundThenOutboundPrintTheSeedsLines(tls: Bool) async throws {
-        let producer = try await Daemon(tls: tls, portRange: "21100-21120")
-        let consumer = try await Daemon(tls: tls, portRange: "21200-21220")
+        let producer = try await Daemon(tls: tls, ports: try .reserve(21))
+        let consumer = try await Daemon(tls: tls, ports: try .reserve(21))
         defer { producer.stop(); consumer.stop() }
 
         let inbound = await Harness.s2uc(["inbound_request"] + producer.clientArguments + ["--remote_ip", "127.0.0.1", "--receiver_ports", "5001", "--num_conn", "2"])
@@ -39,12 +40,12 @@ import SciStreamTLS
         #expect(try SessionID.validate(uid) == uid)
         // Two distinct ports from the range (another process may hold some of them).
         #expect(listeners.count == 2 && Set(listeners).count == 2)
-        #expect(listeners.allSatisfy { $0.hasPrefix("127.0.0.1:") && (21100...21120).contains(Int($0.dropFirst(10)) ?? 0) }, "\(listeners)")
+        #expect(listeners.allSatisfy { $0.hasPrefix("127.0.0.1:") && producer.ports.contains(UInt16($0.dropFirst(10)) ?? 0) }, "\(listeners)")
 
-        let outbound = await Harness.s2uc(["outbound_request"] + consumer.clientArguments + ["--receiver_ports", "21210", uid, listeners.joined(separator: ",")])
+        let outbound = await Harness.s2uc(["outbound_request"] + consumer.clientArguments + ["--receiver_ports", "\(consumer.ports[10])", uid, listeners.joined(separator: ",")])
         let (outUID, outListeners) = expectSessionOutput(outbound, role: "CONS", s2cs: consumer.address)
         #expect(outUID == uid)
-        #expect(outListeners == ["127.0.0.1:21210"])
+        #expect(outListeners == ["127.0.0.1:\(consumer.ports[10])"])
 
         let list = await Harness.s2uc(["list"] + producer.clientArguments)
         #expect(list.status == 0)
@@ -59,12 +60,12 @@ import SciStreamTLS
     }
 
     @Test func mockTrueUsesTheFixedUID() async throws {
-        let daemon = try await Daemon(portRange: "21300-21310")
+        let daemon = try await Daemon(ports: try .reserve(11))
         defer { daemon.stop() }
         let output = await Harness.s2uc(["inbound-request", "--mock", "True"] + daemon.clientArguments + ["--remote-ip", "127.0.0.1", "--receiver-ports=5001", "--num-conn=1"])
         let (uid, listeners) = expectSessionOutput(output, role: "PROD", s2cs: daemon.address)
         #expect(uid == "4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3")
-        #expect(listeners == ["127.0.0.1:21300"])
+        #expect(listeners == ["127.0.0.1:\(daemon.ports.lower)"])
 
         let again = await Harness.s2uc(["prod-req", "--mock", "True"] + daemon.clientArguments + ["--num_conn", "1"])
         #expect(again.status == 1)
@@ -72,7 +73,7 @@ import SciStreamTLS
     }
 
     @Test func releaseOfAnUnknownUIDSaysNotFound() async throws {
-        let daemon = try await Daemon(portRange: "21320-21330")
+        let daemon = try await Daemon(ports: try .reserve(11))
         defer { daemon.stop() }
         let output = await Harness.s2uc(["release", "0e0b9c6a-1111-4222-8333-444455556666"] + daemon.clientArguments)
         #expect(output.status == 1)
@@ -81,21 +82,21 @@ import SciStreamTLS
     }
 
     @Test func exhaustedRangeSaysResourceExhaustedAndNamesTheRange() async throws {
-        let daemon = try await Daemon(portRange: "21340-21342")
+        let daemon = try await Daemon(ports: try .reserve(3))
         defer { daemon.stop() }
         let first = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "2"])
         #expect(first.status == 0, "\(first.stderr)")
         let second = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "2"])
         #expect(second.status == 1)
-        #expect(second.stderr.contains("RESOURCE_EXHAUSTED") && second.stderr.contains("21340-21342"), "\(second.stderr)")
+        #expect(second.stderr.contains("RESOURCE_EXHAUSTED") && second.stderr.contains(daemon.ports.description), "\(second.stderr)")
         // Nothing half-made: one port is still free and a one-port session gets it.
         let third = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1"])
         let (_, listeners) = expectSessionOutput(third, role: "PROD", s2cs: daemon.address)
-        #expect(listeners == ["127.0.0.1:21342"])
+        #expect(listeners == ["127.0.0.1:\(daemon.ports.upper)"])
     }
 
     @Test func releasedPortsReturnAndAreNeverHandedOutTwice() async throws {
-        let daemon = try await Daemon(portRange: "21350-21353")
+        let daemon = try await Daemon(ports: try .reserve(4))
         defer { daemon.stop() }
         let a = expectSessionOutput(await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "2"]), role: "PROD", s2cs: daemon.address)
         let b = expectSessionOutput(await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "2"]), role: "PROD", s2cs: daemon.address)
@@ -107,7 +108,7 @@ import SciStreamTLS
     }
 
     @Test func helloTimeoutReleasesThePendingSession() async throws {
-        let daemon = try await Daemon(tls: false, portRange: "21360-21361", environment: ["S2CS_HELLO_TIMEOUT": "0.5"])
+        let daemon = try await Daemon(tls: false, ports: try .reserve(2), environment: ["S2CS_HELLO_TIMEOUT": "0.5"])
         defer { daemon.stop() }
         let target = ControlTarget(host: "127.0.0.1", port: daemon.port, tls: nil)
         let connection = try await ControlConnection.open(target)
@@ -124,7 +125,7 @@ import SciStreamTLS
     }
 
     @Test func twentyConcurrentInboundRequestsGetTheirOwnSessions() async throws {
-        let daemon = try await Daemon(portRange: "21400-21499")
+        let daemon = try await Daemon(ports: try .reserve(100))
         defer { daemon.stop() }
         let outputs = await withTaskGroup(of: (Int, Harness.Output).self) { group in
             for index in 0..<20 {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestPorts
 import SciStreamWire
 import SciStreamSystem
 import SciStreamControl
@@ -7,7 +8,7 @@ import SciStreamControl
 /// Faults and limits: slow or vanished clients, full ranges, caps, unwritable folders, secrets on disk.
 @Suite struct HardeningTests {
     @Test func overTheConnectionCapClientsAreToldResourceExhausted() async throws {
-        let daemon = try await Daemon(tls: false, portRange: "24000-24004", extra: ["--max-connections", "2"])
+        let daemon = try await Daemon(tls: false, ports: try .reserve(5), extra: ["--max-connections", "2"])
         defer { daemon.stop() }
         var held: [Socket] = []
         for _ in 0..<2 {
@@ -18,13 +19,18 @@ import SciStreamControl
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("--max-connections 2"), "\(refused.stderr)")
         held.forEach { $0.close() }
-        try await Task.sleep(for: .milliseconds(200))
-        let served = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1"])
+        // Served as soon as s2cs has noticed the closes (retried for at most 10 s).
+        let deadline = ContinuousClock.now + .seconds(10)
+        var served = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1"])
+        while served.status != 0 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+            served = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1"])
+        }
         #expect(served.status == 0, "\(served.stderr)")
     }
 
     @Test func sessionsPerClientAreCapped() async throws {
-        let daemon = try await Daemon(portRange: "24010-24019", extra: ["--max-sessions-per-client", "2"])
+        let daemon = try await Daemon( extra: ["--max-sessions-per-client", "2"])
         defer { daemon.stop() }
         for _ in 0..<2 {
             #expect(await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1"]).status == 0)
@@ -35,7 +41,7 @@ import SciStreamControl
     }
 
     @Test func aFrameTricklingInOneByteAtATimeIsCutOffWhileOthersAreServed() async throws {
-        let daemon = try await Daemon(tls: false, portRange: "24020-24024", extra: ["--frame-timeout", "1"])
+        let daemon = try await Daemon(tls: false, ports: try .reserve(5), extra: ["--frame-timeout", "1"])
         defer { daemon.stop() }
         let socket = try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: daemon.port), deadline: .now + .seconds(5))
         defer { socket.close() }
@@ -60,29 +66,35 @@ import SciStreamControl
     }
 
     @Test func aClientThatVanishesWithAPendingRequestDoesNotLeakItsSession() async throws {
-        let daemon = try await Daemon(tls: false, portRange: "24030-24031", environment: ["S2CS_HELLO_TIMEOUT": "0.5"])
+        let daemon = try await Daemon(tls: false, ports: try .reserve(2), environment: ["S2CS_HELLO_TIMEOUT": "0.5"])
         defer { daemon.stop() }
         let socket = try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: daemon.port), deadline: .now + .seconds(5))
         let request = Message.request(Request(token: "INVALID_TOKEN", uid: SessionID.random(), role: .prod, numConn: 2, rate: 0, listenPorts: []))
         try await socket.writeAll(request.encoded(), deadline: .now + .seconds(5))
         socket.close()
-        try await Task.sleep(for: .seconds(1))
-        let list = await Harness.s2uc(["list"] + daemon.clientArguments)
+        // The hello timeout (0.5 s) must pass (time, not an event); then its release is awaited.
+        try await Task.sleep(for: .milliseconds(500))
+        let deadline = ContinuousClock.now + .seconds(10)
+        var list = await Harness.s2uc(["list"] + daemon.clientArguments)
+        while list.lines.count != 1 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+            list = await Harness.s2uc(["list"] + daemon.clientArguments)
+        }
         #expect(list.lines.count == 1, "no session left: \(list.stdout)")
         // Both ports came back.
         #expect(await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "2"]).status == 0)
     }
 
     @Test func aRangeFilledByAnotherProcessIsResourceExhaustedWithNothingHalfMade() async throws {
-        let daemon = try await Daemon(type: "Haproxy", portRange: "24040-24042")
+        let daemon = try await Daemon(type: "Haproxy", ports: try .reserve(3))
         defer { daemon.stop() }
         var squatters: [Socket] = []
-        for port: UInt16 in 24040...24042 {
+        for port in daemon.ports.ports {
             squatters.append(try Socket.listen(on: SocketAddress.resolve(host: "127.0.0.1", port: port)))
         }
         let output = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1"])
         #expect(output.status == 1)
-        #expect(output.stderr.contains("RESOURCE_EXHAUSTED") && output.stderr.contains("24040-24042"), "\(output.stderr)")
+        #expect(output.stderr.contains("RESOURCE_EXHAUSTED") && output.stderr.contains(daemon.ports.description), "\(output.stderr)")
         let files = (try? FileManager.default.contentsOfDirectory(atPath: daemon.configFolder.path)) ?? []
         #expect(files.isEmpty, "nothing written: \(files)")
         #expect(childPIDs(of: daemon.pid).isEmpty)
@@ -100,9 +112,9 @@ import SciStreamControl
     @Test func sessionSecretsAreOwnerOnlyAndTheUIDStaysOutOfInfoLogs() async throws {
         let app = try ProducerApp(expectedConnections: 1)
         defer { app.stop() }
-        let producer = try await Daemon(type: "Stunnel", portRange: "24050-24059", extra: [], verbose: false)
+        let producer = try await Daemon(type: "Stunnel", extra: [], verbose: false)
         defer { producer.stop() }
-        let tunnel = try await TunnelTests.setUp(type: "Stunnel", appPort: app.port, range: ("", "24060-24069"), consumerPort: try TunnelTests.freePort(), producer: producer)
+        let tunnel = try await TunnelTests.setUp(type: "Stunnel", appPort: app.port, consumerPort: try PortBlock.port(), producer: producer)
         defer { tunnel.consumer.stop() }
         var info = stat()
         #expect(stat(producer.configFolder.path, &info) == 0 && info.st_mode & 0o777 == 0o700)

@@ -1,5 +1,7 @@
 import Foundation
 import Testing
+import Synchronization
+import TestPorts
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -66,8 +68,13 @@ enum Harness {
                       stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
     }
 
-    /// Runs a command to completion without blocking a cooperative thread.
-    static func run(_ path: String, _ arguments: [String], cwd: URL? = nil, environment: [String: String]? = nil, timeout: Duration = .seconds(60)) async -> Output {
+    /// Runs a command to completion without blocking a cooperative thread, with stdin from `input`
+    /// (or /dev/null). Past `timeout` it gets
+    /// SIGTERM (a script then stops what it started), SIGKILL 10 s later, and is reaped; the test
+    /// fails with a message naming the command, and the output says so (status -1).
+    static func run(_ path: String, _ arguments: [String], cwd: URL? = nil, environment: [String: String]? = nil,
+                    input: URL? = nil, timeout: Duration = .seconds(60),
+                    sourceLocation: SourceLocation = #_sourceLocation) async -> Output {
         let folder = temporaryFolder("run")
         defer { try? FileManager.default.removeItem(at: folder) }
         let out = folder.appendingPathComponent("out"), err = folder.appendingPathComponent("err")
@@ -80,19 +87,28 @@ enum Harness {
         if let environment { process.environment = environment }
         process.standardOutput = try? FileHandle(forWritingTo: out)
         process.standardError = try? FileHandle(forWritingTo: err)
-        process.standardInput = FileHandle.nullDevice
-        let status: Int32 = await withCheckedContinuation { continuation in
+        process.standardInput = input.flatMap { try? FileHandle(forReadingFrom: $0) } ?? FileHandle.nullDevice
+        let watchdog = Watchdog()
+        // The termination handler runs once Foundation has reaped the child.
+        var status: Int32 = await withCheckedContinuation { continuation in
             process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { process.terminationHandler = nil; continuation.resume(returning: -1) }
+            do { try process.run() } catch { process.terminationHandler = nil; continuation.resume(returning: -1); return }
+            watchdog.start(pid: process.processIdentifier, after: timeout)
         }
-        _ = timeout
-        return Output(status: status,
-                      stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-                      stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+        watchdog.cancel()
+        var stderr = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
+        if watchdog.fired {
+            let command = ([path] + arguments).joined(separator: " ")
+            Issue.record("timed out after \(timeout), killed (exit status \(status)): \(command)", sourceLocation: sourceLocation)
+            stderr += "\n[harness: timed out after \(timeout), killed]"
+            status = -1
+        }
+        return Output(status: status, stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "", stderr: stderr)
     }
 
-    static func s2uc(_ arguments: [String], cwd: URL? = nil) async -> Output {
-        await run(s2uc, arguments, cwd: cwd)
+    static func s2uc(_ arguments: [String], cwd: URL? = nil, timeout: Duration = .seconds(60),
+                     sourceLocation: SourceLocation = #_sourceLocation) async -> Output {
+        await run(s2uc, arguments, cwd: cwd, timeout: timeout, sourceLocation: sourceLocation)
     }
 }
 
@@ -102,6 +118,8 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
     let folder: URL
     private(set) var port: UInt16 = 0
     let tls: Bool
+    /// Its `--port-range`: reserved for this test (see `PortBlock`), never a fixed range.
+    let ports: PortBlock
 
     var address: String { "127.0.0.1:\(port)" }
     var configFolder: URL { folder.appendingPathComponent("scistream") }
@@ -113,13 +131,14 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
         tls ? ["--s2cs", address, "--server_cert", Harness.certificates.crt] : ["--s2cs", address, "--ssl", "False"]
     }
 
-    init(type: String = "Mock", tls: Bool = true, portRange: String? = nil, extra: [String] = [], environment: [String: String] = [:], verbose: Bool = true) async throws {
+    init(type: String = "Mock", tls: Bool = true, ports: PortBlock? = nil, extra: [String] = [], environment: [String: String] = [:], verbose: Bool = true) async throws {
         self.tls = tls
+        self.ports = try ports ?? PortBlock.reserve()
         folder = Harness.temporaryFolder("s2cs")
         process.executableURL = URL(fileURLWithPath: Harness.s2cs)
         var arguments = ["--port", "0", "--bind", "127.0.0.1", "--listener-ip", "127.0.0.1", "--type", type,
-                         "--config_folder", folder.appendingPathComponent("scistream").path] + (verbose ? ["--verbose"] : [])
-        if let portRange { arguments += ["--port-range", portRange] }
+                         "--config_folder", folder.appendingPathComponent("scistream").path,
+                         "--port-range", self.ports.description] + (verbose ? ["--verbose"] : [])
         if tls {
             arguments += ["--server_crt", Harness.certificates.crt, "--server_key", Harness.certificates.key]
         } else {
@@ -167,6 +186,26 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
         stop()
         try? FileManager.default.removeItem(at: folder)
     }
+}
+
+/// Stops a process that outlives its time: SIGTERM, then SIGKILL 10 s later.
+final class Watchdog: Sendable {
+    private let state = Mutex<(fired: Bool, task: Task<Void, Never>?)>((false, nil))
+
+    var fired: Bool { state.withLock { $0.fired } }
+
+    func start(pid: Int32, after timeout: Duration) {
+        let task = Task { [self] in
+            guard (try? await Task.sleep(for: timeout)) != nil else { return }
+            state.withLock { $0.fired = true }
+            kill(pid, SIGTERM)
+            guard (try? await Task.sleep(for: .seconds(10))) != nil else { return }
+            kill(pid, SIGKILL)
+        }
+        state.withLock { $0.task = task }
+    }
+
+    func cancel() { state.withLock { $0.task?.cancel() } }
 }
 
 struct HarnessError: Error, CustomStringConvertible {

@@ -26,16 +26,14 @@ import Glibc
     func proxiesOfARootS2csRunUnprivilegedAndCarryBytes(type: String, proxyUser: String?) async throws {
         let user = proxyUser ?? "nobody"
         let expectedUID = try #require(getpwnam(user)?.pointee.pw_uid)
-        let index = ["Haproxy", "Nginx", "Stunnel"].firstIndex(of: type)! + (proxyUser == nil ? 0 : 3)  // a fixed list above
-        let base = 26300 + 20 * index
         let extra = proxyUser.map { ["--proxy-user", $0] } ?? []
-        let producer = try await Daemon(type: type, portRange: "\(base)-\(base + 4)", extra: extra)
-        let consumer = try await Daemon(type: type, portRange: "\(base + 10)-\(base + 14)", extra: extra)
+        let producer = try await Daemon(type: type, extra: extra)
+        let consumer = try await Daemon(type: type, extra: extra)
         defer { producer.stop(); consumer.stop() }
         #expect(producer.log.contains("proxy_user=\(user)"), "\(producer.log)")
         let app = try ProducerApp(expectedConnections: 1)
         defer { app.stop() }
-        let tunnel = try await TunnelTests.setUp(type: type, appPort: app.port, range: ("", ""), consumerPort: try TunnelTests.freePort(),
+        let tunnel = try await TunnelTests.setUp(type: type, appPort: app.port, consumerPort: try TunnelTests.freePort(),
                                                  producer: producer, consumer: consumer)
 
         for daemon in [producer, consumer] {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestPorts
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -55,8 +56,9 @@ import Glibc
         }
         _ = FileManager.default.createFile(atPath: credentials.appendingPathComponent("client-secret").path, contents: Data("xyz\n".utf8),
                                            attributes: [.posixPermissions: 0o400])
+        let ports = try PortBlock.reserve(2)
         let environment = ["S2CS_LISTENER_IP": "127.0.0.1", "S2CS_CLIENT_ID": "abc",
-                           "S2CS_OPTIONS": "--port=0 --bind=127.0.0.1 --type=Mock --port-range=26210-26211",
+                           "S2CS_OPTIONS": "--port=0 --bind=127.0.0.1 --type=Mock --port-range=\(ports)",
                            "CREDENTIALS_DIRECTORY": credentials.path, "STATE_DIRECTORY": state.path]
         // The shipped environment file names the same variables.
         let envFile = try String(contentsOf: Harness.repoRoot.appendingPathComponent("deploy/systemd/s2cs.env"), encoding: .utf8)

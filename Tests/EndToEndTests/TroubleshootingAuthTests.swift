@@ -12,7 +12,7 @@ import FakeGlobusAuth
         let fake = try FakeGlobusAuth(clientID: "abc", clientSecret: "xyz")
         let home = Harness.temporaryFolder("auth-home")
         defer { try? FileManager.default.removeItem(at: home) }
-        let daemon = try await Daemon(portRange: "23200-23209", extra: ["--client-id", "abc", "--client-secret", "xyz"],
+        let daemon = try await Daemon(extra: ["--client-id", "abc", "--client-secret", "xyz"],
                                       environment: ["GLOBUS_SDK_SERVICE_URL_AUTH": fake.baseURL])
         defer { daemon.stop() }
         var environment = ProcessInfo.processInfo.environment

@@ -3,6 +3,7 @@ import Testing
 import SciStreamWire
 import SciStreamSystem
 import SciStreamControl
+import TestPorts
 
 /// Real tunnels: two s2cs with a real proxy type, s2uc as the user runs it, bytes through the tunnel.
 @Suite(.serialized) struct TunnelTests {
@@ -28,10 +29,10 @@ import SciStreamControl
     }
 
     /// Sets up an inbound and an outbound request towards `appPort`.
-    static func setUp(type: String, appPort: UInt16, range: (String, String), consumerPort: UInt16, numConn: Int = 1,
+    static func setUp(type: String, appPort: UInt16, consumerPort: UInt16, numConn: Int = 1,
                       producer: Daemon? = nil, consumer: Daemon? = nil) async throws -> Tunnel {
-        let producer = if let producer { producer } else { try await Daemon(type: type, portRange: range.0) }
-        let consumer = if let consumer { consumer } else { try await Daemon(type: type, portRange: range.1) }
+        let producer = if let producer { producer } else { try await Daemon(type: type) }
+        let consumer = if let consumer { consumer } else { try await Daemon(type: type) }
         let inbound = await Harness.s2uc(["inbound_request"] + producer.clientArguments + ["--remote_ip", "127.0.0.1", "--receiver_ports", "\(appPort)", "--num_conn", "\(numConn)"])
         guard inbound.status == 0, inbound.lines.count == 7 else {
             throw HarnessError("inbound_request failed (\(inbound.status)): \(inbound.stderr)\n\(producer.log)")
@@ -47,18 +48,14 @@ import SciStreamControl
         return Tunnel(producer: producer, consumer: consumer, uid: uid, producerListeners: listeners, consumerPort: consumerPort)
     }
 
-    static func freePort() throws -> UInt16 {
-        let socket = try Socket.listen(on: SocketAddress.resolve(host: "127.0.0.1", port: 0))
-        defer { socket.close() }
-        return socket.localAddress?.port ?? 0
-    }
+    /// A port for a consumer-side listener, from this run's reserved blocks (see `PortBlock`).
+    static func freePort() throws -> UInt16 { try PortBlock.port() }
 
     @Test(arguments: types)
     func sixtyFourMiBArriveIntactThenReleaseLeavesNothing(type: String) async throws {
         let app = try ProducerApp(expectedConnections: 1)
         defer { app.stop() }
-        let base = 22000 + 100 * (Self.types.firstIndex(of: type) ?? 0)
-        let tunnel = try await Self.setUp(type: type, appPort: app.port, range: ("\(base)-\(base + 9)", "\(base + 10)-\(base + 19)"), consumerPort: try Self.freePort())
+        let tunnel = try await Self.setUp(type: type, appPort: app.port, consumerPort: try Self.freePort())
         defer { tunnel.producer.stop(); tunnel.consumer.stop() }
         let pids = [tunnel.proxyPID(tunnel.producer), tunnel.proxyPID(tunnel.consumer)].compactMap { $0 }
         #expect(pids.count == 2, "both sides wrote a pid file")
@@ -82,8 +79,7 @@ import SciStreamControl
     func aClientWithoutTheSessionKeyGetsNothingThrough(type: String) async throws {
         let app = try ProducerApp(expectedConnections: 1)
         defer { app.stop() }
-        let base = 22400 + 100 * (Self.types.firstIndex(of: type) ?? 0)
-        let tunnel = try await Self.setUp(type: type, appPort: app.port, range: ("\(base)-\(base + 9)", "\(base + 10)-\(base + 19)"), consumerPort: try Self.freePort())
+        let tunnel = try await Self.setUp(type: type, appPort: app.port, consumerPort: try Self.freePort())
         defer { tunnel.producer.stop(); tunnel.consumer.stop() }
         let listener = tunnel.producerListeners[0]
         let folder = Harness.temporaryFolder("stranger")
@@ -99,16 +95,9 @@ import SciStreamControl
         for extra in attempts {
             let payload = folder.appendingPathComponent("payload")
             try Data(repeating: 0x41, count: 4096).write(to: payload)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-            process.arguments = ["s_client", "-connect", listener, "-quiet", "-no_ign_eof"] + extra
-            process.standardInput = try FileHandle(forReadingFrom: payload)
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let deadline = Date().addingTimeInterval(10)
-            while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
-            if process.isRunning { process.terminate(); process.waitUntilExit() }
+            // Refused, it ends at once; the harness stops it (and fails the test) after 30 s.
+            _ = await Harness.run("/usr/bin/openssl", ["s_client", "-connect", listener, "-quiet", "-no_ign_eof"] + extra,
+                                  input: payload, timeout: .seconds(30))
         }
         // The real consumer still gets through, and only its bytes reached the app.
         let sent = try await sendRandomBytes(to: tunnel.consumerPort, count: 1 << 20)
@@ -136,13 +125,12 @@ import SciStreamControl
     func plaintextDataPlaneCarriesBytesAndSaysSoInItsListeners(type: String) async throws {
         let app = try ProducerApp(expectedConnections: 1)
         defer { app.stop() }
-        let base = type == "Haproxy" ? 23000 : 23100
-        let producer = try await Daemon(type: type, portRange: "\(base)-\(base + 9)", extra: ["--data-plane-tls=False"])
-        let consumer = try await Daemon(type: type, portRange: "\(base + 10)-\(base + 19)", extra: ["--data-plane-tls", "False"])
+        let producer = try await Daemon(type: type, extra: ["--data-plane-tls=False"])
+        let consumer = try await Daemon(type: type, extra: ["--data-plane-tls", "False"])
         defer { producer.stop(); consumer.stop() }
         #expect(producer.log.contains("PLAINTEXT"))
-        let tunnel = try await TunnelTests.setUp(type: type, appPort: app.port, range: ("", ""), consumerPort: try Self.freePort(), producer: producer, consumer: consumer)
-        #expect(tunnel.producerListeners == ["tcp://127.0.0.1:\(base)"])
+        let tunnel = try await TunnelTests.setUp(type: type, appPort: app.port, consumerPort: try Self.freePort(), producer: producer, consumer: consumer)
+        #expect(tunnel.producerListeners == ["tcp://127.0.0.1:\(producer.ports.lower)"])
         let sent = try await sendRandomBytes(to: tunnel.consumerPort, count: 8 << 20)
         let received = await app.results()
         #expect(received.first?.sha256 == sent)
@@ -150,8 +138,8 @@ import SciStreamControl
     }
 
     @Test func gatewaysStartedDifferentlyAreRefusedAtSetup() async throws {
-        let plain = try await Daemon(type: "Haproxy", portRange: "23200-23209", extra: ["--data-plane-tls=False"])
-        let encrypted = try await Daemon(type: "Haproxy", portRange: "23210-23219")
+        let plain = try await Daemon(type: "Haproxy", extra: ["--data-plane-tls=False"])
+        let encrypted = try await Daemon(type: "Haproxy")
         defer { plain.stop(); encrypted.stop() }
         for (producer, consumer, expected) in [(plain, encrypted, "belongs to an s2cs started with --data-plane-tls=False"),
                                               (encrypted, plain, "is encrypted")] {
@@ -172,7 +160,7 @@ import SciStreamControl
     @Test func aProxyKilledMidSessionIsNoticedAndReleaseStillCleansUp() async throws {
         let app = try ProducerApp(expectedConnections: 1)
         defer { app.stop() }
-        let tunnel = try await TunnelTests.setUp(type: "Haproxy", appPort: app.port, range: ("23300-23309", "23310-23319"), consumerPort: try Self.freePort())
+        let tunnel = try await TunnelTests.setUp(type: "Haproxy", appPort: app.port, consumerPort: try Self.freePort())
         defer { tunnel.producer.stop(); tunnel.consumer.stop() }
         let pid = try #require(tunnel.proxyPID(tunnel.producer))
         kill(pid, SIGKILL)
@@ -194,7 +182,7 @@ import SciStreamControl
     @Test func sigtermStopsEveryProxyAndSigkillLeavesThemToTheNextS2cs() async throws {
         let app = try ProducerApp(expectedConnections: 1)
         defer { app.stop() }
-        let tunnel = try await TunnelTests.setUp(type: "Nginx", appPort: app.port, range: ("23400-23409", "23410-23419"), consumerPort: try Self.freePort())
+        let tunnel = try await TunnelTests.setUp(type: "Nginx", appPort: app.port, consumerPort: try Self.freePort())
         defer { tunnel.producer.stop(); tunnel.consumer.stop() }
         let producerProxy = try #require(tunnel.proxyPID(tunnel.producer))
         let consumerProxy = try #require(tunnel.proxyPID(tunnel.consumer))
@@ -209,7 +197,7 @@ import SciStreamControl
         kill(tunnel.consumer.pid, SIGKILL)
         tunnel.consumer.process.waitUntilExit()
         #expect(processExists(consumerProxy))
-        let successor = try await Daemon(type: "Nginx", portRange: "23410-23419", extra: ["--config-folder", tunnel.consumer.configFolder.path])
+        let successor = try await Daemon(type: "Nginx", ports: tunnel.consumer.ports, extra: ["--config-folder", tunnel.consumer.configFolder.path])
         defer { successor.stop() }
         #expect(!processExists(consumerProxy), "the stale proxy must be stopped at start")
         #expect(tunnel.sessionFiles(tunnel.consumer).isEmpty)
@@ -221,9 +209,9 @@ import SciStreamControl
     @Test func twoSessionsOnOneS2csCarryTheirOwnBytes() async throws {
         let appA = try ProducerApp(expectedConnections: 1), appB = try ProducerApp(expectedConnections: 1)
         defer { appA.stop(); appB.stop() }
-        let a = try await TunnelTests.setUp(type: "Stunnel", appPort: appA.port, range: ("23500-23509", "23510-23519"), consumerPort: try Self.freePort())
+        let a = try await TunnelTests.setUp(type: "Stunnel", appPort: appA.port, consumerPort: try Self.freePort())
         defer { a.producer.stop(); a.consumer.stop() }
-        let b = try await TunnelTests.setUp(type: "Stunnel", appPort: appB.port, range: ("", ""), consumerPort: try Self.freePort(), producer: a.producer, consumer: a.consumer)
+        let b = try await TunnelTests.setUp(type: "Stunnel", appPort: appB.port, consumerPort: try Self.freePort(), producer: a.producer, consumer: a.consumer)
         #expect(a.uid != b.uid)
         async let sentA = sendRandomBytes(to: a.consumerPort, count: 16 << 20)
         async let sentB = sendRandomBytes(to: b.consumerPort, count: 8 << 20)
@@ -237,11 +225,11 @@ import SciStreamControl
     @Test func releaseWhileDataFlowsStopsTheProxy() async throws {
         let app = try ProducerApp(expectedConnections: 1)
         defer { app.stop() }
-        let tunnel = try await TunnelTests.setUp(type: "Haproxy", appPort: app.port, range: ("23600-23609", "23610-23619"), consumerPort: try Self.freePort())
+        let tunnel = try await TunnelTests.setUp(type: "Haproxy", appPort: app.port, consumerPort: try Self.freePort())
         defer { tunnel.producer.stop(); tunnel.consumer.stop() }
         let pids = [tunnel.proxyPID(tunnel.producer), tunnel.proxyPID(tunnel.consumer)].compactMap { $0 }
         let sending = Task { try? await sendRandomBytes(to: tunnel.consumerPort, count: 4 << 30) }
-        try await Task.sleep(for: .milliseconds(500))
+        #expect(await app.awaitBytes(1 << 20), "no data flowed through the tunnel")
         await Self.release(tunnel)
         for pid in pids { #expect(!processExists(pid)) }
         sending.cancel()
@@ -250,12 +238,12 @@ import SciStreamControl
     }
 
     @Test func fiftyRapidSetupReleaseCyclesLeaveNothingBehind() async throws {
-        let producer = try await Daemon(type: "Nginx", portRange: "23700-23709")
-        let consumer = try await Daemon(type: "Nginx", portRange: "23710-23719")
+        let producer = try await Daemon(type: "Nginx")
+        let consumer = try await Daemon(type: "Nginx")
         defer { producer.stop(); consumer.stop() }
         let consumerPort = try Self.freePort()
         for cycle in 0..<50 {
-            let tunnel = try await TunnelTests.setUp(type: "Nginx", appPort: 5001, range: ("", ""), consumerPort: consumerPort, numConn: 2, producer: producer, consumer: consumer)
+            let tunnel = try await TunnelTests.setUp(type: "Nginx", appPort: 5001, consumerPort: consumerPort, numConn: 2, producer: producer, consumer: consumer)
             let pids = [tunnel.proxyPID(producer), tunnel.proxyPID(consumer)].compactMap { $0 }
             #expect(pids.count == 2, "cycle \(cycle)")
             await Self.release(tunnel)

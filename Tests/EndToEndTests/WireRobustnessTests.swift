@@ -53,7 +53,7 @@ import SciStreamControl
     }
 
     @Test func truncatedFrameThenCloseLeavesTheServerServing() async throws {
-        let daemon = try await Daemon(tls: false, portRange: "21500-21505")
+        let daemon = try await Daemon(tls: false)
         defer { daemon.stop() }
         let full = Message.release(Release(token: "t", uid: SessionID.random())).encoded()
         _ = try await Self.exchange(Array(full.prefix(full.count - 3)), port: daemon.port, halfClose: true)
@@ -62,7 +62,7 @@ import SciStreamControl
     }
 
     @Test func aSilentClientDoesNotBlockOthers() async throws {
-        let daemon = try await Daemon(tls: true, portRange: "21510-21515")
+        let daemon = try await Daemon(tls: true)
         defer { daemon.stop() }
         // Ten connections that never send a byte (no TLS handshake either).
         var silent: [Socket] = []
@@ -77,7 +77,7 @@ import SciStreamControl
     }
 
     @Test func thousandsOfRandomFramesThenANormalSession() async throws {
-        let daemon = try await Daemon(tls: false, portRange: "21520-21525")
+        let daemon = try await Daemon(tls: false)
         defer { daemon.stop() }
         var generator = SystemRandomNumberGenerator()
         let kinds: [UInt8] = [0x01, 0x02, 0x03, 0x04, 0x05, 0x81, 0x85, 0xFF, 0x00, 0x7F]

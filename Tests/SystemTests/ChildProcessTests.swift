@@ -29,6 +29,18 @@ final class ChildProcessTests {
         (try? String(contentsOfFile: folder + "/" + name, encoding: .utf8)) ?? ""
     }
 
+    /// Waits until the log holds `text` (the child got that far), for at most 10 s.
+    func awaitLog(_ text: String, _ name: String = "child.log", sourceLocation: SourceLocation = #_sourceLocation) async {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !logText(name).contains(text) {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("the child did not write '\(text)' within 10 s: \(logText(name))", sourceLocation: sourceLocation)
+                return
+            }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
     /// The pid no longer exists: kill(pid, 0) fails with ESRCH (no zombie either).
     func assertGone(_ pid: Int32, sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(kill(pid, 0) == -1, sourceLocation: sourceLocation)
@@ -139,7 +151,7 @@ final class ChildProcessTests {
     @Test func newSessionDefaultSignalsEmptyMask() async throws {
         // Read by grep about itself (sh blocks signals while it waits for a command).
         let child = try await sh("grep -E '^(SigBlk|SigIgn):' /proc/self/status; exec sleep 5", log: "signals.log")
-        try await Task.sleep(for: .milliseconds(300))
+        await awaitLog("SigIgn:", "signals.log")
         let info = try #require(ProcessReaper.stat(pid: child.pid))
         #expect(info.processGroup == child.pid)  // setsid: its own group...
         #expect(getsid(child.pid) == child.pid)  // ...and session
@@ -149,8 +161,8 @@ final class ChildProcessTests {
     }
 
     @Test func terminateStopsAChildThatHandlesTerm() async throws {
-        let child = try await sh("trap 'exit 0' TERM; while :; do sleep 0.05; done")
-        try await Task.sleep(for: .milliseconds(200))
+        let child = try await sh("trap 'exit 0' TERM; echo ready; while :; do sleep 0.05; done")
+        await awaitLog("ready")
         let status = await child.terminate(grace: .seconds(5))
         // Either sh handles TERM (exit 0) or the sleep in the group dies first and sh exits 0/143.
         #expect(status != .signaled(signal: SIGKILL))
@@ -158,8 +170,8 @@ final class ChildProcessTests {
     }
 
     @Test func terminateKillsAChildThatIgnoresTerm() async throws {
-        let child = try await sh("trap '' TERM; while :; do sleep 0.05; done")
-        try await Task.sleep(for: .milliseconds(200))
+        let child = try await sh("trap '' TERM; echo ready; while :; do sleep 0.05; done")
+        await awaitLog("ready")
         let start = ContinuousClock.now
         let status = await child.terminate(grace: .milliseconds(500))
         let elapsed = ContinuousClock.now - start

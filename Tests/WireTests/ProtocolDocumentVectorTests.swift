@@ -79,6 +79,14 @@ let expectedValidVectors: [String: Message] = [
         SessionInfo(uid: mockUID, role: .prod, state: "running", listeners: ["192.168.10.11:5100"],
                     targets: ["10.0.1.5:5001"], note: "Haproxy"),
     ])),
+    "list-traffic": .list(ListSessions(token: token, wantsTraffic: true)),
+    "list-reply-traffic": .listReply(ListReply(status: .ok, sessions: [
+        SessionInfo(uid: "4f8583bc", role: .prod, state: "active", listeners: ["192.168.10.11:5100"],
+                    targets: ["10.0.1.5:5001"], note: ""),
+    ], traffic: [
+        SessionTraffic(uid: "4f8583bc", ageSeconds: 75, counting: .live, openConnections: 1, totalConnections: 3,
+                       bytesIn: 10_485_760, bytesOut: 4096),
+    ])),
     "error": .error(Status(.invalidArgument, "unknown message kind 0x07")),
 ]
 
@@ -93,6 +101,7 @@ let expectedInvalidVectors: [String: WireError] = [
     "invalid-status": .invalidStatus(1),
     "invalid-utf8": .invalidUTF8("ListSessions.token"),
     "trailing-bytes": .trailingBytes(1),
+    "list-bad-flags": .trailingBytes(1),
     "truncated": .truncated("Release.uid"),
     "too-many-items": .tooManyItems("Hello.prodListeners", 4097),
 ]

@@ -7,9 +7,12 @@ import SciStreamTLS
 public struct ClientError: Error, CustomStringConvertible {
     public let description: String
     public let status: Status?
-    init(_ description: String, status: Status? = nil) {
+    /// The request that failed (`request`, `hello`, `update`, `release`, `list`), when the s2cs answered.
+    public let step: String?
+    init(_ description: String, status: Status? = nil, step: String? = nil) {
         self.description = description
         self.status = status
+        self.step = step
     }
 }
 

@@ -62,11 +62,11 @@ extension UserClient {
     // MARK: the token of an RPC
 
     /// The bearer token for an RPC to `target` (see the type's comment for the rules).
-    static func accessToken(_ parsed: ParsedArguments, target: ControlTarget) async throws -> String {
+    static func accessToken(_ parsed: ParsedArguments, target: ControlTarget, scopeOption option: String = "scope") async throws -> String {
         let environment = ProcessInfo.processInfo.environment
         let store = try tokenStore(environment)
         let scope: String
-        if let given = try scopeOption(parsed) {
+        if let given = try scopeOption(parsed, option) {
             scope = given
         } else if let remembered = try store.load().addresses[addressKey(host: target.host, port: target.port)] {
             scope = remembered
@@ -107,28 +107,34 @@ extension UserClient {
         let environment = ProcessInfo.processInfo.environment
         let store = try tokenStore(environment)
         let tokens = try userTokens(store, environment)
+        output.set("scope", scope)
+        output.set("s2cs", address.map(JSONValue.string) ?? .null)
+        output.set("token_file", store.path)
 
         if try tokens.isLoggedIn(scope: scope) {
-            Console.out("You are already logged in, to try different credentials please log out!")
+            output.set("already_logged_in", .bool(true))
+            output.line("You are already logged in, to try different credentials please log out!")
             if let address, try tokens.scope(forAddress: address) != scope {
                 try await tokens.remember(address: address, scope: scope)
-                Console.out("Requests to s2cs \(address) will use scope '\(scope)' when --scope is not given")
+                output.line("Requests to s2cs \(address) will use scope '\(scope)' when --scope is not given")
             }
             return
         }
+        output.set("already_logged_in", .bool(false))
 
         let flow = try tokens.startLogin(scope: scope)
         let rule = String(repeating: "-", count: linkPrompt.count)
-        Console.out("\(linkPrompt):\n\(rule)\n\(flow.authorizeURL)\n\(rule)\n")
-        FileHandle.standardOutput.write(Data(codePrompt.utf8))
+        // With --json these go to stderr: the person must still see them, a program reads stdout.
+        output.prompt("\(linkPrompt):\n\(rule)\n\(flow.authorizeURL)\n\(rule)\n")
+        output.prompt(codePrompt, newline: false)
         let line = readLine(strippingNewline: true)
         // Typed at a terminal, the code ends the prompt line; piped in, it does not: end it ourselves.
-        if isatty(STDIN_FILENO) == 0 { Console.out("") }
+        if isatty(STDIN_FILENO) == 0 { output.prompt("") }
         guard let code = line else { throw AuthError.noAuthorizationCode }
         _ = try await tokens.finishLogin(flow, code: code, address: address)
-        Console.out("You have successfully logged in for scope '\(scope)' (tokens saved in \(store.path))")
+        output.line("You have successfully logged in for scope '\(scope)' (tokens saved in \(store.path))")
         if let address {
-            Console.out("Requests to s2cs \(address) will use scope '\(scope)' when --scope is not given")
+            output.line("Requests to s2cs \(address) will use scope '\(scope)' when --scope is not given")
         }
     }
 
@@ -154,7 +160,9 @@ extension UserClient {
         guard let token = try await tokens.accessToken(scope: scope) else {
             throw AuthError.notLoggedIn(scope: scope, path: store.path)
         }
-        Console.out("Access Token for scope '\(scope)': \(token)")
+        output.set("scope", scope)
+        output.set("access_token", token)
+        output.line("Access Token for scope '\(scope)': \(token)")
     }
 
     /// The scope remembered for `--ip`: an exact `host:port`, or the one scope of a bare host.
@@ -186,6 +194,9 @@ extension UserClient {
         let environment = ProcessInfo.processInfo.environment
         let store = try tokenStore(environment)
         let report = try await userTokens(store, environment).logout()
+        output.set("revoked", .strings(report.revoked))
+        output.set("not_revoked", .array(report.failed.map { .object([("scope", .string($0.scope)), ("error", .string("\($0.error)"))]) }))
+        output.set("token_file", store.path)
         guard report.failed.isEmpty else {
             let reasons = report.failed.map { "scope '\($0.scope)': \($0.error)" }.joined(separator: "; ")
             var text = "could not revoke every token (\(reasons)); the tokens not revoked are kept in \(store.path): run 's2uc logout' again when Globus Auth can be reached, or delete that file to forget them without revoking"
@@ -194,6 +205,6 @@ extension UserClient {
             }
             throw ClientError(text)
         }
-        Console.out("Successfully logged out!")
+        output.line("Successfully logged out!")
     }
 }

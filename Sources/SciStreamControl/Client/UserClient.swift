@@ -66,6 +66,8 @@ public enum UserClient {
           outbound_request   Set up the consumer-side (outbound, CONS) proxy of a session.
           release            Release a session.
           list               List the sessions of an s2cs.
+          stream_request     Set up both halves of a session (inbound at --prod_s2cs, then outbound at --cons_s2cs).
+          stream_release     Release both halves of a session.
           login              Log in with Globus for the scope (client id) of an s2cs.
           check-auth         Show the access token held for a scope.
           logout             Revoke and delete every stored token.
@@ -78,8 +80,19 @@ public enum UserClient {
         """
     }
 
+    static let jsonOption = OptionSpec("json", help: "Print one JSON object on stdout instead of the result lines (docs/json.md); errors still go to stderr too.")
+
+    /// The output of the running command: human lines, or one JSON object with `--json`.
+    static var output: CommandOutput { CommandOutput.current }
+
     /// Runs s2uc with its arguments (without the program name) and returns the exit status.
     public static func main(_ arguments: [String]) async -> Int32 {
+        var arguments = arguments
+        // `s2uc --json list` as well as `s2uc list --json`.
+        if let first = arguments.first, first.hasPrefix("--"), ArgumentParser.normalize(first).hasPrefix("json") {
+            arguments = Array(arguments.dropFirst()) + [first]
+        }
+        let json = CommandOutput.wantsJSON(arguments)
         guard let first = arguments.first else {
             Console.err("Error: missing subcommand")
             Console.err("Usage: s2uc <subcommand> [options]")
@@ -91,83 +104,127 @@ public enum UserClient {
             return ExitCode.success
         }
         if first == "--version" || first == "version" {
-            Console.out("s2uc \(SciStreamVersion.string)")
-            return ExitCode.success
+            return printVersion(CommandOutput(command: "version", json: json))
         }
-        guard let subcommand = (subcommands + authSubcommands).first(where: { $0.names.contains(first) }) else {
-            return Console.usageError(UsageError("unknown subcommand '\(first)'"), command: command, usage: "s2uc <subcommand> [options]")
+        guard let subcommand = (subcommands + streamSubcommands + authSubcommands).first(where: { $0.names.contains(first) }) else {
+            return usageError(UsageError("unknown subcommand '\(first)'"), command: command, usage: "s2uc <subcommand> [options]", CommandOutput(command: nil, json: json))
         }
         let name = "\(command) \(subcommand.names[0])"
+        let output = CommandOutput(command: subcommand.names[0], json: json)
         let parsed: ParsedArguments
         do {
             parsed = try ArgumentParser.parse(Array(arguments.dropFirst()),
-                                              options: subcommand.options + [OptionSpec("help", aliases: ["h"], help: ""), OptionSpec("version", help: "")],
+                                              options: subcommand.options + [jsonOption, OptionSpec("help", aliases: ["h"], help: ""), OptionSpec("version", help: "")],
                                               maxPositionals: subcommand.maxPositionals)
         } catch {
-            return Console.usageError(error, command: name, usage: subcommand.usage)
+            return usageError(error, command: name, usage: subcommand.usage, output)
         }
         if parsed.isSet("help") {
-            Console.out(ArgumentParser.help(usage: subcommand.usage, abstract: subcommand.abstract, options: subcommand.options))
+            Console.out(ArgumentParser.help(usage: subcommand.usage, abstract: subcommand.abstract, options: subcommand.options + [jsonOption]))
             return ExitCode.success
         }
         if parsed.isSet("version") {
-            Console.out("s2uc \(SciStreamVersion.string)")
-            return ExitCode.success
+            return printVersion(CommandOutput(command: "version", json: json))
         }
         do {
-            try await subcommand.run(parsed)
+            try await CommandOutput.$current.withValue(output) {
+                try await subcommand.run(parsed)
+            }
+            output.finish()
             return ExitCode.success
         } catch let error as UsageError {
-            return Console.usageError(error, command: name, usage: subcommand.usage)
+            return usageError(error, command: name, usage: subcommand.usage, output)
         } catch {
+            output.finish(error: errorDetails(error))
             return Console.runtimeError(error)
         }
     }
 
+    /// A runtime error as JSON fields: the s2cs's status code (or `CLIENT_ERROR`), the message, the step.
+    static func errorDetails(_ error: any Error) -> (code: String, message: String, step: String?) {
+        let clientError = error as? ClientError
+        return (clientError?.status?.code.description ?? "CLIENT_ERROR", "\(error)", clientError?.step)
+    }
+
+    static func errorObject(_ error: any Error) -> JSONValue { CommandOutput.errorObject(errorDetails(error)) }
+
+    /// A usage error: the human usage on stderr, with `--json` also a JSON object on stdout; exit 64.
+    static func usageError(_ error: UsageError, command: String, usage: String, _ output: CommandOutput) -> Int32 {
+        output.finish(error: ("USAGE_ERROR", error.message, nil))
+        return Console.usageError(error, command: command, usage: usage)
+    }
+
+    static func printVersion(_ output: CommandOutput) -> Int32 {
+        if output.json {
+            output.set("version", SciStreamVersion.string)
+            output.finish()
+        } else {
+            Console.out("s2uc \(SciStreamVersion.string)")
+        }
+        return ExitCode.success
+    }
+
     // MARK: options
 
-    static func target(_ parsed: ParsedArguments) throws -> ControlTarget {
-        let text = parsed.value("s2cs") ?? "localhost:5000"
+    /// The s2cs to talk to: `--s2cs`, with `--server_cert` (or, for `stream_request`, e.g. `--prod_s2cs`
+    /// with `--prod_server_cert`, else `--server_cert`); errors name the option that was used.
+    static func target(_ parsed: ParsedArguments, s2csOption: String = "s2cs", certOptions: [String] = ["server_cert"]) throws -> ControlTarget {
+        let text = parsed.value(s2csOption) ?? "localhost:5000"
         let endpoint: Endpoint
-        do { endpoint = try Endpoint.parse(text) } catch { throw UsageError("bad --s2cs '\(text)': \(error)") }
+        do { endpoint = try Endpoint.parse(text) } catch { throw UsageError("bad --\(s2csOption) '\(text)': \(error)") }
         let useTLS = try ArgumentParser.parseBool(parsed.value("ssl") ?? "True", option: "--ssl")
         guard useTLS else { return ControlTarget(host: endpoint.host, port: endpoint.port, tls: TLSContext?.none) }
-        let certificate = parsed.value("server_cert") ?? "server.crt"
+        let certOption = certOptions.first { parsed.values[$0] != nil } ?? certOptions[certOptions.count - 1]
+        let certificate = parsed.value(certOption) ?? "server.crt"
         guard FileManager.default.fileExists(atPath: certificate) else {
-            throw ClientError("the s2cs certificate '\(certificate)' does not exist: pass the certificate of \(endpoint) with --server_cert, or --ssl False for an s2cs started with --ssl=False")
+            throw ClientError("the s2cs certificate '\(certificate)' does not exist: pass the certificate of \(endpoint) with --\(certOption), or --ssl False for an s2cs started with --ssl=False")
         }
         do {
             return ControlTarget(host: endpoint.host, port: endpoint.port, tls: try TLSContext.client(trustAnchorPath: certificate))
         } catch {
-            throw ClientError("cannot use --server_cert '\(certificate)': \(error)")
+            throw ClientError("cannot use --\(certOption) '\(certificate)': \(error)")
         }
     }
 
     // MARK: inbound / outbound
 
-    static func runSession(role: Role, _ parsed: ParsedArguments) async throws {
-        // Validate everything before talking to anyone.
+    /// The options both halves take: `--num_conn`, `--rate`, `--mock`.
+    static func sessionValues(_ parsed: ParsedArguments) throws -> (numConn: Int, rate: Int, mock: Bool) {
         let numConn = try ArgumentParser.parseInt(parsed.value("num_conn") ?? "5", option: "num_conn", range: 1...SessionLimits.maxConnectionsPerSession)
         // Unlimited unless asked for: the original's documented default of 10000 kb/s was never enforced,
         // and enforcing it would cap every Nginx connection at 10 Mbit/s.
         let rate = try ArgumentParser.parseInt(parsed.value("rate") ?? "0", option: "rate", range: 0...Int(UInt32.max))
         let mock = try ArgumentParser.parseBool(parsed.value("mock") ?? "False", option: "--mock")
-        var receiverPorts: [UInt16] = []
-        if let text = parsed.value("receiver_ports") {
-            do { receiverPorts = try Port.parseList(text) } catch { throw UsageError("bad --receiver_ports: \(error)") }
-        }
+        return (numConn, rate, mock)
+    }
+
+    /// A port list option (`--receiver_ports`), empty when not given.
+    static func ports(_ parsed: ParsedArguments, _ option: String) throws -> [UInt16] {
+        guard let text = parsed.value(option) else { return [] }
+        do { return try Port.parseList(text) } catch { throw UsageError("bad --\(option): \(error)") }
+    }
+
+    /// Inbound: the producer application's addresses, `--remote_ip` with each of `--receiver_ports` (5074).
+    static func producerApplication(_ parsed: ParsedArguments) throws -> [String] {
+        let remoteText = parsed.value("remote_ip") ?? "localhost"
+        let remoteIP: String
+        do { remoteIP = try Endpoint.validateHost(remoteText) } catch { throw UsageError("bad --remote_ip: \(error)") }
+        let receiverPorts = try ports(parsed, "receiver_ports")
+        return (receiverPorts.isEmpty ? [5074] : receiverPorts).map { Endpoint(host: remoteIP, port: $0).description }
+    }
+
+    static func runSession(role: Role, _ parsed: ParsedArguments) async throws {
+        // Validate everything before talking to anyone.
+        let (numConn, rate, mock) = try sessionValues(parsed)
         let uid: String
         var prodListeners: [String]
         var listenPorts: [UInt16] = []
         switch role {
         case .prod:
-            let remoteText = parsed.value("remote_ip") ?? "localhost"
-            let remoteIP: String
-            do { remoteIP = try Endpoint.validateHost(remoteText) } catch { throw UsageError("bad --remote_ip: \(error)") }
-            if receiverPorts.isEmpty { receiverPorts = [5074] }
-            prodListeners = receiverPorts.map { Endpoint(host: remoteIP, port: $0).description }
+            prodListeners = try producerApplication(parsed)
             uid = mock ? mockUID : SessionID.random()
         case .cons:
+            listenPorts = try ports(parsed, "receiver_ports")
             guard parsed.positionals.count == 2 else {
                 throw UsageError(parsed.positionals.isEmpty
                     ? "missing the session uid and the producer listener(s): s2uc outbound_request <uid> <listener[,listener...]>"
@@ -175,24 +232,44 @@ public enum UserClient {
             }
             do { uid = try SessionID.validate(parsed.positionals[0]) } catch { throw UsageError("bad uid: \(error)") }
             do { prodListeners = try GatewayListener.parseList(parsed.positionals[1]).map(\.description) } catch { throw UsageError("bad listener list: \(error)") }
-            listenPorts = receiverPorts
         }
         let target = try target(parsed)
         let token = try await accessToken(parsed, target: target)
+        _ = try await runHalf(Half(role: role, uid: uid, prodListeners: prodListeners, listenPorts: listenPorts, numConn: numConn, rate: rate),
+                              target: target, token: token)
+    }
 
-        Console.out("uid; s2cs; access_token; role")
-        Console.out("\(uid) \(target.display) \(token) \(role)")
+    /// One half of a session, validated: what the Request and Hello carry.
+    struct Half {
+        let role: Role
+        let uid: String
+        /// Inbound: the producer application's addresses; outbound: the producer-side listeners.
+        let prodListeners: [String]
+        let listenPorts: [UInt16]
+        let numConn: Int
+        let rate: Int
+    }
+
+    /// Sets up one half of a session at `target` (Request, Hello, Update), printing the seeds' lines;
+    /// returns the half's listeners. A half that fails after its request was accepted is released.
+    static func runHalf(_ half: Half, target: ControlTarget, token: String) async throws -> [String] {
+        let (role, uid, prodListeners) = (half.role, half.uid, half.prodListeners)
+        output.set("uid", uid)
+        output.set("role", "\(role)")
+        output.set("s2cs", target.display)
+        output.line("uid; s2cs; access_token; role")
+        output.line("\(uid) \(target.display) \(token) \(role)")
 
         // The request waits on its own connection until the hello arrives on a second one.
         let requestConnection = try await ControlConnection.open(target)
-        Console.out("sending client request message")
-        let request = Request(token: token, uid: uid, role: role, numConn: UInt32(numConn), rate: UInt32(rate), listenPorts: listenPorts)
+        output.line("sending client request message")
+        let request = Request(token: token, uid: uid, role: role, numConn: UInt32(half.numConn), rate: UInt32(half.rate), listenPorts: half.listenPorts)
         let pendingReply = Task { () async throws(ClientError) -> Message in
             try await requestConnection.call(.request(request))
         }
-        Console.out("waiting for hello message")
+        output.line("waiting for hello message")
         let helloConnection = try await ControlConnection.open(target)
-        Console.out("sending for hello message")
+        output.line("sending for hello message")
         let helloReply = try await helloConnection.call(.hello(Hello(token: token, uid: uid, role: role, prodListeners: prodListeners)), timeout: .seconds(30))
         guard case .helloReply(let helloStatus) = helloReply else { throw unexpected(helloReply, target) }
         guard helloStatus.code == .ok else {
@@ -209,7 +286,7 @@ public enum UserClient {
             _ = try? await helloConnection.call(.release(Release(token: token, uid: uid)), timeout: .seconds(10))
             throw failure("hello", helloStatus, target, uid: uid)
         }
-        Console.out("Hello message sent successfully")
+        output.line("Hello message sent successfully")
 
         let reply = try await pendingReply.value
         guard case .requestReply(let requestReply) = reply else { throw unexpected(reply, target) }
@@ -224,7 +301,10 @@ public enum UserClient {
             throw failure("update", update.status, target, uid: uid)
         }
         let listeners = update.listeners.isEmpty ? requestReply.listeners : update.listeners
-        Console.out("Listeners: [" + listeners.map { "'\($0)'" }.joined(separator: ", ") + "]")
+        output.set("listeners", .strings(listeners))
+        output.set("targets", .strings(targets))
+        output.line("Listeners: [" + listeners.map { "'\($0)'" }.joined(separator: ", ") + "]")
+        return listeners
     }
 
     // MARK: release and list
@@ -236,28 +316,82 @@ public enum UserClient {
         let uid: String
         do { uid = try SessionID.validate(text) } catch { throw UsageError("bad uid: \(error)") }
         let target = try target(parsed)
+        output.set("uid", uid)
+        output.set("s2cs", target.display)
         let token = try await accessToken(parsed, target: target)
+        let note = try await release(uid, target: target, token: token)
+        output.line("Release completed")
+        if let note {
+            output.line(note)
+            output.set("note", note)
+        }
+    }
+
+    /// Releases a session at `target`; returns the s2cs's note (its proxy had exited), if any.
+    static func release(_ uid: String, target: ControlTarget, token: String) async throws -> String? {
         let connection = try await ControlConnection.open(target)
         let reply = try await connection.call(.release(Release(token: token, uid: uid)), timeout: .seconds(60))
         guard case .releaseReply(let status) = reply else { throw unexpected(reply, target) }
         guard status.code == .ok else { throw failure("release", status, target, uid: uid) }
-        Console.out("Release completed")
-        if status.message.contains("note:") { Console.out(status.message) }
+        return status.message.contains("note:") ? status.message : nil
     }
 
     static func runList(_ parsed: ParsedArguments) async throws {
         let target = try target(parsed)
+        output.set("s2cs", target.display)
         let token = try await accessToken(parsed, target: target)
-        let connection = try await ControlConnection.open(target)
-        let reply = try await connection.call(.list(ListSessions(token: token)), timeout: .seconds(30))
+        var reply: Message? = nil
+        do {
+            reply = try await ControlConnection.open(target).call(.list(ListSessions(token: token, wantsTraffic: true)), timeout: .seconds(30))
+        } catch {
+            // An s2cs that predates the traffic section refuses the flag (an error frame): ask as before.
+            guard error.status?.code == .invalidArgument else { throw error }
+        }
+        if reply == nil {
+            reply = try await ControlConnection.open(target).call(.list(ListSessions(token: token)), timeout: .seconds(30))
+        }
+        guard let reply else { return }
         guard case .listReply(let list) = reply else { throw unexpected(reply, target) }
         guard list.status.code == .ok else { throw failure("list", list.status, target, uid: nil) }
-        Console.out("uid       role  state      listeners -> targets")
+        let traffic = Dictionary((list.traffic ?? []).map { ($0.uid, $0) }, uniquingKeysWith: { first, _ in first })
+        output.set("sessions", .array(list.sessions.map { jsonObject($0, traffic: traffic[$0.uid]) }))
+        output.line("uid       role  state      listeners -> targets")
         for session in list.sessions {
             var line = "\(session.uid.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(describing: session.role).padding(toLength: 5, withPad: " ", startingAt: 0)) \(session.state.padding(toLength: 10, withPad: " ", startingAt: 0)) \(session.listeners.joined(separator: ",")) -> \(session.targets.joined(separator: ","))"
             if !session.note.isEmpty { line += "  (\(session.note))" }
-            Console.out(line)
+            output.line(line)
+            if let figures = traffic[session.uid] { output.line(trafficLine(figures)) }
         }
+    }
+
+    /// The second line of a session in `list`: `          age 75 s, connections 1 open, 3 in all, bytes in 10485760, out 4096 (live)`.
+    static func trafficLine(_ traffic: SessionTraffic) -> String {
+        var line = "          age \(traffic.ageSeconds) s"
+        switch traffic.counting {
+        case .none:
+            line += ", traffic not counted"
+        case .live, .closedConnections:
+            line += ", connections \(traffic.openConnections) open, \(traffic.totalConnections) in all, bytes in \(traffic.bytesIn), out \(traffic.bytesOut)"
+            line += traffic.counting == .live ? " (live)" : " (closed connections)"
+        }
+        return line
+    }
+
+    /// A session of `list` as JSON (docs/json.md).
+    static func jsonObject(_ session: SessionInfo, traffic: SessionTraffic? = nil) -> JSONValue {
+        var fields: [(String, JSONValue)] = [("uid", .string(session.uid)), ("role", .string("\(session.role)")), ("state", .string(session.state)),
+                                             ("listeners", .strings(session.listeners)), ("targets", .strings(session.targets)), ("note", .string(session.note))]
+        if let traffic {
+            fields.append(("age_seconds", .int(Int(traffic.ageSeconds))))
+            fields.append(("traffic", traffic.counting == .none ? .null : .object([
+                ("counting", .string("\(traffic.counting)")),
+                ("open_connections", .int(Int(traffic.openConnections))),
+                ("total_connections", .int(Int(clamping: traffic.totalConnections))),
+                ("bytes_in", .int(Int(clamping: traffic.bytesIn))),
+                ("bytes_out", .int(Int(clamping: traffic.bytesOut))),
+            ])))
+        }
+        return .object(fields)
     }
 
     static func failure(_ step: String, _ status: Status, _ target: ControlTarget, uid: String?) -> ClientError {
@@ -270,7 +404,7 @@ public enum UserClient {
         default:
             break
         }
-        return ClientError("\(step) failed at s2cs \(target.display): \(status.code): \(status.message)\(hint)", status: status)
+        return ClientError("\(step) failed at s2cs \(target.display): \(status.code): \(status.message)\(hint)", status: status, step: step)
     }
 
     static func unexpected(_ message: Message, _ target: ControlTarget) -> ClientError {

@@ -32,8 +32,8 @@ extension ControlServer {
         case .release(let release):
             return .releaseReply(await handleRelease(release, log: log))
 
-        case .list:
-            return .listReply(ListReply(status: .ok, sessions: await sessionInfos()))
+        case .list(let list):
+            return .listReply(ListReply(status: .ok, sessions: await sessionInfos(), traffic: list.wantsTraffic ? await sessionTraffic() : nil))
 
         case .requestReply, .helloReply, .updateReply, .releaseReply, .listReply, .error:
             return .error(Status(.invalidArgument, "message kind 0x\(String(message.kind, radix: 16)) is a reply, not a request"))

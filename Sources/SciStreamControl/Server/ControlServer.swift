@@ -16,6 +16,10 @@ public final class ControlServer: Sendable {
     let dataPlane: DataPlane
     /// Checks every request's token (Globus Auth introspection); nil when authentication is off.
     let tokenChecker: TokenChecker?
+    /// What `--metrics` serves (Metrics.swift).
+    let metrics = Metrics()
+    /// Reads sessions' traffic from their proxies for `list` and `--metrics` (ControlServer+Traffic.swift).
+    let traffic = TrafficMeter()
     private let tls: TLSContext?
     private let listener: Socket
     private let connections = Mutex(0)
@@ -176,7 +180,10 @@ public final class ControlServer: Sendable {
                 }
                 decoder.append(bytes)
                 while let message = try decoder.nextMessage() {
+                    metrics.received(message)
+                    let started = ContinuousClock.now
                     let reply = await handle(message, client: client, log: log)
+                    metrics.answered(message, with: reply, elapsed: .now - started)
                     try await stream.writeAll(reply.encoded(), deadline: .now + config.frameTimeout)
                 }
                 frameDeadline = decoder.bufferedByteCount > 0 ? (frameDeadline ?? .now + config.frameTimeout) : nil

@@ -26,6 +26,10 @@ public struct ServerConfiguration: Sendable {
     public var configFolder = DataPlane.defaultFolder()
     /// `--proxy-user`: who proxies drop to when s2cs runs as root (nil: `nobody`); see ServerConfiguration+Deploy.swift.
     public var proxyUser: String? = nil
+    /// `--metrics`: where the Prometheus page is served (nil: not served); see Metrics+Configuration.swift.
+    public var metrics: Endpoint? = nil
+    /// `--traffic-counting`: proxies count each session's traffic for `list` and `--metrics`.
+    public var trafficCounting = true
 
     public init() {}
 
@@ -52,6 +56,9 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("max-sessions-per-client", value: "n", default: "1000", help: "Most sessions one client address may hold at once."),
         OptionSpec("config-folder", value: "dir", help: "Where configs, keys, logs and pid files go (default $HAPROXY_CONFIG_PATH or ~/.scistream)."),
         OptionSpec("proxy-user", value: "user", help: "When s2cs runs as root, the unprivileged user its proxies drop to (default: nobody)."),
+        OptionSpec("metrics", value: "host:port", help: "Serve Prometheus metrics at http://<host:port>/metrics (a loopback address unless --metrics-allow-remote; off by default)."),
+        OptionSpec("traffic-counting", value: "bool", default: "True", help: "Have proxies count each session's connections and bytes (HAProxy stats socket, Nginx access log) for 's2uc list' and --metrics."),
+        OptionSpec("metrics-allow-remote", help: "Allow --metrics on an address that is not loopback (anyone who reaches it sees session figures)."),
         OptionSpec("version", help: "Show the version."),
     ]
 
@@ -104,6 +111,8 @@ public struct ServerConfiguration: Sendable {
         }
         config.frameTimeout = .milliseconds(Int64(frameSeconds * 1000))
         config.proxyUser = parsed.value("proxy_user")
+        config.metrics = try metricsEndpoint(parsed)
+        config.trafficCounting = try ArgumentParser.parseBool(parsed.value("traffic_counting") ?? "True", option: "--traffic-counting")
         if let folder = parsed.value("config_folder") { config.configFolder = folder }
         else if let folder = environment["HAPROXY_CONFIG_PATH"], !folder.isEmpty { config.configFolder = folder }
         return (config, parsed)

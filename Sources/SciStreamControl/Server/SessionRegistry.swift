@@ -29,6 +29,8 @@ actor SessionRegistry {
         var helloWaiter: CheckedContinuation<[String], any Error>? = nil
         var expiry: Task<Void, Never>? = nil
         var startTask: Task<Void, any Error>? = nil
+        /// When the request arrived (the age in `list`).
+        var created = ContinuousClock.now
     }
 
     private var sessions: [String: Session] = [:]

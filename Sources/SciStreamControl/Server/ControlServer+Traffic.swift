@@ -1,0 +1,25 @@
+import SciStreamWire
+import SciStreamDataPlane
+
+extension ControlServer {
+    /// Each session's age, and its traffic as its proxy counts it (TrafficMeter), for `list` and `/metrics`.
+    func sessionTraffic() async -> [SessionTraffic] {
+        let sessions = await registry.snapshot()
+        let now = ContinuousClock.now
+        var result: [SessionTraffic] = []
+        for session in sessions {
+            let age = now - session.created
+            var entry = SessionTraffic(uid: SessionID.shortPrefix(session.uid), ageSeconds: UInt32(clamping: age.components.seconds), counting: .none)
+            if let figures = await traffic.figures(uid: session.uid, role: session.role, listenerPorts: session.listeners.map(\.port), dataPlane: dataPlane) {
+                entry.counting = figures.counting
+                entry.openConnections = UInt32(clamping: figures.openConnections)
+                entry.totalConnections = UInt64(clamping: figures.totalConnections)
+                entry.bytesIn = figures.bytesIn
+                entry.bytesOut = figures.bytesOut
+            }
+            result.append(entry)
+        }
+        await traffic.keep(only: Set(sessions.map(\.uid)))
+        return result
+    }
+}

@@ -1,0 +1,197 @@
+import Synchronization
+import SciStreamWire
+import SciStreamSystem
+import SciStreamDataPlane
+
+/// What `s2cs --metrics` counts, and its rendering in the Prometheus text format (version 0.0.4;
+/// docs/metrics.md). The control server tells it each request it received and each reply it sent;
+/// the session figures are read from the registry when scraped.
+final class Metrics: Sendable {
+    /// Upper bounds of the setup-duration histogram, in seconds.
+    static let durationBounds: [Double] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+
+    private struct Counters {
+        var requests: [Role: Int] = [:]
+        var setups: [Role: Int] = [:]
+        /// By step (`request`, `hello`, `update`, `release`, `list`) and status name.
+        var failures: [String: [String: Int]] = [:]
+        var releases = 0
+        var durationBuckets = [Int](repeating: 0, count: Metrics.durationBounds.count)
+        var durationSum = 0.0
+        var durationCount = 0
+    }
+
+    private let counters = Mutex(Counters())
+
+    /// A request arrived (counted before it is handled: a request waits for its hello).
+    func received(_ message: Message) {
+        guard case .request(let request) = message else { return }
+        counters.withLock { $0.requests[request.role, default: 0] += 1 }
+    }
+
+    /// A reply was sent for `message`, which took `elapsed` to handle.
+    func answered(_ message: Message, with reply: Message, elapsed: Duration) {
+        let step: String
+        let status: Status
+        switch reply {
+        case .requestReply(let answer): (step, status) = ("request", answer.status)
+        case .helloReply(let answer): (step, status) = ("hello", answer)
+        case .updateReply(let answer): (step, status) = ("update", answer.status)
+        case .releaseReply(let answer): (step, status) = ("release", answer)
+        case .listReply(let answer): (step, status) = ("list", answer.status)
+        case .error(let answer): (step, status) = ("frame", answer)
+        case .request, .hello, .update, .release, .list: return
+        }
+        counters.withLock { counters in
+            guard status.isOK else {
+                counters.failures[step, default: [:]][status.code.description, default: 0] += 1
+                return
+            }
+            switch message {
+            case .update(let update):
+                counters.setups[update.role, default: 0] += 1
+                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                for (index, bound) in Self.durationBounds.enumerated() where seconds <= bound {
+                    counters.durationBuckets[index] += 1
+                }
+                counters.durationSum += seconds
+                counters.durationCount += 1
+            case .release:
+                counters.releases += 1
+            default:
+                break
+            }
+        }
+    }
+
+    /// The exposition text: these counters, the sessions by state, role and type, and the proxies
+    /// that exited without being asked to.
+    func render(sessions: [SessionInfo], traffic: [SessionTraffic], type: String, unexpectedExits: Int) -> String {
+        let counters = self.counters.withLock { $0 }
+        var text = PrometheusText()
+        text.family("s2cs_info", "gauge", "This s2cs: its version and data server type.")
+        text.sample("s2cs_info", ["version": SciStreamVersion.string, "type": type], 1)
+
+        text.family("s2cs_sessions", "gauge", "Sessions held now, by state, role and data server type.")
+        let states = ["pending", "ready", "starting", "active", "failed", "releasing"]
+        for state in states {
+            for role in [Role.prod, .cons] {
+                let count = sessions.filter { $0.state == state && $0.role == role }.count
+                text.sample("s2cs_sessions", ["state": state, "role": "\(role)", "type": type], Double(count))
+            }
+        }
+
+        text.family("s2cs_requests_total", "counter", "Session requests received, by role.")
+        for role in [Role.prod, .cons] {
+            text.sample("s2cs_requests_total", ["role": "\(role)"], Double(counters.requests[role, default: 0]))
+        }
+        text.family("s2cs_setups_total", "counter", "Sessions set up (their update answered OK: the proxy listens), by role.")
+        for role in [Role.prod, .cons] {
+            text.sample("s2cs_setups_total", ["role": "\(role)"], Double(counters.setups[role, default: 0]))
+        }
+        text.family("s2cs_failures_total", "counter", "Requests answered with an error, by step (request, hello, update, release, list; frame: a message that is not a request) and status.")
+        for (step, byStatus) in counters.failures.sorted(by: { $0.key < $1.key }) {
+            for (status, count) in byStatus.sorted(by: { $0.key < $1.key }) {
+                text.sample("s2cs_failures_total", ["step": step, "status": status], Double(count))
+            }
+        }
+        text.family("s2cs_releases_total", "counter", "Sessions released on request.")
+        text.sample("s2cs_releases_total", [:], Double(counters.releases))
+
+        text.family("s2cs_setup_duration_seconds", "histogram", "Time from a session's update (its last step) to its proxy's listeners accepting.")
+        // Each bucket counts every duration up to its bound (they are cumulative, as the format wants).
+        for (index, bound) in Self.durationBounds.enumerated() {
+            text.sample("s2cs_setup_duration_seconds_bucket", ["le": PrometheusText.number(bound)], Double(counters.durationBuckets[index]))
+        }
+        text.sample("s2cs_setup_duration_seconds_bucket", ["le": "+Inf"], Double(counters.durationCount))
+        text.sample("s2cs_setup_duration_seconds_sum", [:], counters.durationSum)
+        text.sample("s2cs_setup_duration_seconds_count", [:], Double(counters.durationCount))
+
+        text.family("s2cs_proxy_unexpected_exits_total", "counter", "Session proxies that exited without being asked to (not by release, expiry or shutdown).")
+        text.sample("s2cs_proxy_unexpected_exits_total", [:], Double(unexpectedExits))
+
+        // Per session (uid prefix), as its proxy counts it: only sessions whose traffic is counted.
+        let roles = Dictionary(sessions.map { ($0.uid, "\($0.role)") }, uniquingKeysWith: { first, _ in first })
+        let counted = traffic.filter { $0.counting != .none }
+        text.family("s2cs_session_bytes_total", "counter", "Bytes through a session's proxy: in = received on its listeners and forwarded to its targets, out = the way back (closed connections only for Nginx and Stunnel).")
+        for entry in counted {
+            let role = roles[entry.uid] ?? ""
+            text.sample("s2cs_session_bytes_total", ["session": entry.uid, "role": role, "direction": "in"], Double(entry.bytesIn))
+            text.sample("s2cs_session_bytes_total", ["session": entry.uid, "role": role, "direction": "out"], Double(entry.bytesOut))
+        }
+        text.family("s2cs_session_connections", "gauge", "Connections open now on a session's listeners.")
+        for entry in counted {
+            text.sample("s2cs_session_connections", ["session": entry.uid, "role": roles[entry.uid] ?? ""], Double(entry.openConnections))
+        }
+        text.family("s2cs_session_connections_total", "counter", "Connections a session's listeners accepted since its proxy started.")
+        for entry in counted {
+            text.sample("s2cs_session_connections_total", ["session": entry.uid, "role": roles[entry.uid] ?? ""], Double(entry.totalConnections))
+        }
+        return text.text
+    }
+}
+
+/// The Prometheus text exposition format, written line by line.
+struct PrometheusText {
+    private(set) var text = ""
+
+    mutating func family(_ name: String, _ type: String, _ help: String) {
+        text += "# HELP \(name) \(help.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\n", with: "\\n"))\n"
+        text += "# TYPE \(name) \(type)\n"
+    }
+
+    mutating func sample(_ name: String, _ labels: KeyValuePairs<String, String>, _ value: Double) {
+        text += name
+        if !labels.isEmpty {
+            text += "{" + labels.map { "\($0.key)=\"\(Self.escape($0.value))\"" }.joined(separator: ",") + "}"
+        }
+        text += " " + Self.number(value) + "\n"
+    }
+
+    /// A label value: backslash, double quote and line feed escaped.
+    static func escape(_ value: String) -> String {
+        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+    }
+
+    /// Integers without a fraction, others as Swift prints them (`0.025`).
+    static func number(_ value: Double) -> String {
+        if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
+        return "\(value)"
+    }
+}
+
+extension ControlServer {
+    /// The `/metrics` page of this s2cs.
+    func metricsText() async -> String {
+        metrics.render(sessions: await sessionInfos(), traffic: await sessionTraffic(), type: config.type.name,
+                       unexpectedExits: await dataPlane.unexpectedExits)
+    }
+}
+
+extension ServerConfiguration {
+    /// `--metrics HOST:PORT`, checked: a loopback address unless `--metrics-allow-remote`.
+    static func metricsEndpoint(_ parsed: ParsedArguments) throws(UsageError) -> Endpoint? {
+        guard let text = parsed.value("metrics") else {
+            if parsed.isSet("metrics_allow_remote") {
+                throw UsageError("--metrics-allow-remote needs --metrics <host:port>")
+            }
+            return nil
+        }
+        var endpoint: Endpoint
+        // Port 0 picks a free port (printed at start), as --port 0 does.
+        let anyPort = text.hasSuffix(":0")
+        do { endpoint = try Endpoint.parse(anyPort ? text.dropLast() + "1" : text) } catch { throw UsageError("bad --metrics '\(text)': \(error)") }
+        if anyPort { endpoint = Endpoint(host: endpoint.host, port: 0) }
+        guard isLoopback(endpoint.host) || parsed.isSet("metrics_allow_remote") else {
+            throw UsageError("--metrics \(endpoint) is not a loopback address: the page shows sessions and their traffic to anyone who reaches it; use 127.0.0.1:<port> (scraped through a local agent or a tunnel), or add --metrics-allow-remote and firewall that port")
+        }
+        return endpoint
+    }
+
+    /// 127.0.0.0/8, ::1 or localhost.
+    static func isLoopback(_ host: String) -> Bool {
+        if host == "localhost" || host == "::1" { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
+    }
+}

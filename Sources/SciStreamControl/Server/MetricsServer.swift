@@ -1,0 +1,114 @@
+import Foundation
+import Synchronization
+import SciStreamWire
+import SciStreamSystem
+
+/// `s2cs --metrics HOST:PORT`: a minimal HTTP/1.1 server on the project's own sockets and reactor
+/// that answers `GET /metrics` with the Prometheus text format, one request per connection.
+/// Anything else gets a short error page; a slow or oversized request is cut off.
+final class MetricsServer: Sendable {
+    static let maxRequestBytes = 8192
+    static let requestTimeout: Duration = .seconds(5)
+    static let maxConnections = 16
+
+    private let listener: Socket
+    private let page: @Sendable () async -> String
+    private let logger: Logger
+    private let connections = Mutex(0)
+
+    init(endpoint: Endpoint, logger: Logger, page: @escaping @Sendable () async -> String) throws(ServerError) {
+        do {
+            listener = try Socket.listen(on: SocketAddress.resolve(host: endpoint.host, port: endpoint.port), backlog: 64)
+        } catch {
+            throw ServerError.cannotListen(address: "--metrics \(endpoint)", reason: "\(error)")
+        }
+        self.page = page
+        self.logger = logger
+    }
+
+    var boundAddress: SocketAddress? { listener.localAddress }
+
+    /// Serves until the task is cancelled.
+    func run() async {
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled {
+                guard let socket = try? await listener.accept() else {
+                    if Task.isCancelled { break }
+                    try? await Task.sleep(for: .milliseconds(50))
+                    continue
+                }
+                let admitted = connections.withLock { count -> Bool in
+                    guard count < Self.maxConnections else { return false }
+                    count += 1
+                    return true
+                }
+                guard admitted else {
+                    socket.close()
+                    continue
+                }
+                group.addTask {
+                    await self.serve(socket)
+                    socket.close()
+                    self.connections.withLock { $0 -= 1 }
+                }
+            }
+        }
+    }
+
+    private func serve(_ socket: Socket) async {
+        let deadline = ContinuousClock.now + Self.requestTimeout
+        var received: [UInt8] = []
+        let end: [UInt8] = Array("\r\n\r\n".utf8)
+        while received.count <= Self.maxRequestBytes {
+            if let head = Self.head(received, end: end) {
+                await answer(head, socket, deadline: deadline)
+                return
+            }
+            guard let bytes = try? await socket.read(max: 4096, deadline: deadline), !bytes.isEmpty else { return }
+            received += bytes
+        }
+        await send(socket, status: "431 Request Header Fields Too Large", body: "request head over \(Self.maxRequestBytes) bytes\n", deadline: deadline)
+    }
+
+    /// The request head (up to the blank line), once it is all there.
+    static func head(_ bytes: [UInt8], end: [UInt8]) -> String? {
+        guard bytes.count >= end.count else { return nil }
+        for start in 0...(bytes.count - end.count) where bytes[start..<(start + end.count)].elementsEqual(end) {
+            return String(decoding: bytes[..<start], as: UTF8.self)
+        }
+        return nil
+    }
+
+    private func answer(_ head: String, _ socket: Socket, deadline: ContinuousClock.Instant) async {
+        let requestLine = head.split(separator: "\r\n", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        let parts = requestLine.split(separator: " ", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[2].hasPrefix("HTTP/1.") else {
+            await send(socket, status: "400 Bad Request", body: "not an HTTP/1.x request line\n", deadline: deadline)
+            return
+        }
+        let method = parts[0], target = parts[1]
+        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        guard path == "/metrics" else {
+            await send(socket, status: "404 Not Found", body: "no such page: the metrics are at /metrics\n", deadline: deadline)
+            return
+        }
+        guard method == "GET" || method == "HEAD" else {
+            await send(socket, status: "405 Method Not Allowed", extra: "Allow: GET, HEAD\r\n", body: "use GET\n", deadline: deadline)
+            return
+        }
+        let body = await page()
+        await send(socket, status: "200 OK", contentType: "text/plain; version=0.0.4; charset=utf-8", body: body,
+                   withBody: method == "GET", deadline: deadline)
+    }
+
+    private func send(_ socket: Socket, status: String, contentType: String = "text/plain; charset=utf-8", extra: String = "",
+                      body: String, withBody: Bool = true, deadline: ContinuousClock.Instant) async {
+        let bytes = Array(body.utf8)
+        let head = "HTTP/1.1 \(status)\r\nContent-Type: \(contentType)\r\nContent-Length: \(bytes.count)\r\n\(extra)Connection: close\r\n\r\n"
+        do {
+            try await socket.writeAll(Array(head.utf8) + (withBody ? bytes : []), deadline: deadline)
+        } catch {
+            logger.debug("metrics: could not answer", ["error": "\(error)"])
+        }
+    }
+}

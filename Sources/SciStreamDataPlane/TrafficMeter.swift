@@ -1,0 +1,230 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SciStreamSystem
+import SciStreamWire
+
+/// What a session's proxy says about its traffic.
+public struct TrafficFigures: Sendable, Equatable {
+    public var counting: SessionTraffic.Counting
+    public var openConnections = 0
+    public var totalConnections = 0
+    /// Received on the listeners and forwarded to the targets.
+    public var bytesIn: UInt64 = 0
+    /// From the targets, sent back out through the listeners.
+    public var bytesOut: UInt64 = 0
+
+    public init(counting: SessionTraffic.Counting) { self.counting = counting }
+}
+
+/// Reads each session's traffic from its proxy, when asked (`s2uc list`, `/metrics`), never on the
+/// data path:
+/// - HAProxy: `show stat` on the session's stats socket (`<uid>.sock`): the listeners' (frontends')
+///   `scur`, `stot`, `bin`, `bout`, live;
+/// - Nginx: the stream access log `<uid>.traffic`, one `$bytes_received,$bytes_sent` line per closed
+///   connection;
+/// - Stunnel: its log `<uid>.log`, `Service [..] accepted connection` and `Connection closed: A
+///   byte(s) sent to TLS, B byte(s) sent to socket` (or `reset`) per connection.
+/// Logs are read incrementally (only what was appended since the last time); a log that shrank was
+/// cut short and is read again from its start, keeping what was counted. For Nginx and Stunnel the
+/// connections open now are the established TCP connections on the listener ports (/proc/net/tcp).
+public actor TrafficMeter {
+    private struct LogState {
+        var offset: Int = 0
+        var pending: [UInt8] = []
+        var figures: TrafficFigures
+    }
+
+    private var logs: [String: LogState] = [:]
+    /// At most this much of a log is read per call (the rest next time).
+    static let maxReadPerCall = 16 << 20
+
+    public init() {}
+
+    /// The traffic of session `uid` (whole uid) on this data plane; nil when not counted.
+    public func figures(uid: String, role: ProxyRole, listenerPorts: [UInt16], dataPlane: DataPlane) async -> TrafficFigures? {
+        guard let session = SessionID(uid), await dataPlane.countsTraffic else { return nil }
+        guard case .running? = await dataPlane.status(uid: uid) else { return nil }
+        let files = SessionFiles(folder: dataPlane.folder, session: session)
+        switch dataPlane.type {
+        case .haproxy:
+            return await Self.haproxyStats(files.statsSocket)
+        case .nginx:
+            guard var figures = readLog(files.trafficLog, initial: TrafficFigures(counting: .closedConnections), parse: Self.nginxLine) else { return nil }
+            let open = Self.establishedConnections(localPorts: Set(listenerPorts))
+            figures.openConnections = open
+            figures.totalConnections += open
+            return figures
+        case .stunnel:
+            let parse: (Substring, inout TrafficFigures) -> Void = { line, figures in Self.stunnelLine(line, role: role, &figures) }
+            guard var figures = readLog(files.log, initial: TrafficFigures(counting: .closedConnections), parse: parse) else { return nil }
+            figures.openConnections = Self.establishedConnections(localPorts: Set(listenerPorts))
+            return figures
+        case .mock:
+            return nil
+        }
+    }
+
+    /// Forgets the logs of sessions that are gone (call with the uids that remain).
+    public func keep(only uids: Set<String>) {
+        logs = logs.filter { path, _ in uids.contains { path.contains($0) } }
+    }
+
+    // MARK: logs
+
+    /// Reads what `path` gained since the last call, line by line, into the figures kept for it.
+    private func readLog(_ path: String, initial: TrafficFigures, parse: (Substring, inout TrafficFigures) -> Void) -> TrafficFigures? {
+        var state = logs[path] ?? LogState(figures: initial)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return logs[path]?.figures ?? initial }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return state.figures }
+        if Int(info.st_size) < state.offset {
+            // Cut short (pruned): what is there now is new.
+            state.offset = 0
+            state.pending = []
+        }
+        var budget = Self.maxReadPerCall
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while budget > 0 {
+            let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, min($0.count, budget), off_t(state.offset)) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            state.offset += count
+            budget -= count
+            state.pending += buffer[0..<count]
+            // Whole lines only; a partial last line waits for the rest.
+            guard let lastNewline = state.pending.lastIndex(of: UInt8(ascii: "\n")) else { continue }
+            let text = String(decoding: state.pending[...lastNewline], as: UTF8.self)
+            for line in text.split(separator: "\n") { parse(line, &state.figures) }
+            state.pending.removeSubrange(...lastNewline)
+            if state.pending.count > 65536 { state.pending = [] }  // not a log line of ours
+        }
+        logs[path] = state
+        return state.figures
+    }
+
+    /// `<bytes received>,<bytes sent>` (nginx's `$bytes_received,$bytes_sent`).
+    static func nginxLine(_ line: Substring, _ figures: inout TrafficFigures) {
+        let fields = line.split(separator: ",")
+        guard fields.count == 2, let received = UInt64(fields[0]), let sent = UInt64(fields[1]) else { return }
+        figures.totalConnections += 1
+        figures.bytesIn += received
+        figures.bytesOut += sent
+    }
+
+    /// Stunnel's `Service [lN] accepted connection from ...` and
+    /// `Connection closed: A byte(s) sent to TLS, B byte(s) sent to socket` (or `Connection reset: ...`).
+    /// The producer side accepts TLS and sends plain to its targets: its bytes in are those "sent to
+    /// socket"; the consumer side accepts plain and sends TLS: its bytes in are those "sent to TLS".
+    static func stunnelLine(_ line: Substring, role: ProxyRole, _ figures: inout TrafficFigures) {
+        if line.contains("] accepted connection from ") {
+            figures.totalConnections += 1
+            return
+        }
+        guard let marker = line.range(of: "Connection closed: ") ?? line.range(of: "Connection reset: ") else { return }
+        let numbers = line[marker.upperBound...].split(whereSeparator: { !$0.isNumber }).compactMap { UInt64($0) }
+        guard numbers.count >= 2 else { return }
+        let (toTLS, toSocket) = (numbers[0], numbers[1])
+        figures.bytesIn += role == .prod ? toSocket : toTLS
+        figures.bytesOut += role == .prod ? toTLS : toSocket
+    }
+
+    // MARK: HAProxy
+
+    /// `show stat` on HAProxy's stats socket: the sum over its frontends (the listeners).
+    static func haproxyStats(_ path: String) async -> TrafficFigures? {
+        guard let csv = await unixExchange(path, "show stat\n") else { return nil }
+        return parseHAProxyStats(csv)
+    }
+
+    static func parseHAProxyStats(_ csv: String) -> TrafficFigures? {
+        let lines = csv.split(separator: "\n")
+        guard let header = lines.first, header.hasPrefix("# ") else { return nil }
+        let names = header.dropFirst(2).split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard let sv = names.firstIndex(of: "svname"), let scur = names.firstIndex(of: "scur"), let stot = names.firstIndex(of: "stot"),
+              let bin = names.firstIndex(of: "bin"), let bout = names.firstIndex(of: "bout") else { return nil }
+        var figures = TrafficFigures(counting: .live)
+        for line in lines.dropFirst() {
+            let fields = line.split(separator: ",", omittingEmptySubsequences: false)
+            guard fields.count > max(sv, scur, stot, bin, bout), fields[sv] == "FRONTEND" else { continue }
+            figures.openConnections += Int(fields[scur]) ?? 0
+            figures.totalConnections += Int(fields[stot]) ?? 0
+            figures.bytesIn += UInt64(fields[bin]) ?? 0
+            figures.bytesOut += UInt64(fields[bout]) ?? 0
+        }
+        return figures
+    }
+
+    /// Sends `command` on the unix socket at `path` and reads the answer until the peer closes
+    /// (non-blocking, through the reactor, at most 2 s).
+    static func unixExchange(_ path: String, _ command: String) async -> String? {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        let socket = Socket(adopting: fd)
+        defer { socket.close() }
+        // A local stream socket connects at once or not at all (EAGAIN: its backlog is full; try next time).
+        guard connected == 0 else { return nil }
+        let deadline = ContinuousClock.now + .seconds(2)
+        do {
+            try await socket.writeAll(Array(command.utf8), deadline: deadline)
+            var answer: [UInt8] = []
+            while answer.count < 4 << 20 {
+                let chunk = try await socket.read(max: 65536, deadline: deadline)
+                if chunk.isEmpty { break }
+                answer += chunk
+            }
+            return String(decoding: answer, as: UTF8.self)
+        } catch {
+            return nil
+        }
+    }
+
+    // MARK: open connections
+
+    /// Established TCP connections whose local port is one of `localPorts` (the listeners' accepted
+    /// connections), from /proc/net/tcp and /proc/net/tcp6.
+    static func establishedConnections(localPorts: Set<UInt16>) -> Int {
+        guard !localPorts.isEmpty else { return 0 }
+        var count = 0
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            guard let text = readSmallFile(table) else { continue }
+            for line in text.split(separator: "\n").dropFirst() {
+                // "  sl  local_address rem_address   st ...": local "HEXADDR:HEXPORT", st 01 = ESTABLISHED.
+                let fields = line.split(separator: " ", maxSplits: 4)
+                guard fields.count >= 4, fields[3] == "01", let colon = fields[1].lastIndex(of: ":"),
+                      let port = UInt16(fields[1][fields[1].index(after: colon)...], radix: 16) else { continue }
+                if localPorts.contains(port) { count += 1 }
+            }
+        }
+        return count
+    }
+
+    /// A /proc file (which reports no size): read until the end, at most 64 MiB.
+    static func readSmallFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var result: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while result.count < 64 << 20 {
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            result += buffer[0..<count]
+        }
+        return String(decoding: result, as: UTF8.self)
+    }
+}

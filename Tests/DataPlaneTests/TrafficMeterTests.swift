@@ -1,0 +1,59 @@
+import Testing
+import SciStreamWire
+@testable import SciStreamDataPlane
+
+/// The proxies' own formats, as TrafficMeter reads them (the end-to-end counts are in TrafficTests).
+struct TrafficMeterTests {
+    @Test func theProxiesOwnFormatsAreRead() {
+        var nginx = TrafficFigures(counting: .closedConnections)
+        TrafficMeter.nginxLine("100,20", &nginx)
+        TrafficMeter.nginxLine("5,1", &nginx)
+        TrafficMeter.nginxLine("garbage", &nginx)
+        #expect(nginx.totalConnections == 2 && nginx.bytesIn == 105 && nginx.bytesOut == 21)
+
+        var prod = TrafficFigures(counting: .closedConnections), cons = TrafficFigures(counting: .closedConnections)
+        for line in ["2026.11.30 13:19:09 LOG5[1]: Service [l0] accepted connection from 127.0.0.1:36864",
+                     "2026.11.30 13:19:09 LOG5[1]: Connection closed: 313 byte(s) sent to TLS, 8500261 byte(s) sent to socket",
+                     "2026.11.30 13:19:09 LOG5[2]: Connection reset: 7 byte(s) sent to TLS, 9 byte(s) sent to socket"] {
+            TrafficMeter.stunnelLine(line[...], role: .prod, &prod)
+            TrafficMeter.stunnelLine(line[...], role: .cons, &cons)
+        }
+        #expect(prod.totalConnections == 1 && prod.bytesIn == 8_500_270 && prod.bytesOut == 320)
+        #expect(cons.bytesIn == 320 && cons.bytesOut == 8_500_270)
+
+        let csv = """
+            # pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq
+            l0,FRONTEND,,,1,2,100,5,1000,20,0
+            l0,s0,0,0,1,2,,5,1000,20,,
+            l1,FRONTEND,,,0,1,100,2,30,4,0
+            """
+        let figures = TrafficMeter.parseHAProxyStats(csv)
+        #expect(figures == { var f = TrafficFigures(counting: .live); f.openConnections = 1; f.totalConnections = 7; f.bytesIn = 1030; f.bytesOut = 24; return f }())
+        #expect(TrafficMeter.parseHAProxyStats("Unknown command") == nil)
+    }
+
+    @Test func countingAddsOnlyItsOwnLinesToTheConfigs() throws {
+        let spec = ProxySpec(uid: "4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3", role: .prod, listeners: [ProxyEndpoint(host: "127.0.0.1", port: 5100)],
+                             targets: [ProxyEndpoint(host: "127.0.0.1", port: 5001)], rateKbps: 0)
+        var plan = try SessionPlan(spec, tls: true, folder: "/f", processors: 2)
+        #expect(!plan.counting, "off unless s2cs turns it on")
+        let plain = (haproxy: ProxyConfig.haproxy(plan), nginx: ProxyConfig.nginx(plan), stunnel: ProxyConfig.stunnel(plan))
+        plan.counting = true
+        let counted = (haproxy: ProxyConfig.haproxy(plan), nginx: ProxyConfig.nginx(plan), stunnel: ProxyConfig.stunnel(plan))
+        func added(_ before: String, _ after: String) -> [Substring] {
+            let old = before.split(separator: "\n")
+            var new = after.split(separator: "\n")
+            for line in old { if let index = new.firstIndex(of: line) { new.remove(at: index) } }
+            return new
+        }
+        #expect(added(plain.haproxy, counted.haproxy) == ["    stats socket /f/4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3.sock mode 600 level user"])
+        #expect(added(plain.nginx, counted.nginx) == ["    log_format scistream_traffic $bytes_received,$bytes_sent;",
+                                                      "    access_log /f/4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3.traffic scistream_traffic;"])
+        #expect(counted.haproxy.split(separator: "\n").count == plain.haproxy.split(separator: "\n").count + 1)
+        #expect(counted.stunnel == plain.stunnel, "Stunnel's own log already says what it moved")
+        // A folder too deep for a unix socket path: no stats socket, rather than a proxy that fails.
+        var deep = try SessionPlan(spec, tls: true, folder: "/" + String(repeating: "d", count: 80), processors: 2)
+        deep.counting = true
+        #expect(!ProxyConfig.haproxy(deep).contains("stats socket"))
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import Testing
+import SciStreamWire
+import SciStreamSystem
+import SciStreamControl
+
+/// Traffic in `s2uc list` and `/metrics`, as the proxies count it: a known number of bytes through a
+/// real tunnel of each type, counted on both gateways.
+@Suite(.serialized) struct TrafficTests {
+    static let types = ["Haproxy", "Nginx", "Stunnel"]
+
+    /// The one session of `s2uc list --json` against `daemon`, and its traffic object.
+    static func listed(_ daemon: Daemon) async throws -> (session: [String: Any], traffic: [String: Any]) {
+        let json = try JSONOutputTests.object(await Harness.s2uc(["list", "--json"] + daemon.clientArguments))
+        let sessions = try #require(json["sessions"] as? [[String: Any]])
+        let session = try #require(sessions.first)
+        #expect(sessions.count == 1)
+        return (session, try #require(session["traffic"] as? [String: Any], "\(session)"))
+    }
+
+    static func number(_ object: [String: Any], _ key: String) -> Int { (object[key] as? NSNumber)?.intValue ?? -1 }
+
+    @Test(arguments: types)
+    func aKnownNumberOfBytesIsCountedOnBothSides(type: String) async throws {
+        let producer = try await Daemon(type: type, extra: ["--metrics", "127.0.0.1:0"])
+        let consumer = try await Daemon(type: type)
+        defer { producer.stop(); consumer.stop() }
+        let app = try ProducerApp(expectedConnections: 2)
+        defer { app.stop() }
+        let consumerPort = consumer.ports[5]
+        let stream = await Harness.s2uc(["stream_request", "--json", "--prod_s2cs", producer.address, "--cons_s2cs", consumer.address,
+                                         "--server_cert", Harness.certificates.crt, "--remote_ip", "127.0.0.1", "--receiver_ports", "\(app.port)",
+                                         "--cons_receiver_ports", "\(consumerPort)", "--num_conn", "1"])
+        #expect(stream.status == 0, "\(stream.stderr)\n\(producer.log)\n\(consumer.log)")
+
+        // One connection held open: both sides see it open.
+        let held = try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: consumerPort), deadline: .now + .seconds(5))
+        try await held.writeAll(Array(repeating: 7, count: 1000), deadline: .now + .seconds(5))
+        for daemon in [consumer, producer] {
+            var open = -1
+            let deadline = ContinuousClock.now + .seconds(10)
+            while open != 1 && ContinuousClock.now < deadline {
+                open = Self.number(try await Self.listed(daemon).traffic, "open_connections")
+                if open != 1 { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(open == 1, "\(type): the held connection is open on \(daemon === producer ? "the producer" : "the consumer") side")
+        }
+        held.close()
+
+        // Then 16 MiB on a second connection, closed.
+        let size = 16 << 20
+        _ = try await sendRandomBytes(to: consumerPort, count: size)
+        let received = await app.results()
+        #expect(received.map(\.bytes).sorted() == [1000, size], "\(received.map(\.bytes))")
+        let expected = size + 1000
+
+        for (daemon, role) in [(consumer, "CONS"), (producer, "PROD")] {
+            // Closed connections are counted once the proxy has logged them: wait for both.
+            var traffic: [String: Any] = [:]
+            var session: [String: Any] = [:]
+            let deadline = ContinuousClock.now + .seconds(10)
+            repeat {
+                (session, traffic) = try await Self.listed(daemon)
+                if Self.number(traffic, "bytes_in") >= expected && Self.number(traffic, "open_connections") == 0 { break }
+                try await Task.sleep(for: .milliseconds(100))
+            } while ContinuousClock.now < deadline
+            let bytesIn = Self.number(traffic, "bytes_in")
+            #expect(session["role"] as? String == role)
+            #expect(traffic["counting"] as? String == (type == "Haproxy" ? "live" : "closed-connections"))
+            #expect(Double(bytesIn) >= Double(expected) && Double(bytesIn) <= Double(expected) * 1.03,
+                    "\(type) \(role): \(bytesIn) bytes in counted, \(expected) sent")
+            #expect(Self.number(traffic, "bytes_out") >= 0 && Self.number(traffic, "bytes_out") < 65536, "\(traffic)")
+            #expect(Self.number(traffic, "open_connections") == 0)
+            #expect(Self.number(traffic, "total_connections") == 2, "\(type) \(role): \(traffic)")
+            #expect(Self.number(session, "age_seconds") >= 0 && Self.number(session, "age_seconds") < 120)
+            // The human line says the same.
+            let human = await Harness.s2uc(["list"] + daemon.clientArguments)
+            #expect(human.lines.count == 3 && human.lines[2].contains("connections 0 open, 2 in all, bytes in \(bytesIn), out "), "\(human.lines)")
+        }
+
+        // The producer side's metrics carry the same figures.
+        let metrics = try await MetricsTests.scrape(try MetricsTests.metricsPort(producer))
+        let producerSession = try await Self.listed(producer).session
+        let prefix = try #require(producerSession["uid"] as? String)
+        let counted = metrics.samples["s2cs_session_bytes_total{direction=in,role=PROD,session=\(prefix)}"] ?? -1
+        #expect(counted >= Double(expected) && counted <= Double(expected) * 1.03, "\(metrics.samples.filter { $0.key.hasPrefix("s2cs_session") })")
+        #expect(metrics.samples["s2cs_session_connections_total{role=PROD,session=\(prefix)}"] == 2)
+        #expect(metrics.samples["s2cs_session_connections{role=PROD,session=\(prefix)}"] == 0)
+    }
+
+    @Test func mockSessionsAndCountingOffShowAgeWithoutTraffic() async throws {
+        let mock = try await Daemon()
+        let off = try await Daemon(type: "Haproxy", extra: ["--traffic-counting", "False"])
+        defer { mock.stop(); off.stop() }
+        for daemon in [mock, off] {
+            #expect(await Harness.s2uc(["inbound_request", "--num_conn", "1", "--receiver_ports", "5001", "--remote_ip", "127.0.0.1"] + daemon.clientArguments).status == 0)
+            let json = try JSONOutputTests.object(await Harness.s2uc(["list", "--json"] + daemon.clientArguments))
+            let session = try #require((json["sessions"] as? [[String: Any]])?.first)
+            #expect(session["traffic"] is NSNull && Self.number(session, "age_seconds") >= 0, "\(session)")
+            let human = await Harness.s2uc(["list"] + daemon.clientArguments)
+            #expect(human.lines.count == 3 && human.lines[2].hasPrefix("          age ") && human.lines[2].hasSuffix(" s, traffic not counted"), "\(human.lines)")
+        }
+        // Counting off: no stats socket in the HAProxy config.
+        let configs = try FileManager.default.contentsOfDirectory(atPath: off.configFolder.path).filter { $0.hasSuffix(".conf") && !$0.hasPrefix("s2ds-") }
+        let config = try String(contentsOf: off.configFolder.appendingPathComponent(try #require(configs.first)), encoding: .utf8)
+        #expect(!config.contains("stats socket"))
+    }
+}
