@@ -23,9 +23,12 @@ public struct Introspection: Sendable, Equatable {
     public var expiresAt: Int?
     public var username: String?
     public var clientID: String?
+    /// The identity's stable id (`sub`): what owns a session.
+    public var subject: String?
 
-    public init(active: Bool, scopes: [String] = [], expiresAt: Int? = nil, username: String? = nil, clientID: String? = nil) {
+    public init(active: Bool, scopes: [String] = [], expiresAt: Int? = nil, username: String? = nil, clientID: String? = nil, subject: String? = nil) {
         self.active = active
+        self.subject = subject
         self.scopes = scopes
         self.expiresAt = expiresAt
         self.username = username
@@ -111,7 +114,8 @@ public final class GlobusAuthClient: Sendable {
         let scopes = (json["scope"] as? String).map { $0.split(separator: " ").map(String.init) } ?? []
         let exp = (json["exp"] as? NSNumber)?.intValue
         return Introspection(active: active, scopes: scopes, expiresAt: exp,
-                             username: json["username"] as? String, clientID: json["client_id"] as? String)
+                             username: json["username"] as? String, clientID: json["client_id"] as? String,
+                             subject: json["sub"] as? String)
     }
 
     // MARK: HTTP

@@ -3,8 +3,8 @@ import SciStreamSystem
 
 /// The verdict on one RPC's token.
 public enum TokenVerdict: Sendable, Equatable {
-    /// Active, with the SciStream scope of this s2cs.
-    case valid(username: String?)
+    /// Active, with the SciStream scope of this s2cs; `subject` is the identity's stable id (`sub`).
+    case valid(username: String?, subject: String? = nil)
     /// No token (empty, or the `INVALID_TOKEN` placeholder): UNAUTHENTICATED.
     case missing(message: String)
     /// Inactive, expired, unknown, or without this s2cs's scope: UNAUTHENTICATED.
@@ -40,12 +40,19 @@ public actor TokenChecker {
     }
     private var cache: [String: Entry] = [:]
     private var inFlight: [String: Task<TokenVerdict, Never>] = [:]
+    private let maxConcurrentIntrospections: Int
+    private let failureBackoff: Duration
+    private var unavailableUntil: Date? = nil
+    private var lastUnavailable: String? = nil
     /// Introspection calls made (for tests and the debug log).
     public private(set) var introspections = 0
 
     public init(clientID: String, clientSecret: String, auth: GlobusAuthClient, logger: Logger,
                 negativeTTL: Duration = .seconds(10), fallbackTTL: Duration = .seconds(60), maxEntries: Int = 10_000,
+                maxConcurrentIntrospections: Int = 32, failureBackoff: Duration = .seconds(1),
                 now: @escaping @Sendable () -> Date = { Date() }) {
+        self.maxConcurrentIntrospections = maxConcurrentIntrospections
+        self.failureBackoff = failureBackoff
         self.clientID = clientID
         self.clientSecret = clientSecret
         self.requiredScope = GlobusAuth.scistreamScope(clientID)
@@ -76,6 +83,16 @@ public actor TokenChecker {
         if let pending = inFlight[key] {
             return await pending.value
         }
+        // Bounded: a flood of made-up tokens must not open thousands of connections to Globus Auth.
+        guard inFlight.count < maxConcurrentIntrospections else {
+            logger.warning("token check refused: too many checks in flight", ["max": "\(maxConcurrentIntrospections)"])
+            return .unavailable(message: "s2cs is checking too many tokens at once: retry in a moment")
+        }
+        // After Globus Auth failed to answer, wait a moment before asking again (not per token: the
+        // failure is the server's, and each new token would otherwise cost a full timeout).
+        if let until = unavailableUntil, until > now(), let message = lastUnavailable {
+            return .unavailable(message: message)
+        }
         let task = Task { await self.introspect(token, key: key) }
         inFlight[key] = task
         let verdict = await task.value
@@ -93,6 +110,8 @@ public actor TokenChecker {
             let verdict = unavailable(error)
             if case .unavailable(let message) = verdict {
                 logger.warning("token check failed", ["reason": message])
+                lastUnavailable = message
+                unavailableUntil = now().addingTimeInterval(Self.seconds(failureBackoff))
             }
             return verdict
         }
@@ -107,13 +126,14 @@ public actor TokenChecker {
         } else if !result.scopes.contains(requiredScope) {
             verdict = .invalid(message: invalidMessage, reason: "lacks the scope \(requiredScope)")
         } else {
-            verdict = .valid(username: result.username)
+            verdict = .valid(username: result.username, subject: result.subject)
             until = result.expiresAt.map { Date(timeIntervalSince1970: TimeInterval($0)) }
                 ?? checkedAt.addingTimeInterval(Self.seconds(fallbackTTL))
         }
         store(key, verdict, until: until)
+        if case .valid = verdict { unavailableUntil = nil }
         switch verdict {
-        case .valid(let username):
+        case .valid(let username, _):
             logger.debug("token accepted", ["token": prefix, "user": username ?? "?", "cached_for": "\(Int(until.timeIntervalSince(checkedAt)))s"])
         case .invalid(_, let reason):
             logger.debug("token refused", ["token": prefix, "reason": reason])
@@ -132,13 +152,27 @@ public actor TokenChecker {
         }
     }
 
+    /// Caches a verdict. When the cache is full, expired entries go first, then refusals; valid
+    /// verdicts are kept (a flood of bad tokens must not make good users pay an introspection each),
+    /// and a refusal that finds no room is simply not cached.
     private func store(_ key: String, _ verdict: TokenVerdict, until: Date) {
         if cache.count >= maxEntries {
             let current = now()
             cache = cache.filter { $0.value.until > current }
-            if cache.count >= maxEntries { cache.removeAll() }
         }
+        if cache.count >= maxEntries {
+            cache = cache.filter { if case .valid = $0.value.verdict { true } else { false } }
+        }
+        let isValid: Bool = if case .valid = verdict { true } else { false }
+        guard cache.count < maxEntries || (isValid && evictOneValid()) else { return }
         cache[key] = Entry(verdict: verdict, until: until)
+    }
+
+    /// Makes room for a new valid verdict by dropping the one that expires soonest.
+    private func evictOneValid() -> Bool {
+        guard let soonest = cache.min(by: { $0.value.until < $1.value.until })?.key else { return false }
+        cache[soonest] = nil
+        return true
     }
 
     static func seconds(_ duration: Duration) -> TimeInterval {

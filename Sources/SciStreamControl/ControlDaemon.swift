@@ -44,8 +44,8 @@ public enum ControlDaemon {
         let dataPlane: DataPlane
         do {
             let runAs = try config.proxyIdentity(effectiveUID: geteuid())
-            dataPlane = try DataPlane(type: config.type, folder: config.configFolder, dataPlaneTLS: config.dataPlaneTLS, logger: logger,
-                                      runAs: config.type == .mock ? nil : runAs)
+            dataPlane = try DataPlane(type: config.type, folder: config.configFolder, dataPlaneTLS: config.dataPlaneTLS,
+                                      buffers: config.proxyBuffers, logger: logger, runAs: config.type == .mock ? nil : runAs)
         } catch {
             return Console.runtimeError(error)
         }
@@ -64,14 +64,26 @@ public enum ControlDaemon {
             logger.info("authentication is on: every request's token is checked by Globus Auth introspection",
                         ["scope": checker.requiredScope, "introspect": checker.introspectURL])
         } else {
-            logger.info("authentication is off (no --client-secret): tokens are not checked")
+            logger.warning("authentication is off (no --client-secret): tokens are not checked; anyone who can reach the control port may set up sessions (within --allowed-targets), and sessions have no owner: whoever holds a uid may release it",
+                           ["control": bound])
+        }
+        if let allowed = config.allowedTargets {
+            logger.info("sessions may forward only to --allowed-targets", ["allowed": allowed.map(\.description).joined(separator: ",")])
+        } else {
+            logger.info("sessions may forward anywhere but loopback, link-local and this gateway's own addresses (restrict with --allowed-targets)",
+                        ["loopback": server.targetPolicy.allowLoopback ? "allowed (--listener-ip is loopback)" : "refused"])
         }
         if let ephemeral = ephemeralPortRange(), config.portRange.lower <= ephemeral.upperBound, ephemeral.lowerBound <= config.portRange.upper {
             logger.warning("--port-range overlaps the kernel's ephemeral ports: an outgoing connection may take a session port and its proxy then fails to bind; choose a range outside them",
                            ["port_range": config.portRange.description, "ephemeral": "\(ephemeral.lowerBound)-\(ephemeral.upperBound)"])
         }
         if !config.dataPlaneTLS {
-            logger.warning("data plane is PLAINTEXT (--data-plane-tls=False): bytes between gateways are not encrypted; use only on trusted networks")
+            logger.warning("data plane is PLAINTEXT (--data-plane-tls=False): bytes between gateways are neither encrypted nor authenticated (the uid keys nothing); use only on trusted networks")
+            if let peers = config.peerGateways {
+                logger.info("producer-side listeners accept only the peer gateways", ["peers": peers.map(\.description).joined(separator: ",")])
+            } else {
+                logger.warning("no --peer-gateways: inbound (PROD) sessions are refused in plaintext mode until the peer gateways' addresses are given")
+            }
         }
         if !config.tls {
             logger.warning("control channel is PLAINTEXT (--ssl=False): development only")
@@ -104,7 +116,9 @@ public enum ControlDaemon {
 
     private static func installShutdownHandlers(server: ControlServer, serving: Task<Void, Never>) -> [any DispatchSourceSignal] {
         var sources: [any DispatchSourceSignal] = []
-        for number in [SIGINT, SIGTERM] {
+        // SIGHUP (the terminal that started s2cs closed) and SIGQUIT stop it the same way: proxies
+        // stopped, session files removed.
+        for number in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
@@ -121,13 +135,12 @@ public enum ControlDaemon {
     }
 }
 
-/// A parent may start s2cs with SIGINT/SIGTERM blocked (a mask is inherited across exec): unblock
+/// A parent may start s2cs with SIGINT/SIGTERM (or SIGHUP/SIGQUIT) blocked (a mask is inherited across exec): unblock
 /// them, or shutdown would never be noticed and the proxies would outlive s2cs.
 private func unblockShutdownSignals() {
     var set = sigset_t()
     sigemptyset(&set)
-    sigaddset(&set, SIGINT)
-    sigaddset(&set, SIGTERM)
+    for number in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] { sigaddset(&set, number) }
     pthread_sigmask(SIG_UNBLOCK, &set, nil)
 }
 

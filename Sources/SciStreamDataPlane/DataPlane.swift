@@ -14,6 +14,8 @@ public actor DataPlane {
     public nonisolated let type: DataServerType
     public nonisolated let folder: String
     public nonisolated let dataPlaneTLS: Bool
+    /// Per-connection buffer size written into HAProxy and nginx configs.
+    public nonisolated let buffers: ProxyBuffers
     let logger: Logger
     let stopGrace: Duration
     let readinessTimeout: Duration
@@ -75,20 +77,21 @@ public actor DataPlane {
     /// Checks that the proxy is installed (and, for stunnel, that it is not asked for plain TCP),
     /// creates `folder` with mode 0700 (tightening an existing one of ours), and makes this process
     /// a child subreaper so that a proxy's orphaned workers can be reaped.
-    public init(type: DataServerType, folder: String, dataPlaneTLS: Bool, logger: Logger,
+    public init(type: DataServerType, folder: String, dataPlaneTLS: Bool, buffers: ProxyBuffers = .standard, logger: Logger,
                 stopGrace: Duration = .seconds(2), runAs: ProxyIdentity? = nil) throws(DataPlaneError) {
-        try self.init(type: type, folder: folder, dataPlaneTLS: dataPlaneTLS, logger: logger, stopGrace: stopGrace,
+        try self.init(type: type, folder: folder, dataPlaneTLS: dataPlaneTLS, buffers: buffers, logger: logger, stopGrace: stopGrace,
                       searchPath: DataPlane.defaultSearchPath(), readinessTimeout: .seconds(10),
                       checkListenersBeforeLaunch: true, runAs: runAs)
     }
 
-    init(type: DataServerType, folder: String, dataPlaneTLS: Bool, logger: Logger, stopGrace: Duration,
+    init(type: DataServerType, folder: String, dataPlaneTLS: Bool, buffers: ProxyBuffers = .standard, logger: Logger, stopGrace: Duration,
          searchPath: [String], readinessTimeout: Duration, checkListenersBeforeLaunch: Bool,
          runAs: ProxyIdentity? = nil) throws(DataPlaneError) {
         self.runAs = runAs
         self.type = type
         self.folder = folder
         self.dataPlaneTLS = dataPlaneTLS
+        self.buffers = buffers
         self.logger = logger
         self.stopGrace = stopGrace
         self.readinessTimeout = readinessTimeout
@@ -155,7 +158,7 @@ public actor DataPlane {
     /// session's files except the log are removed, and the error quotes the proxy's own message.
     public func start(_ spec: ProxySpec) async throws(DataPlaneError) {
         var plan = try SessionPlan(spec, tls: dataPlaneTLS, folder: folder,
-                                   processors: ProcessInfo.processInfo.activeProcessorCount)
+                                   processors: ProcessInfo.processInfo.activeProcessorCount, buffers: buffers)
         plan.runAs = runAs
         plan.counting = countsTraffic
         let key = plan.session.text

@@ -17,13 +17,17 @@ struct SessionPlan: Sendable {
     let threads: Int
     /// Who the proxy drops to once it has read its files and bound its listeners (s2cs runs as root).
     var runAs: ProxyIdentity? = nil
+    /// Per-connection buffer size (HAProxy and nginx).
+    let buffers: ProxyBuffers
     /// Whether the proxy counts the session's traffic where s2cs can read it (a stats socket, an access log).
     var counting = false
 
     static let maximumRateKbps = 1_000_000_000  // 1 Tbit/s
+    /// Sources the listeners accept (numeric CIDR blocks); empty: any.
+    let allowedSources: [String]
 
     /// Validates `spec` (again: every value that reaches a config). Nothing is written on failure.
-    init(_ spec: ProxySpec, tls: Bool, folder: String, processors: Int) throws(DataPlaneError) {
+    init(_ spec: ProxySpec, tls: Bool, folder: String, processors: Int, buffers: ProxyBuffers = .standard) throws(DataPlaneError) {
         guard let session = SessionID(spec.uid) else { throw .invalidSessionID }
         let name = session.prefix
         guard !spec.listeners.isEmpty else { throw .invalidSpec(session: name, reason: "no listeners") }
@@ -53,6 +57,14 @@ struct SessionPlan: Sendable {
         guard spec.rateKbps >= 0, spec.rateKbps <= Self.maximumRateKbps else {
             throw .invalidSpec(session: name, reason: "rate \(spec.rateKbps) kb/s is out of range (0 = unlimited, at most \(Self.maximumRateKbps))")
         }
+        for source in spec.allowedSources {
+            // Numeric CIDR only (the control layer renders them from parsed addresses): hex digits, '.', ':' and one '/'.
+            let valid = source.utf8.count <= 64 && source.filter({ $0 == "/" }).count == 1
+                && source.allSatisfy { $0.isASCII && ($0.isHexDigit || $0 == "." || $0 == ":" || $0 == "/") }
+            guard valid else { throw .invalidSpec(session: name, reason: "invalid allowed source '\(printable(source))' (a numeric CIDR block)") }
+        }
+        guard spec.allowedSources.count <= 256 else { throw .invalidSpec(session: name, reason: "too many allowed sources (at most 256)") }
+        self.allowedSources = spec.allowedSources
         guard isConfigSafePath(folder) else {
             throw .folder(path: printable(folder, limit: 200), reason: "the path has characters that cannot appear in a proxy config")
         }
@@ -64,6 +76,7 @@ struct SessionPlan: Sendable {
         self.files = SessionFiles(folder: folder, session: session)
         self.workers = max(1, min(processors, listeners.count, 64))
         self.threads = max(1, min(processors, 64))
+        self.buffers = buffers
     }
 
     /// kb/s to bytes/s for nginx: × 1000 / 8.
@@ -100,7 +113,8 @@ enum ProxyConfig {
             "    nbthread \(plan.threads)",
             "    ssl-load-extra-files none",
             "    log stderr format raw local0 info",
-        ] + (plan.runAs.map { ["    user \($0.user)", "    group \($0.group)"] } ?? [])  // its workers drop to it
+        ] + plan.buffers.haproxyGlobal
+            + (plan.runAs.map { ["    user \($0.user)", "    group \($0.group)"] } ?? [])  // its workers drop to it
         // A unix socket path is at most 107 bytes: a folder too deep to hold one goes uncounted.
         if plan.counting && files.statsSocket.utf8.count < 108 {
             lines.append("    stats socket \(files.statsSocket) mode 600 level user")
@@ -127,6 +141,9 @@ enum ProxyConfig {
                 lines.append("    bind \(route.listener) \(tlsCommon)")
             } else {
                 lines.append("    bind \(route.listener)")
+            }
+            if !plan.allowedSources.isEmpty {
+                lines.append("    tcp-request connection reject unless { src \(plan.allowedSources.joined(separator: " ")) }")
             }
             if plan.tls && plan.role == .cons {
                 lines.append("    server s\(index) \(route.target) \(tlsCommon) verifyhost \(SessionKeys.peerName) sni str(\(SessionKeys.peerName))")
@@ -162,7 +179,7 @@ enum ProxyConfig {
             // bytes still in nginx's buffer are lost (seen: 112 KiB of 1 MiB arrived).
             "    proxy_half_close on;",
             "    proxy_connect_timeout \(TLSParameters.connectSeconds)s;",
-        ]
+        ] + plan.buffers.nginxStream
         if plan.counting {
             lines += [
                 // The only '$' in any config: nginx's variables, in a constant line.
@@ -210,8 +227,11 @@ enum ProxyConfig {
                 "    server {",
                 "        listen \(route.listener)\(ssl);",
                 "        proxy_pass \(route.target);",
-                "    }",
             ]
+            if !plan.allowedSources.isEmpty {
+                lines += plan.allowedSources.map { "        allow \($0);" } + ["        deny all;"]
+            }
+            lines.append("    }")
         }
         lines.append("}")
         return lines.joined(separator: "\n") + "\n"

@@ -19,8 +19,12 @@ public struct ProxySpec: Sendable, Equatable {
     public var targets: [ProxyEndpoint]
     /// Per-connection rate limit in kb/s (1 kb = 1000 bits); 0 means unlimited. Only nginx applies it.
     public var rateKbps: Int
+    /// Numeric CIDR blocks (`192.0.2.0/24`, `2001:db8::/32`): when not empty, the only sources the
+    /// listeners accept (the peer gateways, in plaintext mode). Empty: any source.
+    public var allowedSources: [String]
 
-    public init(uid: String, role: ProxyRole, listeners: [ProxyEndpoint], targets: [ProxyEndpoint], rateKbps: Int) {
+    public init(uid: String, role: ProxyRole, listeners: [ProxyEndpoint], targets: [ProxyEndpoint], rateKbps: Int, allowedSources: [String] = []) {
+        self.allowedSources = allowedSources
         self.uid = uid
         self.role = role
         self.listeners = listeners

@@ -14,6 +14,13 @@ public enum SessionID {
         return text.lowercased()
     }
 
+    /// Whether a valid uid is an RFC 4122 version-4 (random) UUID: version nibble 4, variant 10xx.
+    public static func isRandom(_ uid: String) -> Bool {
+        let characters = Array(uid.lowercased().utf8)
+        guard characters.count == 36 else { return false }
+        return characters[14] == UInt8(ascii: "4") && "89ab".utf8.contains(characters[19])
+    }
+
     /// A random (version 4) UUID from `SystemRandomNumberGenerator` (the kernel's CSPRNG on Linux), lowercased.
     public static func random() -> String {
         var generator = SystemRandomNumberGenerator()

@@ -115,6 +115,33 @@ extension ValidationError.HostProblem {
     }
 }
 
+/// Text from elsewhere (a server's message, a listener it reports) made safe to print on a terminal:
+/// control, format and non-ASCII space characters escaped (`\n`, `\u{1B}`), so that a hostile peer can
+/// neither break the line nor send escape sequences; cut after `limit` characters.
+public func escapedForTerminal(_ text: String, limit: Int = 4096) -> String {
+    var result = ""
+    var count = 0
+    for scalar in text.unicodeScalars {
+        if count == limit {
+            result += "…"
+            break
+        }
+        count += 1
+        switch scalar {
+        case "\n": result += "\\n"
+        case "\r": result += "\\r"
+        case "\t": result += "\\t"
+        default:
+            if needsEscape(scalar) {
+                result += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            } else {
+                result.unicodeScalars.append(scalar)
+            }
+        }
+    }
+    return result
+}
+
 /// `'text'` with control, format and non-ASCII space characters escaped (`\n`, `\u{202E}`), cut after 80
 /// characters, so that a hostile value cannot break or spoof the line it is reported on.
 func quote(_ text: String) -> String {

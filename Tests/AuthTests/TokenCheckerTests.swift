@@ -19,11 +19,58 @@ final class ManualClock: Sendable {
 
     init() throws { fake = try FakeGlobusAuth(clientID: "abc", clientSecret: "xyz") }
 
-    func checker(secret: String = "xyz", timeout: Duration = .seconds(5)) -> TokenChecker {
+    func checker(secret: String = "xyz", timeout: Duration = .seconds(5), maxEntries: Int = 10_000,
+                 maxConcurrent: Int = 32, failureBackoff: Duration = .zero) -> TokenChecker {
         let clock = self.clock
         return TokenChecker(clientID: "abc", clientSecret: secret,
                             auth: GlobusAuthClient(baseURL: URL(string: fake.baseURL)!, timeout: timeout),
-                            logger: Logger(label: "test", level: .debug, sink: logs), now: { clock.now() })
+                            logger: Logger(label: "test", level: .debug, sink: logs), maxEntries: maxEntries,
+                            maxConcurrentIntrospections: maxConcurrent, failureBackoff: failureBackoff, now: { clock.now() })
+    }
+
+    @Test func afterAnUnreachableServerChecksBackOffThenTryAgain() async {
+        let checker = checker(failureBackoff: .seconds(1))
+        let (token, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream")
+        fake.stop()
+        for _ in 0..<5 {
+            guard case .unavailable = await checker.check(token) else { Issue.record("not unavailable"); return }
+        }
+        // One attempt in the first second, whatever the number of requests.
+        #expect(await checker.introspections == 1)
+        clock.advance(2)
+        guard case .unavailable = await checker.check(token) else { Issue.record("not unavailable"); return }
+        #expect(await checker.introspections == 2)
+    }
+
+    @Test func aFullCacheKeepsValidVerdictsAndDropsRefusals() async {
+        defer { fake.stop() }
+        let checker = checker(maxEntries: 3)
+        let (good, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream")
+        #expect(await checker.check(good) == .valid(username: FakeGlobusAuth.username, subject: FakeGlobusAuth.subject))
+        // A flood of made-up tokens fills the cache with refusals...
+        for index in 0..<20 {
+            guard case .invalid = await checker.check("made-up-\(index)") else { Issue.record("not invalid"); return }
+        }
+        // ...and the valid verdict is still cached: no new introspection for it.
+        let before = fake.introspections
+        #expect(await checker.check(good) == .valid(username: FakeGlobusAuth.username, subject: FakeGlobusAuth.subject))
+        #expect(fake.introspections == before)
+    }
+
+    @Test func introspectionsInFlightAreBounded() async {
+        defer { fake.stop() }
+        fake.stalled = true
+        let checker = checker(timeout: .seconds(2), maxConcurrent: 2)
+        let verdicts = await withTaskGroup(of: TokenVerdict.self) { group in
+            for index in 0..<6 { group.addTask { await checker.check("token-\(index)") } }
+            var all: [TokenVerdict] = []
+            for await verdict in group { all.append(verdict) }
+            return all
+        }
+        // Two went to the (stalled) server; the other four were refused at once without a connection.
+        #expect(await checker.introspections == 2)
+        let refusedAtOnce = verdicts.filter { $0 == .unavailable(message: "s2cs is checking too many tokens at once: retry in a moment") }
+        #expect(refusedAtOnce.count == 4, "\(verdicts)")
     }
 
     @Test func noTokenOrThePlaceholderIsMissingWithoutAnyNetwork() async {
@@ -39,7 +86,7 @@ final class ManualClock: Sendable {
         let checker = checker()
         let (token, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream")
         for _ in 0..<5 {
-            #expect(await checker.check(token) == .valid(username: FakeGlobusAuth.username))
+            #expect(await checker.check(token) == .valid(username: FakeGlobusAuth.username, subject: FakeGlobusAuth.subject))
         }
         #expect(fake.introspections == 1)
         #expect(await checker.introspections == 1)
@@ -57,7 +104,7 @@ final class ManualClock: Sendable {
             for await verdict in group { all.append(verdict) }
             return all
         }
-        #expect(verdicts.allSatisfy { $0 == .valid(username: FakeGlobusAuth.username) })
+        #expect(verdicts.allSatisfy { $0 == .valid(username: FakeGlobusAuth.username, subject: FakeGlobusAuth.subject) })
         #expect(fake.introspections == 1)
     }
 
@@ -91,9 +138,9 @@ final class ManualClock: Sendable {
         defer { fake.stop() }
         let checker = checker()
         let (token, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream", lifetime: 3600)
-        #expect(await checker.check(token) == .valid(username: FakeGlobusAuth.username))
+        #expect(await checker.check(token) == .valid(username: FakeGlobusAuth.username, subject: FakeGlobusAuth.subject))
         clock.advance(3500)
-        #expect(await checker.check(token) == .valid(username: FakeGlobusAuth.username))
+        #expect(await checker.check(token) == .valid(username: FakeGlobusAuth.username, subject: FakeGlobusAuth.subject))
         #expect(fake.introspections == 1)
         // Past its exp (by the checker's clock), the verdict is gone: asked again, and refused as expired.
         clock.advance(200)

@@ -6,9 +6,10 @@ struct ProxyConfigTests {
     static let uid = "4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3"
 
     func plan(_ role: ProxyRole, tls: Bool = true, listeners: [ProxyEndpoint] = [ProxyEndpoint(host: "127.0.0.1", port: 5100)],
-              targets: [ProxyEndpoint] = [ProxyEndpoint(host: "127.0.0.1", port: 5001)], rate: Int = 0) throws -> SessionPlan {
+              targets: [ProxyEndpoint] = [ProxyEndpoint(host: "127.0.0.1", port: 5001)], rate: Int = 0,
+              buffers: ProxyBuffers = .standard) throws -> SessionPlan {
         try SessionPlan(ProxySpec(uid: Self.uid, role: role, listeners: listeners, targets: targets, rateKbps: rate),
-                        tls: tls, folder: "/home/u/.scistream", processors: 2)
+                        tls: tls, folder: "/home/u/.scistream", processors: 2, buffers: buffers)
     }
 
     @Test func dataServerTypeParsing() {
@@ -164,6 +165,44 @@ struct ProxyConfigTests {
                 }
             }
         }
+    }
+
+    @Test func proxyBufferSizes() throws {
+        #expect(ProxyBuffers.standard.bytes == 65536)
+        #expect(ProxyBuffers(parsing: "64k") == .standard)
+        #expect(ProxyBuffers(parsing: "64K") == .standard)
+        #expect(ProxyBuffers(parsing: "64") == .standard)
+        #expect(ProxyBuffers(parsing: "DEFAULT") == .proxyDefaults)
+        #expect(ProxyBuffers(parsing: "4k")?.bytes == 4096)
+        #expect(ProxyBuffers(parsing: "256k")?.bytes == 262_144)
+        #expect(ProxyBuffers.standard.description == "64k")
+        #expect(ProxyBuffers.proxyDefaults.description == "default")
+        for bad in ["", "k", "3k", "257k", "1024k", "0", "-64k", "64kb", "64m", "65536b", " 64k", "64k ", "1e2", "00000064", "６４k", "+64"] {
+            #expect(ProxyBuffers(parsing: bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func buffersInConfigs() throws {
+        // The chosen size by default, in both roles and both modes; nothing with 'default'.
+        for role in [ProxyRole.prod, .cons] {
+            for tls in [true, false] {
+                // In HAProxy's global section, in nginx's stream block (before its servers).
+                let haproxy = ProxyConfig.haproxy(try plan(role, tls: tls))
+                let global = try #require(haproxy.firstRange(of: "\nglobal\n").map { haproxy[$0.upperBound...] }?.split(separator: "\n\n").first)
+                #expect(global.split(separator: "\n").contains("    tune.bufsize 65536"), "\(haproxy)")
+                let nginx = ProxyConfig.nginx(try plan(role, tls: tls))
+                let stream = try #require(nginx.firstRange(of: "\nstream {\n").map { nginx[$0.upperBound...] }?.split(separator: "\n\n").first)
+                #expect(stream.split(separator: "\n").contains("    proxy_buffer_size 64k;"), "\(nginx)")
+                let stunnel = tls ? ProxyConfig.stunnel(try plan(role, tls: tls)) : ""
+                #expect(!stunnel.lowercased().contains("buf"))
+            }
+        }
+        let small = try plan(.cons, buffers: try #require(ProxyBuffers(parsing: "16k")))
+        #expect(ProxyConfig.haproxy(small).contains("    tune.bufsize 16384\n"))
+        #expect(ProxyConfig.nginx(small).contains("    proxy_buffer_size 16k;\n"))
+        let defaults = try plan(.prod, buffers: .proxyDefaults)
+        #expect(!ProxyConfig.haproxy(defaults).contains("tune."))
+        #expect(!ProxyConfig.nginx(defaults).contains("proxy_buffer_size"))
     }
 
     @Test func rateValidation() throws {

@@ -82,7 +82,7 @@ import SciStreamTLS
     }
 
     @Test func exhaustedRangeSaysResourceExhaustedAndNamesTheRange() async throws {
-        let daemon = try await Daemon(ports: try .reserve(3))
+        let daemon = try await Daemon(ports: try .reserve(3), extra: ["--max-ports-per-client", "100"])
         defer { daemon.stop() }
         let first = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "2"])
         #expect(first.status == 0, "\(first.stderr)")
@@ -96,7 +96,7 @@ import SciStreamTLS
     }
 
     @Test func releasedPortsReturnAndAreNeverHandedOutTwice() async throws {
-        let daemon = try await Daemon(ports: try .reserve(4))
+        let daemon = try await Daemon(ports: try .reserve(4), extra: ["--max-ports-per-client", "100"])
         defer { daemon.stop() }
         let a = expectSessionOutput(await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "2"]), role: "PROD", s2cs: daemon.address)
         let b = expectSessionOutput(await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "2"]), role: "PROD", s2cs: daemon.address)
@@ -108,7 +108,7 @@ import SciStreamTLS
     }
 
     @Test func helloTimeoutReleasesThePendingSession() async throws {
-        let daemon = try await Daemon(tls: false, ports: try .reserve(2), environment: ["S2CS_HELLO_TIMEOUT": "0.5"])
+        let daemon = try await Daemon(tls: false, ports: try .reserve(2), extra: ["--max-ports-per-client", "100"], environment: ["S2CS_HELLO_TIMEOUT": "0.5"])
         defer { daemon.stop() }
         let target = ControlTarget(host: "127.0.0.1", port: daemon.port, tls: nil)
         let connection = try await ControlConnection.open(target)

@@ -66,7 +66,7 @@ import SciStreamControl
     }
 
     @Test func aClientThatVanishesWithAPendingRequestDoesNotLeakItsSession() async throws {
-        let daemon = try await Daemon(tls: false, ports: try .reserve(2), environment: ["S2CS_HELLO_TIMEOUT": "0.5"])
+        let daemon = try await Daemon(tls: false, ports: try .reserve(2), extra: ["--max-ports-per-client", "100"], environment: ["S2CS_HELLO_TIMEOUT": "0.5"])
         defer { daemon.stop() }
         let socket = try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: daemon.port), deadline: .now + .seconds(5))
         let request = Message.request(Request(token: "INVALID_TOKEN", uid: SessionID.random(), role: .prod, numConn: 2, rate: 0, listenPorts: []))

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SciStreamWire
 import SciStreamControl
+import SciStreamSystem
 import SciStreamAuth
 import FakeGlobusAuth
 
@@ -93,8 +94,10 @@ import FakeGlobusAuth
         #expect("Error: \(error["message"] as? String ?? "")\n" == release.stderr)
         #expect(released["uid"] as? String == unknown && released["s2cs"] as? String == daemon.address)
 
-        // An outbound half asking for a port that is taken (the s2cs's own control port): the request fails.
-        let outbound = await Harness.s2uc(["outbound_request", "--json", "--receiver_ports", "\(daemon.port)"] + daemon.clientArguments + [unknown, "127.0.0.1:\(daemon.ports.upper)"])
+        // An outbound half asking for a port of the range that another program holds: the request fails.
+        let squatter = try Socket.listen(on: SocketAddress.resolve(host: "127.0.0.1", port: daemon.ports.lower))
+        defer { squatter.close() }
+        let outbound = await Harness.s2uc(["outbound_request", "--json", "--receiver_ports", "\(daemon.ports.lower)"] + daemon.clientArguments + [unknown, "127.0.0.1:\(daemon.ports.upper)"])
         #expect(outbound.status == 1)
         let cons = try Self.object(outbound)
         _ = Self.expectFailure(cons, code: "RESOURCE_EXHAUSTED", step: "request")

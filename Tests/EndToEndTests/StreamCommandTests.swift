@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SciStreamWire
 import SciStreamControl
+import SciStreamSystem
 
 /// `s2uc stream_request` and `stream_release`: both halves with one command, against two real s2cs.
 @Suite(.serialized) struct StreamCommandTests {
@@ -65,11 +66,13 @@ import SciStreamControl
         let producer = try await Daemon()
         let consumer = try await Daemon()
         defer { producer.stop(); consumer.stop() }
-        // The consumer side is asked to listen on a port in use (its own control port).
-        let arguments = ["stream_request"] + Self.sides(producer, consumer) + ["--num_conn", "1", "--cons_receiver_ports", "\(consumer.port)"]
+        // The consumer side is asked to listen on a port of its range that another program holds.
+        let squatter = try Socket.listen(on: SocketAddress.resolve(host: "127.0.0.1", port: consumer.ports.upper))
+        defer { squatter.close() }
+        let arguments = ["stream_request"] + Self.sides(producer, consumer) + ["--num_conn", "1", "--cons_receiver_ports", "\(consumer.ports.upper)"]
         let output = await Harness.s2uc(arguments)
         #expect(output.status == 1)
-        #expect(output.stderr.hasPrefix("Error: request failed at s2cs \(consumer.address): RESOURCE_EXHAUSTED: port \(consumer.port) on 127.0.0.1 is already in use"), "\(output.stderr)")
+        #expect(output.stderr.hasPrefix("Error: request failed at s2cs \(consumer.address): RESOURCE_EXHAUSTED: port \(consumer.ports.upper) on 127.0.0.1 is already in use"), "\(output.stderr)")
         #expect(output.stderr.hasSuffix("; the producer-side half at s2cs \(producer.address) was released (a stream needs both halves)\n"), "\(output.stderr)")
         // The first half's lines were printed; then nothing more on stdout.
         #expect(output.lines.count == 7 + 5 && output.lines[6].hasPrefix("Listeners: ['127.0.0.1:\(producer.ports.lower)"), "\(output.lines)")

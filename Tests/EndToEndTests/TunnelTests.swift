@@ -40,12 +40,22 @@ import TestPorts
         let uid = String(inbound.lines[1].prefix(36))
         let listeners = inbound.lines[6].dropFirst("Listeners: [".count).dropLast()
             .split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "' ")) }
+        // Client-chosen listen ports must lie in the consumer-side s2cs's --port-range.
+        let consumerPort = try freePort(consumerPort, within: consumer.ports)
         let outbound = await Harness.s2uc(["outbound_request"] + consumer.clientArguments + ["--receiver_ports", "\(consumerPort)", uid, listeners.joined(separator: ",")])
         guard outbound.status == 0 else {
             throw HarnessError("outbound_request failed (\(outbound.status)): \(outbound.stderr)\n\(consumer.log)")
         }
         #expect(outbound.lines.last == "Listeners: ['127.0.0.1:\(consumerPort)']")
         return Tunnel(producer: producer, consumer: consumer, uid: uid, producerListeners: listeners, consumerPort: consumerPort)
+    }
+
+    /// `preferred` when it lies in `block`, else a free port of the block (client-chosen listen
+    /// ports must lie in the consumer-side s2cs's --port-range).
+    static func freePort(_ preferred: UInt16, within block: PortBlock) throws -> UInt16 {
+        if block.contains(preferred) { return preferred }
+        for port in block.ports.reversed() where Socket.canBind(host: "127.0.0.1", port: port) { return port }
+        throw HarnessError("no free port in \(block)")
     }
 
     /// A port for a consumer-side listener, from this run's reserved blocks (see `PortBlock`).
@@ -125,7 +135,7 @@ import TestPorts
     func plaintextDataPlaneCarriesBytesAndSaysSoInItsListeners(type: String) async throws {
         let app = try ProducerApp(expectedConnections: 1)
         defer { app.stop() }
-        let producer = try await Daemon(type: type, extra: ["--data-plane-tls=False"])
+        let producer = try await Daemon(type: type, extra: ["--data-plane-tls=False", "--peer-gateways", "127.0.0.1"])
         let consumer = try await Daemon(type: type, extra: ["--data-plane-tls", "False"])
         defer { producer.stop(); consumer.stop() }
         #expect(producer.log.contains("PLAINTEXT"))
@@ -137,8 +147,29 @@ import TestPorts
         await Self.release(tunnel)
     }
 
+    @Test(arguments: ["Haproxy", "Nginx"])
+    func proxyBufferSizeReachesTheConfigAndBytesArriveIntact(type: String) async throws {
+        let app = try ProducerApp(expectedConnections: 1)
+        defer { app.stop() }
+        let producer = try await Daemon(type: type, extra: ["--proxy-buffer-size", "32k"])
+        let consumer = try await Daemon(type: type, extra: ["--proxy_buffer_size=default"])
+        defer { producer.stop(); consumer.stop() }
+        let tunnel = try await TunnelTests.setUp(type: type, appPort: app.port, consumerPort: try Self.freePort(), producer: producer, consumer: consumer)
+        let config = { (daemon: Daemon) in
+            (try? String(contentsOf: daemon.configFolder.appendingPathComponent("\(tunnel.uid).conf"), encoding: .utf8)) ?? ""
+        }
+        let (sized, unsized) = (config(producer), config(consumer))
+        #expect(sized.contains(type == "Haproxy" ? "\n    tune.bufsize 32768\n" : "\n    proxy_buffer_size 32k;\n"), "\(sized)")
+        #expect(!unsized.isEmpty && !unsized.contains("tune.bufsize") && !unsized.contains("proxy_buffer_size"), "\(unsized)")
+        let sent = try await sendRandomBytes(to: tunnel.consumerPort, count: 16 << 20)
+        let received = await app.results()
+        #expect(received.first?.bytes == 16 << 20)
+        #expect(received.first?.sha256 == sent)
+        await Self.release(tunnel)
+    }
+
     @Test func gatewaysStartedDifferentlyAreRefusedAtSetup() async throws {
-        let plain = try await Daemon(type: "Haproxy", extra: ["--data-plane-tls=False"])
+        let plain = try await Daemon(type: "Haproxy", extra: ["--data-plane-tls=False", "--peer-gateways", "127.0.0.1"])
         let encrypted = try await Daemon(type: "Haproxy")
         defer { plain.stop(); encrypted.stop() }
         for (producer, consumer, expected) in [(plain, encrypted, "belongs to an s2cs started with --data-plane-tls=False"),
@@ -147,7 +178,7 @@ import TestPorts
             #expect(inbound.status == 0, "\(inbound.stderr)")
             let uid = String(inbound.lines[1].prefix(36))
             let listener = inbound.lines[6].dropFirst("Listeners: ['".count).dropLast(2)
-            let outbound = await Harness.s2uc(["outbound_request"] + consumer.clientArguments + ["--receiver_ports", "\(try Self.freePort())", uid, String(listener)])
+            let outbound = await Harness.s2uc(["outbound_request"] + consumer.clientArguments + ["--receiver_ports", "\(try TunnelTests.freePort(0, within: consumer.ports))", uid, String(listener)])
             #expect(outbound.status == 1)
             #expect(outbound.stderr.contains(expected) && outbound.stderr.contains("start both gateways' s2cs the same way"), "\(outbound.stderr)")
             // Nothing half-made on the consumer side.
@@ -197,7 +228,7 @@ import TestPorts
         kill(tunnel.consumer.pid, SIGKILL)
         tunnel.consumer.process.waitUntilExit()
         #expect(processExists(consumerProxy))
-        let successor = try await Daemon(type: "Nginx", ports: tunnel.consumer.ports, extra: ["--config-folder", tunnel.consumer.configFolder.path])
+        let successor = try await Daemon(type: "Nginx", ports: tunnel.consumer.ports, extra: ["--config-folder", tunnel.consumer.configFolder.path, "--max-ports-per-client", "100"])
         defer { successor.stop() }
         #expect(!processExists(consumerProxy), "the stale proxy must be stopped at start")
         #expect(tunnel.sessionFiles(tunnel.consumer).isEmpty)

@@ -25,12 +25,16 @@ public final class FakeGlobusAuth: Sendable {
     public let port: UInt16
     public var baseURL: String { "http://127.0.0.1:\(port)" }
     public static let username = "ada@example.org"
+    public static let subject = "00000000-0000-4000-8000-000000000001"
 
     public struct Issued: Sendable {
         public var scope: String
         public var resourceServer: String
         public var expiresAt: Int
         public var active: Bool
+        /// Who the token belongs to (`username` and `sub` in introspection).
+        public var username: String = FakeGlobusAuth.username
+        public var subject: String = FakeGlobusAuth.subject
     }
 
     struct PendingCode {
@@ -144,11 +148,13 @@ public final class FakeGlobusAuth: Sendable {
     public func issued(_ accessToken: String) -> Issued? { state.withLock { $0.access[accessToken] } }
 
     /// Issues an access token (and a refresh token) directly, as a login for `scope` would.
-    public func mint(scope: String, lifetime: Int = 3600, nativeClientID: String = "4787c84e-9c55-4881-b941-cb6720cea11c") -> (access: String, refresh: String) {
+    public func mint(scope: String, lifetime: Int = 3600, nativeClientID: String = "4787c84e-9c55-4881-b941-cb6720cea11c",
+                     username: String = FakeGlobusAuth.username, subject: String = FakeGlobusAuth.subject) -> (access: String, refresh: String) {
         let access = Self.newToken("Ag"), refresh = Self.newToken("Rf")
         let resourceServer = Self.resourceServer(of: scope)
         state.withLock { state in
-            state.access[access] = Issued(scope: scope, resourceServer: resourceServer, expiresAt: Self.now + lifetime, active: true)
+            state.access[access] = Issued(scope: scope, resourceServer: resourceServer, expiresAt: Self.now + lifetime, active: true,
+                                          username: username, subject: subject)
             state.refresh[refresh] = (scope, resourceServer, nativeClientID, true)
         }
         return (access, refresh)
@@ -289,8 +295,8 @@ public final class FakeGlobusAuth: Sendable {
         }
         guard let issued, issued.active, issued.expiresAt > Self.now else { return (200, ["active": false]) }
         return (200, ["active": true, "scope": issued.scope, "client_id": "4787c84e-9c55-4881-b941-cb6720cea11c",
-                      "username": Self.username, "exp": issued.expiresAt, "iat": Self.now, "aud": [issued.resourceServer],
-                      "sub": "00000000-0000-4000-8000-000000000001", "token_type": "Bearer"])
+                      "username": issued.username, "exp": issued.expiresAt, "iat": Self.now, "aud": [issued.resourceServer],
+                      "sub": issued.subject, "token_type": "Bearer"])
     }
 
     private func revoke(_ form: [String: String]) -> (Int, [String: Any]) {

@@ -224,14 +224,20 @@ public enum UserClient {
             prodListeners = try producerApplication(parsed)
             uid = mock ? mockUID : SessionID.random()
         case .cons:
-            listenPorts = try ports(parsed, "receiver_ports")
-            guard parsed.positionals.count == 2 else {
-                throw UsageError(parsed.positionals.isEmpty
+            // The uid may come from $SCISTREAM_UID (then only the listeners are given) or from standard
+            // input ('-'), so that the session's secret need not appear on a command line.
+            var positionals = parsed.positionals
+            if positionals.count == 1, (try? SessionID.validate(positionals[0])) == nil, positionals[0] != "-", environment[uidVariable] != nil {
+                positionals.insert("$" + uidVariable, at: 0)
+            }
+            guard positionals.count == 2 else {
+                throw UsageError(positionals.isEmpty
                     ? "missing the session uid and the producer listener(s): s2uc outbound_request <uid> <listener[,listener...]>"
                     : "missing the producer listener(s) after the uid: s2uc outbound_request <uid> <listener[,listener...]>")
             }
-            do { uid = try SessionID.validate(parsed.positionals[0]) } catch { throw UsageError("bad uid: \(error)") }
-            do { prodListeners = try GatewayListener.parseList(parsed.positionals[1]).map(\.description) } catch { throw UsageError("bad listener list: \(error)") }
+            uid = try sessionUID(positionals[0])
+            do { prodListeners = try GatewayListener.parseList(positionals[1]).map(\.description) } catch { throw UsageError("bad listener list: \(error)") }
+            listenPorts = try ports(parsed, "receiver_ports")
         }
         let target = try target(parsed)
         let token = try await accessToken(parsed, target: target)
@@ -303,18 +309,17 @@ public enum UserClient {
         let listeners = update.listeners.isEmpty ? requestReply.listeners : update.listeners
         output.set("listeners", .strings(listeners))
         output.set("targets", .strings(targets))
-        output.line("Listeners: [" + listeners.map { "'\($0)'" }.joined(separator: ", ") + "]")
+        output.line("Listeners: [" + listeners.map { "'\(escapedForTerminal($0))'" }.joined(separator: ", ") + "]")
         return listeners
     }
 
     // MARK: release and list
 
     static func runRelease(_ parsed: ParsedArguments) async throws {
-        guard let text = parsed.positionals.first else {
-            throw UsageError("missing the uid of the session to release: s2uc release <uid> --s2cs <host:port>")
+        guard let text = parsed.positionals.first ?? (environment[uidVariable] != nil ? "$" + uidVariable : nil) else {
+            throw UsageError("missing the uid of the session to release: s2uc release <uid> --s2cs <host:port> (or '-' to read it from standard input, or set \(uidVariable))")
         }
-        let uid: String
-        do { uid = try SessionID.validate(text) } catch { throw UsageError("bad uid: \(error)") }
+        let uid = try sessionUID(text)
         let target = try target(parsed)
         output.set("uid", uid)
         output.set("s2cs", target.display)
@@ -333,7 +338,7 @@ public enum UserClient {
         let reply = try await connection.call(.release(Release(token: token, uid: uid)), timeout: .seconds(60))
         guard case .releaseReply(let status) = reply else { throw unexpected(reply, target) }
         guard status.code == .ok else { throw failure("release", status, target, uid: uid) }
-        return status.message.contains("note:") ? status.message : nil
+        return status.message.contains("note:") ? escapedForTerminal(status.message) : nil
     }
 
     static func runList(_ parsed: ParsedArguments) async throws {
@@ -357,8 +362,8 @@ public enum UserClient {
         output.set("sessions", .array(list.sessions.map { jsonObject($0, traffic: traffic[$0.uid]) }))
         output.line("uid       role  state      listeners -> targets")
         for session in list.sessions {
-            var line = "\(session.uid.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(describing: session.role).padding(toLength: 5, withPad: " ", startingAt: 0)) \(session.state.padding(toLength: 10, withPad: " ", startingAt: 0)) \(session.listeners.joined(separator: ",")) -> \(session.targets.joined(separator: ","))"
-            if !session.note.isEmpty { line += "  (\(session.note))" }
+            var line = escapedForTerminal("\(session.uid.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(describing: session.role).padding(toLength: 5, withPad: " ", startingAt: 0)) \(session.state.padding(toLength: 10, withPad: " ", startingAt: 0)) \(session.listeners.joined(separator: ",")) -> \(session.targets.joined(separator: ","))")
+            if !session.note.isEmpty { line += "  (\(escapedForTerminal(session.note)))" }
             output.line(line)
             if let figures = traffic[session.uid] { output.line(trafficLine(figures)) }
         }
@@ -394,6 +399,28 @@ public enum UserClient {
         return .object(fields)
     }
 
+    /// The environment variable s2uc reads a session's uid from when the command line does not give it.
+    static let uidVariable = "SCISTREAM_UID"
+
+    static let environment = ProcessInfo.processInfo.environment
+
+    /// A uid argument: the uid itself, `-` (one line of standard input), or `$SCISTREAM_UID`.
+    static func sessionUID(_ argument: String) throws -> String {
+        var text = argument
+        var source = "uid"
+        if argument == "-" {
+            guard let line = readLine(strippingNewline: true) else {
+                throw UsageError("uid '-' means read it from standard input, but standard input is empty: pipe the uid in, e.g. s2uc release - < uid.txt")
+            }
+            text = line.trimmingCharacters(in: .whitespaces)
+            source = "uid on standard input"
+        } else if argument == "$" + uidVariable {
+            text = (environment[uidVariable] ?? "").trimmingCharacters(in: .whitespaces)
+            source = "uid in \(uidVariable)"
+        }
+        do { return try SessionID.validate(text) } catch { throw UsageError("bad \(source): \(error)") }
+    }
+
     static func failure(_ step: String, _ status: Status, _ target: ControlTarget, uid: String?) -> ClientError {
         var hint = ""
         switch status.code {
@@ -404,7 +431,7 @@ public enum UserClient {
         default:
             break
         }
-        return ClientError("\(step) failed at s2cs \(target.display): \(status.code): \(status.message)\(hint)", status: status, step: step)
+        return ClientError("\(step) failed at s2cs \(target.display): \(status.code): \(escapedForTerminal(status.message))\(hint)", status: status, step: step)
     }
 
     static func unexpected(_ message: Message, _ target: ControlTarget) -> ClientError {

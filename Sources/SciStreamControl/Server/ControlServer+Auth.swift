@@ -29,16 +29,33 @@ extension ServerConfiguration {
     }
 }
 
+/// Who sent a request: its address, and with authentication on, the identity its token belongs to.
+struct Caller: Sendable {
+    /// The client's IP address (no port).
+    let address: String
+    /// The identity's stable id (Globus `sub`); nil with authentication off.
+    let subject: String?
+    /// The identity's username, for logs and `--allowed-identities`.
+    let username: String?
+
+    static func anonymous(_ address: String) -> Caller { Caller(address: address, subject: nil, username: nil) }
+}
+
 extension ControlServer {
-    /// Checks the token of a request before anything else happens; returns the refusal to send, or
-    /// nil to go on. With authentication off, every request goes on.
-    func authenticate(_ message: Message, log: Logger) async -> Message? {
-        guard let checker = tokenChecker, let token = message.bearerToken else { return nil }
+    /// Checks the token of a request before anything else happens: the caller to go on with, or the
+    /// refusal to send. With authentication off, every request goes on, anonymously.
+    func authenticate(_ message: Message, client: String, log: Logger) async -> Result<Caller, RefusedRequest> {
+        guard let checker = tokenChecker, let token = message.bearerToken else { return .success(.anonymous(client)) }
         let status: Status
         let reason: String
         switch await checker.check(token) {
-        case .valid:
-            return nil
+        case .valid(let username, let subject):
+            if let patterns = config.allowedIdentities, !IdentityPattern.allows(patterns, username: username) {
+                log.warning("request refused: identity not in --allowed-identities", ["user": username ?? "?"])
+                return .failure(RefusedRequest(message.refusal(Status(.permissionDenied, "this s2cs does not serve your identity: ask its operator to add it to --allowed-identities"))))
+            }
+            // Without a `sub`, the username is the identity (both are stable for a Globus account).
+            return .success(Caller(address: client, subject: subject ?? username ?? "", username: username))
         case .missing(let text):
             (status, reason) = (Status(.unauthenticated, text), "no token")
         case .invalid(let text, let why):
@@ -48,8 +65,14 @@ extension ControlServer {
         }
         // Never the token itself: the kind of request, the verdict and why.
         log.info("request refused", ["kind": "0x\(String(message.kind, radix: 16))", "status": "\(status.code)", "reason": reason])
-        return message.refusal(status)
+        return .failure(RefusedRequest(message.refusal(status)))
     }
+}
+
+/// The reply to a request refused before it was handled.
+struct RefusedRequest: Error {
+    let reply: Message
+    init(_ reply: Message) { self.reply = reply }
 }
 
 extension Message {

@@ -6,47 +6,127 @@ extension ControlServer {
     /// Answers one request message. Never throws: every failure becomes a status in the reply.
     func handle(_ message: Message, client: String, log: Logger) async -> Message {
         // With authentication on, nothing happens for a request whose token does not pass.
-        if let refusal = await authenticate(message, log: log) { return refusal }
+        let caller: Caller
+        switch await authenticate(message, client: client, log: log) {
+        case .success(let who): caller = who
+        case .failure(let refused): return refused.reply
+        }
         switch message {
         case .request(let request):
             log.debug("request", ["session": SessionID.shortPrefix(request.uid), "role": "\(request.role)", "num_conn": "\(request.numConn)"])
             do {
-                return .requestReply(try await registry.request(request, client: client))
+                return .requestReply(try await registry.request(request, caller: caller))
             } catch {
-                log.info("request failed", ["session": SessionID.shortPrefix(request.uid), "status": "\(error.status.code)"])
+                log.info("request failed", ["session": SessionID.shortPrefix(request.uid), "status": "\(error.status.code)", "reason": error.status.message])
                 return .requestReply(RequestReply(status: error.status, listeners: [], prodListeners: []))
             }
 
         case .hello(let hello):
             log.debug("hello", ["session": SessionID.shortPrefix(hello.uid), "role": "\(hello.role)"])
+            let checked: Result<[String], StatusError>
             do {
-                try await registry.hello(hello)
+                checked = .success(try await helloTargets(hello, log: log))
+            } catch let refusal where refusal.status.code == .permissionDenied {
+                checked = .failure(refusal)
+            } catch {
+                return .helloReply(error.status)
+            }
+            do {
+                try await registry.hello(hello, caller: caller, checked: checked)
                 return .helloReply(.ok)
             } catch {
                 return .helloReply(error.status)
             }
 
         case .update(let update):
-            return .updateReply(await handleUpdate(update, log: log))
+            return .updateReply(await handleUpdate(update, caller: caller, log: log))
 
         case .release(let release):
-            return .releaseReply(await handleRelease(release, log: log))
+            return .releaseReply(await handleRelease(release, caller: caller, log: log))
 
         case .list(let list):
-            return .listReply(ListReply(status: .ok, sessions: await sessionInfos(), traffic: list.wantsTraffic ? await sessionTraffic() : nil))
+            return .listReply(ListReply(status: .ok, sessions: await sessionInfos(for: caller), traffic: list.wantsTraffic ? await sessionTraffic(for: caller) : nil))
 
         case .requestReply, .helloReply, .updateReply, .releaseReply, .listReply, .error:
             return .error(Status(.invalidArgument, "message kind 0x\(String(message.kind, radix: 16)) is a reply, not a request"))
         }
     }
 
-    private func handleUpdate(_ update: Update, log: Logger) async -> UpdateReply {
+    // MARK: targets
+
+    /// The targets a hello names, parsed: for PROD, the producer application's addresses, checked
+    /// against the target policy and resolved to numeric addresses; for CONS, the producer-side
+    /// gateway's listeners (checked at the update, where they become targets).
+    private func helloTargets(_ hello: Hello, log: Logger) async throws(StatusError) -> [String] {
+        if hello.role == .cons {
+            var listeners: [String] = []
+            for text in hello.prodListeners {
+                do { listeners.append(try GatewayListener.parse(text).description) }
+                catch { throw StatusError(.invalidArgument, "bad producer listener in hello: \(error)") }
+            }
+            return listeners
+        }
+        var endpoints: [Endpoint] = []
+        for text in hello.prodListeners {
+            do { endpoints.append(try Endpoint.parse(text)) }
+            catch { throw StatusError(.invalidArgument, "bad producer listener in hello: \(error)") }
+        }
+        return try await allowedTargets(endpoints, uid: hello.uid, log: log).map(\.description)
+    }
+
+    /// The update's remote listeners as endpoints: PROD targets (and CONS targets in plaintext mode)
+    /// checked against the target policy and resolved to numeric addresses.
+    private func updateTargets(_ update: Update, log: Logger) async throws(StatusError) -> [Endpoint] {
+        let plaintext = registry.plaintextDataPlane
+        var endpoints: [Endpoint] = []
+        for text in update.remoteListeners {
+            let listener: GatewayListener
+            do { listener = update.role == .cons ? try GatewayListener.parse(text) : GatewayListener(try Endpoint.parse(text), plaintext: false) }
+            catch { throw StatusError(.invalidArgument, "bad remote listener in update: \(error)") }
+            if update.role == .cons && listener.plaintext != plaintext {
+                throw StatusError(.invalidArgument, listener.plaintext
+                    ? "the producer-side listener \(listener) belongs to an s2cs started with --data-plane-tls=False, but this s2cs encrypts the hop between gateways: start both gateways' s2cs the same way"
+                    : "this s2cs forwards plain TCP (--data-plane-tls=False), but the producer-side listener \(listener) is encrypted (its s2cs runs with the default --data-plane-tls=True): start both gateways' s2cs the same way")
+            }
+            endpoints.append(listener.endpoint)
+        }
+        // With TLS between gateways, a CONS target only ever sees a TLS client keyed by the session.
+        guard update.role == .prod || plaintext else { return endpoints }
+        return try await allowedTargets(endpoints, uid: update.uid, log: log)
+    }
+
+    /// Resolves each endpoint to a numeric address and checks it against the target policy. A refusal
+    /// is PERMISSION_DENIED naming the flag; why goes to the log only.
+    func allowedTargets(_ endpoints: [Endpoint], uid: String, log: Logger) async throws(StatusError) -> [Endpoint] {
+        var numeric: [Endpoint] = []
+        for endpoint in endpoints {
+            let address: IPAddress
+            switch await TargetResolver.resolve(endpoint.host) {
+            case .success(let found): address = found
+            case .failure(let failure):
+                log.info("target refused: cannot resolve", ["session": SessionID.shortPrefix(uid), "target": endpoint.description, "reason": failure.reason])
+                throw StatusError(.invalidArgument, "cannot resolve the target host '\(endpoint.host)' on this s2cs: use a numeric address or a name the gateway resolves")
+            }
+            if let reason = targetPolicy.refusal(address, port: endpoint.port) {
+                log.warning("target refused by policy", ["session": SessionID.shortPrefix(uid), "target": endpoint.description, "reason": reason])
+                throw StatusError(.permissionDenied, "target \(endpoint) is not allowed by this s2cs (--allowed-targets): ask the gateway's operator")
+            }
+            numeric.append(Endpoint(host: address.canonical.description, port: endpoint.port))
+        }
+        return numeric
+    }
+
+    // MARK: update and release
+
+    private func handleUpdate(_ update: Update, caller: Caller, log: Logger) async -> UpdateReply {
         let prefix = SessionID.shortPrefix(update.uid)
         let task: Task<Void, any Error>
         let listeners: [Endpoint]
         do {
-            (task, listeners) = try await registry.beginUpdate(update)
+            let targets = try await updateTargets(update, log: log)
+            (task, listeners) = try await registry.beginUpdate(update, targets: targets, caller: caller)
         } catch {
+            log.info("update refused", ["session": prefix, "status": "\(error.status.code)", "reason": error.status.message])
             return UpdateReply(status: error.status, listeners: [])
         }
         do {
@@ -57,16 +137,29 @@ extension ControlServer {
         } catch {
             await registry.finishUpdate(uid: update.uid.lowercased(), error: error)
             log.error("update failed", ["session": prefix, "error": "\(error)"])
-            let code: StatusCode = (error is DataPlaneError) ? .unavailable : .internalError
-            return UpdateReply(status: Status(code, "\(error)"), listeners: [])
+            // The remote side learns what failed, not the gateway's paths or the proxy's log text.
+            return UpdateReply(status: Self.remoteStatus(error, session: prefix), listeners: [])
         }
     }
 
-    private func handleRelease(_ release: Release, log: Logger) async -> Status {
+    /// How a failed start is told to the remote client: the kind of failure, no local detail.
+    static func remoteStatus(_ error: any Error, session: String) -> Status {
+        guard let error = error as? DataPlaneError else {
+            return Status(.internalError, "the proxy for session \(session) could not be started (details in the s2cs log)")
+        }
+        switch error {
+        case .notInstalled, .invalidSpec, .listenerUnavailable, .notReady, .stoppedWhileStarting, .alreadyRunning, .plaintextUnsupported, .invalidSessionID:
+            return Status(.unavailable, error.description)
+        default:
+            return Status(.unavailable, "the proxy for session \(session) could not be started (details in the s2cs log)")
+        }
+    }
+
+    private func handleRelease(_ release: Release, caller: Caller, log: Logger) async -> Status {
         let uid: String
         do { uid = try SessionRegistry.validUID(release.uid) } catch { return error.status }
         let pending: Task<Void, any Error>?
-        do { pending = try await registry.beginRelease(uid) } catch { return error.status }
+        do { pending = try await registry.beginRelease(uid, caller: caller) } catch { return error.status }
         _ = try? await pending?.value
         let note: String
         if case .exited(let description) = await dataPlane.status(uid: uid) {
@@ -80,9 +173,14 @@ extension ControlServer {
         return Status(.ok, "session \(SessionID.shortPrefix(uid)) released\(note)")
     }
 
-    func sessionInfos() async -> [SessionInfo] {
+    /// The sessions `caller` may see: with authentication on, its own; without, all of them, with
+    /// targets and notes only for the address that requested each. A nil caller is the operator (the
+    /// metrics page): every session.
+    func sessionInfos(for caller: Caller?) async -> [SessionInfo] {
         var infos: [SessionInfo] = []
         for session in await registry.snapshot() {
+            let detailed = caller.map { registry.mayInspect(session, $0) } ?? true
+            if session.owner != nil && !detailed { continue }
             var state: String
             var note = ""
             switch session.state {
@@ -100,7 +198,7 @@ extension ControlServer {
             // Only a prefix of the uid: the whole uid is the session secret.
             infos.append(SessionInfo(uid: SessionID.shortPrefix(session.uid), role: session.role, state: state,
                                      listeners: registry.reported(session.listeners, role: session.role),
-                                     targets: session.targets.map(\.description), note: note))
+                                     targets: detailed ? session.targets.map(\.description) : [], note: detailed ? note : ""))
         }
         return infos
     }

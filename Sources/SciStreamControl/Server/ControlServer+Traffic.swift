@@ -3,8 +3,11 @@ import SciStreamDataPlane
 
 extension ControlServer {
     /// Each session's age, and its traffic as its proxy counts it (TrafficMeter), for `list` and `/metrics`.
-    func sessionTraffic() async -> [SessionTraffic] {
-        let sessions = await registry.snapshot()
+    /// The figures of the sessions whose details `caller` may see (see `sessionInfos(for:)`); a nil
+    /// caller is the operator (the metrics page): every session.
+    func sessionTraffic(for caller: Caller?) async -> [SessionTraffic] {
+        let all = await registry.snapshot()
+        let sessions = all.filter { session in caller.map { registry.mayInspect(session, $0) } ?? true }
         let now = ContinuousClock.now
         var result: [SessionTraffic] = []
         for session in sessions {
@@ -19,7 +22,7 @@ extension ControlServer {
             }
             result.append(entry)
         }
-        await traffic.keep(only: Set(sessions.map(\.uid)))
+        await traffic.keep(only: Set(all.map(\.uid)))
         return result
     }
 }

@@ -16,6 +16,8 @@ public final class ControlServer: Sendable {
     let dataPlane: DataPlane
     /// Checks every request's token (Globus Auth introspection); nil when authentication is off.
     let tokenChecker: TokenChecker?
+    /// Where sessions may forward (`--allowed-targets`, or the default policy).
+    let targetPolicy: TargetPolicy
     /// What `--metrics` serves (Metrics.swift).
     let metrics = Metrics()
     /// Reads sessions' traffic from their proxies for `list` and `--metrics` (ControlServer+Traffic.swift).
@@ -23,11 +25,10 @@ public final class ControlServer: Sendable {
     private let tls: TLSContext?
     private let listener: Socket
     private let connections = Mutex(0)
+    /// Control connections open now, by client address (`--max-connections-per-client`).
+    private let connectionsByClient = Mutex<[String: Int]>([:])
     private let refusals = Mutex(0)
     static let maxRefusalsInFlight = 64
-
-    /// How long a connection may sit idle between frames, and how long one frame may take to arrive.
-    static let idleTimeout: Duration = .seconds(300)
 
     public init(config: ServerConfiguration, dataPlane: DataPlane, tls: TLSContext?, logger: Logger) throws {
         self.config = config
@@ -36,6 +37,7 @@ public final class ControlServer: Sendable {
         self.tls = tls
         self.registry = SessionRegistry(config: config, dataPlane: dataPlane, logger: logger)
         self.tokenChecker = try config.makeTokenChecker(logger: logger)
+        self.targetPolicy = config.targetPolicy
         let address = try SocketAddress.resolve(host: config.bindAddress, port: config.port)
         do {
             self.listener = try Socket.listen(on: address, backlog: 4096)
@@ -65,25 +67,35 @@ public final class ControlServer: Sendable {
                     try? await Task.sleep(for: .milliseconds(50))
                     continue
                 }
+                let client = socket.peerAddress?.host ?? "unknown"
                 let admitted = connections.withLock { count -> Bool in
                     guard count < config.maxConnections else { return false }
                     count += 1
                     return true
                 }
-                guard admitted else {
+                let clientAdmitted = admitted && connectionsByClient.withLock { table -> Bool in
+                    guard table[client, default: 0] < config.maxConnectionsPerClient else { return false }
+                    table[client, default: 0] += 1
+                    return true
+                }
+                if admitted && !clientAdmitted { connections.withLock { $0 -= 1 } }
+                guard clientAdmitted else {
                     // Over the cap: answer RESOURCE_EXHAUSTED (a few such answers at a time), then close.
                     let answering = refusals.withLock { count -> Bool in
                         guard count < Self.maxRefusalsInFlight else { return false }
                         count += 1
                         return true
                     }
-                    logger.warning("connection refused: too many control connections", ["max": "\(config.maxConnections)"])
+                    let status = admitted
+                        ? Status(.resourceExhausted, "this s2cs is serving the most control connections it allows from one address (--max-connections-per-client \(config.maxConnectionsPerClient)): close some, or retry later")
+                        : Status(.resourceExhausted, "this s2cs is serving its most control connections (--max-connections \(config.maxConnections)): retry later")
+                    logger.warning(admitted ? "connection refused: too many control connections from one address" : "connection refused: too many control connections",
+                                   ["client": client, "max": "\(admitted ? config.maxConnectionsPerClient : config.maxConnections)"])
                     guard answering else {
                         socket.close()
                         continue
                     }
                     group.addTask {
-                        let status = Status(.resourceExhausted, "this s2cs is serving its most control connections (--max-connections \(self.config.maxConnections)): retry later")
                         await self.serve(socket, refusing: status)
                         self.refusals.withLock { $0 -= 1 }
                     }
@@ -91,6 +103,10 @@ public final class ControlServer: Sendable {
                 }
                 group.addTask {
                     await self.serve(socket)
+                    self.connectionsByClient.withLock { table in
+                        let left = table[client, default: 1] - 1
+                        table[client] = left > 0 ? left : nil
+                    }
                     let remaining = self.connections.withLock { count -> Int in
                         count -= 1
                         return count
@@ -111,6 +127,7 @@ public final class ControlServer: Sendable {
 
     /// Serves one connection; with `refusing`, answers its first request with that status and closes.
     private func serve(_ socket: Socket, refusing: Status? = nil) async {
+        let accepted = ContinuousClock.now
         let peerAddress = socket.peerAddress
         let peer = peerAddress.map(\.description) ?? "unknown"
         let client = peerAddress?.host ?? "unknown"
@@ -118,7 +135,7 @@ public final class ControlServer: Sendable {
         let stream: any ByteStream
         if let tls {
             do {
-                stream = try await TLSStream.accept(socket: socket, context: tls, deadline: .now + config.frameTimeout)
+                stream = try await TLSStream.accept(socket: socket, context: tls, deadline: accepted + config.frameTimeout)
             } catch {
                 if error.kind == .peerIsPlaintext {
                     log.warning("plaintext client on the TLS control port: told it to use TLS")
@@ -132,7 +149,7 @@ public final class ControlServer: Sendable {
             }
         } else {
             do {
-                let first = try await socket.peek(max: 3, deadline: .now + config.frameTimeout)
+                let first = try await socket.peek(max: 3, deadline: accepted + config.frameTimeout)
                 if TLSProbe.looksLikeTLSClientHello(first) {
                     log.warning("TLS client on the plaintext control port (s2cs runs with --ssl=False): closed")
                     // Read what it sent before closing, so that it sees a clean close rather than a reset.
@@ -155,19 +172,22 @@ public final class ControlServer: Sendable {
             return
         }
 
+        // A complete frame must arrive within --frame-timeout of the accept, then of each reply: a
+        // silent or trickling connection is closed instead of holding a slot.
         var decoder = FrameDecoder()
-        var frameDeadline: ContinuousClock.Instant? = nil
+        var deadline = accepted + config.frameTimeout
         do {
             while true {
-                let deadline = frameDeadline ?? (.now + Self.idleTimeout)
                 let bytes: [UInt8]
                 do {
                     bytes = try await stream.read(max: 65536, deadline: deadline)
                 } catch {
                     let timedOut = (error as? Errno) == .timedOut || (error as? TLSError)?.kind == .timedOut
-                    if timedOut && frameDeadline != nil {
+                    if timedOut && decoder.bufferedByteCount > 0 {
                         log.warning("frame not completed in time: closed", ["timeout": "\(config.frameTimeout)"])
-                    } else if !timedOut {
+                    } else if timedOut {
+                        log.debug("no request in time: closed", ["timeout": "\(config.frameTimeout)"])
+                    } else {
                         log.debug("connection ended", ["error": "\(error)"])
                     }
                     return
@@ -185,8 +205,8 @@ public final class ControlServer: Sendable {
                     let reply = await handle(message, client: client, log: log)
                     metrics.answered(message, with: reply, elapsed: .now - started)
                     try await stream.writeAll(reply.encoded(), deadline: .now + config.frameTimeout)
+                    deadline = .now + config.frameTimeout
                 }
-                frameDeadline = decoder.bufferedByteCount > 0 ? (frameDeadline ?? .now + config.frameTimeout) : nil
             }
         } catch let error as WireError {
             log.warning("bad frame: closed", ["error": "\(error)"])

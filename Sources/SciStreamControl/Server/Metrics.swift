@@ -163,7 +163,7 @@ struct PrometheusText {
 extension ControlServer {
     /// The `/metrics` page of this s2cs.
     func metricsText() async -> String {
-        metrics.render(sessions: await sessionInfos(), traffic: await sessionTraffic(), type: config.type.name,
+        metrics.render(sessions: await sessionInfos(for: nil), traffic: await sessionTraffic(for: nil), type: config.type.name,
                        unexpectedExits: await dataPlane.unexpectedExits)
     }
 }

@@ -34,12 +34,13 @@ struct PortAllocator {
         return chosen
     }
 
-    /// Reserves exactly these ports (a consumer's `--receiver_ports`), which may lie outside the range.
-    /// Returns the first port that is taken, or nil when all were reserved.
+    /// Reserves exactly these ports (a consumer's `--receiver_ports`), all inside the range (so that
+    /// `freeCount` counts the range only). Returns the first port that is outside, taken or repeated,
+    /// or nil when all were reserved.
     mutating func reserve(_ ports: [UInt16], isFree: (UInt16) -> Bool) -> UInt16? {
         var seen: Set<UInt16> = []
         for port in ports {
-            if reserved.contains(port) || seen.contains(port) || !isFree(port) { return port }
+            if port < range.lower || port > range.upper || reserved.contains(port) || seen.contains(port) || !isFree(port) { return port }
             seen.insert(port)
         }
         reserved.formUnion(ports)

@@ -18,6 +18,7 @@ public struct ServerConfiguration: Sendable {
     public var serverKey = "server.key"
     public var tls = true
     public var dataPlaneTLS = true
+    public var proxyBuffers = ProxyBuffers.standard
     public var helloTimeout: Duration = .seconds(180)
     public var maxConnections = 4096
     public var maxSessionsPerClient = 1000
@@ -26,6 +27,16 @@ public struct ServerConfiguration: Sendable {
     public var configFolder = DataPlane.defaultFolder()
     /// `--proxy-user`: who proxies drop to when s2cs runs as root (nil: `nobody`); see ServerConfiguration+Deploy.swift.
     public var proxyUser: String? = nil
+    /// `--allowed-targets`: where sessions may forward (nil: the default policy, see TargetPolicy).
+    var allowedTargets: [AddressRule]? = nil
+    /// `--allowed-identities`: Globus usernames (or `*@domain`) that may use this s2cs (nil: any).
+    public var allowedIdentities: [String]? = nil
+    /// `--peer-gateways`: with `--data-plane-tls=False`, the only sources producer-side listeners accept.
+    var peerGateways: [AddressRule]? = nil
+    /// `--max-ports-per-client`: listener ports one client (address, and identity) may hold at once.
+    public var maxPortsPerClient: Int? = nil
+    /// `--max-connections-per-client`: control connections one client address may hold at once.
+    public var maxConnectionsPerClient = 512
     /// `--metrics`: where the Prometheus page is served (nil: not served); see Metrics+Configuration.swift.
     public var metrics: Endpoint? = nil
     /// `--traffic-counting`: proxies count each session's traffic for `list` and `--metrics`.
@@ -34,7 +45,7 @@ public struct ServerConfiguration: Sendable {
     public init() {}
 
     public static let command = "s2cs"
-    public static let usage = "s2cs [--listener-ip <ip>] [--port <port>] [--port-range <start-end>] [--type <type>] [--server_crt <file>] [--server_key <file>] [--ssl <bool>] [--client-id <id> --client-secret <secret>] [--verbose]"
+    public static let usage = "s2cs [--listener-ip <ip>] [--port <port>] [--port-range <start-end>] [--type <type>] [--server_crt <file>] [--server_key <file>] [--ssl <bool>] [--client-id <id> --client-secret <secret>] [--allowed-targets <cidrs>] [--verbose]"
 
     public static let options: [OptionSpec] = [
         OptionSpec("listener-ip", value: "ip", default: "0.0.0.0", help: "Address the data-plane listeners bind to and that clients are told."),
@@ -50,12 +61,18 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("server_key", value: "file", default: "server.key", help: "TLS private key of the control channel."),
         OptionSpec("ssl", value: "bool", default: "True", help: "TLS on the control channel; False is for development only."),
         OptionSpec("data-plane-tls", value: "bool", default: "True", help: "Encrypt the hop between gateways; False forwards plain TCP (trusted networks only)."),
+        OptionSpec("proxy-buffer-size", value: "size", default: ProxyBuffers.standard.description, help: "Buffer per connection and direction in HAProxy and Nginx: 4k to 256k, or 'default' for the proxy's own (16k)."),
         OptionSpec("hello-timeout", value: "seconds", default: "180", help: "How long a request waits for its hello (env S2CS_HELLO_TIMEOUT)."),
         OptionSpec("max-connections", value: "n", default: "4096", help: "Most control connections served at once; more are answered RESOURCE_EXHAUSTED."),
         OptionSpec("frame-timeout", value: "seconds", default: "10", help: "How long a TLS handshake or one request frame may take to arrive."),
         OptionSpec("max-sessions-per-client", value: "n", default: "1000", help: "Most sessions one client address may hold at once."),
         OptionSpec("config-folder", value: "dir", help: "Where configs, keys, logs and pid files go (default $HAPROXY_CONFIG_PATH or ~/.scistream)."),
         OptionSpec("proxy-user", value: "user", help: "When s2cs runs as root, the unprivileged user its proxies drop to (default: nobody)."),
+        OptionSpec("allowed-targets", value: "cidrs", help: "Where sessions may forward: CIDR blocks, each optionally with :PORT or :PORT-PORT (IPv6 in brackets), comma-separated. Default: anywhere but loopback (unless --listener-ip is loopback), link-local and this gateway's own addresses."),
+        OptionSpec("allowed-identities", value: "users", help: "With authentication on, the Globus usernames allowed to use this s2cs, comma-separated; *@domain allows a whole domain. Default: any identity whose token has the scope."),
+        OptionSpec("peer-gateways", value: "cidrs", help: "With --data-plane-tls=False: the peer gateways' addresses, the only sources producer-side listeners accept (required for inbound sessions in that mode)."),
+        OptionSpec("max-ports-per-client", value: "n", help: "Most listener ports one client address (and one identity) may hold at once. Default: half of --port-range."),
+        OptionSpec("max-connections-per-client", value: "n", default: "512", help: "Most control connections one client address may hold at once."),
         OptionSpec("metrics", value: "host:port", help: "Serve Prometheus metrics at http://<host:port>/metrics (a loopback address unless --metrics-allow-remote; off by default)."),
         OptionSpec("traffic-counting", value: "bool", default: "True", help: "Have proxies count each session's connections and bytes (HAProxy stats socket, Nginx access log) for 's2uc list' and --metrics."),
         OptionSpec("metrics-allow-remote", help: "Allow --metrics on an address that is not loopback (anyone who reaches it sees session figures)."),
@@ -89,14 +106,27 @@ public struct ServerConfiguration: Sendable {
         if let path = parsed.value("client_secret_file") {
             config.clientSecret = try readClientSecretFile(path, alsoGiven: config.clientSecret != nil)
         }
-        if let secret = config.clientSecret, !secret.isEmpty, (config.clientID ?? "").isEmpty {
+        // Fail closed: an empty value (an unset shell variable) must not quietly turn authentication off.
+        for (name, value) in [("--client-id", config.clientID), ("--client-secret", config.clientSecret)] {
+            if let value, value.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }) {
+                throw UsageError("\(name) is empty: give the Globus Auth \(name == "--client-id" ? "client id" : "client secret") of this s2cs, or leave both flags out to run without authentication")
+            }
+        }
+        if config.clientSecret != nil, config.clientID == nil {
             throw UsageError("--client-secret needs --client-id: the client id names the scope tokens must carry")
         }
+
         config.authServiceURL = environment["GLOBUS_SDK_SERVICE_URL_AUTH"].flatMap { $0.isEmpty ? nil : $0 }
         config.serverCertificate = parsed.value("server_crt") ?? "server.crt"
         config.serverKey = parsed.value("server_key") ?? "server.key"
         config.tls = try ArgumentParser.parseBool(parsed.value("ssl") ?? "True", option: "--ssl")
         config.dataPlaneTLS = try ArgumentParser.parseBool(parsed.value("data_plane_tls") ?? "True", option: "--data-plane-tls")
+
+        let bufferText = parsed.value("proxy_buffer_size") ?? ProxyBuffers.standard.description
+        guard let buffers = ProxyBuffers(parsing: bufferText) else {
+            throw UsageError("'\(bufferText)' is not valid for '--proxy-buffer-size': use a size from \(ProxyBuffers.allowedKiB.lowerBound)k to \(ProxyBuffers.allowedKiB.upperBound)k, e.g. 64k, or 'default' for the proxy's own")
+        }
+        config.proxyBuffers = buffers
 
         let helloText = parsed.values["hello_timeout"] ?? environment["S2CS_HELLO_TIMEOUT"] ?? "180"
         guard let helloSeconds = Double(helloText), helloSeconds > 0, helloSeconds <= 86_400 else {
@@ -111,10 +141,68 @@ public struct ServerConfiguration: Sendable {
         }
         config.frameTimeout = .milliseconds(Int64(frameSeconds * 1000))
         config.proxyUser = parsed.value("proxy_user")
+        if let text = parsed.value("allowed_targets") {
+            do { config.allowedTargets = try AddressRule.parseList(text) } catch { throw UsageError("bad --allowed-targets: \(error)") }
+        }
+        if let text = parsed.value("peer_gateways") {
+            do { config.peerGateways = try AddressRule.parseList(text, allowPorts: false) } catch { throw UsageError("bad --peer-gateways: \(error)") }
+            guard !config.dataPlaneTLS else {
+                throw UsageError("--peer-gateways is for --data-plane-tls=False: with TLS between gateways, the session's key already decides who may connect")
+            }
+        }
+        if let text = parsed.value("allowed_identities") {
+            config.allowedIdentities = try IdentityPattern.parseList(text)
+            guard config.clientSecret != nil else {
+                throw UsageError("--allowed-identities needs authentication (--client-id and --client-secret): without it s2cs does not know who asks")
+            }
+        }
+        if let text = parsed.value("max_ports_per_client") {
+            config.maxPortsPerClient = try ArgumentParser.parseInt(text, option: "max-ports-per-client", range: 1...65535)
+        }
+        config.maxConnectionsPerClient = try ArgumentParser.parseInt(parsed.value("max_connections_per_client") ?? "512", option: "max-connections-per-client", range: 1...1_000_000)
         config.metrics = try metricsEndpoint(parsed)
         config.trafficCounting = try ArgumentParser.parseBool(parsed.value("traffic_counting") ?? "True", option: "--traffic-counting")
         if let folder = parsed.value("config_folder") { config.configFolder = folder }
         else if let folder = environment["HAPROXY_CONFIG_PATH"], !folder.isEmpty { config.configFolder = folder }
         return (config, parsed)
+    }
+}
+
+extension ServerConfiguration {
+    /// Listener ports one client may hold: `--max-ports-per-client`, else half of `--port-range`.
+    var portQuota: Int { maxPortsPerClient ?? max(1, (portRange.count + 1) / 2) }
+
+    /// The target policy this configuration asks for.
+    var targetPolicy: TargetPolicy {
+        TargetPolicy(allowed: allowedTargets, allowLoopback: IPAddress(numeric: listenerIP).map { address in
+            TargetPolicy.isLoopback(address)
+        } ?? (listenerIP == "localhost"))
+    }
+}
+
+/// One `--allowed-identities` item: a Globus username (`ada@example.org`) or a domain (`*@example.org`).
+enum IdentityPattern {
+    static func parseList(_ text: String) throws(UsageError) -> [String] {
+        let items = text.split(separator: ",", omittingEmptySubsequences: false).map { String($0) }
+        var patterns: [String] = []
+        for item in items {
+            let bad = item.isEmpty || item.contains(where: { $0.isWhitespace || $0.isNewline || !$0.isASCII || $0.asciiValue.map { $0 < 0x21 || $0 == 0x7f } ?? true })
+            let at = item.firstIndex(of: "@")
+            let starOK = !item.contains("*") || (item.hasPrefix("*@") && item.dropFirst().firstIndex(of: "*") == nil)
+            guard !bad, let at, at != item.startIndex || item.hasPrefix("*"), item.index(after: at) != item.endIndex, starOK,
+                  item.filter({ $0 == "@" }).count == 1 else {
+                throw UsageError("bad --allowed-identities: '\(item)' is not a username such as ada@example.org or a domain pattern such as *@example.org (comma-separated, no spaces)")
+            }
+            patterns.append(item.lowercased())
+        }
+        return patterns
+    }
+
+    /// Whether `username` matches one of `patterns` (case-insensitively).
+    static func allows(_ patterns: [String], username: String?) -> Bool {
+        guard let name = username?.lowercased(), !name.isEmpty else { return false }
+        return patterns.contains { pattern in
+            pattern.hasPrefix("*@") ? name.hasSuffix(String(pattern.dropFirst())) : name == pattern
+        }
     }
 }

@@ -17,8 +17,11 @@ actor SessionRegistry {
     struct Session {
         let uid: String
         let role: Role
-        /// The address of the client that requested it (sessions per client are capped).
+        /// The address of the client that requested it (sessions and ports per client are capped).
         let client: String
+        /// With authentication on, the identity (Globus `sub`) whose token created it: only it may
+        /// send the session's hello, update and release, and see its details.
+        let owner: String?
         let numConn: Int
         let rate: Int
         let ports: [UInt16]
@@ -36,6 +39,14 @@ actor SessionRegistry {
     private var sessions: [String: Session] = [:]
     private var sessionsByClient: [String: Int] = [:]
     private let maxSessionsPerClient: Int
+    /// Listener ports held, by client address and by identity (`--max-ports-per-client`).
+    private var portsByClient: [String: Int] = [:]
+    private var portsByOwner: [String: Int] = [:]
+    private let portQuota: Int
+    /// Authentication is on: sessions have owners.
+    private let authenticated: Bool
+    /// `--peer-gateways` as numeric CIDR blocks: in plaintext mode, the only sources PROD listeners accept.
+    private let peerSources: [String]?
     private var allocator: PortAllocator
     private let listenerIP: String
     /// This s2cs forwards plain TCP between gateways (`--data-plane-tls=False`): its listeners are
@@ -54,6 +65,9 @@ actor SessionRegistry {
         self.allocator = PortAllocator(range: config.portRange)
         self.listenerIP = config.listenerIP
         self.maxSessionsPerClient = config.maxSessionsPerClient
+        self.portQuota = config.portQuota
+        self.authenticated = config.authenticationEnabled
+        self.peerSources = config.peerGateways.map { $0.map(\.description) }
         self.plaintextDataPlane = !config.dataPlaneTLS
         self.helloTimeout = config.helloTimeout
         self.earlyHelloWait = min(config.helloTimeout, .seconds(10))
@@ -64,9 +78,9 @@ actor SessionRegistry {
     // MARK: request
 
     /// Registers the session, reserves its ports, then waits for its hello. Returns the reply.
-    func request(_ request: Request, client: String) async throws(StatusError) -> RequestReply {
+    func request(_ request: Request, caller: Caller) async throws(StatusError) -> RequestReply {
         do {
-            try admit(request, client: client)
+            try admit(request, caller: caller)
         } catch {
             // A hello for this uid may be on its way: tell it at once why the request failed.
             if let uid = try? SessionID.validate(request.uid), sessions[uid] == nil {
@@ -90,9 +104,13 @@ actor SessionRegistry {
         }
     }
 
-    private func admit(_ request: Request, client: String) throws(StatusError) {
+    private func admit(_ request: Request, caller: Caller) throws(StatusError) {
         guard !shuttingDown else { throw StatusError(.unavailable, "s2cs is shutting down") }
-        let uid = try Self.validUID(request.uid)
+        let client = caller.address
+        let uid = try Self.validNewUID(request.uid)
+        if uid == SessionID.mock {
+            logger.warning("session uses the documented mock uid: its tunnel key is public, anyone who can reach its listeners can join it", ["session": SessionID.shortPrefix(uid)])
+        }
         guard sessions[uid] == nil else {
             throw StatusError(.alreadyExists, "session \(SessionID.shortPrefix(uid)) already exists on this s2cs: use a new uid, or release it first")
         }
@@ -103,6 +121,20 @@ actor SessionRegistry {
         let limit = Self.maxConnectionsPerSession
         guard request.numConn >= 1, request.numConn <= limit else {
             throw StatusError(.invalidArgument, "num_conn \(request.numConn) is out of range: use 1 to \(limit)")
+        }
+        if plaintextDataPlane && request.role == .prod && peerSources == nil {
+            throw StatusError(.permissionDenied, "this s2cs forwards plain TCP between gateways (--data-plane-tls=False) without --peer-gateways: it takes no inbound sessions until its operator names the peer gateways")
+        }
+        let wanted = request.listenPorts.isEmpty ? Int(request.numConn) : request.listenPorts.count
+        try checkListenPorts(request)
+        let owner = authenticated ? caller.subject : nil
+        let heldByClient = portsByClient[client, default: 0]
+        let heldByOwner = owner.map { portsByOwner[$0, default: 0] } ?? 0
+        // (More than the range can give is the range's error, below, not the quota's.)
+        guard wanted > allocator.freeCount || (heldByClient + wanted <= portQuota && heldByOwner + wanted <= portQuota) else {
+            let byIdentity = owner != nil && heldByOwner + wanted > portQuota
+            let held = byIdentity ? heldByOwner : heldByClient
+            throw StatusError(.resourceExhausted, "\(byIdentity ? "your identity" : "client \(client)") holds \(held) listener port\(held == 1 ? "" : "s") on this s2cs and asks for \(wanted) more, over the quota of \(portQuota) (--max-ports-per-client): release sessions first")
         }
         let ports: [UInt16]
         let ip = listenerIP
@@ -119,7 +151,7 @@ actor SessionRegistry {
             }
             ports = request.listenPorts
         }
-        var session = Session(uid: uid, role: request.role, client: client, numConn: ports.count, rate: Int(request.rate),
+        var session = Session(uid: uid, role: request.role, client: client, owner: owner, numConn: ports.count, rate: Int(request.rate),
                               ports: ports, listeners: ports.map { Endpoint(host: ip, port: $0) })
         let timeout = helloTimeout
         session.expiry = Task { [weak self] in
@@ -129,6 +161,8 @@ actor SessionRegistry {
         }
         sessions[uid] = session
         sessionsByClient[client, default: 0] += 1
+        portsByClient[client, default: 0] += ports.count
+        if let owner { portsByOwner[owner, default: 0] += ports.count }
         recentFailures[uid] = nil
         logger.debug("session requested", ["session": SessionID.shortPrefix(uid), "role": "\(request.role)", "ports": ports.map(String.init).joined(separator: ",")])
         wakeHelloWatchers(uid, found: true)
@@ -160,14 +194,10 @@ actor SessionRegistry {
 
     // MARK: hello
 
-    func hello(_ hello: Hello) async throws(StatusError) {
+    /// Records the hello: `checked` holds the session's targets as the handler parsed and (for PROD)
+    /// checked them against the target policy, or why they were refused, which fails the request too.
+    func hello(_ hello: Hello, caller: Caller, checked: Result<[String], StatusError>) async throws(StatusError) {
         let uid = try Self.validUID(hello.uid)
-        var targets: [String] = []
-        for text in hello.prodListeners {
-            // PROD: the producer application's addresses; CONS: the producer-side gateway's listeners.
-            do { targets.append(hello.role == .cons ? try GatewayListener.parse(text).description : try Endpoint.parse(text).description) }
-            catch { throw StatusError(.invalidArgument, "bad producer listener in hello: \(error)") }
-        }
         if sessions[uid] == nil {
             // The hello may overtake its request on another connection: wait a little for it.
             let found = recentFailures[uid] == nil ? await waitForSession(uid) : false
@@ -181,11 +211,26 @@ actor SessionRegistry {
         guard var session = sessions[uid] else {
             throw StatusError(.notFound, "session \(SessionID.shortPrefix(uid)) was released")
         }
+        try authorize(session, caller)
         guard session.role == hello.role else {
             throw StatusError(.invalidArgument, "hello role \(hello.role) does not match session \(SessionID.shortPrefix(uid)) role \(session.role)")
         }
         guard session.state == .pending, let waiter = session.helloWaiter else {
             throw StatusError(.alreadyExists, "session \(SessionID.shortPrefix(uid)) already received its hello")
+        }
+        let targets: [String]
+        switch checked {
+        case .success(let list):
+            targets = list
+        case .failure(let refusal):
+            // A refused target ends the session: its request fails with the same status, its ports return.
+            session.helloWaiter = nil
+            session.state = .releasing
+            session.expiry?.cancel()
+            sessions[uid] = session
+            waiter.resume(throwing: refusal)
+            finishRelease(uid)
+            throw refusal
         }
         session.helloWaiter = nil
         session.prodListeners = targets
@@ -224,11 +269,14 @@ actor SessionRegistry {
     // MARK: update
 
     /// Points the session's listeners at `remoteListeners` and starts (or restarts) its proxy.
-    func beginUpdate(_ update: Update) throws(StatusError) -> (Task<Void, any Error>, [Endpoint]) {
+    /// `targets` are the update's remote listeners as the handler parsed and checked them.
+    func beginUpdate(_ update: Update, targets: [Endpoint], caller: Caller) throws(StatusError) -> (Task<Void, any Error>, [Endpoint]) {
+        guard !shuttingDown else { throw StatusError(.unavailable, "s2cs is shutting down") }
         let uid = try Self.validUID(update.uid)
         guard var session = sessions[uid] else {
             throw StatusError(.notFound, "no session \(SessionID.shortPrefix(uid)) on this s2cs: check the uid and the --s2cs address")
         }
+        try authorize(session, caller)
         guard session.role == update.role else {
             throw StatusError(.invalidArgument, "update role \(update.role) does not match session \(SessionID.shortPrefix(uid)) role \(session.role)")
         }
@@ -239,26 +287,21 @@ actor SessionRegistry {
             throw StatusError(.unavailable, "session \(SessionID.shortPrefix(uid)) is already being updated: retry when that finishes")
         case .releasing:
             throw StatusError(.notFound, "session \(SessionID.shortPrefix(uid)) is being released")
+        case .active where !authenticated:
+            // Without authentication a session has no owner: whoever learns the uid must not be
+            // able to point a live tunnel somewhere else.
+            throw StatusError(.permissionDenied, "session \(SessionID.shortPrefix(uid)) is active and this s2cs runs without authentication: its targets cannot be changed; release it and request a new session")
         case .ready, .active, .failed:
             break
-        }
-        var targets: [Endpoint] = []
-        for text in update.remoteListeners {
-            let listener: GatewayListener
-            do { listener = session.role == .cons ? try GatewayListener.parse(text) : GatewayListener(try Endpoint.parse(text), plaintext: false) }
-            catch { throw StatusError(.invalidArgument, "bad remote listener in update: \(error)") }
-            if session.role == .cons && listener.plaintext != plaintextDataPlane {
-                throw StatusError(.invalidArgument, listener.plaintext
-                    ? "the producer-side listener \(listener) belongs to an s2cs started with --data-plane-tls=False, but this s2cs encrypts the hop between gateways: start both gateways' s2cs the same way"
-                    : "this s2cs forwards plain TCP (--data-plane-tls=False), but the producer-side listener \(listener) is encrypted (its s2cs runs with the default --data-plane-tls=True): start both gateways' s2cs the same way")
-            }
-            targets.append(listener.endpoint)
         }
         guard !targets.isEmpty else {
             throw StatusError(.invalidArgument, "update for session \(SessionID.shortPrefix(uid)) has no remote listeners")
         }
         let restart = session.state != .ready
-        let spec = ProxySpec(uid: uid, role: session.role, listeners: session.listeners, targets: targets, rateKbps: session.rate)
+        session.expiry?.cancel()
+        session.expiry = nil
+        let sources = plaintextDataPlane && session.role == .prod ? (peerSources ?? []) : []
+        let spec = ProxySpec(uid: uid, role: session.role, listeners: session.listeners, targets: targets, rateKbps: session.rate, allowedSources: sources)
         let dataPlane = self.dataPlane
         let task = Task {
             if restart { await dataPlane.stop(uid: uid) }
@@ -276,6 +319,13 @@ actor SessionRegistry {
         session.startTask = nil
         if let error {
             session.state = .failed("\(error)")
+            // A failed session holds its ports only as long as a pending one would: then it is released.
+            let timeout = helloTimeout
+            session.expiry = Task { [weak self] in
+                try? await Task.sleep(for: timeout)
+                if Task.isCancelled { return }
+                await self?.expireFailed(uid)
+            }
         } else {
             session.state = .active
             session.expiry?.cancel()
@@ -287,10 +337,11 @@ actor SessionRegistry {
     // MARK: release
 
     /// Marks the session as releasing and hands back what must finish before its ports are freed.
-    func beginRelease(_ uid: String) throws(StatusError) -> Task<Void, any Error>? {
+    func beginRelease(_ uid: String, caller: Caller) throws(StatusError) -> Task<Void, any Error>? {
         guard var session = sessions[uid], session.state != .releasing else {
             throw StatusError(.notFound, "no session \(SessionID.shortPrefix(uid)) on this s2cs: check the uid and the --s2cs address (s2uc list shows the sessions)")
         }
+        try authorize(session, caller)
         let task = session.startTask
         session.state = .releasing
         session.expiry?.cancel()
@@ -308,6 +359,12 @@ actor SessionRegistry {
         allocator.release(session.ports)
         let held = sessionsByClient[session.client, default: 1] - 1
         sessionsByClient[session.client] = held > 0 ? held : nil
+        let ports = portsByClient[session.client, default: 0] - session.ports.count
+        portsByClient[session.client] = ports > 0 ? ports : nil
+        if let owner = session.owner {
+            let owned = portsByOwner[owner, default: 0] - session.ports.count
+            portsByOwner[owner] = owned > 0 ? owned : nil
+        }
         logger.debug("session released", ["session": SessionID.shortPrefix(uid)])
     }
 
@@ -332,6 +389,55 @@ actor SessionRegistry {
         finishRelease(uid)
     }
 
+    /// A failed session nobody released: stop what is left of its proxy, then free its ports.
+    private func expireFailed(_ uid: String) async {
+        guard var session = sessions[uid], case .failed = session.state else { return }
+        logger.warning("failed session not released in time; released", ["session": SessionID.shortPrefix(uid)])
+        session.state = .releasing
+        session.expiry = nil
+        sessions[uid] = session
+        await dataPlane.stop(uid: uid)
+        finishRelease(uid)
+    }
+
+    // MARK: owners
+
+    /// With authentication on, only the identity that created a session may act on it.
+    private func authorize(_ session: Session, _ caller: Caller) throws(StatusError) {
+        guard let owner = session.owner, owner != caller.subject else { return }
+        logger.warning("request refused: session belongs to another identity", ["session": SessionID.shortPrefix(session.uid), "user": caller.username ?? "?"])
+        throw StatusError(.permissionDenied, "session \(SessionID.shortPrefix(session.uid)) belongs to another identity")
+    }
+
+    /// Whether `caller` may see a session's details (targets, notes) in `list`: with authentication
+    /// on, its owner; without, a caller from the address that requested it.
+    nonisolated func mayInspect(_ session: Session, _ caller: Caller) -> Bool {
+        if let owner = session.owner { return owner == caller.subject }
+        return session.client == caller.address
+    }
+
+    // MARK: ports
+
+    /// Client-chosen listen ports: only for CONS (the consumer application's ports), only inside
+    /// `--port-range`, at most the per-session listener cap, and no more than `num_conn`.
+    private func checkListenPorts(_ request: Request) throws(StatusError) {
+        let ports = request.listenPorts
+        guard !ports.isEmpty else { return }
+        guard request.role == .cons else {
+            throw StatusError(.invalidArgument, "listen ports can be chosen only for outbound (CONS) sessions: an inbound session's ports come from this s2cs's --port-range")
+        }
+        let limit = Self.maxConnectionsPerSession
+        guard ports.count <= limit else {
+            throw StatusError(.invalidArgument, "\(ports.count) listen ports asked for: at most \(limit) per session")
+        }
+        guard ports.count <= Int(request.numConn) else {
+            throw StatusError(.invalidArgument, "\(ports.count) listen ports asked for but num_conn is \(request.numConn): give at most num_conn ports")
+        }
+        if let outside = ports.first(where: { !(allocator.range.lower...allocator.range.upper).contains($0) }) {
+            throw StatusError(.invalidArgument, "port \(outside) is outside this s2cs's --port-range \(allocator.range): choose --receiver_ports inside it, or leave them out")
+        }
+    }
+
     // MARK: listing and shutdown
 
     func snapshot() -> [Session] { sessions.values.sorted { $0.uid < $1.uid } }
@@ -354,5 +460,15 @@ actor SessionRegistry {
     static func validUID(_ text: String) throws(StatusError) -> String {
         do { return try SessionID.validate(text) }
         catch { throw StatusError(.invalidArgument, "\(error)") }
+    }
+
+    /// The uid of a new session: it is the session's only secret, so it must be a random (version 4)
+    /// UUID; the documented mock uid is accepted (with a warning in the log).
+    static func validNewUID(_ text: String) throws(StatusError) -> String {
+        let uid = try validUID(text)
+        guard uid == SessionID.mock || SessionID.isRandom(uid) else {
+            throw StatusError(.invalidArgument, "uid \(SessionID.shortPrefix(uid))... is not a random (version 4) UUID: the uid is the session's secret, so this s2cs accepts only random ones (s2uc makes them)")
+        }
+        return uid
     }
 }

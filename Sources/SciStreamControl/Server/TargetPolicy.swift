@@ -1,0 +1,147 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import SciStreamWire
+
+/// Where this s2cs lets a session forward: the gateway's operator decides, not whoever asks.
+///
+/// With `--allowed-targets`, a target must fall in one of its blocks (and port ranges). Without it,
+/// everything is allowed except what no remote user should reach through a gateway: loopback (unless
+/// this s2cs itself serves loopback listeners, as in single-host demos), link-local addresses (cloud
+/// metadata services live there), and the gateway's own addresses. Unspecified, multicast and
+/// broadcast addresses are refused in every case. IPv4-mapped and IPv4-compatible IPv6 forms are judged
+/// as the IPv4 address they reach. The decision is made on the numeric address a name resolves to, and
+/// that numeric address is what the proxy config gets: a later DNS answer cannot change it.
+struct TargetPolicy: Sendable {
+    /// `--allowed-targets`; nil: the default policy above.
+    let allowed: [AddressRule]?
+    /// This s2cs's listeners are on loopback (`--listener-ip 127.0.0.1`): loopback targets are the
+    /// single-host demo's applications, not a way into the gateway.
+    let allowLoopback: Bool
+    /// The gateway's own addresses; read again for every decision when nil (interfaces change).
+    let ownAddresses: (@Sendable () -> Set<IPAddress>)?
+
+    static let flag = "--allowed-targets"
+
+    init(allowed: [AddressRule]?, allowLoopback: Bool, ownAddresses: (@Sendable () -> Set<IPAddress>)? = nil) {
+        self.allowed = allowed
+        self.allowLoopback = allowLoopback
+        self.ownAddresses = ownAddresses
+    }
+
+    private static let never: [(AddressRule, String)] = [
+        (rule("0.0.0.0/8"), "an unspecified address"),
+        (rule("::/128"), "the unspecified address"),
+        (rule("224.0.0.0/4"), "a multicast address"),
+        (rule("ff00::/8"), "a multicast address"),
+        (rule("240.0.0.0/4"), "a reserved or broadcast address"),
+    ]
+    private static let loopback: [AddressRule] = [rule("127.0.0.0/8"), rule("::1/128")]
+    private static let linkLocal: [AddressRule] = [rule("169.254.0.0/16"), rule("fe80::/10")]
+
+    static func isLoopback(_ address: IPAddress) -> Bool {
+        loopback.contains { $0.contains(address.canonical) }
+    }
+
+    private static func rule(_ text: String) -> AddressRule {
+        // safe: the literals above are valid rules (checked by TargetPolicyTests)
+        try! AddressRule.parse(text)
+    }
+
+    /// Why `address:port` may not be a target, or nil when it may. The reason is for the server log.
+    func refusal(_ address: IPAddress, port: UInt16) -> String? {
+        let judged = address.canonical
+        for (rule, what) in Self.never where rule.contains(judged) {
+            return "\(judged) is \(what)"
+        }
+        if let allowed {
+            guard allowed.contains(where: { $0.contains(judged, port: port) || $0.contains(address, port: port) }) else {
+                return "\(judged) port \(port) is not in \(Self.flag)"
+            }
+            return nil
+        }
+        if Self.loopback.contains(where: { $0.contains(judged) }) {
+            return allowLoopback ? nil : "\(judged) is a loopback address and this s2cs's listeners are not on loopback (allow it with \(Self.flag))"
+        }
+        if Self.linkLocal.contains(where: { $0.contains(judged) }) {
+            return "\(judged) is a link-local address (allow it with \(Self.flag))"
+        }
+        let own = (ownAddresses ?? Self.interfaceAddresses)()
+        if own.contains(judged) || own.contains(address) {
+            return "\(judged) is an address of this gateway (allow it with \(Self.flag))"
+        }
+        return nil
+    }
+
+    /// The addresses of this host's interfaces (getifaddrs), each in its canonical form.
+    @Sendable static func interfaceAddresses() -> Set<IPAddress> {
+        var list: UnsafeMutablePointer<ifaddrs>? = nil
+        guard getifaddrs(&list) == 0 else { return [] }
+        defer { freeifaddrs(list) }
+        var found: Set<IPAddress> = []
+        var cursor = list
+        while let entry = cursor {
+            defer { cursor = entry.pointee.ifa_next }
+            guard let raw = entry.pointee.ifa_addr else { continue }
+            switch Int32(raw.pointee.sa_family) {
+            case AF_INET:
+                let bytes = raw.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { pointer in
+                    withUnsafeBytes(of: pointer.pointee.sin_addr) { Array($0) }
+                }
+                if let address = IPAddress(bytes: bytes) { found.insert(address) }
+            case AF_INET6:
+                let bytes = raw.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in
+                    withUnsafeBytes(of: pointer.pointee.sin6_addr) { Array($0) }
+                }
+                if let address = IPAddress(bytes: bytes) { found.insert(address.canonical) }
+            default:
+                continue
+            }
+        }
+        return found
+    }
+}
+
+/// Resolves target names off the cooperative pool (getaddrinfo may block for seconds on DNS).
+enum TargetResolver {
+    private static let queue = DispatchQueue(label: "s2cs.resolve", attributes: .concurrent)
+
+    /// The numeric address `host` stands for: itself when numeric, else getaddrinfo's first answer.
+    static func resolve(_ host: String) async -> Result<IPAddress, ResolveFailure> {
+        if let numeric = IPAddress(numeric: host) { return .success(numeric) }
+        return await withCheckedContinuation { continuation in
+            queue.async { continuation.resume(returning: lookup(host)) }
+        }
+    }
+
+    private static func lookup(_ host: String) -> Result<IPAddress, ResolveFailure> {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>? = nil
+        let status = getaddrinfo(host, nil, &hints, &result)
+        guard status == 0, let first = result else {
+            return .failure(ResolveFailure(host: host, reason: String(cString: gai_strerror(status))))
+        }
+        defer { freeaddrinfo(result) }
+        guard let raw = first.pointee.ai_addr else { return .failure(ResolveFailure(host: host, reason: "no address")) }
+        let bytes: [UInt8]
+        switch first.pointee.ai_family {
+        case AF_INET:
+            bytes = raw.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { withUnsafeBytes(of: $0.pointee.sin_addr) { Array($0) } }
+        case AF_INET6:
+            bytes = raw.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { withUnsafeBytes(of: $0.pointee.sin6_addr) { Array($0) } }
+        default:
+            return .failure(ResolveFailure(host: host, reason: "not an IP address"))
+        }
+        guard let address = IPAddress(bytes: bytes) else { return .failure(ResolveFailure(host: host, reason: "not an IP address")) }
+        return .success(address)
+    }
+}
+
+struct ResolveFailure: Error, CustomStringConvertible {
+    let host: String
+    let reason: String
+    var description: String { "cannot resolve '\(host)': \(reason)" }
+}
