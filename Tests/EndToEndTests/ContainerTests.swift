@@ -73,7 +73,7 @@ import Glibc
 
         // 4. Two gateways (HAProxy on the producer side, Nginx on the consumer side) and the producer application.
         start = clock.now
-        let producerPorts = try PortBlock.reserve(5), consumerPorts = try PortBlock.reserve(1)
+        let producerPorts = try PortBlock.reserve(10), consumerPorts = try PortBlock.reserve(2)  // the per-client quota is half the range
         let producer = try await Podman.startGateway(name: names[0], image: tag, certificates: certs,
                                                      arguments: ["--port", "0", "--bind", "127.0.0.1", "--listener-ip", "127.0.0.1",
                                                                  "--type", "Haproxy", "--port-range", "\(producerPorts)", "--verbose"])
