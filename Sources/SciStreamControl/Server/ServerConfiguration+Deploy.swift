@@ -3,6 +3,7 @@ import Glibc
 #endif
 import SciStreamSystem
 import SciStreamDataPlane
+import SciStreamWire
 
 /// `--client-secret-file PATH`: the Globus Auth client secret read from a file, so that it never
 /// appears on a command line (`ps`). A systemd credential (`LoadCredential=`) is such a file, in
@@ -76,5 +77,33 @@ extension ServerConfiguration {
         } catch {
             throw StartupError("--proxy-user \(name): \(error): name an unprivileged user for the proxies (a dedicated one: useradd --system --no-create-home --shell /usr/sbin/nologin scistream-proxy)")
         }
+    }
+}
+
+/// Listener addressing: PROD listeners face the other facility's gateway, CONS listeners this
+/// facility's applications; each kind binds its own address (`--prod-listener-ip`,
+/// `--cons-listener-ip`, both `--listener-ip` by default), and PROD listeners may be told to clients
+/// as another address (`--advertise-ip`), one that need not be local.
+extension ServerConfiguration {
+    /// The address `role`'s listeners bind to.
+    public func bindIP(for role: Role) -> String {
+        (role == .prod ? prodListenerIP : consListenerIP) ?? listenerIP
+    }
+
+    /// The address clients are told for `role`'s listeners.
+    public func advertisedIP(for role: Role) -> String {
+        role == .prod ? advertiseIP ?? bindIP(for: .prod) : bindIP(for: .cons)
+    }
+
+    /// The start-up check: each bind address is one of this host's (the advertised one need not be).
+    /// Returns the message for the first that is not.
+    func unbindableListenerAddress(canBind: (String) -> Bool) -> String? {
+        let given = [("--listener-ip", listenerIP, prodListenerIP == nil || consListenerIP == nil),
+                     ("--prod-listener-ip", prodListenerIP ?? "", prodListenerIP != nil),
+                     ("--cons-listener-ip", consListenerIP ?? "", consListenerIP != nil)]
+        for (flag, address, used) in given where used && !canBind(address) {
+            return "\(flag) \(address) is not an address of this host: session listeners could not bind to it (use one of this host's addresses, or 0.0.0.0)"
+        }
+        return nil
     }
 }

@@ -5,6 +5,13 @@ import SciStreamDataPlane
 /// Everything `s2cs` was told on its command line, validated.
 public struct ServerConfiguration: Sendable {
     public var listenerIP: String = "0.0.0.0"
+    /// `--prod-listener-ip`, `--cons-listener-ip`: where PROD (peer-facing) and CONS
+    /// (application-facing) listeners bind, when not `listenerIP`; see ServerConfiguration+Deploy.swift.
+    public var prodListenerIP: String? = nil
+    public var consListenerIP: String? = nil
+    /// `--advertise-ip`: the address clients are told for PROD listeners, when not their bind address
+    /// (behind NAT, a port mapping or a Kubernetes service).
+    public var advertiseIP: String? = nil
     public var port: UInt16 = 5000
     public var bindAddress: String = "0.0.0.0"
     public var portRange = PortRange.scistreamDefault
@@ -48,7 +55,10 @@ public struct ServerConfiguration: Sendable {
     public static let usage = "s2cs [--listener-ip <ip>] [--port <port>] [--port-range <start-end>] [--type <type>] [--server_crt <file>] [--server_key <file>] [--ssl <bool>] [--client-id <id> --client-secret <secret>] [--allowed-targets <cidrs>] [--verbose]"
 
     public static let options: [OptionSpec] = [
-        OptionSpec("listener-ip", value: "ip", default: "0.0.0.0", help: "Address the data-plane listeners bind to and that clients are told."),
+        OptionSpec("listener-ip", value: "ip", default: "0.0.0.0", help: "Address the data-plane listeners bind to and that clients are told (unless the three options below say otherwise)."),
+        OptionSpec("prod-listener-ip", value: "ip", help: "Address producer-side (PROD, peer-facing) listeners bind to. Default: --listener-ip."),
+        OptionSpec("cons-listener-ip", value: "ip", help: "Address consumer-side (CONS, application-facing) listeners bind to. Default: --listener-ip."),
+        OptionSpec("advertise-ip", value: "host", help: "Address clients are told for PROD listeners when peers reach them through NAT or a port mapping (need not be local). Default: their bind address."),
         OptionSpec("port", value: "port", default: "5000", help: "Control port (0 picks a free port and prints it)."),
         OptionSpec("bind", value: "ip", default: "0.0.0.0", help: "Address the control port binds to."),
         OptionSpec("port-range", value: "start-end", default: "5100-5200", help: "Ports handed out to session listeners."),
@@ -87,6 +97,9 @@ public struct ServerConfiguration: Sendable {
 
         do {
             config.listenerIP = try Endpoint.validateHost(parsed.value("listener_ip") ?? "0.0.0.0")
+            config.prodListenerIP = try parsed.value("prod_listener_ip").map(Endpoint.validateHost)
+            config.consListenerIP = try parsed.value("cons_listener_ip").map(Endpoint.validateHost)
+            config.advertiseIP = try parsed.value("advertise_ip").map(Endpoint.validateHost)
             config.bindAddress = try Endpoint.validateHost(parsed.value("bind") ?? "0.0.0.0")
             config.portRange = try PortRange.parse(parsed.value("port_range") ?? "5100-5200")
         } catch {
