@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import SciStreamWire
 import SciStreamSystem
 import SciStreamTLS
@@ -110,30 +111,37 @@ public enum ControlDaemon {
         }
 
         let serving = Task { await server.run() }
-        let signals = installShutdownHandlers(server: server, serving: serving)
-        await serving.value
-        withExtendedLifetime(signals) {}
+        let signal = await shutdownSignal()
+        logger.info("stopping", ["signal": signal])
+        await server.shutdown()
+        serving.cancel()
+        logger.info("s2cs stopped")
         return ExitCode.success
     }
 
-    private static func installShutdownHandlers(server: ControlServer, serving: Task<Void, Never>) -> [any DispatchSourceSignal] {
+    /// Waits for the first of SIGINT, SIGTERM, SIGHUP (the terminal that started s2cs closed) and
+    /// SIGQUIT, and returns its name: each stops s2cs the same way.
+    private static func shutdownSignal() async -> String {
+        let signals: [(Int32, String)] = [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP"), (SIGQUIT, "SIGQUIT")]
+        let fired = Mutex<CheckedContinuation<String, Never>?>(nil)
         var sources: [any DispatchSourceSignal] = []
-        // SIGHUP (the terminal that started s2cs closed) and SIGQUIT stop it the same way: proxies
-        // stopped, session files removed.
-        for number in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler {
-                Task {
-                    await server.shutdown()
-                    server.logger.info("s2cs stopped")
-                    exit(ExitCode.success)
+        let name = await withCheckedContinuation { continuation in
+            fired.withLock { $0 = continuation }
+            for (number, name) in signals {
+                signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+                source.setEventHandler {
+                    fired.withLock { pending in
+                        pending?.resume(returning: name)
+                        pending = nil
+                    }
                 }
+                source.resume()
+                sources.append(source)
             }
-            source.resume()
-            sources.append(source)
         }
-        return sources
+        withExtendedLifetime(sources) {}
+        return name
     }
 }
 

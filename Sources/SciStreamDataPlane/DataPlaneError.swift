@@ -2,8 +2,8 @@
 /// Sessions appear by the first 8 characters of their uid only (the full uid is the secret);
 /// session files appear as "<folder>/<prefix>*.<ext>", a glob that finds them.
 public enum DataPlaneError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The proxy's binary is not on the search path.
-    case notInstalled(type: DataServerType)
+    /// The proxy's binary is in none of the `searched` directories.
+    case notInstalled(type: DataServerType, searched: [String])
     /// nginx is there but its dynamic stream module is not.
     case nginxStreamModuleMissing(path: String)
     /// `--data-plane-tls=False` with a proxy that cannot forward plain TCP.
@@ -35,9 +35,11 @@ public enum DataPlaneError: Error, Sendable, Equatable, CustomStringConvertible 
 
     public var description: String {
         switch self {
-        case .notInstalled(let type):
+        case .notInstalled(let type, let searched):
             let binary = type.binary ?? type.name
-            return "\(binary) is not installed: install it with 'sudo apt-get install \(type.debianPackages.joined(separator: " "))'"
+            return "\(binary) is not installed: install it with 'sudo apt-get install \(type.debianPackages.joined(separator: " "))'\n"
+                + "(the \(type.name) data plane runs \(binary); searched \(searched.isEmpty ? "no directory" : searched.joined(separator: ", ")): "
+                + "only absolute directories that root owns and that group and others cannot write, from PATH and the standard ones)"
         case .nginxStreamModuleMissing(let path):
             return "the nginx stream module is not installed (\(path) is missing): install it with 'sudo apt-get install libnginx-mod-stream'"
         case .plaintextUnsupported(let type):

@@ -23,7 +23,8 @@ public final class TLSContext: @unchecked Sendable {
     }
 
     /// A server context presenting the PEM certificate (chain) at `certificatePath` with the PEM
-    /// private key at `keyPath` (s2cs `--server_crt` and `--server_key`). TLS 1.2 at least.
+    /// private key at `keyPath` (s2cs `--server_crt` and `--server_key`). TLS 1.2 at least, AEAD
+    /// ciphers only (`tls12Ciphers`).
     public static func server(certificatePath: String, keyPath: String) throws(TLSError) -> TLSContext {
         let certificateBytes = try readFile(certificatePath, flag: "--server_crt") { .certificateFileMissing(path: $0) }
         let keyBytes = try readFile(keyPath, flag: "--server_key") { .keyFileMissing(path: $0) }
@@ -97,6 +98,14 @@ public final class TLSContext: @unchecked Sendable {
         return tls
     }
 
+    /// The TLS 1.2 cipher suites both sides allow: ECDHE with AES-GCM or ChaCha20-Poly1305 (AEAD),
+    /// for ECDSA and RSA certificates.
+    public static let tls12Ciphers = [
+        "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    ].joined(separator: ":")
+
     /// A new SSL_CTX with the settings both sides share.
     private static func make(method: OpaquePointer?, side: TLSError.Side) throws(TLSError) -> TLSContext {
         OpenSSLErrorQueue.clear()
@@ -106,6 +115,11 @@ public final class TLSContext: @unchecked Sendable {
         let tls = TLSContext(context: context, side: side)
         guard scistream_SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION) == 1 else {
             throw TLSError(.setupFailed(reason: "cannot require TLS 1.2: \(OpenSSLErrorQueue.drain().reasons)"), side: side)
+        }
+        // TLS 1.2: only ECDHE key exchange (forward secrecy) with an AEAD cipher; no CBC, no RC4, no
+        // static RSA. TLS 1.3's suites are all AEAD, and OpenSSL's default list of them stays.
+        guard SSL_CTX_set_cipher_list(context, tls12Ciphers) == 1 else {
+            throw TLSError(.setupFailed(reason: "cannot set the TLS 1.2 ciphers: \(OpenSSLErrorQueue.drain().reasons)"), side: side)
         }
         // SSL_write may be retried with the same bytes at another address (Swift arrays move).
         // RELEASE_BUFFERS: an idle connection gives back its 2 x ~17 KiB record buffers; a server holds

@@ -350,7 +350,12 @@ struct SetupTests {
             case .nginx: "nginx is not installed: install it with 'sudo apt-get install nginx libnginx-mod-stream'"
             default: "stunnel is not installed: install it with 'sudo apt-get install stunnel4'"
             }
-            #expect(error.description == expected)
+            // The first line is the one docs/troubleshooting.md quotes; the second names the type and
+            // the directories searched.
+            let lines = error.description.split(separator: "\n").map(String.init)
+            #expect(lines.first == expected)
+            #expect(lines.count == 2 && lines[1].hasPrefix("(the \(type.name) data plane runs \(type.binary ?? ""); searched /nonexistent: "),
+                    "\(error.description)")
         }
     }
 

@@ -36,7 +36,7 @@ struct ProxyConfigTests {
 
     @Test(arguments: ["", " ", "127.0.0.1 ", "127.0.0.1\n", "a\nb", "a b", "\"a\"", "'a'", "a#b", "a;b", "a{b", "a}b", "a$b",
                       "a/b", "a\\b", "[::1", "::1]", "[]", "[127.0.0.1]", "999.1.1.1", "1.2.3", "-a", "a-", "a..b", ".a",
-                      "::g", "[::1]:5", "a_b", "é.example"])
+                      "::g", "[::1]:5", "a_b", "é.example", "unix", "UNIX", "Unix", "unix:5000"])
     func rejectedHosts(_ host: String) {
         #expect(ConfigHost(host) == nil)
     }
@@ -75,10 +75,14 @@ struct ProxyConfigTests {
 
     @Test func haproxyServerSide() throws {
         let config = ProxyConfig.haproxy(try plan(.prod))
-        #expect(config.contains("    bind 127.0.0.1:5100 ssl crt /home/u/.scistream/\(Self.uid).pem ca-file /home/u/.scistream/\(Self.uid).pem verify required ssl-min-ver TLSv1.2 "))
+        #expect(config.contains("    bind 127.0.0.1:5100 ssl crt /home/u/.scistream/\(Self.uid).pem ca-file /home/u/.scistream/\(Self.uid).pem verify required ssl-min-ver TLSv1.3 "))
         #expect(config.contains("    server s0 127.0.0.1:5001\n"))
-        #expect(config.contains("timeout client 3600s"))
+        // HAProxy 2.6 bounds the TLS handshake by `timeout client`; `timeout tunnel` keeps idle streams.
+        #expect(config.contains("timeout client 10s\n"))
+        #expect(config.contains("timeout tunnel 3600s\n"))
         #expect(config.contains("timeout server 3600s"))
+        #expect(config.contains("    maxconn 512\n"))
+        #expect(!config.contains("TLSv1.2") && !config.contains(" ciphers "))
         #expect(config.contains("ciphersuites TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256"))
         #expect(!config.contains("splice"))
         #expect(!config.lowercased().contains("null"))
@@ -103,8 +107,13 @@ struct ProxyConfigTests {
         #expect(config.hasPrefix("# SciStream S2DS, session 4f8583bc (PROD)"))
         #expect(config.contains("load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n"))
         #expect(config.contains("daemon off;\n"))
-        #expect(config.contains("pid /home/u/.scistream/\(Self.uid).pid;\n"))
-        #expect(config.contains("error_log /home/u/.scistream/\(Self.uid).log info;\n"))
+        // nginx's own pid file; <uid>.pid has one writer, s2cs. The log goes to stderr (s2cs's capture).
+        #expect(config.contains("pid /home/u/.scistream/\(Self.uid).nginx.pid;\n"))
+        #expect(config.contains("error_log stderr info;\n"))
+        #expect(config.contains("ssl_protocols TLSv1.3;\n"))
+        #expect(config.contains("ssl_handshake_timeout 10s;\n"))
+        #expect(config.contains("limit_conn session 512;\n"))
+        #expect(!config.contains("TLSv1.2") && !config.contains("ssl_ciphers"))
         #expect(config.contains("proxy_upload_rate 1250000;"))  // 10000 kb/s = 1,250,000 bytes/s
         #expect(config.contains("proxy_download_rate 1250000;"))
         #expect(config.contains("proxy_timeout 3600s;"))
@@ -122,6 +131,8 @@ struct ProxyConfigTests {
         #expect(config.contains("proxy_ssl_verify on;"))
         #expect(config.contains("proxy_ssl_name scistream-s2ds;"))
         #expect(config.contains("proxy_ssl_trusted_certificate /home/u/.scistream/\(Self.uid).pem;"))
+        #expect(config.contains("proxy_ssl_protocols TLSv1.3;\n"))
+        #expect(!config.contains("TLSv1.2"))
         #expect(config.contains("        listen 127.0.0.1:5100;\n"))
         #expect(!config.contains("proxy_upload_rate"))  // rate 0 = unlimited
         #expect(!config.contains("ssl_verify_client"))
@@ -136,7 +147,10 @@ struct ProxyConfigTests {
     @Test func stunnelSides() throws {
         let server = ProxyConfig.stunnel(try plan(.prod, listeners: [ProxyEndpoint(host: "[::1]", port: 5100)]))
         #expect(server.contains("foreground = yes\n"))
-        #expect(server.contains("pid = /home/u/.scistream/\(Self.uid).pid\n"))
+        #expect(server.contains("\npid =\n"))  // stunnel writes no pid file: s2cs is <uid>.pid's only writer
+        #expect(server.contains("sslVersionMin = TLSv1.3\n"))
+        #expect(server.contains("TIMEOUTbusy = 10\n"))
+        #expect(!server.contains("TLSv1.2") && !server.contains("\nciphers ="))
         #expect(server.contains("accept = ::1:5100\n"))
         #expect(server.contains("verifyChain = yes\n"))
         #expect(server.contains("requireCert = yes\n"))
@@ -149,6 +163,18 @@ struct ProxyConfigTests {
         for config in [server, client] {
             let lines = config.split(separator: "\n")
             #expect(lines.dropFirst().allSatisfy { !$0.contains(";") && !$0.contains("#") })
+        }
+    }
+
+    /// stunnel's client limit is `fds * 125 / 256` (from 256 descriptors; `(fds - 6) / 2` below):
+    /// the descriptor limit s2cs gives it makes that exactly the session's cap.
+    @Test func stunnelDescriptorLimitGivesTheCap() {
+        func allowed(_ fds: Int) -> Int { fds >= 256 ? fds * 125 / 256 : (fds - 6) / 2 }
+        #expect(SessionLimits.stunnelFileLimit(forClients: 512) == 1049)
+        for clients in [5, 6, 100, 124, 125, 126, 256, 512, 1000, 4096] {
+            let fds = SessionLimits.stunnelFileLimit(forClients: clients)
+            #expect(allowed(fds) == clients, "\(clients) clients: \(fds) descriptors allow \(allowed(fds))")
+            #expect(fds == 16 || allowed(fds - 1) < clients, "\(clients): \(fds) is not the smallest")
         }
     }
 
