@@ -22,18 +22,16 @@ struct WireSession {
 func driveSession(_ target: ControlTarget, token: String = "INVALID_TOKEN", uid: String = SessionID.random(), role: Role = .prod,
                   numConn: UInt32 = 1, listenPorts: [UInt16] = [], targets: [String]) async throws -> WireSession {
     let requestConnection = try await ControlConnection.open(target)
-    let pending = Task { () async throws -> Message in
-        try await requestConnection.call(.request(Request(token: token, uid: uid, role: role, numConn: numConn, rate: 0, listenPorts: listenPorts)), timeout: .seconds(30))
+    let pending = Task { () async throws -> RequestReply in
+        try await requestConnection.request(Request(token: token, uid: uid, role: role, numConn: numConn, rate: 0, listenPorts: listenPorts), timeout: .seconds(30))
     }
     let helloConnection = try await ControlConnection.open(target)
-    let helloReply = try await helloConnection.call(.hello(Hello(token: token, uid: uid, role: role, prodListeners: targets)), timeout: .seconds(30))
-    guard case .helloReply(let hello) = helloReply else { throw HarnessError("unexpected \(helloReply)") }
-    guard case .requestReply(let request) = try await pending.value else { throw HarnessError("unexpected request reply") }
+    let hello = try await helloConnection.hello(Hello(token: token, uid: uid, role: role, prodListeners: targets))
+    let request = try await pending.value
     var session = WireSession(request: request.status, hello: hello, update: nil)
     guard hello.code == .ok, request.status.code == .ok else { return session }
     let remote = role == .prod ? request.prodListeners : targets
-    let updateReply = try await helloConnection.call(.update(Update(token: token, uid: uid, role: role, remoteListeners: remote)), timeout: .seconds(30))
-    guard case .updateReply(let update) = updateReply else { throw HarnessError("unexpected \(updateReply)") }
+    let update = try await helloConnection.update(Update(token: token, uid: uid, role: role, remoteListeners: remote))
     session.update = update.status
     session.listeners = update.listeners
     return session

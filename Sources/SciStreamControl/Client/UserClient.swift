@@ -270,40 +270,37 @@ public enum UserClient {
         let requestConnection = try await ControlConnection.open(target)
         output.line("sending client request message")
         let request = Request(token: token, uid: uid, role: role, numConn: UInt32(half.numConn), rate: UInt32(half.rate), listenPorts: half.listenPorts)
-        let pendingReply = Task { () async throws(ClientError) -> Message in
-            try await requestConnection.call(.request(request))
+        let pendingReply = Task { () async throws(ClientError) -> RequestReply in
+            try await requestConnection.request(request)
         }
         output.line("waiting for hello message")
         let helloConnection = try await ControlConnection.open(target)
         output.line("sending for hello message")
-        let helloReply = try await helloConnection.call(.hello(Hello(token: token, uid: uid, role: role, prodListeners: prodListeners)), timeout: .seconds(30))
-        guard case .helloReply(let helloStatus) = helloReply else { throw unexpected(helloReply, target) }
+        let helloStatus = try await helloConnection.hello(Hello(token: token, uid: uid, role: role, prodListeners: prodListeners))
         guard helloStatus.code == .ok else {
             // If the request itself failed, its reason is the one to report.
             let early = Task { try await pendingReply.value }
             let watchdog = Task { try? await Task.sleep(for: .seconds(2)); early.cancel(); pendingReply.cancel() }
-            if case .requestReply(let failed)? = try? await early.value, failed.status.code != .ok {
+            if let failed = try? await early.value, failed.status.code != .ok {
                 watchdog.cancel()
                 throw failure("request", failed.status, target, uid: uid)
             }
             watchdog.cancel()
             pendingReply.cancel()
             // The request may be pending on the s2cs: release it rather than leave it to time out.
-            _ = try? await helloConnection.call(.release(Release(token: token, uid: uid)), timeout: .seconds(10))
+            _ = try? await helloConnection.release(Release(token: token, uid: uid), timeout: .seconds(10))
             throw failure("hello", helloStatus, target, uid: uid)
         }
         output.line("Hello message sent successfully")
 
-        let reply = try await pendingReply.value
-        guard case .requestReply(let requestReply) = reply else { throw unexpected(reply, target) }
+        let requestReply = try await pendingReply.value
         guard requestReply.status.code == .ok else { throw failure("request", requestReply.status, target, uid: uid) }
 
         let targets = role == .prod ? requestReply.prodListeners : prodListeners
-        let updateReply = try await helloConnection.call(.update(Update(token: token, uid: uid, role: role, remoteListeners: targets)), timeout: .seconds(60))
-        guard case .updateReply(let update) = updateReply else { throw unexpected(updateReply, target) }
+        let update = try await helloConnection.update(Update(token: token, uid: uid, role: role, remoteListeners: targets))
         guard update.status.code == .ok else {
             // Leave nothing behind: release the half-made session before reporting.
-            _ = try? await helloConnection.call(.release(Release(token: token, uid: uid)), timeout: .seconds(30))
+            _ = try? await helloConnection.release(Release(token: token, uid: uid), timeout: .seconds(30))
             throw failure("update", update.status, target, uid: uid)
         }
         let listeners = update.listeners.isEmpty ? requestReply.listeners : update.listeners
@@ -335,8 +332,7 @@ public enum UserClient {
     /// Releases a session at `target`; returns the s2cs's note (its proxy had exited), if any.
     static func release(_ uid: String, target: ControlTarget, token: String) async throws -> String? {
         let connection = try await ControlConnection.open(target)
-        let reply = try await connection.call(.release(Release(token: token, uid: uid)), timeout: .seconds(60))
-        guard case .releaseReply(let status) = reply else { throw unexpected(reply, target) }
+        let status = try await connection.release(Release(token: token, uid: uid))
         guard status.code == .ok else { throw failure("release", status, target, uid: uid) }
         return status.message.contains("note:") ? escapedForTerminal(status.message) : nil
     }
@@ -345,18 +341,15 @@ public enum UserClient {
         let target = try target(parsed)
         output.set("s2cs", target.display)
         let token = try await accessToken(parsed, target: target)
-        var reply: Message? = nil
+        var answer: ListReply? = nil
         do {
-            reply = try await ControlConnection.open(target).call(.list(ListSessions(token: token, wantsTraffic: true)), timeout: .seconds(30))
+            answer = try await ControlConnection.open(target).list(ListSessions(token: token, wantsTraffic: true))
         } catch {
             // An s2cs that predates the traffic section refuses the flag (an error frame): ask as before.
             guard error.status?.code == .invalidArgument else { throw error }
         }
-        if reply == nil {
-            reply = try await ControlConnection.open(target).call(.list(ListSessions(token: token)), timeout: .seconds(30))
-        }
-        guard let reply else { return }
-        guard case .listReply(let list) = reply else { throw unexpected(reply, target) }
+        if answer == nil { answer = try await ControlConnection.open(target).list(ListSessions(token: token)) }
+        guard let list = answer else { return }
         guard list.status.code == .ok else { throw failure("list", list.status, target, uid: nil) }
         let traffic = Dictionary((list.traffic ?? []).map { ($0.uid, $0) }, uniquingKeysWith: { first, _ in first })
         output.set("sessions", .array(list.sessions.map { jsonObject($0, traffic: traffic[$0.uid]) }))
@@ -432,10 +425,6 @@ public enum UserClient {
             break
         }
         return ClientError("\(step) failed at s2cs \(target.display): \(status.code): \(escapedForTerminal(status.message))\(hint)", status: status, step: step)
-    }
-
-    static func unexpected(_ message: Message, _ target: ControlTarget) -> ClientError {
-        ClientError("s2cs at \(target.display) answered with an unexpected message (kind 0x\(String(message.kind, radix: 16))); is it an s2cs of this version?")
     }
 }
 
