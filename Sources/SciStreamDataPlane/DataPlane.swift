@@ -215,6 +215,7 @@ public actor DataPlane {
                                    maxConnections: maxConnections)
         plan.runAs = runAs
         plan.counting = countsTraffic
+        plan.udp = try Self.checkUDP(spec, type: type, tls: dataPlaneTLS)
         let key = plan.session.text
         guard sessions[key] == nil else { throw .alreadyRunning(session: plan.session.prefix) }
         if type == .mock {

@@ -24,6 +24,8 @@ struct SessionPlan: Sendable {
     let buffers: ProxyBuffers
     /// Whether the proxy counts the session's traffic where s2cs can read it (a stats socket, an access log).
     var counting = false
+    /// Listen for UDP too (`listen ... udp`): Nginx, plaintext hop only (checked by DataPlane.start).
+    var udp = false
 
     static let maximumRateKbps = 1_000_000_000  // 1 Tbit/s
     /// Sources the listeners accept (numeric CIDR blocks); empty: any.
@@ -270,6 +272,9 @@ enum ProxyConfig {
                 "",
                 "    server {",
                 "        listen \(route.listener)\(ssl);",
+            ]
+            if plan.udp { lines.append("        listen \(route.listener) udp;") }
+            lines += [
                 "        proxy_pass \(route.target);",
             ]
             if !plan.allowedSources.isEmpty {

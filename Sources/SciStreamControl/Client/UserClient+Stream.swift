@@ -29,6 +29,7 @@ extension UserClient {
                        OptionSpec("num_conn", value: "n", default: "5", help: "Number of parallel connections (listeners on each side)."),
                        OptionSpec("rate", value: "kb/s", help: "Maximum data rate per connection in kb/s, applied by Nginx; 0 or absent: unlimited."),
                        OptionSpec("mock", value: "bool", default: "False", help: "Use the fixed uid \(mockUID)."),
+                       protocolOption,
                    ],
                    maxPositionals: 0, run: { try await runStreamRequest($0) }),
         Subcommand(names: ["stream_release", "stream-release"],
@@ -87,7 +88,7 @@ extension UserClient {
     // MARK: stream_request
 
     static func runStreamRequest(_ parsed: ParsedArguments) async throws {
-        let (numConn, rate, mock) = try sessionValues(parsed)
+        let (numConn, rate, mock, udp) = try sessionValues(parsed)
         let application = try producerApplication(parsed)
         let consumerPorts = try ports(parsed, "cons_receiver_ports")
         let (prod, cons) = try await sides(parsed)
@@ -95,13 +96,13 @@ extension UserClient {
         output.set("uid", uid)
 
         let prodListeners = try await withSideOutput(prod.name) {
-            try await runHalf(Half(role: .prod, uid: uid, prodListeners: application, listenPorts: [], numConn: numConn, rate: rate),
+            try await runHalf(Half(role: .prod, uid: uid, prodListeners: application, listenPorts: [], numConn: numConn, rate: rate, udp: udp),
                               target: prod.target, token: prod.token)
         }
         let consListeners: [String]
         do {
             consListeners = try await withSideOutput(cons.name) {
-                try await runHalf(Half(role: .cons, uid: uid, prodListeners: prodListeners, listenPorts: consumerPorts, numConn: numConn, rate: rate),
+                try await runHalf(Half(role: .cons, uid: uid, prodListeners: prodListeners, listenPorts: consumerPorts, numConn: numConn, rate: rate, udp: udp),
                                   target: cons.target, token: cons.token)
             }
         } catch {

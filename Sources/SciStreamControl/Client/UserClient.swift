@@ -21,7 +21,11 @@ public enum UserClient {
         OptionSpec("num_conn", value: "n", default: "5", help: "Number of parallel connections (listeners)."),
         OptionSpec("rate", value: "kb/s", help: "Maximum data rate per connection in kb/s, applied by Nginx (HAProxy and Stunnel cannot); 0 or absent: unlimited."),
         OptionSpec("mock", value: "bool", default: "False", help: "Inbound: use the fixed uid \(mockUID)."),
+        protocolOption,
     ]
+
+    static let protocolOption = OptionSpec("protocol", value: "tcp|udp", default: "tcp",
+        help: "udp: forward UDP datagrams as well as TCP on each listener (both gateways' s2cs must run --type Nginx --data-plane-tls=False).")
 
     struct Subcommand {
         let names: [String]
@@ -34,12 +38,12 @@ public enum UserClient {
 
     static let subcommands: [Subcommand] = [
         Subcommand(names: ["inbound_request", "inbound-request", "prod-req", "prod_req"],
-                   usage: "s2uc inbound_request [--s2cs <host:port>] [--remote_ip <ip>] [--receiver_ports <ports>] [--num_conn <n>] [--rate <kb/s>] [--server_cert <file>] [--mock True]",
+                   usage: "s2uc inbound_request [--s2cs <host:port>] [--remote_ip <ip>] [--receiver_ports <ports>] [--num_conn <n>] [--rate <kb/s>] [--server_cert <file>] [--mock True] [--protocol udp]",
                    abstract: "Set up the producer-side (inbound, PROD) proxy of a new session.",
                    options: connectionOptions + sessionOptions, maxPositionals: 0,
                    run: { try await runSession(role: .prod, $0) }),
         Subcommand(names: ["outbound_request", "outbound-request", "cons-req", "cons_req"],
-                   usage: "s2uc outbound_request [--s2cs <host:port>] [--receiver_ports <ports>] [--num_conn <n>] [--rate <kb/s>] [--server_cert <file>] <uid> <listener[,listener...]>",
+                   usage: "s2uc outbound_request [--s2cs <host:port>] [--receiver_ports <ports>] [--num_conn <n>] [--rate <kb/s>] [--server_cert <file>] [--protocol udp] <uid> <listener[,listener...]>",
                    abstract: "Set up the consumer-side (outbound, CONS) proxy of a session, towards the producer-side listeners.",
                    options: connectionOptions + sessionOptions, maxPositionals: 2,
                    run: { try await runSession(role: .cons, $0) }),
@@ -188,14 +192,18 @@ public enum UserClient {
 
     // MARK: inbound / outbound
 
-    /// The options both halves take: `--num_conn`, `--rate`, `--mock`.
-    static func sessionValues(_ parsed: ParsedArguments) throws -> (numConn: Int, rate: Int, mock: Bool) {
+    /// The options both halves take: `--num_conn`, `--rate`, `--mock`, `--protocol`.
+    static func sessionValues(_ parsed: ParsedArguments) throws -> (numConn: Int, rate: Int, mock: Bool, udp: Bool) {
         let numConn = try ArgumentParser.parseInt(parsed.value("num_conn") ?? "5", option: "num_conn", range: 1...SessionLimits.maxConnectionsPerSession)
         // Unlimited unless asked for: the original's documented default of 10000 kb/s was never enforced,
         // and enforcing it would cap every Nginx connection at 10 Mbit/s.
         let rate = try ArgumentParser.parseInt(parsed.value("rate") ?? "0", option: "rate", range: 0...Int(UInt32.max))
         let mock = try ArgumentParser.parseBool(parsed.value("mock") ?? "False", option: "--mock")
-        return (numConn, rate, mock)
+        let text = parsed.value("protocol") ?? "tcp"
+        guard ["tcp", "udp"].contains(text.lowercased()) else {
+            throw UsageError("'\(text)' is not valid for '--protocol': use tcp (the default) or udp")
+        }
+        return (numConn, rate, mock, text.lowercased() == "udp")
     }
 
     /// A port list option (`--receiver_ports`), empty when not given.
@@ -215,7 +223,7 @@ public enum UserClient {
 
     static func runSession(role: Role, _ parsed: ParsedArguments) async throws {
         // Validate everything before talking to anyone.
-        let (numConn, rate, mock) = try sessionValues(parsed)
+        let (numConn, rate, mock, udp) = try sessionValues(parsed)
         let uid: String
         var prodListeners: [String]
         var listenPorts: [UInt16] = []
@@ -241,7 +249,7 @@ public enum UserClient {
         }
         let target = try target(parsed)
         let token = try await accessToken(parsed, target: target)
-        _ = try await runHalf(Half(role: role, uid: uid, prodListeners: prodListeners, listenPorts: listenPorts, numConn: numConn, rate: rate),
+        _ = try await runHalf(Half(role: role, uid: uid, prodListeners: prodListeners, listenPorts: listenPorts, numConn: numConn, rate: rate, udp: udp),
                               target: target, token: token)
     }
 
@@ -254,6 +262,7 @@ public enum UserClient {
         let listenPorts: [UInt16]
         let numConn: Int
         let rate: Int
+        var udp = false
     }
 
     /// Sets up one half of a session at `target` (Request, Hello, Update), printing the seeds' lines;
@@ -269,7 +278,7 @@ public enum UserClient {
         // The request waits on its own connection until the hello arrives on a second one.
         let requestConnection = try await ControlConnection.open(target)
         output.line("sending client request message")
-        let request = Request(token: token, uid: uid, role: role, numConn: UInt32(half.numConn), rate: UInt32(half.rate), listenPorts: half.listenPorts)
+        let request = Request(token: token, uid: uid, role: role, numConn: UInt32(half.numConn), rate: UInt32(half.rate), listenPorts: half.listenPorts, udp: half.udp)
         let pendingReply = Task { () async throws(ClientError) -> RequestReply in
             try await requestConnection.request(request)
         }

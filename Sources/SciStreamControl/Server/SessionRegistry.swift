@@ -38,6 +38,8 @@ actor SessionRegistry {
         var startTask: Task<Void, any Error>? = nil
         /// When the request arrived (the age in `list`).
         var created = ContinuousClock.now
+        /// UDP as well as TCP (`s2uc --protocol udp`; SessionRegistry+UDP.swift).
+        var udp = false
     }
 
     private var sessions: [String: Session] = [:]
@@ -125,6 +127,7 @@ actor SessionRegistry {
         guard held < maxSessionsPerClient else {
             throw StatusError(.resourceExhausted, "client \(client) already holds \(held) sessions on this s2cs, the most allowed (--max-sessions-per-client \(maxSessionsPerClient)): release some first")
         }
+        try Self.checkUDP(request, type: dataPlane.type, plaintext: plaintextDataPlane)
         let limit = Self.maxConnectionsPerSession
         guard request.numConn >= 1, request.numConn <= limit else {
             throw StatusError(.invalidArgument, "num_conn \(request.numConn) is out of range: use 1 to \(limit)")
@@ -160,6 +163,7 @@ actor SessionRegistry {
         }
         var session = Session(uid: uid, role: request.role, client: client, owner: owner, numConn: ports.count, rate: Int(request.rate),
                               ports: ports, listeners: ports.map { Endpoint(host: ip, port: $0) })
+        session.udp = request.udp
         let timeout = helloTimeout
         session.expiry = Task { [weak self] in
             try? await Task.sleep(for: timeout)
@@ -345,7 +349,8 @@ actor SessionRegistry {
         session.expiry?.cancel()
         session.expiry = nil
         let sources = plaintextDataPlane && session.role == .prod ? (peerSources ?? []) : []
-        let spec = ProxySpec(uid: uid, role: session.role, listeners: session.listeners, targets: targets, rateKbps: session.rate, allowedSources: sources)
+        var spec = ProxySpec(uid: uid, role: session.role, listeners: session.listeners, targets: targets, rateKbps: session.rate, allowedSources: sources)
+        spec.udp = session.udp
         let dataPlane = self.dataPlane
         let task = Task {
             if restart { await dataPlane.stop(uid: uid) }
