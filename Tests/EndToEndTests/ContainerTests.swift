@@ -233,13 +233,21 @@ func realUID(of pid: Int32) -> UInt32? {
 func tcpListening(port: UInt16) -> Bool {
     let hex = String(format: ":%04X", port)
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { continue }
+        let text = procFile(file)
         for line in text.split(separator: "\n").dropFirst() {
             let fields = line.split(separator: " ")
             if fields.count > 3, fields[1].hasSuffix(hex), fields[3] == "0A" { return true }
         }
     }
     return false
+}
+
+/// A /proc file read to its end (its size is reported as 0, and with tens of thousands of sockets
+/// /proc/net/tcp is megabytes long: read until EOF, not what stat says).
+func procFile(_ path: String) -> String {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
+    defer { try? handle.close() }
+    return String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
 }
 
 /// Polls `condition` every 100 ms for up to `seconds`; throws naming what did not happen.

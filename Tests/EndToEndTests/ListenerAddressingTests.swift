@@ -13,7 +13,7 @@ import Glibc
         let octets = host.split(separator: ".").compactMap { UInt8($0) }
         guard octets.count == 4 else { return false }
         let local = octets.reversed().map { String(format: "%02X", $0) }.joined() + String(format: ":%04X", port)
-        let text = (try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)) ?? ""
+        let text = procFile("/proc/net/tcp")
         return text.split(separator: "\n").dropFirst().contains { line in
             let fields = line.split(separator: " ")
             return fields.count > 3 && fields[1] == local && fields[3] == "0A"
@@ -40,8 +40,9 @@ import Glibc
                                           + ["--receiver_ports", "\(consPort)", uid, "127.0.0.2:\(prodPort)"])
         #expect(outbound.status == 0, "\(outbound.stderr)\n\(consumer.log)")
         #expect(outbound.lines.last == "Listeners: ['127.0.0.3:\(consPort)']", "\(outbound.stdout)")
-        // Both proxies run now (the producer side's since the update).
-        #expect(Self.listening("127.0.0.2", prodPort), "the PROD listener binds --prod-listener-ip")
+        // Both proxies run now (the producer side's is started by the update, which may still be
+        // finishing when outbound_request returns).
+        try await waitUntil("the PROD listener listens on --prod-listener-ip 127.0.0.2:\(prodPort)") { Self.listening("127.0.0.2", prodPort) }
         #expect(!Self.listening("127.0.0.1", prodPort) && !Self.listening("0.0.0.0", prodPort))
         #expect(Self.listening("127.0.0.3", consPort) && !Self.listening("127.0.0.1", consPort))
 
