@@ -201,10 +201,10 @@ public actor DataPlane {
     ///
     /// Mock: validates and records the session, starts nothing. Otherwise: validates `spec`
     /// (nothing is written if it is invalid), checks that every listener address is free, writes
-    /// the key material and the config (0600, atomically), has the proxy check its config where it
-    /// can, spawns it, and waits (bounded) until it listens on every listener, probed without
-    /// connecting: a LISTEN entry in /proc/net/tcp{,6} whose socket inode is held by the proxy's
-    /// process group (/proc/<pid>/fd). On any failure the proxy is stopped, the
+    /// the key material and the config (0600, atomically), spawns the proxy, and waits (bounded)
+    /// until it listens on every listener, probed without connecting: a LISTEN socket on the
+    /// address (asked of the kernel, sock_diag) whose inode is held by the proxy's process group
+    /// (/proc/<pid>/fd). On any failure the proxy is stopped, the
     /// session's files except the log are removed, and the error quotes the proxy's own message.
     public func start(_ spec: ProxySpec) async throws(DataPlaneError) {
         var plan = try SessionPlan(spec, tls: dataPlaneTLS, folder: folder,
@@ -292,25 +292,6 @@ public actor DataPlane {
             return await fail(error)
         }
 
-        let logStart = ProxyLog.size(files.log)
-        if let check = checkCommand(files) {
-            let outcome: TerminationStatus?
-            do {
-                let checker = try await ChildProcess.spawn(executable: executable, arguments: check,
-                                                           environment: Self.childEnvironment, logPath: files.log)
-                if let status = await checker.wait(timeout: .seconds(30)) {
-                    outcome = status
-                } else {
-                    outcome = await checker.terminate(grace: .seconds(1))
-                }
-            } catch {
-                return await fail(.spawnFailed(type: type, session: name, reason: error.errno.description))
-            }
-            if outcome != .exited(code: 0) {
-                let text = ProxyLog.errorSummary(ProxyLog.text(files.log, from: logStart), type: type)
-                return await fail(.configRejected(type: type, session: name, message: files.redact(text)))
-            }
-        }
         if shouldAbandon(files.session.text) { return await fail(.stoppedWhileStarting(session: name)) }
 
         // The proxy's output goes through a pipe to s2cs, which keeps <uid>.log bounded.
@@ -340,7 +321,6 @@ public actor DataPlane {
 
         // Readiness: every listener has a LISTEN socket, or the proxy exited, or the time is up.
         let deadline = ContinuousClock.now + readinessTimeout
-        var pause = Duration.milliseconds(2)
         while true {
             if let status = child.status {
                 await log.finish(within: .seconds(1))  // every line the proxy wrote before it exited
@@ -353,7 +333,13 @@ public actor DataPlane {
             }
             // A LISTEN socket on the address is not enough: it must be the proxy's own (one of its
             // process group's descriptors), or a socket someone else holds would pass for it.
-            let table = ListenerProbe.listeningSockets()
+            let table: [ListenerProbe.Listener: Set<UInt64>]
+            do {
+                table = try ListenerProbe.listeningSockets(on: addresses.flatMap { $0 })
+            } catch {
+                return await fail(.startFailed(type: type, session: name, message: "cannot list the listening sockets: \(error)"),
+                                  child: child, log: log)
+            }
             let bound = zip(plan.routes, addresses).map { ($0.0, ListenerProbe.listeners($0.1, in: table)) }
             var missing = bound.first { $0.1.isEmpty }?.0
             if missing == nil {
@@ -370,8 +356,7 @@ public actor DataPlane {
                 let listener = (missing ?? plan.routes[0]).listener.description  // routes: never empty (SessionPlan)
                 return await fail(.notReady(type: type, session: name, listener: listener, seconds: seconds), child: child, log: log)
             }
-            try? await Task.sleep(for: pause)
-            pause = min(pause * 2, .milliseconds(25))
+            try? await Task.sleep(for: .milliseconds(2))  // a query costs microseconds: poll often
         }
         logger.info("proxy started", [
             "session": name, "type": type.name, "role": "\(plan.role)", "pid": String(child.pid),
@@ -379,15 +364,6 @@ public actor DataPlane {
             "tls": plan.tls ? "on" : "off",
         ])
         return .success((child, log))
-    }
-
-    /// The proxy's own config check, where it has one.
-    private func checkCommand(_ files: SessionFiles) -> [String]? {
-        switch type {
-        case .haproxy: ["-c", "-f", files.launchConfig]
-        case .nginx: ["-t", "-c", files.launchConfig, "-e", "stderr"]
-        case .stunnel, .mock: nil
-        }
     }
 
     /// The proxy's command line (arguments after the executable), in the foreground.
@@ -537,7 +513,7 @@ public actor DataPlane {
             }
             if keepFiles { continue }
             for path in files.removable { AtomicFile.remove(path) }
-            for name in names where name.hasPrefix(key + ".") && name.hasSuffix(".tmp") {
+            for name in names where name.hasPrefix(key + ".") && name.hasSuffix(AtomicFile.temporarySuffix) {
                 AtomicFile.remove(folder + "/" + name)
             }
             logger.info("stale session files removed", ["session": session.prefix])

@@ -302,8 +302,14 @@ func ownNonLoopbackAddresses() -> [String] {
         #expect(refused.stderr.contains("refused the request") && refused.stderr.contains("--max-connections-per-client 3"), "\(refused.stderr)")
         held.forEach { $0.close() }
         held.removeAll()
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(await Harness.s2uc(["list"] + daemon.clientArguments).status == 0)
+        // Served as soon as s2cs has noticed the closes (retried for at most 10 s).
+        let deadline = ContinuousClock.now + .seconds(10)
+        var served = await Harness.s2uc(["list"] + daemon.clientArguments)
+        while served.status != 0 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+            served = await Harness.s2uc(["list"] + daemon.clientArguments)
+        }
+        #expect(served.status == 0, "\(served.stderr)")
     }
 
     // MARK: 7. plaintext mode
@@ -401,7 +407,7 @@ func ownNonLoopbackAddresses() -> [String] {
     @Test func aFailedStartTellsTheClientNoLocalPathOrProxyLogText() {
         let failures: [DataPlaneError] = [
             .startFailed(type: .haproxy, session: "4f8583bc", message: "[ALERT] parsing [/root/.scistream/4f8583bc.conf:12]"),
-            .configRejected(type: .nginx, session: "4f8583bc", message: "open() \"/etc/nginx/x\" failed"),
+            .startFailed(type: .nginx, session: "4f8583bc", message: "open() \"/etc/nginx/x\" failed"),
             .file(path: "/root/.scistream/4f8583bc*.conf", reason: "No space left on device"),
             .folder(path: "/root/.scistream", reason: "not a folder"),
             .spawnFailed(type: .stunnel, session: "4f8583bc", reason: "exec /usr/bin/stunnel4: permission denied"),

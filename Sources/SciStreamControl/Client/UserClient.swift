@@ -12,14 +12,14 @@ public enum UserClient {
         OptionSpec("s2cs", value: "host:port", default: "localhost:5000", help: "The s2cs to talk to."),
         OptionSpec("server_cert", value: "file", default: "server.crt", help: "Certificate that s2cs must present (the trust anchor)."),
         OptionSpec("ssl", value: "bool", default: "True", help: "TLS to s2cs; False only for an s2cs started with --ssl=False."),
-        OptionSpec("scope", value: "id", default: "", help: "Authentication scope id of that s2cs (its client id); default: the scope remembered for --s2cs at login, else none (INVALID_TOKEN)."),
+        OptionSpec("scope", value: "scope_id", default: "", help: "Authentication scope id of that s2cs (its client id); default: the scope remembered for --s2cs at login, else none (INVALID_TOKEN)."),
     ]
 
     static let sessionOptions: [OptionSpec] = [
         OptionSpec("remote_ip", value: "ip", default: "localhost", help: "Inbound: address of the producer application."),
         OptionSpec("receiver_ports", value: "ports", help: "Inbound: the producer application's ports; outbound: the local ports to listen on."),
         OptionSpec("num_conn", value: "n", default: "5", help: "Number of parallel connections (listeners)."),
-        OptionSpec("rate", value: "kb/s", help: "Maximum data rate per connection in kb/s, applied by Nginx (HAProxy and Stunnel cannot); 0 or absent: unlimited."),
+        OptionSpec("rate", value: "kb/s", default: "0", help: "Maximum data rate per connection in kb/s, applied by Nginx (HAProxy and Stunnel cannot); 0: unlimited."),
         OptionSpec("mock", value: "bool", default: "False", help: "Inbound: use the fixed uid \(mockUID)."),
         protocolOption,
     ]
@@ -29,31 +29,46 @@ public enum UserClient {
 
     struct Subcommand {
         let names: [String]
-        let usage: String
+        /// The usage line's items; the options they name are shown as `options` declares them.
+        let usageItems: [UsageItem]
         let abstract: String
         let options: [OptionSpec]
         let maxPositionals: Int
         let run: @Sendable (ParsedArguments) async throws -> Void
+
+        init(names: [String], usage: [UsageItem], abstract: String, options: [OptionSpec], maxPositionals: Int,
+             run: @escaping @Sendable (ParsedArguments) async throws -> Void) {
+            self.names = names
+            self.usageItems = usage
+            self.abstract = abstract
+            self.options = options
+            self.maxPositionals = maxPositionals
+            self.run = run
+        }
+
+        var usage: String { ArgumentParser.usageLine("s2uc \(names[0])", usageItems, options: options) }
     }
 
     static let subcommands: [Subcommand] = [
         Subcommand(names: ["inbound_request", "inbound-request", "prod-req", "prod_req"],
-                   usage: "s2uc inbound_request [--s2cs <host:port>] [--remote_ip <ip>] [--receiver_ports <ports>] [--num_conn <n>] [--rate <kb/s>] [--server_cert <file>] [--mock True] [--protocol udp]",
+                   usage: [.optional("s2cs"), .optional("remote_ip"), .optional("receiver_ports"), .optional("num_conn"), .optional("rate"),
+                           .optional("server_cert"), .optional("mock", value: "True"), .optional("protocol", value: "udp")],
                    abstract: "Set up the producer-side (inbound, PROD) proxy of a new session.",
                    options: connectionOptions + sessionOptions, maxPositionals: 0,
                    run: { try await runSession(role: .prod, $0) }),
         Subcommand(names: ["outbound_request", "outbound-request", "cons-req", "cons_req"],
-                   usage: "s2uc outbound_request [--s2cs <host:port>] [--receiver_ports <ports>] [--num_conn <n>] [--rate <kb/s>] [--server_cert <file>] [--protocol udp] <uid> <listener[,listener...]>",
+                   usage: [.optional("s2cs"), .optional("receiver_ports"), .optional("num_conn"), .optional("rate"), .optional("server_cert"), .optional("protocol", value: "udp"),
+                           .text("<uid>"), .text("<listener[,listener...]>")],
                    abstract: "Set up the consumer-side (outbound, CONS) proxy of a session, towards the producer-side listeners.",
                    options: connectionOptions + sessionOptions, maxPositionals: 2,
                    run: { try await runSession(role: .cons, $0) }),
         Subcommand(names: ["release"],
-                   usage: "s2uc release <uid> [--s2cs <host:port>] [--server_cert <file>] [--scope <scope_id>]",
+                   usage: [.text("<uid>"), .optional("s2cs"), .optional("server_cert"), .optional("scope")],
                    abstract: "Release a session: stop its proxy, free its ports, delete its key material.",
                    options: connectionOptions, maxPositionals: 1,
                    run: { try await runRelease($0) }),
         Subcommand(names: ["list"],
-                   usage: "s2uc list [--s2cs <host:port>] [--server_cert <file>] [--scope <scope_id>]",
+                   usage: [.optional("s2cs"), .optional("server_cert"), .optional("scope")],
                    abstract: "List the sessions of an s2cs (uid prefixes, states, listeners).",
                    options: connectionOptions, maxPositionals: 0,
                    run: { try await runList($0) }),
@@ -173,13 +188,13 @@ public enum UserClient {
     /// The s2cs to talk to: `--s2cs`, with `--server_cert` (or, for `stream_request`, e.g. `--prod_s2cs`
     /// with `--prod_server_cert`, else `--server_cert`); errors name the option that was used.
     static func target(_ parsed: ParsedArguments, s2csOption: String = "s2cs", certOptions: [String] = ["server_cert"]) throws -> ControlTarget {
-        let text = parsed.value(s2csOption) ?? "localhost:5000"
+        let text = parsed.string(s2csOption)
         let endpoint: Endpoint
         do { endpoint = try Endpoint.parse(text) } catch { throw UsageError("bad --\(s2csOption) '\(text)': \(error)") }
-        let useTLS = try ArgumentParser.parseBool(parsed.value("ssl") ?? "True", option: "--ssl")
+        let useTLS = try ArgumentParser.parseBool(parsed.string("ssl"), option: "--ssl")
         guard useTLS else { return ControlTarget(host: endpoint.host, port: endpoint.port, tls: TLSContext?.none) }
         let certOption = certOptions.first { parsed.values[$0] != nil } ?? certOptions[certOptions.count - 1]
-        let certificate = parsed.value(certOption) ?? "server.crt"
+        let certificate = parsed.string(certOption)
         guard FileManager.default.fileExists(atPath: certificate) else {
             throw ClientError("the s2cs certificate '\(certificate)' does not exist: pass the certificate of \(endpoint) with --\(certOption), or --ssl False for an s2cs started with --ssl=False")
         }
@@ -194,12 +209,12 @@ public enum UserClient {
 
     /// The options both halves take: `--num_conn`, `--rate`, `--mock`, `--protocol`.
     static func sessionValues(_ parsed: ParsedArguments) throws -> (numConn: Int, rate: Int, mock: Bool, udp: Bool) {
-        let numConn = try ArgumentParser.parseInt(parsed.value("num_conn") ?? "5", option: "num_conn", range: 1...SessionLimits.maxConnectionsPerSession)
+        let numConn = try ArgumentParser.parseInt(parsed.string("num_conn"), option: "num_conn", range: 1...SessionLimits.maxConnectionsPerSession)
         // Unlimited unless asked for: the original's documented default of 10000 kb/s was never enforced,
         // and enforcing it would cap every Nginx connection at 10 Mbit/s.
-        let rate = try ArgumentParser.parseInt(parsed.value("rate") ?? "0", option: "rate", range: 0...Int(UInt32.max))
-        let mock = try ArgumentParser.parseBool(parsed.value("mock") ?? "False", option: "--mock")
-        let text = parsed.value("protocol") ?? "tcp"
+        let rate = try ArgumentParser.parseInt(parsed.string("rate"), option: "rate", range: 0...Int(UInt32.max))
+        let mock = try ArgumentParser.parseBool(parsed.string("mock"), option: "--mock")
+        let text = parsed.string("protocol")
         guard ["tcp", "udp"].contains(text.lowercased()) else {
             throw UsageError("'\(text)' is not valid for '--protocol': use tcp (the default) or udp")
         }
@@ -214,7 +229,7 @@ public enum UserClient {
 
     /// Inbound: the producer application's addresses, `--remote_ip` with each of `--receiver_ports` (5074).
     static func producerApplication(_ parsed: ParsedArguments) throws -> [String] {
-        let remoteText = parsed.value("remote_ip") ?? "localhost"
+        let remoteText = parsed.string("remote_ip")
         let remoteIP: String
         do { remoteIP = try Endpoint.validateHost(remoteText) } catch { throw UsageError("bad --remote_ip: \(error)") }
         let receiverPorts = try ports(parsed, "receiver_ports")

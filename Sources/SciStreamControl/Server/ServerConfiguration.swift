@@ -43,7 +43,8 @@ public struct ServerConfiguration: Sendable {
     public init() {}
 
     public static let command = "s2cs"
-    public static let usage = "s2cs [--listener-ip <ip>] [--port <port>] [--port-range <start-end>] [--type <type>] [--server_crt <file>] [--server_key <file>] [--ssl <bool>] [--client-id <id> --client-secret <secret>] [--allowed-targets <cidrs>] [--verbose]"
+    /// Every flag, as declared in `options`: the usage line cannot lack one.
+    public static var usage: String { ArgumentParser.usageLine(command, every: options) }
 
     public static let options: [OptionSpec] = [
         OptionSpec("listener-ip", value: "ip", default: "0.0.0.0", help: "Address the data-plane listeners bind to and that clients are told."),
@@ -82,16 +83,16 @@ public struct ServerConfiguration: Sendable {
         if parsed.isSet("help") || parsed.isSet("version") { return (config, parsed) }
 
         do {
-            config.listenerIP = try Endpoint.validateHost(parsed.value("listener_ip") ?? "0.0.0.0")
-            config.bindAddress = try Endpoint.validateHost(parsed.value("bind") ?? "0.0.0.0")
-            config.portRange = try PortRange.parse(parsed.value("port_range") ?? "5100-5200")
+            config.listenerIP = try Endpoint.validateHost(parsed.string("listener_ip"))
+            config.bindAddress = try Endpoint.validateHost(parsed.string("bind"))
+            config.portRange = try PortRange.parse(parsed.string("port_range"))
         } catch {
             throw UsageError(error.description)
         }
-        let portText = parsed.value("port") ?? "5000"
+        let portText = parsed.string("port")
         config.port = UInt16(try ArgumentParser.parseInt(portText, option: "port", range: 0...65535))
 
-        let typeText = parsed.value("type") ?? "Haproxy"
+        let typeText = parsed.string("type")
         guard let type = DataServerType.parse(typeText) else {
             throw UsageError("unknown data server type '\(typeText)' for '--type': use Haproxy, Nginx, Stunnel, HaproxySubprocess, StunnelSubprocess or Mock")
         }
@@ -110,25 +111,25 @@ public struct ServerConfiguration: Sendable {
         }
 
         config.authServiceURL = environment["GLOBUS_SDK_SERVICE_URL_AUTH"].flatMap { $0.isEmpty ? nil : $0 }
-        config.serverCertificate = parsed.value("server_crt") ?? "server.crt"
-        config.serverKey = parsed.value("server_key") ?? "server.key"
-        config.tls = try ArgumentParser.parseBool(parsed.value("ssl") ?? "True", option: "--ssl")
-        config.dataPlaneTLS = try ArgumentParser.parseBool(parsed.value("data_plane_tls") ?? "True", option: "--data-plane-tls")
+        config.serverCertificate = parsed.string("server_crt")
+        config.serverKey = parsed.string("server_key")
+        config.tls = try ArgumentParser.parseBool(parsed.string("ssl"), option: "--ssl")
+        config.dataPlaneTLS = try ArgumentParser.parseBool(parsed.string("data_plane_tls"), option: "--data-plane-tls")
 
-        let bufferText = parsed.value("proxy_buffer_size") ?? ProxyBuffers.standard.description
+        let bufferText = parsed.string("proxy_buffer_size")
         guard let buffers = ProxyBuffers(parsing: bufferText) else {
             throw UsageError("'\(bufferText)' is not valid for '--proxy-buffer-size': use a size from \(ProxyBuffers.allowedKiB.lowerBound)k to \(ProxyBuffers.allowedKiB.upperBound)k, e.g. 64k, or 'default' for the proxy's own")
         }
         config.proxyBuffers = buffers
 
-        let helloText = parsed.values["hello_timeout"] ?? environment["S2CS_HELLO_TIMEOUT"] ?? "180"
+        let helloText = parsed.values["hello_timeout"] ?? environment["S2CS_HELLO_TIMEOUT"] ?? parsed.string("hello_timeout")
         guard let helloSeconds = Double(helloText), helloSeconds > 0, helloSeconds <= 86_400 else {
             throw UsageError("'\(helloText)' is not valid for '--hello-timeout' (or S2CS_HELLO_TIMEOUT): use seconds from 0.001 to 86400")
         }
         config.helloTimeout = .milliseconds(Int64(helloSeconds * 1000))
-        config.maxConnections = try ArgumentParser.parseInt(parsed.value("max_connections") ?? "4096", option: "max-connections", range: 1...1_000_000)
-        config.maxSessionsPerClient = try ArgumentParser.parseInt(parsed.value("max_sessions_per_client") ?? "1000", option: "max-sessions-per-client", range: 1...1_000_000)
-        let frameText = parsed.value("frame_timeout") ?? "10"
+        config.maxConnections = try ArgumentParser.parseInt(parsed.string("max_connections"), option: "max-connections", range: 1...1_000_000)
+        config.maxSessionsPerClient = try ArgumentParser.parseInt(parsed.string("max_sessions_per_client"), option: "max-sessions-per-client", range: 1...1_000_000)
+        let frameText = parsed.string("frame_timeout")
         guard let frameSeconds = Double(frameText), frameSeconds >= 0.1, frameSeconds <= 3600 else {
             throw UsageError("'\(frameText)' is not valid for '--frame-timeout': use seconds from 0.1 to 3600")
         }
@@ -151,9 +152,9 @@ public struct ServerConfiguration: Sendable {
         if let text = parsed.value("max_ports_per_client") {
             config.maxPortsPerClient = try ArgumentParser.parseInt(text, option: "max-ports-per-client", range: 1...65535)
         }
-        config.maxConnectionsPerClient = try ArgumentParser.parseInt(parsed.value("max_connections_per_client") ?? "512", option: "max-connections-per-client", range: 1...1_000_000)
+        config.maxConnectionsPerClient = try ArgumentParser.parseInt(parsed.string("max_connections_per_client"), option: "max-connections-per-client", range: 1...1_000_000)
         config.metrics = try metricsEndpoint(parsed)
-        config.trafficCounting = try ArgumentParser.parseBool(parsed.value("traffic_counting") ?? "True", option: "--traffic-counting")
+        config.trafficCounting = try ArgumentParser.parseBool(parsed.string("traffic_counting"), option: "--traffic-counting")
         if let folder = parsed.value("config_folder") { config.configFolder = folder }
         else if let folder = environment["HAPROXY_CONFIG_PATH"], !folder.isEmpty { config.configFolder = folder }
         return (config, parsed)
