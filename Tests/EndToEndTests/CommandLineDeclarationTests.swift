@@ -83,4 +83,12 @@ import SciStreamWire
             if let value = option.defaultValue, !value.isEmpty { #expect(help.contains("(default: \(value))"), "\(option.name)") }
         }
     }
+
+    @Test func theTopHelpListsEverySubcommandAsDeclared() {
+        let help = UserClient.topHelp
+        for subcommand in Self.allSubcommands {
+            #expect(help.contains("  \(subcommand.names[0]) ") && help.contains(subcommand.abstract), "\(subcommand.names[0])")
+        }
+        #expect(help.contains("(also: prod-req)") && !help.contains("inbound-request"))
+    }
 }

@@ -74,29 +74,22 @@ public enum UserClient {
                    run: { try await runList($0) }),
     ]
 
+    /// The top-level help, from the subcommands' declarations (names, other spellings, abstracts).
     static var topHelp: String {
-        """
-        OVERVIEW: SciStream user client: set up and release SciStream sessions.
-
-        USAGE: s2uc <subcommand> [options]
-
-        SUBCOMMANDS:
-          inbound_request    Set up the producer-side (inbound, PROD) proxy of a new session (also: prod-req).
-          outbound_request   Set up the consumer-side (outbound, CONS) proxy of a session.
-          release            Release a session.
-          list               List the sessions of an s2cs.
-          stream_request     Set up both halves of a session (inbound at --prod_s2cs, then outbound at --cons_s2cs).
-          stream_release     Release both halves of a session.
-          login              Log in with Globus for the scope (client id) of an s2cs.
-          check-auth         Show the access token held for a scope.
-          logout             Revoke and delete every stored token.
-
-        OPTIONS:
-          --version          Show the version.
-          -h, --help         Show help information.
-
-          See 's2uc <subcommand> --help' for detailed help.
-        """
+        let all = subcommands + streamSubcommands + authSubcommands
+        var text = "OVERVIEW: SciStream user client: set up and release SciStream sessions.\n\nUSAGE: s2uc <subcommand> [options]\n\nSUBCOMMANDS:\n"
+        let width = (all.map { $0.names[0].count }.max() ?? 0) + 4
+        for subcommand in all {
+            let primary = subcommand.names[0]
+            var seen: Set<String> = [ArgumentParser.normalize(primary)]
+            let others = subcommand.names.dropFirst().filter { seen.insert(ArgumentParser.normalize($0)).inserted }
+            let also = others.isEmpty ? "" : " (also: \(others.joined(separator: ", ")))"
+            text += "  " + primary + String(repeating: " ", count: width - primary.count) + subcommand.abstract + also + "\n"
+        }
+        text += "\nOPTIONS:\n  --version" + String(repeating: " ", count: width - 9) + "Show the version.\n"
+        text += "  -h, --help" + String(repeating: " ", count: width - 10) + "Show help information.\n"
+        text += "\n  See 's2uc <subcommand> --help' for detailed help."
+        return text
     }
 
     static let jsonOption = OptionSpec("json", help: "Print one JSON object on stdout instead of the result lines (docs/json.md); errors still go to stderr too.")
