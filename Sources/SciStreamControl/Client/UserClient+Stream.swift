@@ -119,7 +119,7 @@ extension UserClient {
             throw ClientError("\(error); \(outcome)", status: clientError?.status, step: clientError?.step)
         }
         output.set("listeners", .strings(consListeners))
-        output.line("Consumer listeners: [" + consListeners.map { "'\($0)'" }.joined(separator: ", ") + "]")
+        output.line("Consumer listeners: [" + consListeners.map { "'\(escapedForTerminal($0))'" }.joined(separator: ", ") + "]")
     }
 
     // MARK: stream_release
