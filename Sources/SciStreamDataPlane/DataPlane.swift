@@ -28,6 +28,8 @@ public actor DataPlane {
     let logLimit: Int
     /// Tests turn this off to see the proxy's own bind error instead of ours.
     let checkListenersBeforeLaunch: Bool
+    /// Who proxies drop to after start-up (s2cs runs as root); nil: they run as s2cs does.
+    public nonisolated let runAs: ProxyIdentity?
 
     private enum Phase {
         case mock
@@ -117,10 +119,10 @@ public actor DataPlane {
     /// plain TCP); creates `folder` with mode 0700 (tightening an existing one of ours), and makes
     /// this process a child subreaper so that a proxy's orphaned workers can be reaped.
     public init(type: DataServerType, folder: String, dataPlaneTLS: Bool, buffers: ProxyBuffers = .standard, logger: Logger,
-                stopGrace: Duration = .seconds(2)) throws(DataPlaneError) {
+                stopGrace: Duration = .seconds(2), runAs: ProxyIdentity? = nil) throws(DataPlaneError) {
         try self.init(type: type, folder: folder, dataPlaneTLS: dataPlaneTLS, buffers: buffers, logger: logger, stopGrace: stopGrace,
                       searchPath: DataPlane.defaultSearchPath(), requireTrustedBinary: true, readinessTimeout: .seconds(10),
-                      checkListenersBeforeLaunch: true)
+                      checkListenersBeforeLaunch: true, runAs: runAs)
     }
 
     /// Tests give their own `searchPath` (taken as it is, unless `requireTrustedBinary`), and
@@ -128,7 +130,8 @@ public actor DataPlane {
     init(type: DataServerType, folder: String, dataPlaneTLS: Bool, buffers: ProxyBuffers = .standard, logger: Logger, stopGrace: Duration,
          searchPath: [String], requireTrustedBinary: Bool = false, readinessTimeout: Duration,
          checkListenersBeforeLaunch: Bool, maxConnections: Int = SessionLimits.defaultMaxConnections,
-         logLimit: Int = SessionLog.defaultLimit) throws(DataPlaneError) {
+         logLimit: Int = SessionLog.defaultLimit, runAs: ProxyIdentity? = nil) throws(DataPlaneError) {
+        self.runAs = runAs
         self.type = type
         self.folder = folder
         self.dataPlaneTLS = dataPlaneTLS
@@ -210,6 +213,7 @@ public actor DataPlane {
         var plan = try SessionPlan(spec, tls: dataPlaneTLS, folder: folder,
                                    processors: ProcessInfo.processInfo.activeProcessorCount, buffers: buffers,
                                    maxConnections: maxConnections)
+        plan.runAs = runAs
         plan.counting = countsTraffic
         plan.udp = try Self.checkUDP(spec, type: type, tls: dataPlaneTLS)
         let key = plan.session.text

@@ -5,6 +5,13 @@ import SciStreamDataPlane
 /// Everything `s2cs` was told on its command line, validated.
 public struct ServerConfiguration: Sendable {
     public var listenerIP: String = "0.0.0.0"
+    /// `--prod-listener-ip`, `--cons-listener-ip`: where PROD (peer-facing) and CONS
+    /// (application-facing) listeners bind, when not `listenerIP`; see ServerConfiguration+Deploy.swift.
+    public var prodListenerIP: String? = nil
+    public var consListenerIP: String? = nil
+    /// `--advertise-ip`: the address clients are told for PROD listeners, when not their bind address
+    /// (behind NAT, a port mapping or a Kubernetes service).
+    public var advertiseIP: String? = nil
     public var port: UInt16 = 5000
     public var bindAddress: String = "0.0.0.0"
     public var portRange = PortRange.scistreamDefault
@@ -25,6 +32,8 @@ public struct ServerConfiguration: Sendable {
     /// How long one frame (or a TLS handshake) may take to arrive once begun: a slow or silent peer is cut off.
     public var frameTimeout: Duration = .seconds(10)
     public var configFolder = DataPlane.defaultFolder()
+    /// `--proxy-user`: who proxies drop to when s2cs runs as root (nil: `nobody`); see ServerConfiguration+Deploy.swift.
+    public var proxyUser: String? = nil
     /// `--allowed-targets`: where sessions may forward (nil: the default policy, see TargetPolicy).
     var allowedTargets: [AddressRule]? = nil
     /// `--allowed-identities`: Globus usernames (or `*@domain`) that may use this s2cs (nil: any).
@@ -47,7 +56,10 @@ public struct ServerConfiguration: Sendable {
     public static var usage: String { ArgumentParser.usageLine(command, every: options) }
 
     public static let options: [OptionSpec] = [
-        OptionSpec("listener-ip", value: "ip", default: "0.0.0.0", help: "Address the data-plane listeners bind to and that clients are told."),
+        OptionSpec("listener-ip", value: "ip", default: "0.0.0.0", help: "Address the data-plane listeners bind to and that clients are told (unless the three options below say otherwise)."),
+        OptionSpec("prod-listener-ip", value: "ip", help: "Address producer-side (PROD, peer-facing) listeners bind to. Default: --listener-ip."),
+        OptionSpec("cons-listener-ip", value: "ip", help: "Address consumer-side (CONS, application-facing) listeners bind to. Default: --listener-ip."),
+        OptionSpec("advertise-ip", value: "host", help: "Address clients are told for PROD listeners when peers reach them through NAT or a port mapping (need not be local). Default: their bind address."),
         OptionSpec("port", value: "port", default: "5000", help: "Control port (0 picks a free port and prints it)."),
         OptionSpec("bind", value: "ip", default: "0.0.0.0", help: "Address the control port binds to."),
         OptionSpec("port-range", value: "start-end", default: "5100-5200", help: "Ports handed out to session listeners."),
@@ -55,6 +67,7 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("verbose", aliases: ["v"], help: "Log every request (debug level)."),
         OptionSpec("client-id", value: "id", help: "Globus Auth client id of this s2cs: users log in with 's2uc login --scope <id>'."),
         OptionSpec("client-secret", value: "secret", help: "Globus Auth client secret; with it every request's token is checked, without it authentication is off."),
+        OptionSpec("client-secret-file", value: "file", help: "Read the client secret from this file (mode 0600 or stricter; keeps it out of 'ps'); instead of --client-secret."),
         OptionSpec("server_crt", value: "file", default: "server.crt", help: "TLS certificate of the control channel."),
         OptionSpec("server_key", value: "file", default: "server.key", help: "TLS private key of the control channel."),
         OptionSpec("ssl", value: "bool", default: "True", help: "TLS on the control channel; False is for development only."),
@@ -65,6 +78,7 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("frame-timeout", value: "seconds", default: "10", help: "How long a TLS handshake or one request frame may take to arrive."),
         OptionSpec("max-sessions-per-client", value: "n", default: "1000", help: "Most sessions one client address may hold at once."),
         OptionSpec("config-folder", value: "dir", help: "Where configs, keys, logs and pid files go (default $HAPROXY_CONFIG_PATH or ~/.scistream)."),
+        OptionSpec("proxy-user", value: "user", help: "When s2cs runs as root, the unprivileged user its proxies drop to (default: nobody)."),
         OptionSpec("allowed-targets", value: "cidrs", help: "Where sessions may forward: CIDR blocks, each optionally with :PORT or :PORT-PORT (IPv6 in brackets), comma-separated. Default: anywhere but loopback (unless --listener-ip is loopback), link-local and this gateway's own addresses."),
         OptionSpec("allowed-identities", value: "users", help: "With authentication on, the Globus usernames allowed to use this s2cs, comma-separated; *@domain allows a whole domain. Default: any identity whose token has the scope."),
         OptionSpec("peer-gateways", value: "cidrs", help: "With --data-plane-tls=False: the peer gateways' addresses, the only sources producer-side listeners accept (required for inbound sessions in that mode)."),
@@ -84,6 +98,9 @@ public struct ServerConfiguration: Sendable {
 
         do {
             config.listenerIP = try Endpoint.validateHost(parsed.string("listener_ip"))
+            config.prodListenerIP = try parsed.value("prod_listener_ip").map(Endpoint.validateHost)
+            config.consListenerIP = try parsed.value("cons_listener_ip").map(Endpoint.validateHost)
+            config.advertiseIP = try parsed.value("advertise_ip").map(Endpoint.validateHost)
             config.bindAddress = try Endpoint.validateHost(parsed.string("bind"))
             config.portRange = try PortRange.parse(parsed.string("port_range"))
         } catch {
@@ -100,6 +117,9 @@ public struct ServerConfiguration: Sendable {
         config.verbose = parsed.isSet("verbose")
         config.clientID = parsed.value("client_id")
         config.clientSecret = parsed.value("client_secret")
+        if let path = parsed.value("client_secret_file") {
+            config.clientSecret = try readClientSecretFile(path, alsoGiven: config.clientSecret != nil)
+        }
         // Fail closed: an empty value (an unset shell variable) must not quietly turn authentication off.
         for (name, value) in [("--client-id", config.clientID), ("--client-secret", config.clientSecret)] {
             if let value, value.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }) {
@@ -134,6 +154,7 @@ public struct ServerConfiguration: Sendable {
             throw UsageError("'\(frameText)' is not valid for '--frame-timeout': use seconds from 0.1 to 3600")
         }
         config.frameTimeout = .milliseconds(Int64(frameSeconds * 1000))
+        config.proxyUser = parsed.value("proxy_user")
         if let text = parsed.value("allowed_targets") {
             do { config.allowedTargets = try AddressRule.parseList(text) } catch { throw UsageError("bad --allowed-targets: \(error)") }
         }

@@ -54,7 +54,9 @@ actor SessionRegistry {
     /// `--peer-gateways` as numeric CIDR blocks: in plaintext mode, the only sources PROD listeners accept.
     private let peerSources: [String]?
     private var allocator: PortAllocator
-    private let listenerIP: String
+    /// Where PROD and CONS listeners bind, and what clients are told for PROD listeners.
+    private let bindIP: (prod: String, cons: String)
+    nonisolated let advertisedProdIP: String
     /// This s2cs forwards plain TCP between gateways (`--data-plane-tls=False`): its listeners are
     /// reported as `tcp://host:port`.
     let plaintextDataPlane: Bool
@@ -69,7 +71,8 @@ actor SessionRegistry {
 
     init(config: ServerConfiguration, dataPlane: DataPlane, logger: Logger) {
         self.allocator = PortAllocator(range: config.portRange)
-        self.listenerIP = config.listenerIP
+        self.bindIP = (config.bindIP(for: .prod), config.bindIP(for: .cons))
+        self.advertisedProdIP = config.advertisedIP(for: .prod)
         self.maxSessionsPerClient = config.maxSessionsPerClient
         self.portQuota = config.portQuota
         self.authenticated = config.authenticationEnabled
@@ -144,7 +147,7 @@ actor SessionRegistry {
             throw StatusError(.resourceExhausted, "\(byIdentity ? "your identity" : "client \(client)") holds \(held) listener port\(held == 1 ? "" : "s") on this s2cs and asks for \(wanted) more, over the quota of \(portQuota) (--max-ports-per-client): release sessions first")
         }
         let ports: [UInt16]
-        let ip = listenerIP
+        let ip = request.role == .prod ? bindIP.prod : bindIP.cons
         let isFree: (UInt16) -> Bool = { Socket.canBind(host: ip, port: $0) }
         if request.listenPorts.isEmpty {
             guard let allocated = allocator.allocate(count: Int(request.numConn), isFree: isFree) else {
@@ -196,8 +199,12 @@ actor SessionRegistry {
     /// How this s2cs reports a session's listeners: a producer-side s2cs that forwards plain TCP
     /// between gateways says so with `tcp://` (the consumer-side s2cs checks it); consumer-side
     /// listeners are where the consumer application connects, plain TCP in every mode.
+    /// PROD listeners are told as `--advertise-ip` when given (the address peers reach through NAT).
     nonisolated func reported(_ listeners: [Endpoint], role: Role) -> [String] {
-        listeners.map { GatewayListener($0, plaintext: plaintextDataPlane && role == .prod).description }
+        listeners.map { listener in
+            let told = role == .prod ? Endpoint(host: advertisedProdIP, port: listener.port) : listener
+            return GatewayListener(told, plaintext: plaintextDataPlane && role == .prod).description
+        }
     }
 
     // MARK: hello
