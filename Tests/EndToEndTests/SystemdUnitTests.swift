@@ -29,6 +29,18 @@ import Glibc
         let verify = await Harness.run(Self.analyze, ["verify", path])
         #expect(verify.status == 0 && verify.stderr.isEmpty && verify.stdout.isEmpty, "\(verify.stdout)\n\(verify.stderr)")
 
+        // With the drop-in that turns authentication off (found in s2cs.service.d/ beside the unit).
+        let dropIns = folder.appendingPathComponent("with-drop-in/s2cs.service.d")
+        try FileManager.default.createDirectory(at: dropIns, withIntermediateDirectories: true)
+        let withDropIn = folder.appendingPathComponent("with-drop-in/s2cs.service").path
+        try FileManager.default.copyItem(atPath: path, toPath: withDropIn)
+        let dropIn = try String(contentsOf: Self.unit.deletingLastPathComponent().appendingPathComponent("no-authentication.conf"), encoding: .utf8)
+        #expect(dropIn.contains("ExecStart=/usr/local/bin/s2cs "))
+        try dropIn.replacingOccurrences(of: "/usr/local/bin/s2cs", with: Harness.s2cs)
+            .write(to: dropIns.appendingPathComponent("no-authentication.conf"), atomically: true, encoding: .utf8)
+        let verifyDropIn = await Harness.run(Self.analyze, ["verify", withDropIn])
+        #expect(verifyDropIn.status == 0 && verifyDropIn.stderr.isEmpty, "\(verifyDropIn.stdout)\n\(verifyDropIn.stderr)")
+
         let security = await Harness.run(Self.analyze, ["security", "--offline=true", path])
         #expect(security.status == 0, "\(security.stderr)")
         let overall = security.lines.last { $0.contains("Overall exposure level") } ?? ""
