@@ -299,7 +299,9 @@ actor SessionRegistry {
         }
         session.startTask = nil
         if let failure {
-            session.state = .failed("\(failure)")
+            // What `list` shows remote callers: the kind of failure, never paths or the proxy's log text.
+            let remote = ControlServer.remoteStatus(failure, session: prefix)
+            session.state = .failed(remote.message)
             // A failed session holds its ports only as long as a pending one would: then it is released.
             let timeout = helloTimeout
             session.expiry = Task { [weak self] in
@@ -309,7 +311,7 @@ actor SessionRegistry {
             }
             sessions[uid] = session
             logger.error("update failed", ["session": prefix, "error": "\(failure)"])
-            throw StatusError(ControlServer.remoteStatus(failure, session: prefix))
+            throw StatusError(remote)
         }
         session.state = .active
         session.expiry?.cancel()
