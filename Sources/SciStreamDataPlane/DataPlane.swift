@@ -284,17 +284,25 @@ public actor DataPlane {
             logger.error("proxy start failed", ["session": name, "type": type.name, "error": error.description])
             return .failure(error)
         }
-        do {
-            if plan.tls {
-                let keys = try SessionKeys.derive(session)
-                try AtomicFile.write(keys.certificatePEM + keys.privateKeyPEM, to: files.certificate, display: files.display("pem"))
-                try AtomicFile.write(keys.privateKeyPEM, to: files.key, display: files.display("key"))
+        // Key generation and three fsynced files: off the cooperative pool.
+        let type = self.type
+        let written = await BlockingWork.run { () -> DataPlaneError? in
+            do {
+                if plan.tls {
+                    let keys = try SessionKeys.derive(session)
+                    try AtomicFile.write(keys.certificatePEM + keys.privateKeyPEM, to: files.certificate, display: files.display("pem"))
+                    try AtomicFile.write(keys.privateKeyPEM, to: files.key, display: files.display("key"))
+                }
+                try AtomicFile.write(ProxyConfig.render(plan, for: type), to: files.config, display: files.display("conf"))
+                try AtomicFile.link(files.launchConfig, to: "\(files.session.text).conf", display: files.display("conf"))
+                return nil
+            } catch let error as DataPlaneError {
+                return error
+            } catch {
+                return .keyMaterial(reason: "\(error)")  // not reached: both throw DataPlaneError only
             }
-            try AtomicFile.write(ProxyConfig.render(plan, for: type), to: files.config, display: files.display("conf"))
-            try AtomicFile.link(files.launchConfig, to: "\(files.session.text).conf", display: files.display("conf"))
-        } catch {
-            return await fail(error)
         }
+        if let written { return await fail(written) }
 
         if shouldAbandon(files.session.text) { return await fail(.stoppedWhileStarting(session: name)) }
 
@@ -317,10 +325,12 @@ public actor DataPlane {
         log.closeChildEnd()
         // Our own record of the pid at once, and the only writer of <uid>.pid (no proxy is told to
         // write it): a crash of s2cs from here on leaves a pid file for reapStale.
-        do {
-            try AtomicFile.write("\(child.pid)\n", to: files.pid, display: files.display("pid"))
-        } catch {
-            logger.warning("cannot write the pid file", ["session": name, "error": error.description])
+        let pid = child.pid
+        let pidError = await BlockingWork.run { () -> DataPlaneError? in
+            do { try AtomicFile.write("\(pid)\n", to: files.pid, display: files.display("pid")); return nil } catch { return error as? DataPlaneError }
+        }
+        if let pidError {
+            logger.warning("cannot write the pid file", ["session": name, "error": pidError.description])
         }
 
         // Readiness: every listener has a LISTEN socket, or the proxy exited, or the time is up.
@@ -347,7 +357,8 @@ public actor DataPlane {
             let bound = zip(plan.routes, addresses).map { ($0.0, ListenerProbe.listeners($0.1, in: table)) }
             var missing = bound.first { $0.1.isEmpty }?.0
             if missing == nil {
-                let owned = ListenerProbe.socketInodes(ofProcessGroup: child.pid)
+                let pid = child.pid
+                let owned = await BlockingWork.run { ListenerProbe.socketInodes(ofProcessGroup: pid) }
                 missing = bound.first { $0.1.isDisjoint(with: owned) }?.0
             }
             // Every listener is the proxy's: it is ready unless it has exited meanwhile (an exit the

@@ -298,9 +298,17 @@ public enum UserClient {
             // If the request itself failed, its reason is the one to report.
             let early = Task { try await pendingReply.value }
             let watchdog = Task { try? await Task.sleep(for: .seconds(2)); early.cancel(); pendingReply.cancel() }
-            if let failed = try? await early.value, failed.status.code != .ok {
+            switch await early.result {
+            case .success(let failed) where failed.status.code != .ok:
                 watchdog.cancel()
                 throw failure("request", failed.status, target, uid: uid)
+            case .failure(let refused as ClientError) where refused.status?.code == .invalidArgument && half.udp:
+                // The request frame itself was refused: an s2cs that predates UDP sessions refuses their flag.
+                watchdog.cancel()
+                throw ClientError("\(refused); an s2cs older than UDP sessions refuses --protocol udp: upgrade that s2cs, or drop --protocol udp",
+                                  status: refused.status, step: "request")
+            default:
+                break
             }
             watchdog.cancel()
             pendingReply.cancel()
