@@ -187,10 +187,13 @@ extension ServerConfiguration {
     var portQuota: Int { maxPortsPerClient ?? max(1, (portRange.count + 1) / 2) }
 
     /// The target policy this configuration asks for.
+    /// Loopback targets are allowed (without `--allowed-targets`) only when this s2cs's producer-side
+    /// listeners are themselves on loopback: a single-host demo, not a way into the gateway.
     var targetPolicy: TargetPolicy {
-        TargetPolicy(allowed: allowedTargets, allowLoopback: IPAddress(numeric: listenerIP).map { address in
+        let prodBind = prodListenerIP ?? listenerIP
+        return TargetPolicy(allowed: allowedTargets, allowLoopback: IPAddress(numeric: prodBind).map { address in
             TargetPolicy.isLoopback(address)
-        } ?? (listenerIP == "localhost"))
+        } ?? (prodBind == "localhost"))
     }
 }
 
