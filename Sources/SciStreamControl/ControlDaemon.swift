@@ -39,13 +39,14 @@ public enum ControlDaemon {
                 return Console.runtimeError(StartupError("\(error) (or start with --ssl=False for a plaintext control channel, development only)"))
             }
         }
-        guard Socket.canBind(host: config.listenerIP, port: 0) else {
-            return Console.runtimeError(StartupError("--listener-ip \(config.listenerIP) is not an address of this host: session listeners could not bind to it (use one of this host's addresses, or 0.0.0.0)"))
+        if let message = config.unbindableListenerAddress(canBind: { Socket.canBind(host: $0, port: 0) }) {
+            return Console.runtimeError(StartupError(message))
         }
         let dataPlane: DataPlane
         do {
+            let runAs = try config.proxyIdentity(effectiveUID: geteuid())
             dataPlane = try DataPlane(type: config.type, folder: config.configFolder, dataPlaneTLS: config.dataPlaneTLS,
-                                      buffers: config.proxyBuffers, logger: logger)
+                                      buffers: config.proxyBuffers, logger: logger, runAs: config.type == .mock ? nil : runAs)
         } catch {
             return Console.runtimeError(error)
         }
@@ -90,7 +91,9 @@ public enum ControlDaemon {
         }
         logger.info("s2cs started", ["address": bound, "type": config.type.name, "tls": config.tls ? "on" : "off",
                                      "port_range": config.portRange.description, "listener_ip": config.listenerIP,
-                                     "folder": config.configFolder])
+                                     "prod_listeners": "\(config.bindIP(for: .prod)) (told as \(config.advertisedIP(for: .prod)))",
+                                     "cons_listeners": config.bindIP(for: .cons),
+                                     "folder": config.configFolder, "proxy_user": dataPlane.runAs?.user ?? "(as s2cs)"])
         var metricsServer: MetricsServer? = nil
         if let endpoint = config.metrics {
             do {

@@ -28,6 +28,8 @@ public actor DataPlane {
     let logLimit: Int
     /// Tests turn this off to see the proxy's own bind error instead of ours.
     let checkListenersBeforeLaunch: Bool
+    /// Who proxies drop to after start-up (s2cs runs as root); nil: they run as s2cs does.
+    public nonisolated let runAs: ProxyIdentity?
 
     private enum Phase {
         case mock
@@ -117,10 +119,10 @@ public actor DataPlane {
     /// plain TCP); creates `folder` with mode 0700 (tightening an existing one of ours), and makes
     /// this process a child subreaper so that a proxy's orphaned workers can be reaped.
     public init(type: DataServerType, folder: String, dataPlaneTLS: Bool, buffers: ProxyBuffers = .standard, logger: Logger,
-                stopGrace: Duration = .seconds(2)) throws(DataPlaneError) {
+                stopGrace: Duration = .seconds(2), runAs: ProxyIdentity? = nil) throws(DataPlaneError) {
         try self.init(type: type, folder: folder, dataPlaneTLS: dataPlaneTLS, buffers: buffers, logger: logger, stopGrace: stopGrace,
                       searchPath: DataPlane.defaultSearchPath(), requireTrustedBinary: true, readinessTimeout: .seconds(10),
-                      checkListenersBeforeLaunch: true)
+                      checkListenersBeforeLaunch: true, runAs: runAs)
     }
 
     /// Tests give their own `searchPath` (taken as it is, unless `requireTrustedBinary`), and
@@ -128,7 +130,8 @@ public actor DataPlane {
     init(type: DataServerType, folder: String, dataPlaneTLS: Bool, buffers: ProxyBuffers = .standard, logger: Logger, stopGrace: Duration,
          searchPath: [String], requireTrustedBinary: Bool = false, readinessTimeout: Duration,
          checkListenersBeforeLaunch: Bool, maxConnections: Int = SessionLimits.defaultMaxConnections,
-         logLimit: Int = SessionLog.defaultLimit) throws(DataPlaneError) {
+         logLimit: Int = SessionLog.defaultLimit, runAs: ProxyIdentity? = nil) throws(DataPlaneError) {
+        self.runAs = runAs
         self.type = type
         self.folder = folder
         self.dataPlaneTLS = dataPlaneTLS
@@ -201,16 +204,18 @@ public actor DataPlane {
     ///
     /// Mock: validates and records the session, starts nothing. Otherwise: validates `spec`
     /// (nothing is written if it is invalid), checks that every listener address is free, writes
-    /// the key material and the config (0600, atomically), has the proxy check its config where it
-    /// can, spawns it, and waits (bounded) until it listens on every listener, probed without
-    /// connecting: a LISTEN entry in /proc/net/tcp{,6} whose socket inode is held by the proxy's
-    /// process group (/proc/<pid>/fd). On any failure the proxy is stopped, the
+    /// the key material and the config (0600, atomically), spawns the proxy, and waits (bounded)
+    /// until it listens on every listener, probed without connecting: a LISTEN socket on the
+    /// address (asked of the kernel, sock_diag) whose inode is held by the proxy's process group
+    /// (/proc/<pid>/fd). On any failure the proxy is stopped, the
     /// session's files except the log are removed, and the error quotes the proxy's own message.
     public func start(_ spec: ProxySpec) async throws(DataPlaneError) {
         var plan = try SessionPlan(spec, tls: dataPlaneTLS, folder: folder,
                                    processors: ProcessInfo.processInfo.activeProcessorCount, buffers: buffers,
                                    maxConnections: maxConnections)
+        plan.runAs = runAs
         plan.counting = countsTraffic
+        plan.udp = try Self.checkUDP(spec, type: type, tls: dataPlaneTLS)
         let key = plan.session.text
         guard sessions[key] == nil else { throw .alreadyRunning(session: plan.session.prefix) }
         if type == .mock {
@@ -279,37 +284,26 @@ public actor DataPlane {
             logger.error("proxy start failed", ["session": name, "type": type.name, "error": error.description])
             return .failure(error)
         }
-        do {
-            if plan.tls {
-                let keys = try SessionKeys.derive(session)
-                try AtomicFile.write(keys.certificatePEM + keys.privateKeyPEM, to: files.certificate, display: files.display("pem"))
-                try AtomicFile.write(keys.privateKeyPEM, to: files.key, display: files.display("key"))
-            }
-            try AtomicFile.write(ProxyConfig.render(plan, for: type), to: files.config, display: files.display("conf"))
-            try AtomicFile.link(files.launchConfig, to: "\(files.session.text).conf", display: files.display("conf"))
-        } catch {
-            return await fail(error)
-        }
-
-        let logStart = ProxyLog.size(files.log)
-        if let check = checkCommand(files) {
-            let outcome: TerminationStatus?
+        // Key generation and three fsynced files: off the cooperative pool.
+        let type = self.type
+        let written = await BlockingWork.run { () -> DataPlaneError? in
             do {
-                let checker = try await ChildProcess.spawn(executable: executable, arguments: check,
-                                                           environment: Self.childEnvironment, logPath: files.log)
-                if let status = await checker.wait(timeout: .seconds(30)) {
-                    outcome = status
-                } else {
-                    outcome = await checker.terminate(grace: .seconds(1))
+                if plan.tls {
+                    let keys = try SessionKeys.derive(session)
+                    try AtomicFile.write(keys.certificatePEM + keys.privateKeyPEM, to: files.certificate, display: files.display("pem"))
+                    try AtomicFile.write(keys.privateKeyPEM, to: files.key, display: files.display("key"))
                 }
+                try AtomicFile.write(ProxyConfig.render(plan, for: type), to: files.config, display: files.display("conf"))
+                try AtomicFile.link(files.launchConfig, to: "\(files.session.text).conf", display: files.display("conf"))
+                return nil
+            } catch let error as DataPlaneError {
+                return error
             } catch {
-                return await fail(.spawnFailed(type: type, session: name, reason: error.errno.description))
-            }
-            if outcome != .exited(code: 0) {
-                let text = ProxyLog.errorSummary(ProxyLog.text(files.log, from: logStart), type: type)
-                return await fail(.configRejected(type: type, session: name, message: files.redact(text)))
+                return .keyMaterial(reason: "\(error)")  // not reached: both throw DataPlaneError only
             }
         }
+        if let written { return await fail(written) }
+
         if shouldAbandon(files.session.text) { return await fail(.stoppedWhileStarting(session: name)) }
 
         // The proxy's output goes through a pipe to s2cs, which keeps <uid>.log bounded.
@@ -331,15 +325,16 @@ public actor DataPlane {
         log.closeChildEnd()
         // Our own record of the pid at once, and the only writer of <uid>.pid (no proxy is told to
         // write it): a crash of s2cs from here on leaves a pid file for reapStale.
-        do {
-            try AtomicFile.write("\(child.pid)\n", to: files.pid, display: files.display("pid"))
-        } catch {
-            logger.warning("cannot write the pid file", ["session": name, "error": error.description])
+        let pid = child.pid
+        let pidError = await BlockingWork.run { () -> DataPlaneError? in
+            do { try AtomicFile.write("\(pid)\n", to: files.pid, display: files.display("pid")); return nil } catch { return error as? DataPlaneError }
+        }
+        if let pidError {
+            logger.warning("cannot write the pid file", ["session": name, "error": pidError.description])
         }
 
         // Readiness: every listener has a LISTEN socket, or the proxy exited, or the time is up.
         let deadline = ContinuousClock.now + readinessTimeout
-        var pause = Duration.milliseconds(2)
         while true {
             if let status = child.status {
                 await log.finish(within: .seconds(1))  // every line the proxy wrote before it exited
@@ -352,11 +347,18 @@ public actor DataPlane {
             }
             // A LISTEN socket on the address is not enough: it must be the proxy's own (one of its
             // process group's descriptors), or a socket someone else holds would pass for it.
-            let table = ListenerProbe.listeningSockets()
+            let table: [ListenerProbe.Listener: Set<UInt64>]
+            do {
+                table = try ListenerProbe.listeningSockets(on: addresses.flatMap { $0 })
+            } catch {
+                return await fail(.startFailed(type: type, session: name, message: "cannot list the listening sockets: \(error)"),
+                                  child: child, log: log)
+            }
             let bound = zip(plan.routes, addresses).map { ($0.0, ListenerProbe.listeners($0.1, in: table)) }
             var missing = bound.first { $0.1.isEmpty }?.0
             if missing == nil {
-                let owned = ListenerProbe.socketInodes(ofProcessGroup: child.pid)
+                let pid = child.pid
+                let owned = await BlockingWork.run { ListenerProbe.socketInodes(ofProcessGroup: pid) }
                 missing = bound.first { $0.1.isDisjoint(with: owned) }?.0
             }
             // Every listener is the proxy's: it is ready unless it has exited meanwhile (an exit the
@@ -369,8 +371,7 @@ public actor DataPlane {
                 let listener = (missing ?? plan.routes[0]).listener.description  // routes: never empty (SessionPlan)
                 return await fail(.notReady(type: type, session: name, listener: listener, seconds: seconds), child: child, log: log)
             }
-            try? await Task.sleep(for: pause)
-            pause = min(pause * 2, .milliseconds(25))
+            try? await Task.sleep(for: .milliseconds(2))  // a query costs microseconds: poll often
         }
         logger.info("proxy started", [
             "session": name, "type": type.name, "role": "\(plan.role)", "pid": String(child.pid),
@@ -378,15 +379,6 @@ public actor DataPlane {
             "tls": plan.tls ? "on" : "off",
         ])
         return .success((child, log))
-    }
-
-    /// The proxy's own config check, where it has one.
-    private func checkCommand(_ files: SessionFiles) -> [String]? {
-        switch type {
-        case .haproxy: ["-c", "-f", files.launchConfig]
-        case .nginx: ["-t", "-c", files.launchConfig, "-e", "stderr"]
-        case .stunnel, .mock: nil
-        }
     }
 
     /// The proxy's command line (arguments after the executable), in the foreground.
@@ -536,7 +528,7 @@ public actor DataPlane {
             }
             if keepFiles { continue }
             for path in files.removable { AtomicFile.remove(path) }
-            for name in names where name.hasPrefix(key + ".") && name.hasSuffix(".tmp") {
+            for name in names where name.hasPrefix(key + ".") && name.hasSuffix(AtomicFile.temporarySuffix) {
                 AtomicFile.remove(folder + "/" + name)
             }
             logger.info("stale session files removed", ["session": session.prefix])

@@ -22,11 +22,11 @@ public enum DataPlaneError: Error, Sendable, Equatable, CustomStringConvertible 
     case listenerUnavailable(session: String, listener: String, reason: String)
     /// Key derivation or certificate construction failed in OpenSSL.
     case keyMaterial(reason: String)
-    /// The proxy's own config check (`haproxy -c`, `nginx -t`) rejected the config.
-    case configRejected(type: DataServerType, session: String, message: String)
     /// The proxy could not be executed.
     case spawnFailed(type: DataServerType, session: String, reason: String)
-    /// The proxy exited during startup: `message` is its own error text from its log.
+    /// The proxy exited during startup (it refused its config, could not bind...): `message` is its
+    /// own error text from its log. There is no separate config check (`haproxy -c`, `nginx -t`):
+    /// it would cost as much as the start, on every start.
     case startFailed(type: DataServerType, session: String, message: String)
     /// The proxy ran but did not listen on every listener in time.
     case notReady(type: DataServerType, session: String, listener: String, seconds: Int)
@@ -58,8 +58,6 @@ public enum DataPlaneError: Error, Sendable, Equatable, CustomStringConvertible 
             return "cannot listen on \(listener) for session \(session): \(reason)"
         case .keyMaterial(let reason):
             return "cannot derive the session's key material: \(reason)"
-        case .configRejected(let type, let session, let message):
-            return "\(type.binary ?? type.name) rejected the configuration for session \(session): \(message)"
         case .spawnFailed(let type, let session, let reason):
             return "\(type.binary ?? type.name) could not be started for session \(session): \(reason)"
         case .startFailed(let type, let session, let message):

@@ -15,6 +15,8 @@ struct SessionPlan: Sendable {
     /// open several connections to one listener (iperf3 -P 4 through --num_conn 1 ran at 0.85 of
     /// the hand-configured pair with one thread, 1.00 with two).
     let threads: Int
+    /// Who the proxy drops to once it has read its files and bound its listeners (s2cs runs as root).
+    var runAs: ProxyIdentity? = nil
     /// The most connections the session's proxy holds at once, over all its listeners (those still
     /// in their TLS handshake count): HAProxy `maxconn`, nginx `limit_conn`, stunnel's client limit.
     let maxConnections: Int
@@ -22,6 +24,8 @@ struct SessionPlan: Sendable {
     let buffers: ProxyBuffers
     /// Whether the proxy counts the session's traffic where s2cs can read it (a stats socket, an access log).
     var counting = false
+    /// Listen for UDP too (`listen ... udp`): Nginx, plaintext hop only (checked by DataPlane.start).
+    var udp = false
 
     static let maximumRateKbps = 1_000_000_000  // 1 Tbit/s
     /// Sources the listeners accept (numeric CIDR blocks); empty: any.
@@ -144,6 +148,7 @@ enum ProxyConfig {
             "    ssl-load-extra-files none",
             "    log stderr format raw local0 info",
         ] + plan.buffers.haproxyGlobal
+            + (plan.runAs.map { ["    user \($0.user)", "    group \($0.group)"] } ?? [])  // its workers drop to it
         // A unix socket path is at most 107 bytes, and HAProxy binds through a temporary name 10 bytes
         // longer ("too long (max 97)"): a folder too deep to hold one goes uncounted.
         if plan.counting && files.statsSocket.utf8.count <= 97 {
@@ -201,6 +206,7 @@ enum ProxyConfig {
             "load_module \(nginxStreamModule);",
             "daemon off;",
             "master_process on;",
+        ] + (plan.runAs.map { ["user \($0.user) \($0.group);"] } ?? []) + [  // its workers drop to it
             "worker_processes \(plan.workers);",
             "pid \(files.nginxPID);",
             "error_log stderr info;",
@@ -267,6 +273,9 @@ enum ProxyConfig {
                 "",
                 "    server {",
                 "        listen \(route.listener)\(ssl);",
+            ]
+            if plan.udp { lines.append("        listen \(route.listener) udp;") }
+            lines += [
                 "        proxy_pass \(route.target);",
             ]
             if !plan.allowedSources.isEmpty {
@@ -291,7 +300,7 @@ enum ProxyConfig {
             "syslog = no",
             "pid =",
             "debug = notice",
-        ]
+        ] + (plan.runAs.map { ["setuid = \($0.user)", "setgid = \($0.group)"] } ?? [])
         for (index, route) in plan.routes.enumerated() {
             lines += [
                 "",

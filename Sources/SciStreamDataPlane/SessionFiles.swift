@@ -91,13 +91,12 @@ extension Substring {
     }
 }
 
-/// Writes files without a window in which they are readable by others or half-written:
-/// `open(O_CREAT|O_EXCL|O_NOFOLLOW, 0600)` on a fresh temporary name in the same folder, write,
-/// fsync, then `rename` over the final name.
-enum AtomicFile {
+/// Session files are written by System's `AtomicFile` (0600, synced, renamed into place); these
+/// word its errors with the file's display name, which never shows the uid.
+extension AtomicFile {
     /// Makes `path` a symbolic link to `target` (a name in the same folder), replacing what was there.
     static func link(_ path: String, to target: String, display: String) throws(DataPlaneError) {
-        let temporary = "\(path).\(UInt64.random(in: 0...UInt64.max)).tmp"
+        let temporary = "\(path).\(UInt64.random(in: 0...UInt64.max))\(temporarySuffix)"
         guard symlink(target, temporary) == 0 else { throw .file(path: display, reason: Errno.current.description) }
         guard rename(temporary, path) == 0 else {
             let error = Errno.current
@@ -107,30 +106,9 @@ enum AtomicFile {
     }
 
     static func write(_ contents: String, to path: String, display: String) throws(DataPlaneError) {
-        let bytes = Array(contents.utf8)
-        let temporary = "\(path).\(UInt64.random(in: 0...UInt64.max)).tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .file(path: display, reason: Errno.current.description) }
-        var offset = 0
-        while offset < bytes.count {
-            let count = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }  // safe: offset < count
-            if count < 0 {
-                let error = Errno.current
-                if error == .interrupted { continue }
-                _ = close(fd)
-                _ = unlink(temporary)
-                throw .file(path: display, reason: error.description)
-            }
-            offset += count
-        }
-        if fsync(fd) != 0 || close(fd) != 0 {
-            let error = Errno.current
-            _ = unlink(temporary)
-            throw .file(path: display, reason: error.description)
-        }
-        if rename(temporary, path) != 0 {
-            let error = Errno.current
-            _ = unlink(temporary)
+        do {
+            try write(contents, to: path)
+        } catch {
             throw .file(path: display, reason: error.description)
         }
     }

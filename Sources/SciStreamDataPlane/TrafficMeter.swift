@@ -27,7 +27,7 @@ public struct TrafficFigures: Sendable, Equatable {
 ///   byte(s) sent to TLS, B byte(s) sent to socket` (or `reset`) per connection.
 /// Logs are read incrementally (only what was appended since the last time); a log that shrank was
 /// cut short and is read again from its start, keeping what was counted. For Nginx and Stunnel the
-/// connections open now are the established TCP connections on the listener ports (/proc/net/tcp).
+/// connections open now are the established TCP connections on the listener ports (sock_diag).
 public actor TrafficMeter {
     private struct LogState {
         /// The log file read so far (its inode): another one at the same path means a rotation.
@@ -216,36 +216,10 @@ public actor TrafficMeter {
     // MARK: open connections
 
     /// Established TCP connections whose local port is one of `localPorts` (the listeners' accepted
-    /// connections), from /proc/net/tcp and /proc/net/tcp6.
+    /// connections), asked of the kernel for those ports and that state only (sock_diag).
     static func establishedConnections(localPorts: Set<UInt16>) -> Int {
-        guard !localPorts.isEmpty else { return 0 }
-        var count = 0
-        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            guard let text = readSmallFile(table) else { continue }
-            for line in text.split(separator: "\n").dropFirst() {
-                // "  sl  local_address rem_address   st ...": local "HEXADDR:HEXPORT", st 01 = ESTABLISHED.
-                let fields = line.split(separator: " ", maxSplits: 4)
-                guard fields.count >= 4, fields[3] == "01", let colon = fields[1].lastIndex(of: ":"),
-                      let port = UInt16(fields[1][fields[1].index(after: colon)...], radix: 16) else { continue }
-                if localPorts.contains(port) { count += 1 }
-            }
-        }
-        return count
-    }
-
-    /// A /proc file (which reports no size): read until the end, at most 64 MiB.
-    static func readSmallFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var result: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while result.count < 64 << 20 {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { break }
-            result += buffer[0..<count]
-        }
-        return String(decoding: result, as: UTF8.self)
+        guard let low = localPorts.min(), let high = localPorts.max(),
+              let sockets = try? TCPSocket.find([.established], ports: low...high) else { return 0 }
+        return sockets.filter { localPorts.contains($0.port) }.count
     }
 }

@@ -135,20 +135,5 @@ func isConfigSafePath(_ path: String) -> Bool {
 /// Makes a piece of outside text printable on one line in a message: control characters escaped,
 /// length bounded.
 func printable(_ text: String, limit: Int = 80) -> String {
-    var result = ""
-    for scalar in text.unicodeScalars.prefix(limit) {
-        switch scalar {
-        case "\n": result += "\\n"
-        case "\r": result += "\\r"
-        case "\t": result += "\\t"
-        default:
-            if scalar.value < 0x20 || scalar.value == 0x7f {
-                result += "\\u{\(String(scalar.value, radix: 16))}"
-            } else {
-                result.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    if text.unicodeScalars.count > limit { result += "..." }
-    return result
+    escapedForTerminal(text, limit: limit)
 }

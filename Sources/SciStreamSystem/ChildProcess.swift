@@ -124,19 +124,23 @@ public final class ChildProcess: Sendable {
         executable: String, arguments: [String], environment: [String], output: Output, openFiles: Int? = nil,
         fileMask: mode_t = 0o077
     ) async throws(SpawnError) -> ChildProcess {
-        var pid: pid_t = 0
-        var pidfd: Int32 = -1
-        var errorPipe: Int32 = -1
         let argv = [executable] + arguments
         let (logPath, outputFD): (String, Int32) = switch output {
         case .appending(let path): (path, -1)
         case .descriptor(let fd): ("", fd)
         }
-        let result = withCStringArray(argv) { argvPointer in
-            withCStringArray(environment) { envPointer in
-                scistream_spawn(executable, argvPointer, envPointer, logPath, outputFD, openFiles ?? 0, fileMask,
-                                &pid, &pidfd, &errorPipe)
+        // fork and exec off the cooperative pool: forking a large process takes milliseconds.
+        let (result, pid, pidfd, errorPipe) = await BlockingWork.run { () -> (Int32, pid_t, Int32, Int32) in
+            var pid: pid_t = 0
+            var pidfd: Int32 = -1
+            var errorPipe: Int32 = -1
+            let result = withCStringArray(argv) { argvPointer in
+                withCStringArray(environment) { envPointer in
+                    scistream_spawn(executable, argvPointer, envPointer, logPath, outputFD, openFiles ?? 0, fileMask,
+                                    &pid, &pidfd, &errorPipe)
+                }
             }
+            return (result, pid, pidfd, errorPipe)
         }
         if result != 0 {
             throw SpawnError(executable: executable, errno: Errno(result))

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import COpenSSL
+import SciStreamSystem
 
 /// An OpenSSL `SSL_CTX`: the server's certificate and key, or the client's trust anchor.
 ///
@@ -142,29 +143,16 @@ public final class TLSContext: @unchecked Sendable {
         func failure(_ detail: String) -> TLSError {
             TLSError(missing(path), detail: detail, flag: flag)
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            let error = errno
-            throw failure(String(cString: strerror(error)))
-        }
-        defer { _ = Glibc.close(fd) }
-        var status = stat()
-        guard fstat(fd, &status) == 0 else { throw failure(String(cString: strerror(errno))) }
+        let file: FileDescriptor
+        do { file = try FileDescriptor.open(path, O_RDONLY) } catch { throw failure(error.description) }
+        let status: stat
+        do { status = try file.status() } catch { throw failure(error.description) }
         guard (status.st_mode & S_IFMT) == S_IFREG else { throw failure("not a regular file") }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                let error = errno
-                if error == EINTR { continue }
-                throw failure(String(cString: strerror(error)))
-            }
-            if count == 0 { break }
-            bytes.append(contentsOf: chunk[0..<count])
-            if bytes.count > maximumFileSize { throw failure("bigger than 1 MiB: not a PEM file") }
+        do {
+            return try file.readAll(limit: maximumFileSize)
+        } catch {
+            throw failure(error == Errno(EFBIG) ? "bigger than 1 MiB: not a PEM file" : error.description)
         }
-        return bytes
     }
 
     /// Every PEM certificate in `bytes`, at least one. The caller frees them.

@@ -82,6 +82,13 @@ import SciStreamTLS
             }
             break
         }
+        if !accepted {
+            // s_server writes its verdict after the client has seen the refusal: give it a moment.
+            let logged = ContinuousClock.now + .seconds(3)
+            while ContinuousClock.now < logged, !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("no shared cipher") {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
         _ = await server.terminate(grace: .seconds(1))
         let serverLog = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         if accepted {

@@ -213,7 +213,7 @@ public final class ControlServer: Sendable {
                     let started = ContinuousClock.now
                     let reply = await handle(message, client: client, log: log)
                     metrics.answered(message, with: reply, elapsed: .now - started)
-                    try await stream.writeAll(reply.encoded(), deadline: .now + config.frameTimeout)
+                    try await stream.writeAll(Self.frame(reply, log: log), deadline: .now + config.frameTimeout)
                     deadline = .now + config.frameTimeout
                 }
             }
@@ -223,6 +223,20 @@ public final class ControlServer: Sendable {
             try? await stream.writeAll(reply.encoded(), deadline: .now + .seconds(2))
         } catch {
             log.debug("connection ended", ["error": "\(error)"])
+        }
+    }
+}
+
+extension ControlServer {
+    /// A reply as a frame, encoded with the checking encoder: a reply that would not fit the format
+    /// (a field over its limit, a frame over 1 MiB) is never cut silently; the client gets an error
+    /// that says so, and the log says which.
+    static func frame(_ reply: Message, log: Logger) -> [UInt8] {
+        do {
+            return try reply.checkedEncoded()
+        } catch {
+            log.error("reply does not fit one frame", ["kind": reply.name, "error": "\(error)"])
+            return Message.error(Status(.internalError, "the reply to this request does not fit one protocol frame (\(error))")).encoded()
         }
     }
 }

@@ -38,6 +38,8 @@ actor SessionRegistry {
         var startTask: Task<Void, any Error>? = nil
         /// When the request arrived (the age in `list`).
         var created = ContinuousClock.now
+        /// UDP as well as TCP (`s2uc --protocol udp`; SessionRegistry+UDP.swift).
+        var udp = false
     }
 
     private var sessions: [String: Session] = [:]
@@ -52,7 +54,9 @@ actor SessionRegistry {
     /// `--peer-gateways` as numeric CIDR blocks: in plaintext mode, the only sources PROD listeners accept.
     private let peerSources: [String]?
     private var allocator: PortAllocator
-    private let listenerIP: String
+    /// Where PROD and CONS listeners bind, and what clients are told for PROD listeners.
+    private let bindIP: (prod: String, cons: String)
+    nonisolated let advertisedProdIP: String
     /// This s2cs forwards plain TCP between gateways (`--data-plane-tls=False`): its listeners are
     /// reported as `tcp://host:port`.
     let plaintextDataPlane: Bool
@@ -67,7 +71,8 @@ actor SessionRegistry {
 
     init(config: ServerConfiguration, dataPlane: DataPlane, logger: Logger) {
         self.allocator = PortAllocator(range: config.portRange)
-        self.listenerIP = config.listenerIP
+        self.bindIP = (config.bindIP(for: .prod), config.bindIP(for: .cons))
+        self.advertisedProdIP = config.advertisedIP(for: .prod)
         self.maxSessionsPerClient = config.maxSessionsPerClient
         self.portQuota = config.portQuota
         self.authenticated = config.authenticationEnabled
@@ -122,6 +127,7 @@ actor SessionRegistry {
         guard held < maxSessionsPerClient else {
             throw StatusError(.resourceExhausted, "client \(client) already holds \(held) sessions on this s2cs, the most allowed (--max-sessions-per-client \(maxSessionsPerClient)): release some first")
         }
+        try Self.checkUDP(request, type: dataPlane.type, plaintext: plaintextDataPlane)
         let limit = Self.maxConnectionsPerSession
         guard request.numConn >= 1, request.numConn <= limit else {
             throw StatusError(.invalidArgument, "num_conn \(request.numConn) is out of range: use 1 to \(limit)")
@@ -141,7 +147,7 @@ actor SessionRegistry {
             throw StatusError(.resourceExhausted, "\(byIdentity ? "your identity" : "client \(client)") holds \(held) listener port\(held == 1 ? "" : "s") on this s2cs and asks for \(wanted) more, over the quota of \(portQuota) (--max-ports-per-client): release sessions first")
         }
         let ports: [UInt16]
-        let ip = listenerIP
+        let ip = request.role == .prod ? bindIP.prod : bindIP.cons
         let isFree: (UInt16) -> Bool = { Socket.canBind(host: ip, port: $0) }
         if request.listenPorts.isEmpty {
             guard let allocated = allocator.allocate(count: Int(request.numConn), isFree: isFree) else {
@@ -157,6 +163,7 @@ actor SessionRegistry {
         }
         var session = Session(uid: uid, role: request.role, client: client, owner: owner, numConn: ports.count, rate: Int(request.rate),
                               ports: ports, listeners: ports.map { Endpoint(host: ip, port: $0) })
+        session.udp = request.udp
         let timeout = helloTimeout
         session.expiry = Task { [weak self] in
             try? await Task.sleep(for: timeout)
@@ -192,8 +199,12 @@ actor SessionRegistry {
     /// How this s2cs reports a session's listeners: a producer-side s2cs that forwards plain TCP
     /// between gateways says so with `tcp://` (the consumer-side s2cs checks it); consumer-side
     /// listeners are where the consumer application connects, plain TCP in every mode.
+    /// PROD listeners are told as `--advertise-ip` when given (the address peers reach through NAT).
     nonisolated func reported(_ listeners: [Endpoint], role: Role) -> [String] {
-        listeners.map { GatewayListener($0, plaintext: plaintextDataPlane && role == .prod).description }
+        listeners.map { listener in
+            let told = role == .prod ? Endpoint(host: advertisedProdIP, port: listener.port) : listener
+            return GatewayListener(told, plaintext: plaintextDataPlane && role == .prod).description
+        }
     }
 
     // MARK: hello
@@ -288,7 +299,9 @@ actor SessionRegistry {
         }
         session.startTask = nil
         if let failure {
-            session.state = .failed("\(failure)")
+            // What `list` shows remote callers: the kind of failure, never paths or the proxy's log text.
+            let remote = ControlServer.remoteStatus(failure, session: prefix)
+            session.state = .failed(remote.message)
             // A failed session holds its ports only as long as a pending one would: then it is released.
             let timeout = helloTimeout
             session.expiry = Task { [weak self] in
@@ -298,7 +311,7 @@ actor SessionRegistry {
             }
             sessions[uid] = session
             logger.error("update failed", ["session": prefix, "error": "\(failure)"])
-            throw StatusError(ControlServer.remoteStatus(failure, session: prefix))
+            throw StatusError(remote)
         }
         session.state = .active
         session.expiry?.cancel()
@@ -338,7 +351,8 @@ actor SessionRegistry {
         session.expiry?.cancel()
         session.expiry = nil
         let sources = plaintextDataPlane && session.role == .prod ? (peerSources ?? []) : []
-        let spec = ProxySpec(uid: uid, role: session.role, listeners: session.listeners, targets: targets, rateKbps: session.rate, allowedSources: sources)
+        var spec = ProxySpec(uid: uid, role: session.role, listeners: session.listeners, targets: targets, rateKbps: session.rate, allowedSources: sources)
+        spec.udp = session.udp
         let dataPlane = self.dataPlane
         let task = Task {
             if restart { await dataPlane.stop(uid: uid) }
