@@ -22,7 +22,7 @@ public enum ControlDaemon {
             return ExitCode.success
         }
         if parsed.isSet("version") {
-            Console.out("s2cs \(SciStreamVersion.string)")
+            Console.out(SciStreamVersion.s2csLine)
             return ExitCode.success
         }
 

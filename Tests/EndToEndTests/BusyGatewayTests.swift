@@ -14,7 +14,9 @@ import SciStreamControl
     /// A folder s2cs accepts proxies from (root-owned, not writable by others, up to `/`) holding
     /// `haproxy`: a wrapper that waits two seconds, then runs the real one.
     static func slowHAProxyFolder() throws -> URL {
-        let bin = Harness.productsFolder.appendingPathComponent("slow-proxy-\(getpid())")
+        // s2cs takes a proxy only from a folder that root owns and nobody else can write, up to `/`:
+        // /run is such a folder (a clone under /tmp is not).
+        let bin = URL(fileURLWithPath: "/run/scistream-slow-proxy-\(getpid())")
         try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
         chmod(bin.path, 0o755)
         let script = bin.appendingPathComponent("haproxy")

@@ -86,7 +86,7 @@ public enum UserClient {
             let also = others.isEmpty ? "" : " (also: \(others.joined(separator: ", ")))"
             text += "  " + primary + String(repeating: " ", count: width - primary.count) + subcommand.abstract + also + "\n"
         }
-        text += "\nOPTIONS:\n  --version" + String(repeating: " ", count: width - 9) + "Show the version.\n"
+        text += "\nOPTIONS:\n  -v, --version" + String(repeating: " ", count: width - 13) + "Show the version.\n"
         text += "  -h, --help" + String(repeating: " ", count: width - 10) + "Show help information.\n"
         text += "\n  See 's2uc <subcommand> --help' for detailed help."
         return text
@@ -115,7 +115,7 @@ public enum UserClient {
             Console.out(topHelp)
             return ExitCode.success
         }
-        if first == "--version" || first == "version" {
+        if first == "--version" || first == "-v" || first == "version" {
             return printVersion(CommandOutput(command: "version", json: json))
         }
         guard let subcommand = (subcommands + streamSubcommands + authSubcommands).first(where: { $0.names.contains(first) }) else {
@@ -171,7 +171,7 @@ public enum UserClient {
             output.set("version", SciStreamVersion.string)
             output.finish()
         } else {
-            Console.out("s2uc \(SciStreamVersion.string)")
+            Console.out(SciStreamVersion.s2ucLine)
         }
         return ExitCode.success
     }
