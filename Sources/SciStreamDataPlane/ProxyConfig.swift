@@ -149,8 +149,9 @@ enum ProxyConfig {
             "    log stderr format raw local0 info",
         ] + plan.buffers.haproxyGlobal
             + (plan.runAs.map { ["    user \($0.user)", "    group \($0.group)"] } ?? [])  // its workers drop to it
-        // A unix socket path is at most 107 bytes: a folder too deep to hold one goes uncounted.
-        if plan.counting && files.statsSocket.utf8.count < 108 {
+        // A unix socket path is at most 107 bytes, and HAProxy binds through a temporary name 10 bytes
+        // longer ("too long (max 97)"): a folder too deep to hold one goes uncounted.
+        if plan.counting && files.statsSocket.utf8.count <= 97 {
             lines.append("    stats socket \(files.statsSocket) mode 600 level user")
         }
         lines += [

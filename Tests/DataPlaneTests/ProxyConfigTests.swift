@@ -231,6 +231,19 @@ struct ProxyConfigTests {
         #expect(!ProxyConfig.nginx(defaults).contains("proxy_buffer_size"))
     }
 
+    @Test func haproxyStatsSocketOnlyWhereHAProxyCanBindIt() throws {
+        // HAProxy refuses a stats socket path over 97 bytes ("too long (max 97)") and then refuses to
+        // start: the path is <folder>/<uid>.sock, 42 bytes after the folder.
+        for (length, counted) in [(55, true), (56, false)] {
+            let folder = "/" + String(repeating: "f", count: length - 1)
+            var plan = try SessionPlan(ProxySpec(uid: Self.uid, role: .prod, listeners: [ProxyEndpoint(host: "127.0.0.1", port: 5100)],
+                                                 targets: [ProxyEndpoint(host: "127.0.0.1", port: 5001)], rateKbps: 0),
+                                       tls: true, folder: folder, processors: 2)
+            plan.counting = true
+            #expect(ProxyConfig.haproxy(plan).contains("    stats socket ") == counted, "folder of \(length) bytes")
+        }
+    }
+
     @Test func rateValidation() throws {
         #expect(throws: DataPlaneError.self) { try plan(.cons, rate: -5) }
         #expect(throws: DataPlaneError.self) { try plan(.cons, rate: SessionPlan.maximumRateKbps + 1) }
