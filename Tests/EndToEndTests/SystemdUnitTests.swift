@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// deploy/systemd/s2cs.service: systemd's own checks (`systemd-analyze verify`, and the offline
-/// `systemd-analyze security` score that docs/deploy.md records), and its ExecStart line, expanded
+/// `systemd-analyze security` score that docs/deployment.md records), and its ExecStart line, expanded
 /// as systemd expands it, starting the real s2cs.
 @Suite struct SystemdUnitTests {
     static let analyze = "/usr/bin/systemd-analyze"
@@ -46,10 +46,10 @@ import Glibc
         let overall = security.lines.last { $0.contains("Overall exposure level") } ?? ""
         let score = overall.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) }
         #expect(score != nil && score! <= 2.0, "\(overall)")
-        // The figure docs/deploy.md records is the one systemd gives today.
-        let docs = try String(contentsOf: Harness.repoRoot.appendingPathComponent("docs/deploy.md"), encoding: .utf8)
+        // The figure docs/deployment.md records is the one systemd gives today.
+        let docs = try String(contentsOf: Harness.repoRoot.appendingPathComponent("docs/deployment.md"), encoding: .utf8)
         if let score {
-            #expect(docs.contains("Overall exposure level for s2cs.service: \(String(format: "%.1f", score))"), "docs/deploy.md records \(score)")
+            #expect(docs.contains("Overall exposure level for s2cs.service: \(String(format: "%.1f", score))"), "docs/deployment.md records \(score)")
         }
     }
 
