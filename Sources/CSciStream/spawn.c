@@ -27,6 +27,20 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
+int scistream_output_pipe(int fds[2]) {
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        return errno;
+    }
+    int flags = fcntl(fds[0], F_GETFL);
+    if (flags < 0 || fcntl(fds[0], F_SETFL, flags | O_NONBLOCK) != 0) {
+        int error = errno;
+        close(fds[0]);
+        close(fds[1]);
+        return error;
+    }
+    return 0;
+}
+
 int scistream_pidfd_open(pid_t pid) {
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
@@ -71,12 +85,13 @@ static void mark_cloexec_from(int first) {
 }
 
 int scistream_spawn(const char *path, char *const argv[], char *const envp[], const char *log_path,
-                    mode_t file_mask, pid_t *pid, int *pidfd, int *error_pipe) {
+                    int output_fd, long open_files, mode_t file_mask, pid_t *pid, int *pidfd, int *error_pipe) {
     int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null_fd < 0) {
         return errno;
     }
-    int log_fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+    int log_fd = output_fd >= 0 ? fcntl(output_fd, F_DUPFD_CLOEXEC, 3)
+                                : open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
     if (log_fd < 0) {
         int error = errno;
         close(null_fd);
@@ -120,6 +135,19 @@ int scistream_spawn(const char *path, char *const argv[], char *const envp[], co
             report_and_exit(pipe_fds[1]);
         }
         (void)umask(file_mask);
+        if (open_files > 0) {
+            struct rlimit files;
+            if (getrlimit(RLIMIT_NOFILE, &files) != 0) {
+                report_and_exit(pipe_fds[1]);
+            }
+            files.rlim_cur = (rlim_t)open_files;
+            if (files.rlim_max != RLIM_INFINITY && files.rlim_cur > files.rlim_max) {
+                files.rlim_cur = files.rlim_max;
+            }
+            if (setrlimit(RLIMIT_NOFILE, &files) != 0) {
+                report_and_exit(pipe_fds[1]);
+            }
+        }
         if (setsid() < 0) {
             report_and_exit(pipe_fds[1]);
         }

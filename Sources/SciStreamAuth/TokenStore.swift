@@ -43,9 +43,9 @@ public struct TokenFile: Codable, Sendable, Equatable {
     public init() {}
 }
 
-/// s2uc's token file, `$HOME/.scistream/tokens.json`: mode 0600 in a 0700 folder, written to a
-/// temporary name created 0600 with O_EXCL and renamed over the old file, so that there is never a
-/// moment when the tokens are readable by others or half-written. Read-modify-write cycles hold an
+/// s2uc's token file, `$HOME/.scistream/tokens.json`: mode 0600 in a 0700 folder, written by
+/// `AtomicFile` (a temporary name created 0600 with O_EXCL, synced, renamed over the old file), so
+/// that there is never a moment when the tokens are readable by others or half-written. Read-modify-write cycles hold an
 /// exclusive `flock` on the folder, so that two s2uc processes do not refresh over each other.
 public struct TokenStore: Sendable {
     public let folder: String
@@ -78,43 +78,38 @@ public struct TokenStore: Sendable {
 
     /// The file's contents; an empty `TokenFile` when there is no file yet.
     public func load() throws(AuthError) -> TokenFile {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        if fd < 0 {
-            let error = Errno.current
+        let file: FileDescriptor
+        do {
+            file = try FileDescriptor.open(path, O_RDONLY | O_NOFOLLOW)
+        } catch {
             if error.rawValue == ENOENT { return TokenFile() }
             if error.rawValue == ELOOP { throw .tokenFile(path: path, reason: "is a symbolic link; refusing to follow it") }
             throw .tokenFile(path: path, reason: "cannot open it: \(error)")
         }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw .tokenFile(path: path, reason: "cannot stat it: \(Errno.current)") }
+        let info: stat
+        do { info = try file.status() } catch { throw .tokenFile(path: path, reason: "cannot stat it: \(error)") }
         guard info.st_mode & S_IFMT == S_IFREG else { throw .tokenFile(path: path, reason: "is not a regular file") }
         guard info.st_uid == geteuid() else {
             throw .tokenFile(path: path, reason: "belongs to uid \(info.st_uid), not to you (uid \(geteuid())); remove it")
         }
         if info.st_mode & 0o077 != 0 {
             let old = String(info.st_mode & 0o777, radix: 8)
-            if fchmod(fd, 0o600) == 0 {
+            do {
+                try file.setPermissions(0o600)
                 warn("token file \(path) was readable by others (mode 0\(old)); set it to 0600. If others may have read it, run 's2uc logout' to revoke its tokens.")
-            } else {
-                throw .tokenFile(path: path, reason: "has mode 0\(old) and cannot be set to 0600: \(Errno.current)")
+            } catch {
+                throw .tokenFile(path: path, reason: "has mode 0\(old) and cannot be set to 0600: \(error)")
             }
         }
         guard Int(info.st_size) <= Self.maxFileSize else {
             throw .tokenFile(path: path, reason: "is \(info.st_size) bytes, more than a token file can be; delete it and log in again")
         }
-        var data = Data()
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                let error = Errno.current
-                if error == .interrupted { continue }
-                throw .tokenFile(path: path, reason: "cannot read it: \(error)")
-            }
-            if count == 0 { break }
-            data.append(contentsOf: buffer[0..<count])
-            guard data.count <= Self.maxFileSize else { throw .tokenFile(path: path, reason: "is too large; delete it and log in again") }
+        let data: Data
+        do {
+            data = Data(try file.readAll(limit: Self.maxFileSize))
+        } catch {
+            if error.rawValue == EFBIG { throw .tokenFile(path: path, reason: "is too large; delete it and log in again") }
+            throw .tokenFile(path: path, reason: "cannot read it: \(error)")
         }
         do {
             let file = try JSONDecoder().decode(TokenFile.self, from: data)
@@ -153,7 +148,7 @@ public struct TokenStore: Sendable {
         }
     }
 
-    /// Writes the file atomically (temp name with O_EXCL, 0600, fsync, rename); removes it when it holds nothing.
+    /// Writes the file atomically (`AtomicFile`); removes it when it holds nothing.
     public func save(_ file: TokenFile) throws(AuthError) {
         try prepareFolder()
         if file.tokens.isEmpty && file.addresses.isEmpty {
@@ -164,37 +159,11 @@ public struct TokenStore: Sendable {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data: Data
         do { data = try encoder.encode(file) } catch { throw .tokenFile(path: path, reason: "cannot encode the tokens: \(error)") }
-        let suffix = (try? PKCE.randomBytes(6)).map { $0.map { String(format: "%02x", $0) }.joined() } ?? "\(time(nil))"
-        let temporary = "\(folder)/.\(Self.fileName).\(getpid()).\(suffix)"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw .tokenFile(path: path, reason: "cannot create \(temporary): \(Errno.current)") }
-        var written = false
-        defer {
-            if !written { unlink(temporary) }
-        }
         do {
-            defer { close(fd) }
-            guard fchmod(fd, 0o600) == 0 else { throw AuthError.tokenFile(path: path, reason: "cannot set mode 0600 on \(temporary): \(Errno.current)") }
-            let bytes = [UInt8](data)
-            var offset = 0
-            while offset < bytes.count {
-                let count = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }  // safe: offset < count
-                if count < 0 {
-                    let error = Errno.current
-                    if error == .interrupted { continue }
-                    throw AuthError.tokenFile(path: path, reason: "cannot write \(temporary): \(error)")
-                }
-                offset += count
-            }
-            guard fsync(fd) == 0 else { throw AuthError.tokenFile(path: path, reason: "cannot sync \(temporary): \(Errno.current)") }
-        } catch let error as AuthError {
-            throw error
+            try AtomicFile.write([UInt8](data), to: path)
         } catch {
-            throw .tokenFile(path: path, reason: "\(error)")
+            throw .tokenFile(path: path, reason: error.description)
         }
-        guard rename(temporary, path) == 0 else { throw .tokenFile(path: path, reason: "cannot rename \(temporary) to it: \(Errno.current)") }
-        written = true
-        syncFolder()
     }
 
     /// Deletes the file (nothing to do when there is none).
@@ -203,13 +172,9 @@ public struct TokenStore: Sendable {
             let error = Errno.current
             guard error.rawValue == ENOENT else { throw .tokenFile(path: path, reason: "cannot delete it: \(error)") }
         }
-        syncFolder()
+        try? AtomicFile.syncFolder(of: path)
     }
 
-    private func syncFolder() {
-        let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 { _ = fsync(fd); close(fd) }
-    }
 
     // MARK: locking
 
@@ -217,13 +182,17 @@ public struct TokenStore: Sendable {
     /// leaves if it changed anything. Waits for another s2uc's lock up to `wait` (polling, never blocking a thread).
     public func update<T>(wait: Duration = .seconds(60), _ body: (inout TokenFile) async throws -> T) async throws -> T {
         try prepareFolder()
-        let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw AuthError.tokenFile(path: path, reason: "cannot open the folder \(folder) to lock it: \(Errno.current)") }
-        defer { close(fd) }  // closing releases the lock
+        let lock: FileDescriptor  // closed when this returns, which releases the lock
+        do {
+            lock = try FileDescriptor.open(folder, O_RDONLY | O_DIRECTORY)
+        } catch {
+            throw AuthError.tokenFile(path: path, reason: "cannot open the folder \(folder) to lock it: \(error)")
+        }
         let deadline = ContinuousClock.now + wait
-        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let error = Errno.current
-            guard error == .wouldBlock || error == .interrupted else {
+        while true {
+            do {
+                if try lock.tryLock() { break }
+            } catch {
                 throw AuthError.tokenFile(path: path, reason: "cannot lock the folder \(folder): \(error)")
             }
             guard ContinuousClock.now < deadline else {

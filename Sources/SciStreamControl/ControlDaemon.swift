@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import SciStreamWire
 import SciStreamSystem
 import SciStreamTLS
@@ -21,7 +22,7 @@ public enum ControlDaemon {
             return ExitCode.success
         }
         if parsed.isSet("version") {
-            Console.out("s2cs \(SciStreamVersion.string)")
+            Console.out(SciStreamVersion.s2csLine)
             return ExitCode.success
         }
 
@@ -38,12 +39,14 @@ public enum ControlDaemon {
                 return Console.runtimeError(StartupError("\(error) (or start with --ssl=False for a plaintext control channel, development only)"))
             }
         }
-        guard Socket.canBind(host: config.listenerIP, port: 0) else {
-            return Console.runtimeError(StartupError("--listener-ip \(config.listenerIP) is not an address of this host: session listeners could not bind to it (use one of this host's addresses, or 0.0.0.0)"))
+        if let message = config.unbindableListenerAddress(canBind: { Socket.canBind(host: $0, port: 0) }) {
+            return Console.runtimeError(StartupError(message))
         }
         let dataPlane: DataPlane
         do {
-            dataPlane = try DataPlane(type: config.type, folder: config.configFolder, dataPlaneTLS: config.dataPlaneTLS, logger: logger)
+            let runAs = try config.proxyIdentity(effectiveUID: geteuid())
+            dataPlane = try DataPlane(type: config.type, folder: config.configFolder, dataPlaneTLS: config.dataPlaneTLS,
+                                      buffers: config.proxyBuffers, logger: logger, runAs: config.type == .mock ? nil : runAs)
         } catch {
             return Console.runtimeError(error)
         }
@@ -88,7 +91,9 @@ public enum ControlDaemon {
         }
         logger.info("s2cs started", ["address": bound, "type": config.type.name, "tls": config.tls ? "on" : "off",
                                      "port_range": config.portRange.description, "listener_ip": config.listenerIP,
-                                     "folder": config.configFolder])
+                                     "prod_listeners": "\(config.bindIP(for: .prod)) (told as \(config.advertisedIP(for: .prod)))",
+                                     "cons_listeners": config.bindIP(for: .cons),
+                                     "folder": config.configFolder, "proxy_user": dataPlane.runAs?.user ?? "(as s2cs)"])
         var metricsServer: MetricsServer? = nil
         if let endpoint = config.metrics {
             do {
@@ -106,30 +111,37 @@ public enum ControlDaemon {
         }
 
         let serving = Task { await server.run() }
-        let signals = installShutdownHandlers(server: server, serving: serving)
-        await serving.value
-        withExtendedLifetime(signals) {}
+        let signal = await shutdownSignal()
+        logger.info("stopping", ["signal": signal])
+        await server.shutdown()
+        serving.cancel()
+        logger.info("s2cs stopped")
         return ExitCode.success
     }
 
-    private static func installShutdownHandlers(server: ControlServer, serving: Task<Void, Never>) -> [any DispatchSourceSignal] {
+    /// Waits for the first of SIGINT, SIGTERM, SIGHUP (the terminal that started s2cs closed) and
+    /// SIGQUIT, and returns its name: each stops s2cs the same way.
+    private static func shutdownSignal() async -> String {
+        let signals: [(Int32, String)] = [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP"), (SIGQUIT, "SIGQUIT")]
+        let fired = Mutex<CheckedContinuation<String, Never>?>(nil)
         var sources: [any DispatchSourceSignal] = []
-        // SIGHUP (the terminal that started s2cs closed) and SIGQUIT stop it the same way: proxies
-        // stopped, session files removed.
-        for number in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler {
-                Task {
-                    await server.shutdown()
-                    server.logger.info("s2cs stopped")
-                    exit(ExitCode.success)
+        let name = await withCheckedContinuation { continuation in
+            fired.withLock { $0 = continuation }
+            for (number, name) in signals {
+                signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+                source.setEventHandler {
+                    fired.withLock { pending in
+                        pending?.resume(returning: name)
+                        pending = nil
+                    }
                 }
+                source.resume()
+                sources.append(source)
             }
-            source.resume()
-            sources.append(source)
         }
-        return sources
+        withExtendedLifetime(sources) {}
+        return name
     }
 }
 

@@ -9,17 +9,27 @@ import SciStreamSystem
 ///
 /// Files per session, in `folder` (0700): `<uid>.conf`, `<uid>.pem` (certificate + private key),
 /// `<uid>.key`, `<uid>.pid` (all 0600, removed by `stop`), and `<uid>.log` (0600, the proxy's
-/// stdout and stderr, KEPT after `stop` for troubleshooting and appended to if the uid returns).
+/// stdout and stderr captured by s2cs and bounded in size (`SessionLog`), KEPT after `stop` for
+/// troubleshooting, appended to if the uid returns, and pruned after `SessionLog.retention`).
 public actor DataPlane {
     public nonisolated let type: DataServerType
     public nonisolated let folder: String
     public nonisolated let dataPlaneTLS: Bool
+    /// Per-connection buffer size written into HAProxy and nginx configs.
+    public nonisolated let buffers: ProxyBuffers
     let logger: Logger
     let stopGrace: Duration
     let readinessTimeout: Duration
-    let searchPath: [String]
+    /// The proxy's executable, found once at construction (nil for Mock).
+    let executable: String?
+    /// Connections one session's proxy holds at once (`SessionLimits.defaultMaxConnections`).
+    let maxConnections: Int
+    /// The size at which a session's log is rotated (`SessionLog.defaultLimit`).
+    let logLimit: Int
     /// Tests turn this off to see the proxy's own bind error instead of ours.
     let checkListenersBeforeLaunch: Bool
+    /// Who proxies drop to after start-up (s2cs runs as root); nil: they run as s2cs does.
+    public nonisolated let runAs: ProxyIdentity?
 
     private enum Phase {
         case mock
@@ -31,6 +41,7 @@ public actor DataPlane {
 
     private struct Session {
         var phase: Phase
+        var log: SessionLog? = nil
         var stopRequested = false
         var startWaiters: [CheckedContinuation<Void, Never>] = []
     }
@@ -54,56 +65,105 @@ public actor DataPlane {
         return "/root/.scistream"
     }
 
-    /// Where proxy binaries are looked for: $PATH, then the sbin directories (HAProxy and nginx
-    /// live in /usr/sbin, which a non-root PATH often lacks).
-    static func defaultSearchPath() -> [String] {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        let extra = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+    /// The standard directories searched after PATH's (HAProxy and nginx live in /usr/sbin, which a
+    /// non-root PATH often lacks).
+    static let standardDirectories = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+
+    /// Where proxy binaries are looked for: the directories of `path` (PATH), then the standard ones,
+    /// keeping only those that are absolute and that root owns and group and others cannot write,
+    /// all the way up to `/` (`isTrustedDirectory`). A relative entry ("", ".", "bin") or one a
+    /// user could plant a `haproxy` in is skipped: s2cs may run as root and start what it finds.
+    static func defaultSearchPath(path: String? = ProcessInfo.processInfo.environment["PATH"]) -> [String] {
         var result: [String] = []
-        for directory in path.split(separator: ":").map(String.init) + extra where !result.contains(directory) {
+        for directory in (path ?? "").split(separator: ":", omittingEmptySubsequences: false).map(String.init) + standardDirectories
+        where !result.contains(directory) && isTrustedDirectory(directory) {
             result.append(directory)
         }
         return result
+    }
+
+    /// Whether `directory` is absolute and it and every directory above it (symbolic links
+    /// resolved) belong to root and are not writable by group or others.
+    static func isTrustedDirectory(_ directory: String) -> Bool {
+        guard directory.hasPrefix("/"), let resolved = realpath(directory, nil) else { return false }
+        defer { free(resolved) }
+        var current = String(cString: resolved)
+        while true {
+            var info = stat()
+            guard stat(current, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR, info.st_uid == 0,
+                  info.st_mode & 0o022 == 0 else { return false }
+            if current == "/" { return true }
+            guard let slash = current.lastIndex(of: "/") else { return false }
+            current = slash == current.startIndex ? "/" : String(current[..<slash])
+        }
+    }
+
+    /// Whether the file at `path` (symbolic links resolved) belongs to root, is not writable by group
+    /// or others, and lies in a trusted directory.
+    static func isTrustedFile(_ path: String) -> Bool {
+        guard let resolved = realpath(path, nil) else { return false }
+        defer { free(resolved) }
+        let real = String(cString: resolved)
+        var info = stat()
+        guard stat(real, &info) == 0, info.st_uid == 0, info.st_mode & 0o022 == 0,
+              let slash = real.lastIndex(of: "/") else { return false }
+        return isTrustedDirectory(slash == real.startIndex ? "/" : String(real[..<slash]))
     }
 
     /// The environment proxies run with: a fixed PATH and the C locale (English error texts, which
     /// `start` quotes). Nothing of s2cs's own environment is passed on.
     static let childEnvironment = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"]
 
-    /// Checks that the proxy is installed (and, for stunnel, that it is not asked for plain TCP),
-    /// creates `folder` with mode 0700 (tightening an existing one of ours), and makes this process
-    /// a child subreaper so that a proxy's orphaned workers can be reaped.
-    public init(type: DataServerType, folder: String, dataPlaneTLS: Bool, logger: Logger,
-                stopGrace: Duration = .seconds(2)) throws(DataPlaneError) {
-        try self.init(type: type, folder: folder, dataPlaneTLS: dataPlaneTLS, logger: logger, stopGrace: stopGrace,
-                      searchPath: DataPlane.defaultSearchPath(), readinessTimeout: .seconds(10),
-                      checkListenersBeforeLaunch: true)
+    /// Finds the proxy's binary, once, in the trusted directories of PATH and the standard ones
+    /// (`defaultSearchPath`), and checks that root owns it (and, for stunnel, that it is not asked for
+    /// plain TCP); creates `folder` with mode 0700 (tightening an existing one of ours), and makes
+    /// this process a child subreaper so that a proxy's orphaned workers can be reaped.
+    public init(type: DataServerType, folder: String, dataPlaneTLS: Bool, buffers: ProxyBuffers = .standard, logger: Logger,
+                stopGrace: Duration = .seconds(2), runAs: ProxyIdentity? = nil) throws(DataPlaneError) {
+        try self.init(type: type, folder: folder, dataPlaneTLS: dataPlaneTLS, buffers: buffers, logger: logger, stopGrace: stopGrace,
+                      searchPath: DataPlane.defaultSearchPath(), requireTrustedBinary: true, readinessTimeout: .seconds(10),
+                      checkListenersBeforeLaunch: true, runAs: runAs)
     }
 
-    init(type: DataServerType, folder: String, dataPlaneTLS: Bool, logger: Logger, stopGrace: Duration,
-         searchPath: [String], readinessTimeout: Duration, checkListenersBeforeLaunch: Bool) throws(DataPlaneError) {
+    /// Tests give their own `searchPath` (taken as it is, unless `requireTrustedBinary`), and
+    /// smaller limits.
+    init(type: DataServerType, folder: String, dataPlaneTLS: Bool, buffers: ProxyBuffers = .standard, logger: Logger, stopGrace: Duration,
+         searchPath: [String], requireTrustedBinary: Bool = false, readinessTimeout: Duration,
+         checkListenersBeforeLaunch: Bool, maxConnections: Int = SessionLimits.defaultMaxConnections,
+         logLimit: Int = SessionLog.defaultLimit, runAs: ProxyIdentity? = nil) throws(DataPlaneError) {
+        self.runAs = runAs
         self.type = type
         self.folder = folder
         self.dataPlaneTLS = dataPlaneTLS
+        self.buffers = buffers
         self.logger = logger
         self.stopGrace = stopGrace
         self.readinessTimeout = readinessTimeout
-        self.searchPath = searchPath
         self.checkListenersBeforeLaunch = checkListenersBeforeLaunch
+        self.maxConnections = maxConnections
+        self.logLimit = logLimit
         if !dataPlaneTLS && !type.supportsPlaintext { throw .plaintextUnsupported(type: type) }
-        _ = try Self.locateBinary(type, searchPath: searchPath)
+        self.executable = try Self.locateBinary(type, searchPath: searchPath, requireTrusted: requireTrustedBinary)
         try Self.prepareFolder(folder, logger: logger)
         ProcessReaper.becomeSubreaper()
     }
 
-    /// The proxy's executable path; nil for Mock.
-    static func locateBinary(_ type: DataServerType, searchPath: [String]) throws(DataPlaneError) -> String? {
+    /// The proxy's executable path; nil for Mock. With `requireTrusted`, a file that root does not
+    /// own, or that group or others can write, is passed over.
+    static func locateBinary(_ type: DataServerType, searchPath: [String], requireTrusted: Bool) throws(DataPlaneError) -> String? {
         guard let binary = type.binary else { return nil }
-        guard let path = ChildProcess.findExecutable(binary, searchPath: searchPath) else { throw .notInstalled(type: type) }
+        var found: String? = nil
+        for directory in searchPath where !directory.isEmpty {
+            guard let path = ChildProcess.findExecutable(binary, searchPath: [directory]) else { continue }
+            if requireTrusted && !isTrustedFile(path) { continue }
+            found = path
+            break
+        }
+        guard let found else { throw .notInstalled(type: type, searched: searchPath) }
         if type == .nginx && access(ProxyConfig.nginxStreamModule, R_OK) != 0 {
             throw .nginxStreamModuleMissing(path: ProxyConfig.nginxStreamModule)
         }
-        return path
+        return found
     }
 
     /// Creates the folder (and missing parents) with mode 0700. An existing folder must be a
@@ -144,15 +204,18 @@ public actor DataPlane {
     ///
     /// Mock: validates and records the session, starts nothing. Otherwise: validates `spec`
     /// (nothing is written if it is invalid), checks that every listener address is free, writes
-    /// the key material and the config (0600, atomically), has the proxy check its config where it
-    /// can, spawns it, and waits (bounded) until it listens on every listener, probed without
-    /// connecting: a LISTEN entry in /proc/net/tcp{,6} whose socket inode is held by the proxy's
-    /// process group (/proc/<pid>/fd). On any failure the proxy is stopped, the
+    /// the key material and the config (0600, atomically), spawns the proxy, and waits (bounded)
+    /// until it listens on every listener, probed without connecting: a LISTEN socket on the
+    /// address (asked of the kernel, sock_diag) whose inode is held by the proxy's process group
+    /// (/proc/<pid>/fd). On any failure the proxy is stopped, the
     /// session's files except the log are removed, and the error quotes the proxy's own message.
     public func start(_ spec: ProxySpec) async throws(DataPlaneError) {
         var plan = try SessionPlan(spec, tls: dataPlaneTLS, folder: folder,
-                                   processors: ProcessInfo.processInfo.activeProcessorCount)
+                                   processors: ProcessInfo.processInfo.activeProcessorCount, buffers: buffers,
+                                   maxConnections: maxConnections)
+        plan.runAs = runAs
         plan.counting = countsTraffic
+        plan.udp = try Self.checkUDP(spec, type: type, tls: dataPlaneTLS)
         let key = plan.session.text
         guard sessions[key] == nil else { throw .alreadyRunning(session: plan.session.prefix) }
         if type == .mock {
@@ -164,8 +227,8 @@ public actor DataPlane {
         let result = await launch(plan)
         let waiters = sessions[key]?.startWaiters ?? []
         switch result {
-        case .success(let child):
-            sessions[key] = Session(phase: .running(child))
+        case .success(let (child, log)):
+            sessions[key] = Session(phase: .running(child), log: log)
             Task { [weak self] in
                 guard let status = await child.wait() else { return }
                 await self?.proxyExited(key: key, child: child, status: status)
@@ -181,17 +244,11 @@ public actor DataPlane {
         Task.isCancelled || sessions[key]?.stopRequested == true
     }
 
-    private func launch(_ plan: SessionPlan) async -> Result<ChildProcess, DataPlaneError> {
+    private func launch(_ plan: SessionPlan) async -> Result<(ChildProcess, SessionLog), DataPlaneError> {
         let session = plan.session
         let files = plan.files
         let name = session.prefix
-        let executable: String
-        do {
-            guard let path = try Self.locateBinary(type, searchPath: searchPath) else { return .failure(.invalidSessionID) }
-            executable = path
-        } catch {
-            return .failure(error)
-        }
+        guard let executable else { return .failure(.invalidSessionID) }  // only Mock has none, and it launches nothing
 
         var addresses: [[SocketAddress]] = []
         for route in plan.routes {
@@ -219,106 +276,109 @@ public actor DataPlane {
         }
 
         // Key material and config. From here on, failures remove what was written.
-        func fail(_ error: DataPlaneError, child: ChildProcess? = nil) async -> Result<ChildProcess, DataPlaneError> {
+        func fail(_ error: DataPlaneError, child: ChildProcess? = nil, log: SessionLog? = nil) async
+            -> Result<(ChildProcess, SessionLog), DataPlaneError> {
             if let child { await child.terminate(grace: stopGrace) }
+            await log?.finish(within: .seconds(1))
             for path in files.removable { AtomicFile.remove(path) }
             logger.error("proxy start failed", ["session": name, "type": type.name, "error": error.description])
             return .failure(error)
         }
-        do {
-            if plan.tls {
-                let keys = try SessionKeys.derive(session)
-                try AtomicFile.write(keys.certificatePEM + keys.privateKeyPEM, to: files.certificate, display: files.display("pem"))
-                try AtomicFile.write(keys.privateKeyPEM, to: files.key, display: files.display("key"))
+        // Key generation and three fsynced files: off the cooperative pool.
+        let type = self.type
+        let written = await BlockingWork.run { () -> DataPlaneError? in
+            do {
+                if plan.tls {
+                    let keys = try SessionKeys.derive(session)
+                    try AtomicFile.write(keys.certificatePEM + keys.privateKeyPEM, to: files.certificate, display: files.display("pem"))
+                    try AtomicFile.write(keys.privateKeyPEM, to: files.key, display: files.display("key"))
+                }
+                try AtomicFile.write(ProxyConfig.render(plan, for: type), to: files.config, display: files.display("conf"))
+                try AtomicFile.link(files.launchConfig, to: "\(files.session.text).conf", display: files.display("conf"))
+                return nil
+            } catch let error as DataPlaneError {
+                return error
+            } catch {
+                return .keyMaterial(reason: "\(error)")  // not reached: both throw DataPlaneError only
             }
-            try AtomicFile.write(ProxyConfig.render(plan, for: type), to: files.config, display: files.display("conf"))
-            try AtomicFile.link(files.launchConfig, to: "\(files.session.text).conf", display: files.display("conf"))
+        }
+        if let written { return await fail(written) }
+
+        if shouldAbandon(files.session.text) { return await fail(.stoppedWhileStarting(session: name)) }
+
+        // The proxy's output goes through a pipe to s2cs, which keeps <uid>.log bounded.
+        let log: SessionLog
+        do {
+            log = try SessionLog(files, limit: logLimit)
         } catch {
             return await fail(error)
         }
-
-        let logStart = ProxyLog.size(files.log)
-        if let check = checkCommand(files) {
-            let outcome: TerminationStatus?
-            do {
-                let checker = try await ChildProcess.spawn(executable: executable, arguments: check,
-                                                           environment: Self.childEnvironment, logPath: files.log)
-                if let status = await checker.wait(timeout: .seconds(30)) {
-                    outcome = status
-                } else {
-                    outcome = await checker.terminate(grace: .seconds(1))
-                }
-            } catch {
-                return await fail(.spawnFailed(type: type, session: name, reason: error.errno.description))
-            }
-            if outcome != .exited(code: 0) {
-                let text = ProxyLog.errorSummary(ProxyLog.text(files.log, from: logStart), type: type)
-                return await fail(.configRejected(type: type, session: name, message: files.redact(text)))
-            }
-        }
-        if shouldAbandon(files.session.text) { return await fail(.stoppedWhileStarting(session: name)) }
-
         let child: ChildProcess
-        let runStart = ProxyLog.size(files.log)
         do {
-            child = try await ChildProcess.spawn(executable: executable, arguments: runCommand(files),
-                                                 environment: Self.childEnvironment, logPath: files.log)
+            // stunnel has no connection cap of its own but its client limit, derived from RLIMIT_NOFILE.
+            let openFiles = type == .stunnel ? SessionLimits.stunnelFileLimit(forClients: plan.maxConnections) : nil
+            child = try await ChildProcess.spawn(executable: executable, arguments: runCommand(files), environment: Self.childEnvironment,
+                                                 output: .descriptor(log.childEnd), openFiles: openFiles)
         } catch {
-            return await fail(.spawnFailed(type: type, session: name, reason: error.errno.description))
+            return await fail(.spawnFailed(type: type, session: name, reason: error.errno.description), log: log)
         }
-        // Our own record of the pid at once (the proxy writes the same file, with the same pid,
-        // a few milliseconds later): a crash of s2cs from here on leaves a pid file for reapStale.
-        do {
-            try AtomicFile.write("\(child.pid)\n", to: files.pid, display: files.display("pid"))
-        } catch {
-            logger.warning("cannot write the pid file", ["session": name, "error": error.description])
+        log.closeChildEnd()
+        // Our own record of the pid at once, and the only writer of <uid>.pid (no proxy is told to
+        // write it): a crash of s2cs from here on leaves a pid file for reapStale.
+        let pid = child.pid
+        let pidError = await BlockingWork.run { () -> DataPlaneError? in
+            do { try AtomicFile.write("\(pid)\n", to: files.pid, display: files.display("pid")); return nil } catch { return error as? DataPlaneError }
+        }
+        if let pidError {
+            logger.warning("cannot write the pid file", ["session": name, "error": pidError.description])
         }
 
         // Readiness: every listener has a LISTEN socket, or the proxy exited, or the time is up.
         let deadline = ContinuousClock.now + readinessTimeout
-        var pause = Duration.milliseconds(2)
         while true {
             if let status = child.status {
-                let text = ProxyLog.errorSummary(ProxyLog.text(files.log, from: runStart), type: type)
+                await log.finish(within: .seconds(1))  // every line the proxy wrote before it exited
+                let text = ProxyLog.errorSummary(log.recentText, type: type)
                 let message = text.isEmpty ? "it \(status)" : files.redact(text)
-                return await fail(.startFailed(type: type, session: name, message: message))
+                return await fail(.startFailed(type: type, session: name, message: message), log: log)
             }
             if shouldAbandon(files.session.text) {
-                return await fail(.stoppedWhileStarting(session: name), child: child)
+                return await fail(.stoppedWhileStarting(session: name), child: child, log: log)
             }
             // A LISTEN socket on the address is not enough: it must be the proxy's own (one of its
             // process group's descriptors), or a socket someone else holds would pass for it.
-            let table = ListenerProbe.listeningSockets()
+            let table: [ListenerProbe.Listener: Set<UInt64>]
+            do {
+                table = try ListenerProbe.listeningSockets(on: addresses.flatMap { $0 })
+            } catch {
+                return await fail(.startFailed(type: type, session: name, message: "cannot list the listening sockets: \(error)"),
+                                  child: child, log: log)
+            }
             let bound = zip(plan.routes, addresses).map { ($0.0, ListenerProbe.listeners($0.1, in: table)) }
             var missing = bound.first { $0.1.isEmpty }?.0
             if missing == nil {
-                let owned = ListenerProbe.socketInodes(ofProcessGroup: child.pid)
+                let pid = child.pid
+                let owned = await BlockingWork.run { ListenerProbe.socketInodes(ofProcessGroup: pid) }
                 missing = bound.first { $0.1.isDisjoint(with: owned) }?.0
             }
-            guard let missing else { break }
+            // Every listener is the proxy's: it is ready unless it has exited meanwhile (an exit the
+            // reaper has not published yet shows as a zombie).
+            if missing == nil && child.status == nil && ProcessReaper.stat(pid: child.pid).map({ $0.state != "Z" }) == true {
+                break
+            }
             if ContinuousClock.now >= deadline {
                 let seconds = Int(readinessTimeout.components.seconds)
-                return await fail(.notReady(type: type, session: name, listener: missing.listener.description, seconds: seconds),
-                                  child: child)
+                let listener = (missing ?? plan.routes[0]).listener.description  // routes: never empty (SessionPlan)
+                return await fail(.notReady(type: type, session: name, listener: listener, seconds: seconds), child: child, log: log)
             }
-            try? await Task.sleep(for: pause)
-            pause = min(pause * 2, .milliseconds(25))
+            try? await Task.sleep(for: .milliseconds(2))  // a query costs microseconds: poll often
         }
         logger.info("proxy started", [
             "session": name, "type": type.name, "role": "\(plan.role)", "pid": String(child.pid),
             "listeners": plan.routes.map { $0.listener.description }.joined(separator: ","),
             "tls": plan.tls ? "on" : "off",
         ])
-        return .success(child)
-    }
-
-    /// The proxy's own config check, where it has one.
-    private func checkCommand(_ files: SessionFiles) -> [String]? {
-        switch type {
-        case .haproxy: ["-c", "-f", files.launchConfig]
-        case .nginx: ["-t", "-c", files.launchConfig, "-e", "stderr"]
-        case .stunnel, .mock: nil
-        }
+        return .success((child, log))
     }
 
     /// The proxy's command line (arguments after the executable), in the foreground.
@@ -359,8 +419,9 @@ public actor DataPlane {
     public var sessionIDs: [String] { Array(sessions.keys) }
 
     /// Stops the session's proxy: SIGTERM to its process group, `stopGrace`, SIGKILL, reap; then
-    /// removes `<uid>.conf`, `.pem`, `.key`, `.pid` (the `.log` stays). A session that is still
-    /// starting is stopped as soon as its start gives up. No-op for an unknown uid.
+    /// removes `<uid>.conf`, `.pem`, `.key`, `.pid` (the `.log` stays), and prunes old logs of
+    /// released sessions (`SessionLog.prune`). A session that is still starting is stopped as soon
+    /// as its start gives up. No-op for an unknown uid.
     public func stop(uid: String) async {
         guard let session = SessionID(uid) else { return }
         let key = session.text
@@ -369,6 +430,7 @@ public actor DataPlane {
         case .mock:
             sessions[key] = nil
             logger.info("mock session released", ["session": session.prefix])
+            pruneLogs()
         case .starting:
             sessions[key]?.stopRequested = true
             await withCheckedContinuation { continuation in sessions[key, default: entry].startWaiters.append(continuation) }
@@ -380,8 +442,10 @@ public actor DataPlane {
             let grace = stopGrace
             let logger = self.logger
             let type = self.type
+            let log = entry.log
             let task = Task {
                 let status = await child.terminate(grace: grace)
+                await log?.finish(within: .seconds(1))
                 var problems: [String] = []
                 for path in files.removable {
                     if let problem = AtomicFile.remove(path) { problems.append(problem) }
@@ -395,7 +459,15 @@ public actor DataPlane {
             sessions[key]?.phase = .stopping(task)
             await task.value
             sessions[key] = nil
+            pruneLogs()
         }
+    }
+
+    /// Removes the logs of released sessions older than `SessionLog.retention`, and the oldest beyond
+    /// `SessionLog.maximumKept`; the logs of the sessions held here stay.
+    private func pruneLogs() {
+        let removed = SessionLog.prune(folder: folder, holding: Set(sessions.keys))
+        if removed > 0 { logger.info("old session logs removed", ["count": String(removed), "folder": folder]) }
     }
 
     /// Stops every session (s2cs shutdown), concurrently.
@@ -409,11 +481,13 @@ public actor DataPlane {
     // MARK: - stale sessions
 
     /// At s2cs start: finds session files left by an s2cs that was killed, stops the proxies named
-    /// by their `<uid>.pid` files, and removes the sessions' files (not the logs). A pid is
+    /// by their `<uid>.pid` files, and removes the sessions' files (not the logs); then prunes old
+    /// logs (`SessionLog.prune`). A pid is
     /// signalled only if /proc/<pid>/cmdline names haproxy, nginx or stunnel AND references that
     /// session's config, and its parent is not another running s2cs. Returns how many proxies
     /// were stopped.
     public func reapStale() async -> Int {
+        defer { pruneLogs() }
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return 0 }
         var stale = Set<String>()
         for name in names {
@@ -421,7 +495,7 @@ public actor DataPlane {
             guard name.utf8.count > 37, let session = SessionID(String(name.prefix(36))),
                   name.dropFirst(36).first == ".", sessions[session.text] == nil else { continue }
             let rest = name.dropFirst(37)
-            guard ["conf", "pem", "key", "pid"].contains(rest) || rest.hasSuffix(".tmp") else { continue }
+            guard SessionFiles.removableExtensions.contains(String(rest)) || rest.hasSuffix(".tmp") else { continue }
             stale.insert(session.text)
         }
         var stopped = 0
@@ -454,7 +528,7 @@ public actor DataPlane {
             }
             if keepFiles { continue }
             for path in files.removable { AtomicFile.remove(path) }
-            for name in names where name.hasPrefix(key + ".") && name.hasSuffix(".tmp") {
+            for name in names where name.hasPrefix(key + ".") && name.hasSuffix(AtomicFile.temporarySuffix) {
                 AtomicFile.remove(folder + "/" + name)
             }
             logger.info("stale session files removed", ["session": session.prefix])

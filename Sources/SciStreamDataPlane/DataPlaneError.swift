@@ -2,8 +2,8 @@
 /// Sessions appear by the first 8 characters of their uid only (the full uid is the secret);
 /// session files appear as "<folder>/<prefix>*.<ext>", a glob that finds them.
 public enum DataPlaneError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The proxy's binary is not on the search path.
-    case notInstalled(type: DataServerType)
+    /// The proxy's binary is in none of the `searched` directories.
+    case notInstalled(type: DataServerType, searched: [String])
     /// nginx is there but its dynamic stream module is not.
     case nginxStreamModuleMissing(path: String)
     /// `--data-plane-tls=False` with a proxy that cannot forward plain TCP.
@@ -22,11 +22,11 @@ public enum DataPlaneError: Error, Sendable, Equatable, CustomStringConvertible 
     case listenerUnavailable(session: String, listener: String, reason: String)
     /// Key derivation or certificate construction failed in OpenSSL.
     case keyMaterial(reason: String)
-    /// The proxy's own config check (`haproxy -c`, `nginx -t`) rejected the config.
-    case configRejected(type: DataServerType, session: String, message: String)
     /// The proxy could not be executed.
     case spawnFailed(type: DataServerType, session: String, reason: String)
-    /// The proxy exited during startup: `message` is its own error text from its log.
+    /// The proxy exited during startup (it refused its config, could not bind...): `message` is its
+    /// own error text from its log. There is no separate config check (`haproxy -c`, `nginx -t`):
+    /// it would cost as much as the start, on every start.
     case startFailed(type: DataServerType, session: String, message: String)
     /// The proxy ran but did not listen on every listener in time.
     case notReady(type: DataServerType, session: String, listener: String, seconds: Int)
@@ -35,9 +35,11 @@ public enum DataPlaneError: Error, Sendable, Equatable, CustomStringConvertible 
 
     public var description: String {
         switch self {
-        case .notInstalled(let type):
+        case .notInstalled(let type, let searched):
             let binary = type.binary ?? type.name
-            return "\(binary) is not installed: install it with 'sudo apt-get install \(type.debianPackages.joined(separator: " "))'"
+            return "\(binary) is not installed: install it with 'sudo apt-get install \(type.debianPackages.joined(separator: " "))'\n"
+                + "(the \(type.name) data plane runs \(binary); searched \(searched.isEmpty ? "no directory" : searched.joined(separator: ", ")): "
+                + "only absolute directories that root owns and that group and others cannot write, from PATH and the standard ones)"
         case .nginxStreamModuleMissing(let path):
             return "the nginx stream module is not installed (\(path) is missing): install it with 'sudo apt-get install libnginx-mod-stream'"
         case .plaintextUnsupported(let type):
@@ -56,8 +58,6 @@ public enum DataPlaneError: Error, Sendable, Equatable, CustomStringConvertible 
             return "cannot listen on \(listener) for session \(session): \(reason)"
         case .keyMaterial(let reason):
             return "cannot derive the session's key material: \(reason)"
-        case .configRejected(let type, let session, let message):
-            return "\(type.binary ?? type.name) rejected the configuration for session \(session): \(message)"
         case .spawnFailed(let type, let session, let reason):
             return "\(type.binary ?? type.name) could not be started for session \(session): \(reason)"
         case .startFailed(let type, let session, let message):

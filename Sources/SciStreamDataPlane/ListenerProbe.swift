@@ -50,27 +50,21 @@ enum ListenerProbe {
         return result == 0 ? nil : Errno.current
     }
 
-    /// A LISTEN socket from /proc/net/tcp or tcp6: its address bytes (4 or 16) and port.
-    struct ListeningSocket: Hashable {
+    /// A listening address: its bytes (4 or 16) and port.
+    struct Listener: Hashable {
         let address: [UInt8]
         let port: UInt16
     }
 
-    /// The TCP sockets in LISTEN state in this network namespace (/proc/net/tcp and tcp6), with
-    /// the inodes of the sockets bound there.
-    static func listeningSockets() -> [ListeningSocket: Set<UInt64>] {
-        var sockets: [ListeningSocket: Set<UInt64>] = [:]
-        for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            guard let bytes = ProcessReaper.readSmallFile(file, limit: 64 << 20) else { continue }
-            for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n").dropFirst() {
-                // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
-                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-                guard fields.count > 9, fields[3] == "0A" else { continue }  // 0A = TCP_LISTEN
-                let local = fields[1].split(separator: ":")
-                guard local.count == 2, let port = UInt16(local[1], radix: 16),
-                      let address = decodeProcAddress(local[0]), let inode = UInt64(fields[9]) else { continue }
-                sockets[ListeningSocket(address: address, port: port), default: []].insert(inode)
-            }
+    /// The TCP sockets in LISTEN state on the ports of `addresses` (on any address: `listeners`
+    /// picks the exact ones), with the inodes of the sockets bound there. The kernel is asked for
+    /// those ports and that state only (netlink sock_diag), so the cost does not grow with the
+    /// machine's other sockets (a busy gateway has tens of thousands in TIME_WAIT).
+    static func listeningSockets(on addresses: [SocketAddress]) throws(Errno) -> [Listener: Set<UInt64>] {
+        guard let low = addresses.map(\.port).min(), let high = addresses.map(\.port).max() else { return [:] }
+        var sockets: [Listener: Set<UInt64>] = [:]
+        for socket in try TCPSocket.find([.listen], ports: low...high) {
+            sockets[Listener(address: socket.address, port: socket.port), default: []].insert(socket.inode)
         }
         return sockets
     }
@@ -99,20 +93,6 @@ enum ListenerProbe {
         return inodes
     }
 
-    /// /proc/net/tcp prints an address as 32-bit words in host byte order, each as 8 hex digits.
-    static func decodeProcAddress(_ hex: Substring) -> [UInt8]? {
-        guard hex.count == 8 || hex.count == 32 else { return nil }
-        var bytes: [UInt8] = []
-        var index = hex.startIndex
-        while index < hex.endIndex {
-            let end = hex.index(index, offsetBy: 8)
-            guard let word = UInt32(hex[index..<end], radix: 16) else { return nil }
-            withUnsafeBytes(of: word) { bytes.append(contentsOf: $0) }  // native order = the kernel's
-            index = end
-        }
-        return bytes
-    }
-
     /// The address bytes of a socket address (4 for IPv4, 16 for IPv6).
     static func addressBytes(_ address: SocketAddress) -> [UInt8] {
         withUnsafeBytes(of: address.storage) { raw in
@@ -126,16 +106,16 @@ enum ListenerProbe {
     }
 
     /// The inodes of the LISTEN sockets on one of `addresses` (exactly: a proxy binds what it is told).
-    static func listeners(_ addresses: [SocketAddress], in table: [ListeningSocket: Set<UInt64>]) -> Set<UInt64> {
+    static func listeners(_ addresses: [SocketAddress], in table: [Listener: Set<UInt64>]) -> Set<UInt64> {
         var inodes = Set<UInt64>()
         for address in addresses {
-            inodes.formUnion(table[ListeningSocket(address: addressBytes(address), port: address.port)] ?? [])
+            inodes.formUnion(table[Listener(address: addressBytes(address), port: address.port)] ?? [])
         }
         return inodes
     }
 
     /// Whether something listens on one of `addresses`.
-    static func isListening(_ addresses: [SocketAddress], in table: [ListeningSocket: Set<UInt64>]) -> Bool {
+    static func isListening(_ addresses: [SocketAddress], in table: [Listener: Set<UInt64>]) -> Bool {
         !listeners(addresses, in: table).isEmpty
     }
 }

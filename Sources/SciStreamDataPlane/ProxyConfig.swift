@@ -15,15 +15,25 @@ struct SessionPlan: Sendable {
     /// open several connections to one listener (iperf3 -P 4 through --num_conn 1 ran at 0.85 of
     /// the hand-configured pair with one thread, 1.00 with two).
     let threads: Int
+    /// Who the proxy drops to once it has read its files and bound its listeners (s2cs runs as root).
+    var runAs: ProxyIdentity? = nil
+    /// The most connections the session's proxy holds at once, over all its listeners (those still
+    /// in their TLS handshake count): HAProxy `maxconn`, nginx `limit_conn`, stunnel's client limit.
+    let maxConnections: Int
+    /// Per-connection buffer size (HAProxy and nginx).
+    let buffers: ProxyBuffers
     /// Whether the proxy counts the session's traffic where s2cs can read it (a stats socket, an access log).
     var counting = false
+    /// Listen for UDP too (`listen ... udp`): Nginx, plaintext hop only (checked by DataPlane.start).
+    var udp = false
 
     static let maximumRateKbps = 1_000_000_000  // 1 Tbit/s
     /// Sources the listeners accept (numeric CIDR blocks); empty: any.
     let allowedSources: [String]
 
     /// Validates `spec` (again: every value that reaches a config). Nothing is written on failure.
-    init(_ spec: ProxySpec, tls: Bool, folder: String, processors: Int) throws(DataPlaneError) {
+    init(_ spec: ProxySpec, tls: Bool, folder: String, processors: Int, buffers: ProxyBuffers = .standard,
+         maxConnections: Int = SessionLimits.defaultMaxConnections) throws(DataPlaneError) {
         guard let session = SessionID(spec.uid) else { throw .invalidSessionID }
         let name = session.prefix
         guard !spec.listeners.isEmpty else { throw .invalidSpec(session: name, reason: "no listeners") }
@@ -72,20 +82,44 @@ struct SessionPlan: Sendable {
         self.files = SessionFiles(folder: folder, session: session)
         self.workers = max(1, min(processors, listeners.count, 64))
         self.threads = max(1, min(processors, 64))
+        self.maxConnections = max(SessionLimits.minimumMaxConnections, maxConnections)
+        self.buffers = buffers
     }
 
     /// kb/s to bytes/s for nginx: × 1000 / 8.
     var rateBytesPerSecond: Int { rateKbps * 1000 / 8 }
 }
 
-/// The TLS parameters every proxy uses on the gateway-to-gateway hop: TLS 1.2 or 1.3, AES-GCM only
-/// (never eNULL). The Ed25519 certificate makes the TLS 1.2 suites the ECDSA ones.
+/// The TLS parameters every proxy uses on the gateway-to-gateway hop: TLS 1.3 only, AES-GCM only
+/// (never eNULL). Both gateways run our configs, so there is no older peer to accept.
 enum TLSParameters {
-    static let tls12Ciphers = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256"
     static let tls13Suites = "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256"
     /// Idle streams must not be cut: inactivity timeouts of one hour.
     static let idleSeconds = 3600
     static let connectSeconds = 10
+}
+
+/// What one session's proxy may hold: a connection that has not finished its TLS handshake is closed
+/// after `handshakeSeconds`; at most `maxConnections` connections at once.
+public enum SessionLimits {
+    /// A producer-side listener closes a connection whose TLS handshake has not finished by then
+    /// (HAProxy `timeout client`, which 2.6 applies to the handshake, nginx `ssl_handshake_timeout`,
+    /// stunnel `TIMEOUTbusy`). A handshake between gateways takes milliseconds, even across a WAN.
+    public static let handshakeSeconds = 10
+    /// Connections one session's proxy holds at once, over all its listeners (default).
+    public static let defaultMaxConnections = 512
+    /// stunnel cannot count below 5 (it needs 16 descriptors: (16 - 6) / 2 clients).
+    static let minimumMaxConnections = 5
+
+    /// The RLIMIT_NOFILE that makes stunnel allow exactly `clients` connections: stunnel derives
+    /// its client limit from it, `fds * 125 / 256` from 256 descriptors on, `(fds - 6) / 2` below.
+    static func stunnelFileLimit(forClients clients: Int) -> Int {
+        func allowed(_ fds: Int) -> Int { fds >= 256 ? fds * 125 / 256 : (fds - 6) / 2 }
+        var fds = max(16, clients * 2 + 6)
+        if fds >= 256 { fds = max(256, clients * 256 / 125) }
+        while allowed(fds) < clients { fds += 1 }
+        return fds
+    }
 }
 
 /// Renders a config for one proxy type from a validated plan.
@@ -99,18 +133,25 @@ enum ProxyConfig {
         }
     }
 
-    /// `haproxy -W -db -f <uid>.conf -p <uid>.pid`
+    /// `haproxy -W -db -f s2ds-<label>.conf` (no pid file: s2cs writes `<uid>.pid`).
+    ///
+    /// HAProxy 2.6 has no `timeout client-hs`: a connection still in its TLS handshake is bounded by
+    /// `timeout client`, so that one is the handshake timeout, and `timeout tunnel` (which replaces
+    /// the client and server timeouts once both sides are connected) keeps idle streams for an hour.
     static func haproxy(_ plan: SessionPlan) -> String {
         let files = plan.files
         var lines = [
             "# SciStream S2DS, session \(plan.session.prefix) (\(plan.role)), generated by s2cs: do not edit",
             "global",
             "    nbthread \(plan.threads)",
+            "    maxconn \(plan.maxConnections)",
             "    ssl-load-extra-files none",
             "    log stderr format raw local0 info",
-        ]
-        // A unix socket path is at most 107 bytes: a folder too deep to hold one goes uncounted.
-        if plan.counting && files.statsSocket.utf8.count < 108 {
+        ] + plan.buffers.haproxyGlobal
+            + (plan.runAs.map { ["    user \($0.user)", "    group \($0.group)"] } ?? [])  // its workers drop to it
+        // A unix socket path is at most 107 bytes, and HAProxy binds through a temporary name 10 bytes
+        // longer ("too long (max 97)"): a folder too deep to hold one goes uncounted.
+        if plan.counting && files.statsSocket.utf8.count <= 97 {
             lines.append("    stats socket \(files.statsSocket) mode 600 level user")
         }
         lines += [
@@ -120,14 +161,17 @@ enum ProxyConfig {
             "    log global",
             "    option tcplog",
             "    timeout connect \(TLSParameters.connectSeconds)s",
-            "    timeout client \(TLSParameters.idleSeconds)s",
+            "    timeout client \(SessionLimits.handshakeSeconds)s",
+            "    timeout tunnel \(TLSParameters.idleSeconds)s",
             "    timeout server \(TLSParameters.idleSeconds)s",
+            "    timeout client-fin \(TLSParameters.idleSeconds)s",
+            "    timeout server-fin \(TLSParameters.idleSeconds)s",
         ]
         if !plan.tls {
             lines += ["    option splice-request", "    option splice-response"]
         }
         let tlsCommon = "ssl crt \(files.certificate) ca-file \(files.certificate) verify required "
-            + "ssl-min-ver TLSv1.2 ciphers \(TLSParameters.tls12Ciphers) ciphersuites \(TLSParameters.tls13Suites)"
+            + "ssl-min-ver TLSv1.3 ciphersuites \(TLSParameters.tls13Suites)"
         for (index, route) in plan.routes.enumerated() {
             lines.append("")
             lines.append("listen l\(index)")
@@ -150,20 +194,25 @@ enum ProxyConfig {
 
     static let nginxStreamModule = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
-    /// `nginx -c <uid>.conf -e <uid>.log`
+    /// `nginx -c s2ds-<label>.conf -e stderr`. nginx must write a pid file: its own,
+    /// `<uid>.nginx.pid` (s2cs writes `<uid>.pid`; no file has two writers). Its log goes to stderr,
+    /// which s2cs captures into `<uid>.log`.
     static func nginx(_ plan: SessionPlan) -> String {
         let files = plan.files
+        // Each proxied connection takes two of a worker's connections (client and upstream).
+        let workerConnections = max(1024, plan.maxConnections * 2 + plan.routes.count + 32)
         var lines = [
             "# SciStream S2DS, session \(plan.session.prefix) (\(plan.role)), generated by s2cs: do not edit",
             "load_module \(nginxStreamModule);",
             "daemon off;",
             "master_process on;",
+        ] + (plan.runAs.map { ["user \($0.user) \($0.group);"] } ?? []) + [  // its workers drop to it
             "worker_processes \(plan.workers);",
-            "pid \(files.pid);",
-            "error_log \(files.log) info;",
+            "pid \(files.nginxPID);",
+            "error_log stderr info;",
             "",
             "events {",
-            "    worker_connections 1024;",
+            "    worker_connections \(workerConnections);",
             "}",
             "",
             "stream {",
@@ -172,12 +221,18 @@ enum ProxyConfig {
             // bytes still in nginx's buffer are lost (seen: 112 KiB of 1 MiB arrived).
             "    proxy_half_close on;",
             "    proxy_connect_timeout \(TLSParameters.connectSeconds)s;",
-        ]
+            // One zone and one constant key: the cap counts every connection of the session.
+            "    limit_conn_zone s2ds zone=session:64k;",
+            "    limit_conn session \(plan.maxConnections);",
+            "    limit_conn_log_level warn;",
+        ] + plan.buffers.nginxStream
         if plan.counting {
             lines += [
-                // The only '$' in any config: nginx's variables, in a constant line.
+                // The only '$' in any config: nginx's variables, in a constant line. The access log
+                // goes to stderr, the pipe s2cs reads into <uid>.log, so that it is bounded too (a
+                // stranger's refused connection is a line of it).
                 "    log_format scistream_traffic $bytes_received,$bytes_sent;",
-                "    access_log \(files.trafficLog) scistream_traffic;",
+                "    access_log /dev/stderr scistream_traffic;",
             ]
         }
         if plan.rateKbps > 0 {
@@ -193,9 +248,9 @@ enum ProxyConfig {
                 "    ssl_client_certificate \(files.certificate);",
                 "    ssl_verify_client on;",
                 "    ssl_verify_depth 1;",
-                "    ssl_protocols TLSv1.2 TLSv1.3;",
-                "    ssl_ciphers \(TLSParameters.tls12Ciphers);",
+                "    ssl_protocols TLSv1.3;",
                 "    ssl_conf_command Ciphersuites \(TLSParameters.tls13Suites);",
+                "    ssl_handshake_timeout \(SessionLimits.handshakeSeconds)s;",
             ]
         }
         if plan.tls && plan.role == .cons {
@@ -208,8 +263,7 @@ enum ProxyConfig {
                 "    proxy_ssl_verify_depth 1;",
                 "    proxy_ssl_name \(SessionKeys.peerName);",
                 "    proxy_ssl_server_name on;",
-                "    proxy_ssl_protocols TLSv1.2 TLSv1.3;",
-                "    proxy_ssl_ciphers \(TLSParameters.tls12Ciphers);",
+                "    proxy_ssl_protocols TLSv1.3;",
                 "    proxy_ssl_conf_command Ciphersuites \(TLSParameters.tls13Suites);",
             ]
         }
@@ -219,6 +273,9 @@ enum ProxyConfig {
                 "",
                 "    server {",
                 "        listen \(route.listener)\(ssl);",
+            ]
+            if plan.udp { lines.append("        listen \(route.listener) udp;") }
+            lines += [
                 "        proxy_pass \(route.target);",
             ]
             if !plan.allowedSources.isEmpty {
@@ -230,17 +287,20 @@ enum ProxyConfig {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    /// `stunnel <uid>.conf`. No inline comments (stunnel would take them as part of the value).
-    /// Logs go to stderr (the session log): `output` would duplicate every line there.
+    /// `stunnel s2ds-<label>.conf`. No inline comments (stunnel would take them as part of the value).
+    /// Logs go to stderr (the session log): `output` would duplicate every line there. `pid =` with
+    /// no value: stunnel writes no pid file (s2cs writes `<uid>.pid`; when both did, stunnel's
+    /// exclusive create lost to s2cs's rename now and then, and it exited after it had bound its
+    /// listeners). Its connection cap is its client limit, set through RLIMIT_NOFILE at spawn.
     static func stunnel(_ plan: SessionPlan) -> String {
         let files = plan.files
         var lines = [
             "; SciStream S2DS, session \(plan.session.prefix) (\(plan.role)), generated by s2cs: do not edit",
             "foreground = yes",
             "syslog = no",
-            "pid = \(files.pid)",
+            "pid =",
             "debug = notice",
-        ]
+        ] + (plan.runAs.map { ["setuid = \($0.user)", "setgid = \($0.group)"] } ?? [])
         for (index, route) in plan.routes.enumerated() {
             lines += [
                 "",
@@ -249,12 +309,12 @@ enum ProxyConfig {
                 "connect = \(route.target.stunnelForm)",
                 "TIMEOUTidle = \(TLSParameters.idleSeconds)",
                 "TIMEOUTconnect = \(TLSParameters.connectSeconds)",
+                "TIMEOUTbusy = \(SessionLimits.handshakeSeconds)",
                 "cert = \(files.certificate)",
                 "key = \(files.key)",
                 "CAfile = \(files.certificate)",
                 "verifyChain = yes",
-                "sslVersionMin = TLSv1.2",
-                "ciphers = \(TLSParameters.tls12Ciphers)",
+                "sslVersionMin = TLSv1.3",
                 "ciphersuites = \(TLSParameters.tls13Suites)",
             ]
             if plan.role == .prod {

@@ -11,22 +11,6 @@ enum ProxyLog {
         return stat(path, &info) == 0 ? Int(info.st_size) : 0
     }
 
-    /// The log's text from `offset` on (at most the last 64 KiB of it).
-    static func text(_ path: String, from offset: Int) -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { return "" }
-        defer { _ = close(fd) }
-        let start = max(offset, size(path) - 65536)
-        guard lseek(fd, off_t(start), SEEK_SET) >= 0 else { return "" }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 16384)
-        while bytes.count < 65536 {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count > 0 { bytes.append(contentsOf: buffer[0..<count]) } else if count == 0 || errno != EINTR { break }
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
     /// The error lines of one run of `type` in `text`, without timestamps and pids, deduplicated,
     /// joined with "; ". Falls back to the last lines when the proxy used no recognizable marker.
     static func errorSummary(_ text: String, type: DataServerType, limit: Int = 700) -> String {

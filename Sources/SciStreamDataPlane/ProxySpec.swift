@@ -19,6 +19,8 @@ public struct ProxySpec: Sendable, Equatable {
     public var targets: [ProxyEndpoint]
     /// Per-connection rate limit in kb/s (1 kb = 1000 bits); 0 means unlimited. Only nginx applies it.
     public var rateKbps: Int
+    /// Forward UDP as well as TCP on every listener (Nginx with a plaintext hop only).
+    public var udp = false
     /// Numeric CIDR blocks (`192.0.2.0/24`, `2001:db8::/32`): when not empty, the only sources the
     /// listeners accept (the peer gateways, in plaintext mode). Empty: any source.
     public var allowedSources: [String]

@@ -5,7 +5,8 @@ import SciStreamSystem
 
 /// The files of one session in the session folder: `<uid>.conf`, `.pem` (certificate, then the
 /// private key: the bundle HAProxy's `crt` wants; also the trust anchor), `.key` (the private key
-/// alone, for nginx and stunnel), `.pid`, `.log`. All created 0600 in a 0700 folder.
+/// alone, for nginx and stunnel), `.pid` (written by s2cs only), `.nginx.pid` (nginx's own),
+/// `.log` and `.log.1` (the proxy's output, captured by s2cs). All created 0600 in a 0700 folder.
 struct SessionFiles: Sendable {
     let folder: String
     let session: SessionID
@@ -14,11 +15,13 @@ struct SessionFiles: Sendable {
     var certificate: String { path("pem") }
     var key: String { path("key") }
     var pid: String { path("pid") }
+    /// nginx must write a pid file of its own; it is not `pid`, which only s2cs writes.
+    var nginxPID: String { path("nginx.pid") }
     var log: String { path("log") }
+    /// The previous part of the log, once `log` reached its size limit (`SessionLog`).
+    var rotatedLog: String { path("log.1") }
     /// HAProxy's statistics socket, read for the session's traffic (TrafficMeter).
     var statsSocket: String { path("sock") }
-    /// Nginx's access log: one line per closed connection, `<bytes received> <bytes sent>`.
-    var trafficLog: String { path("traffic") }
 
     /// The name the proxy is started with: a symbolic link to `<uid>.conf` named after a one-way
     /// derivation of the uid (`s2ds-<16 hex>.conf`). A proxy's command line is visible to every
@@ -33,8 +36,12 @@ struct SessionFiles: Sendable {
         return "s2ds-" + (bytes.isEmpty ? session.prefix : bytes.map { String($0, radix: 16).leftPadded(to: 2) }.joined())
     }
 
-    /// Everything but the log, which stays for troubleshooting (`cat ~/.scistream/<uid>.log`).
-    var removable: [String] { [config, certificate, key, pid, launchConfig, statsSocket, trafficLog] }
+    /// Everything but the log, which stays for troubleshooting (`cat ~/.scistream/<uid>.log`) until
+    /// it is pruned (`SessionLog.prune`).
+    var removable: [String] { [config, certificate, key, pid, nginxPID, launchConfig, statsSocket] }
+
+    /// The extensions of the files `removable` names by uid (the launch link aside).
+    static let removableExtensions = ["conf", "pem", "key", "pid", "nginx.pid", "sock"]
 
     func path(_ ext: String) -> String { "\(folder)/\(session.text).\(ext)" }
 
@@ -84,13 +91,12 @@ extension Substring {
     }
 }
 
-/// Writes files without a window in which they are readable by others or half-written:
-/// `open(O_CREAT|O_EXCL|O_NOFOLLOW, 0600)` on a fresh temporary name in the same folder, write,
-/// fsync, then `rename` over the final name.
-enum AtomicFile {
+/// Session files are written by System's `AtomicFile` (0600, synced, renamed into place); these
+/// word its errors with the file's display name, which never shows the uid.
+extension AtomicFile {
     /// Makes `path` a symbolic link to `target` (a name in the same folder), replacing what was there.
     static func link(_ path: String, to target: String, display: String) throws(DataPlaneError) {
-        let temporary = "\(path).\(UInt64.random(in: 0...UInt64.max)).tmp"
+        let temporary = "\(path).\(UInt64.random(in: 0...UInt64.max))\(temporarySuffix)"
         guard symlink(target, temporary) == 0 else { throw .file(path: display, reason: Errno.current.description) }
         guard rename(temporary, path) == 0 else {
             let error = Errno.current
@@ -100,30 +106,9 @@ enum AtomicFile {
     }
 
     static func write(_ contents: String, to path: String, display: String) throws(DataPlaneError) {
-        let bytes = Array(contents.utf8)
-        let temporary = "\(path).\(UInt64.random(in: 0...UInt64.max)).tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .file(path: display, reason: Errno.current.description) }
-        var offset = 0
-        while offset < bytes.count {
-            let count = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }  // safe: offset < count
-            if count < 0 {
-                let error = Errno.current
-                if error == .interrupted { continue }
-                _ = close(fd)
-                _ = unlink(temporary)
-                throw .file(path: display, reason: error.description)
-            }
-            offset += count
-        }
-        if fsync(fd) != 0 || close(fd) != 0 {
-            let error = Errno.current
-            _ = unlink(temporary)
-            throw .file(path: display, reason: error.description)
-        }
-        if rename(temporary, path) != 0 {
-            let error = Errno.current
-            _ = unlink(temporary)
+        do {
+            try write(contents, to: path)
+        } catch {
             throw .file(path: display, reason: error.description)
         }
     }

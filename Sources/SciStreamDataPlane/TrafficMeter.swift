@@ -27,9 +27,11 @@ public struct TrafficFigures: Sendable, Equatable {
 ///   byte(s) sent to TLS, B byte(s) sent to socket` (or `reset`) per connection.
 /// Logs are read incrementally (only what was appended since the last time); a log that shrank was
 /// cut short and is read again from its start, keeping what was counted. For Nginx and Stunnel the
-/// connections open now are the established TCP connections on the listener ports (/proc/net/tcp).
+/// connections open now are the established TCP connections on the listener ports (sock_diag).
 public actor TrafficMeter {
     private struct LogState {
+        /// The log file read so far (its inode): another one at the same path means a rotation.
+        var inode: UInt64 = 0
         var offset: Int = 0
         var pending: [UInt8] = []
         var figures: TrafficFigures
@@ -50,14 +52,15 @@ public actor TrafficMeter {
         case .haproxy:
             return await Self.haproxyStats(files.statsSocket)
         case .nginx:
-            guard var figures = readLog(files.trafficLog, initial: TrafficFigures(counting: .closedConnections), parse: Self.nginxLine) else { return nil }
+            // Its access log lines are in <uid>.log (nginx writes them to stderr, which s2cs captures).
+            guard var figures = readLog(files, initial: TrafficFigures(counting: .closedConnections), parse: Self.nginxLine) else { return nil }
             let open = Self.establishedConnections(localPorts: Set(listenerPorts))
             figures.openConnections = open
             figures.totalConnections += open
             return figures
         case .stunnel:
             let parse: (Substring, inout TrafficFigures) -> Void = { line, figures in Self.stunnelLine(line, role: role, &figures) }
-            guard var figures = readLog(files.log, initial: TrafficFigures(counting: .closedConnections), parse: parse) else { return nil }
+            guard var figures = readLog(files, initial: TrafficFigures(counting: .closedConnections), parse: parse) else { return nil }
             figures.openConnections = Self.establishedConnections(localPorts: Set(listenerPorts))
             return figures
         case .mock:
@@ -72,20 +75,40 @@ public actor TrafficMeter {
 
     // MARK: logs
 
-    /// Reads what `path` gained since the last call, line by line, into the figures kept for it.
-    private func readLog(_ path: String, initial: TrafficFigures, parse: (Substring, inout TrafficFigures) -> Void) -> TrafficFigures? {
+    /// Reads what the session's log gained since the last call, line by line, into the figures kept
+    /// for it. A log found shorter than what was read was rotated (`SessionLog`): the rest of its old
+    /// part, `<uid>.log.1`, is read first, then the new one from its start.
+    private func readLog(_ files: SessionFiles, initial: TrafficFigures, parse: (Substring, inout TrafficFigures) -> Void) -> TrafficFigures? {
+        let path = files.log
         var state = logs[path] ?? LogState(figures: initial)
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return logs[path]?.figures ?? initial }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { return state.figures }
-        if Int(info.st_size) < state.offset {
-            // Cut short (pruned): what is there now is new.
+        if (state.inode != 0 && UInt64(info.st_ino) != state.inode) || Int(info.st_size) < state.offset {
+            // Rotated (or cut short): finish the old file if it is <uid>.log.1 now, then the new one from its start.
+            let rotated = open(files.rotatedLog, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+            if rotated >= 0 {
+                var old = stat()
+                if fstat(rotated, &old) == 0 && UInt64(old.st_ino) == state.inode {
+                    Self.readLines(rotated, into: &state, budget: Self.maxReadPerCall, parse: parse)
+                }
+                close(rotated)
+            }
             state.offset = 0
             state.pending = []
         }
-        var budget = Self.maxReadPerCall
+        state.inode = UInt64(info.st_ino)
+        Self.readLines(fd, into: &state, budget: Self.maxReadPerCall, parse: parse)
+        logs[path] = state
+        return state.figures
+    }
+
+    /// Reads `fd` from `state.offset` on (at most `budget` bytes) and parses its whole lines.
+    private static func readLines(_ fd: Int32, into state: inout LogState, budget: Int,
+                                  parse: (Substring, inout TrafficFigures) -> Void) {
+        var budget = budget
         var buffer = [UInt8](repeating: 0, count: 65536)
         while budget > 0 {
             let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, min($0.count, budget), off_t(state.offset)) }
@@ -101,8 +124,6 @@ public actor TrafficMeter {
             state.pending.removeSubrange(...lastNewline)
             if state.pending.count > 65536 { state.pending = [] }  // not a log line of ours
         }
-        logs[path] = state
-        return state.figures
     }
 
     /// `<bytes received>,<bytes sent>` (nginx's `$bytes_received,$bytes_sent`).
@@ -195,36 +216,10 @@ public actor TrafficMeter {
     // MARK: open connections
 
     /// Established TCP connections whose local port is one of `localPorts` (the listeners' accepted
-    /// connections), from /proc/net/tcp and /proc/net/tcp6.
+    /// connections), asked of the kernel for those ports and that state only (sock_diag).
     static func establishedConnections(localPorts: Set<UInt16>) -> Int {
-        guard !localPorts.isEmpty else { return 0 }
-        var count = 0
-        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            guard let text = readSmallFile(table) else { continue }
-            for line in text.split(separator: "\n").dropFirst() {
-                // "  sl  local_address rem_address   st ...": local "HEXADDR:HEXPORT", st 01 = ESTABLISHED.
-                let fields = line.split(separator: " ", maxSplits: 4)
-                guard fields.count >= 4, fields[3] == "01", let colon = fields[1].lastIndex(of: ":"),
-                      let port = UInt16(fields[1][fields[1].index(after: colon)...], radix: 16) else { continue }
-                if localPorts.contains(port) { count += 1 }
-            }
-        }
-        return count
-    }
-
-    /// A /proc file (which reports no size): read until the end, at most 64 MiB.
-    static func readSmallFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var result: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while result.count < 64 << 20 {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { break }
-            result += buffer[0..<count]
-        }
-        return String(decoding: result, as: UTF8.self)
+        guard let low = localPorts.min(), let high = localPorts.max(),
+              let sockets = try? TCPSocket.find([.established], ports: low...high) else { return 0 }
+        return sockets.filter { localPorts.contains($0.port) }.count
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SciStreamWire
 
 /// A session id that passed validation: a UUID in canonical 8-4-4-4-12 hex form, lowercased.
 /// The only shape of uid that reaches a file name or a config.
@@ -50,18 +51,14 @@ enum ConfigHost: Sendable, Hashable {
     case ipv6(String)  // without brackets, as inet_pton accepts it
     case name(String)  // a DNS name: letters, digits, '-' and '.'
 
-    /// Accepts only [A-Za-z0-9.:-] or a bracketed IPv6 literal; anything else (a space, a newline,
-    /// a quote, a '#', a ';', braces) is rejected before any config is written.
+    /// Accepts what the wire's validator accepts (`Endpoint.validateHost`, the one validator of hosts:
+    /// a dotted-quad IPv4 address, an IPv6 address, bracketed or not, or a DNS name; never `unix`,
+    /// which nginx would read as a socket path), and only [A-Za-z0-9.:-] once the brackets are off.
+    /// Anything else (a space, a newline, a quote, a '#', a ';', braces) is rejected before any
+    /// config is written.
     init?(_ host: String) {
-        guard !host.isEmpty, host.utf8.count <= 253 else { return nil }
-        var text = host
-        var bracketed = false
-        if host.hasPrefix("[") || host.hasSuffix("]") {
-            guard host.hasPrefix("["), host.hasSuffix("]"), host.utf8.count > 2 else { return nil }
-            text = String(host.dropFirst().dropLast())
-            bracketed = true
-        }
-        let allowed = text.utf8.allSatisfy { char in
+        guard let bare = try? Endpoint.validateHost(host) else { return nil }
+        let allowed = bare.utf8.allSatisfy { char in
             switch char {
             case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
                  UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: ":"), UInt8(ascii: "-"):
@@ -70,25 +67,18 @@ enum ConfigHost: Sendable, Hashable {
                 false
             }
         }
-        guard allowed else { return nil }
-        if bracketed || text.contains(":") {
+        guard allowed, !bare.isEmpty else { return nil }
+        if bare.contains(":") {
             var address = in6_addr()
-            guard inet_pton(AF_INET6, text, &address) == 1 else { return nil }
-            self = .ipv6(text)
-            return
-        }
-        if text.utf8.allSatisfy({ $0 == UInt8(ascii: ".") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) {
+            guard inet_pton(AF_INET6, bare, &address) == 1 else { return nil }
+            self = .ipv6(bare)
+        } else if bare.utf8.allSatisfy({ $0 == UInt8(ascii: ".") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) {
             var address = in_addr()
-            guard inet_pton(AF_INET, text, &address) == 1 else { return nil }
-            self = .ipv4(text)
-            return
+            guard inet_pton(AF_INET, bare, &address) == 1 else { return nil }
+            self = .ipv4(bare)
+        } else {
+            self = .name(bare)
         }
-        // A name: labels of letters, digits and '-', not starting or ending with '-' or '.'.
-        let labels = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard labels.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 63 && !$0.hasPrefix("-") && !$0.hasSuffix("-") }) else {
-            return nil
-        }
-        self = .name(text)
     }
 
     /// "127.0.0.1", "[::1]", "localhost": the form HAProxy and nginx take before ":port".
@@ -145,20 +135,5 @@ func isConfigSafePath(_ path: String) -> Bool {
 /// Makes a piece of outside text printable on one line in a message: control characters escaped,
 /// length bounded.
 func printable(_ text: String, limit: Int = 80) -> String {
-    var result = ""
-    for scalar in text.unicodeScalars.prefix(limit) {
-        switch scalar {
-        case "\n": result += "\\n"
-        case "\r": result += "\\r"
-        case "\t": result += "\\t"
-        default:
-            if scalar.value < 0x20 || scalar.value == 0x7f {
-                result += "\\u{\(String(scalar.value, radix: 16))}"
-            } else {
-                result.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    if text.unicodeScalars.count > limit { result += "..." }
-    return result
+    escapedForTerminal(text, limit: limit)
 }

@@ -96,14 +96,51 @@ public final class ChildProcess: Sendable {
     public static func spawn(
         executable: String, arguments: [String], environment: [String], logPath: String, fileMask: mode_t = 0o077
     ) async throws(SpawnError) -> ChildProcess {
-        var pid: pid_t = 0
-        var pidfd: Int32 = -1
-        var errorPipe: Int32 = -1
+        try await spawn(executable: executable, arguments: arguments, environment: environment,
+                        output: .appending(to: logPath), fileMask: fileMask)
+    }
+
+    /// A pipe for a child's output (`Output.descriptor(write)`): both ends close-on-exec from birth,
+    /// the read end non-blocking (await it with the `Reactor`).
+    public static func outputPipe() throws(Errno) -> (read: Int32, write: Int32) {
+        var ends: [Int32] = [-1, -1]
+        let result = ends.withUnsafeMutableBufferPointer { scistream_output_pipe($0.baseAddress) }
+        guard result == 0 else { throw Errno(result) }
+        return (ends[0], ends[1])
+    }
+
+    /// Where a child's stdout and stderr go.
+    public enum Output: Sendable {
+        /// Appended to a file (created 0600 if missing; a symbolic link is refused).
+        case appending(to: String)
+        /// A descriptor of the caller's, such as a pipe's write end; the caller keeps it and closes it.
+        case descriptor(Int32)
+    }
+
+    /// As `spawn(executable:arguments:environment:logPath:fileMask:)`, with the output going to
+    /// `output`, and with a soft RLIMIT_NOFILE of `openFiles` when given (stunnel derives its
+    /// connection limit from it).
+    public static func spawn(
+        executable: String, arguments: [String], environment: [String], output: Output, openFiles: Int? = nil,
+        fileMask: mode_t = 0o077
+    ) async throws(SpawnError) -> ChildProcess {
         let argv = [executable] + arguments
-        let result = withCStringArray(argv) { argvPointer in
-            withCStringArray(environment) { envPointer in
-                scistream_spawn(executable, argvPointer, envPointer, logPath, fileMask, &pid, &pidfd, &errorPipe)
+        let (logPath, outputFD): (String, Int32) = switch output {
+        case .appending(let path): (path, -1)
+        case .descriptor(let fd): ("", fd)
+        }
+        // fork and exec off the cooperative pool: forking a large process takes milliseconds.
+        let (result, pid, pidfd, errorPipe) = await BlockingWork.run { () -> (Int32, pid_t, Int32, Int32) in
+            var pid: pid_t = 0
+            var pidfd: Int32 = -1
+            var errorPipe: Int32 = -1
+            let result = withCStringArray(argv) { argvPointer in
+                withCStringArray(environment) { envPointer in
+                    scistream_spawn(executable, argvPointer, envPointer, logPath, outputFD, openFiles ?? 0, fileMask,
+                                    &pid, &pidfd, &errorPipe)
+                }
             }
+            return (result, pid, pidfd, errorPipe)
         }
         if result != 0 {
             throw SpawnError(executable: executable, errno: Errno(result))

@@ -30,24 +30,11 @@ public enum ProcessReaper {
         }
     }
 
-    /// Reads a whole (small) file, such as one under /proc; nil if it cannot be opened.
+    /// Reads a whole (small) file, such as one under /proc; nil if it cannot be opened or read, or
+    /// holds more than `limit` bytes.
     public static func readSmallFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { _ = close(fd) }
-        var result: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while result.count < limit {
-            let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count > 0 {
-                result.append(contentsOf: buffer[0..<count])
-            } else if count == 0 {
-                break
-            } else if Errno.current != .interrupted {
-                return nil
-            }
-        }
-        return result
+        guard let file = try? FileDescriptor.open(path, O_RDONLY) else { return nil }
+        return try? file.readAll(limit: limit)
     }
 
     /// /proc/<pid>/stat, or nil if the process does not exist (or has been reaped).

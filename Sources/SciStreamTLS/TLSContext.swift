@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import COpenSSL
+import SciStreamSystem
 
 /// An OpenSSL `SSL_CTX`: the server's certificate and key, or the client's trust anchor.
 ///
@@ -23,7 +24,8 @@ public final class TLSContext: @unchecked Sendable {
     }
 
     /// A server context presenting the PEM certificate (chain) at `certificatePath` with the PEM
-    /// private key at `keyPath` (s2cs `--server_crt` and `--server_key`). TLS 1.2 at least.
+    /// private key at `keyPath` (s2cs `--server_crt` and `--server_key`). TLS 1.2 at least, AEAD
+    /// ciphers only (`tls12Ciphers`).
     public static func server(certificatePath: String, keyPath: String) throws(TLSError) -> TLSContext {
         let certificateBytes = try readFile(certificatePath, flag: "--server_crt") { .certificateFileMissing(path: $0) }
         let keyBytes = try readFile(keyPath, flag: "--server_key") { .keyFileMissing(path: $0) }
@@ -97,6 +99,14 @@ public final class TLSContext: @unchecked Sendable {
         return tls
     }
 
+    /// The TLS 1.2 cipher suites both sides allow: ECDHE with AES-GCM or ChaCha20-Poly1305 (AEAD),
+    /// for ECDSA and RSA certificates.
+    public static let tls12Ciphers = [
+        "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    ].joined(separator: ":")
+
     /// A new SSL_CTX with the settings both sides share.
     private static func make(method: OpaquePointer?, side: TLSError.Side) throws(TLSError) -> TLSContext {
         OpenSSLErrorQueue.clear()
@@ -106,6 +116,11 @@ public final class TLSContext: @unchecked Sendable {
         let tls = TLSContext(context: context, side: side)
         guard scistream_SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION) == 1 else {
             throw TLSError(.setupFailed(reason: "cannot require TLS 1.2: \(OpenSSLErrorQueue.drain().reasons)"), side: side)
+        }
+        // TLS 1.2: only ECDHE key exchange (forward secrecy) with an AEAD cipher; no CBC, no RC4, no
+        // static RSA. TLS 1.3's suites are all AEAD, and OpenSSL's default list of them stays.
+        guard SSL_CTX_set_cipher_list(context, tls12Ciphers) == 1 else {
+            throw TLSError(.setupFailed(reason: "cannot set the TLS 1.2 ciphers: \(OpenSSLErrorQueue.drain().reasons)"), side: side)
         }
         // SSL_write may be retried with the same bytes at another address (Swift arrays move).
         // RELEASE_BUFFERS: an idle connection gives back its 2 x ~17 KiB record buffers; a server holds
@@ -128,29 +143,16 @@ public final class TLSContext: @unchecked Sendable {
         func failure(_ detail: String) -> TLSError {
             TLSError(missing(path), detail: detail, flag: flag)
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            let error = errno
-            throw failure(String(cString: strerror(error)))
-        }
-        defer { _ = Glibc.close(fd) }
-        var status = stat()
-        guard fstat(fd, &status) == 0 else { throw failure(String(cString: strerror(errno))) }
+        let file: FileDescriptor
+        do { file = try FileDescriptor.open(path, O_RDONLY) } catch { throw failure(error.description) }
+        let status: stat
+        do { status = try file.status() } catch { throw failure(error.description) }
         guard (status.st_mode & S_IFMT) == S_IFREG else { throw failure("not a regular file") }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                let error = errno
-                if error == EINTR { continue }
-                throw failure(String(cString: strerror(error)))
-            }
-            if count == 0 { break }
-            bytes.append(contentsOf: chunk[0..<count])
-            if bytes.count > maximumFileSize { throw failure("bigger than 1 MiB: not a PEM file") }
+        do {
+            return try file.readAll(limit: maximumFileSize)
+        } catch {
+            throw failure(error == Errno(EFBIG) ? "bigger than 1 MiB: not a PEM file" : error.description)
         }
-        return bytes
     }
 
     /// Every PEM certificate in `bytes`, at least one. The caller frees them.

@@ -64,6 +64,16 @@ struct ByteReader {
         try readList(field) { (reader: inout ByteReader) throws(WireError) in try reader.readString(field) }
     }
 
+    /// An optional trailing flag byte, added to a message after the first release: absent (false), or
+    /// exactly `0x01` (true). Anything else, or more bytes, is `.trailingBytes`: one encoding per
+    /// message, and a flag this build does not know is refused (as an older build refuses any).
+    mutating func readOptionalFlag(_ field: String) throws(WireError) -> Bool {
+        let extra = remaining
+        guard extra > 0 else { return false }
+        guard extra == 1, try readU8(field) == 0x01 else { throw .trailingBytes(extra) }
+        return true
+    }
+
     /// Throws `.trailingBytes` unless every byte has been read.
     func expectEnd() throws(WireError) {
         guard remaining == 0 else { throw .trailingBytes(remaining) }

@@ -58,7 +58,8 @@ public struct Endpoint: Equatable, Hashable, Sendable, CustomStringConvertible {
     /// groups, '::' at most once, optionally ending in an IPv4 address; bracketed or not; no zone id), or a
     /// DNS name (dot-separated labels of letters, digits and '-', not starting or ending with '-', at most 253
     /// characters). A name whose last label is all digits must be a valid IPv4 address, so that `1.2.3` or
-    /// `010.0.0.1` cannot reach a config that would read them some other way.
+    /// `010.0.0.1` cannot reach a config that would read them some other way; the name `unix` (any case) is
+    /// refused, because nginx reads `unix:5000` as a local socket file.
     public static func validateHost(_ host: String) throws(ValidationError) -> String {
         if host.hasPrefix("[") || host.hasSuffix("]") {
             guard host.hasPrefix("["), host.hasSuffix("]"), host.utf8.count >= 2 else {
@@ -81,6 +82,8 @@ public struct Endpoint: Equatable, Hashable, Sendable, CustomStringConvertible {
         if let bad = host.first(where: { !isHostNameCharacter($0) }) {
             throw .invalidHost(host, .badCharacter(bad))
         }
+        // nginx takes `proxy_pass unix:5000` for a local socket file (its test is case-insensitive).
+        guard host.lowercased() != "unix" else { throw .invalidHost(host, .unixSocketPrefix) }
         guard host.utf8.count <= 253 else { throw .invalidHost(host, .tooLong(host.utf8.count)) }
         let labels = host.split(separator: ".", omittingEmptySubsequences: false)
         // A last label of digits means an IPv4 address (no top-level domain is numeric).

@@ -16,14 +16,8 @@ public struct ListSessions: Equatable, Sendable {
 extension ListSessions: WireCodable {
     init(from reader: inout ByteReader) throws(WireError) {
         token = try reader.readString("ListSessions.token")
-        // Optional, and then exactly 0x01: one encoding per request, and a flag this build does not
-        // know is refused (as trailing bytes, which is what an older s2cs says), so the client asks again without.
-        wantsTraffic = false
-        let extra = reader.remaining
-        if extra > 0 {
-            guard extra == 1, try reader.readU8("ListSessions.flags") == 0x01 else { throw .trailingBytes(extra) }
-            wantsTraffic = true
-        }
+        // Refused by an older s2cs (trailing bytes): the client then asks again without.
+        wantsTraffic = try reader.readOptionalFlag("ListSessions.flags")
     }
 
     func encode(to writer: inout ByteWriter) {

@@ -11,14 +11,18 @@ public struct Request: Equatable, Sendable {
     public var rate: UInt32
     /// Ports to listen on instead of allocating from the server's range (outbound `--receiver_ports`); may be empty.
     public var listenPorts: [UInt16]
+    /// Forward UDP datagrams as well as TCP on the listeners (`s2uc --protocol udp`): an optional
+    /// trailing byte `0x01`, absent for TCP only, which an older s2cs refuses (trailing bytes).
+    public var udp: Bool
 
-    public init(token: String, uid: String, role: Role, numConn: UInt32, rate: UInt32, listenPorts: [UInt16]) {
+    public init(token: String, uid: String, role: Role, numConn: UInt32, rate: UInt32, listenPorts: [UInt16], udp: Bool = false) {
         self.token = token
         self.uid = uid
         self.role = role
         self.numConn = numConn
         self.rate = rate
         self.listenPorts = listenPorts
+        self.udp = udp
     }
 }
 
@@ -32,6 +36,7 @@ extension Request: WireCodable {
         listenPorts = try reader.readList("Request.listenPorts") { (reader: inout ByteReader) throws(WireError) in
             try reader.readU16("Request.listenPorts")
         }
+        udp = try reader.readOptionalFlag("Request.flags")
     }
 
     func encode(to writer: inout ByteWriter) {
@@ -41,5 +46,6 @@ extension Request: WireCodable {
         writer.writeU32(numConn)
         writer.writeU32(rate)
         writer.writeList(listenPorts, "Request.listenPorts") { writer, port in writer.writeU16(port) }
+        if udp { writer.writeU8(0x01) }
     }
 }

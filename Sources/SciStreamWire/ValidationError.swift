@@ -40,6 +40,8 @@ public enum ValidationError: Error, Equatable, Sendable, CustomStringConvertible
         case badIPv6
         /// A '[' without its ']' (or the reverse).
         case unbalancedBrackets
+        /// `unix`: nginx reads `unix:5000` as the local socket file "5000", not as host and port.
+        case unixSocketPrefix
     }
 
     private static let portHint = "use an integer from 1 to 65535"
@@ -111,6 +113,8 @@ extension ValidationError.HostProblem {
                 + "with '::' at most once, e.g. 2001:db8::10"
         case .unbalancedBrackets:
             return "brackets go around a whole IPv6 address, e.g. [2001:db8::10]"
+        case .unixSocketPrefix:
+            return "a proxy would read 'unix:' as a local socket path, not a host: use the host's IP address or another of its names"
         }
     }
 }

@@ -6,9 +6,10 @@ struct ProxyConfigTests {
     static let uid = "4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3"
 
     func plan(_ role: ProxyRole, tls: Bool = true, listeners: [ProxyEndpoint] = [ProxyEndpoint(host: "127.0.0.1", port: 5100)],
-              targets: [ProxyEndpoint] = [ProxyEndpoint(host: "127.0.0.1", port: 5001)], rate: Int = 0) throws -> SessionPlan {
+              targets: [ProxyEndpoint] = [ProxyEndpoint(host: "127.0.0.1", port: 5001)], rate: Int = 0,
+              buffers: ProxyBuffers = .standard) throws -> SessionPlan {
         try SessionPlan(ProxySpec(uid: Self.uid, role: role, listeners: listeners, targets: targets, rateKbps: rate),
-                        tls: tls, folder: "/home/u/.scistream", processors: 2)
+                        tls: tls, folder: "/home/u/.scistream", processors: 2, buffers: buffers)
     }
 
     @Test func dataServerTypeParsing() {
@@ -35,7 +36,7 @@ struct ProxyConfigTests {
 
     @Test(arguments: ["", " ", "127.0.0.1 ", "127.0.0.1\n", "a\nb", "a b", "\"a\"", "'a'", "a#b", "a;b", "a{b", "a}b", "a$b",
                       "a/b", "a\\b", "[::1", "::1]", "[]", "[127.0.0.1]", "999.1.1.1", "1.2.3", "-a", "a-", "a..b", ".a",
-                      "::g", "[::1]:5", "a_b", "é.example"])
+                      "::g", "[::1]:5", "a_b", "é.example", "unix", "UNIX", "Unix", "unix:5000"])
     func rejectedHosts(_ host: String) {
         #expect(ConfigHost(host) == nil)
     }
@@ -74,10 +75,14 @@ struct ProxyConfigTests {
 
     @Test func haproxyServerSide() throws {
         let config = ProxyConfig.haproxy(try plan(.prod))
-        #expect(config.contains("    bind 127.0.0.1:5100 ssl crt /home/u/.scistream/\(Self.uid).pem ca-file /home/u/.scistream/\(Self.uid).pem verify required ssl-min-ver TLSv1.2 "))
+        #expect(config.contains("    bind 127.0.0.1:5100 ssl crt /home/u/.scistream/\(Self.uid).pem ca-file /home/u/.scistream/\(Self.uid).pem verify required ssl-min-ver TLSv1.3 "))
         #expect(config.contains("    server s0 127.0.0.1:5001\n"))
-        #expect(config.contains("timeout client 3600s"))
+        // HAProxy 2.6 bounds the TLS handshake by `timeout client`; `timeout tunnel` keeps idle streams.
+        #expect(config.contains("timeout client 10s\n"))
+        #expect(config.contains("timeout tunnel 3600s\n"))
         #expect(config.contains("timeout server 3600s"))
+        #expect(config.contains("    maxconn 512\n"))
+        #expect(!config.contains("TLSv1.2") && !config.contains(" ciphers "))
         #expect(config.contains("ciphersuites TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256"))
         #expect(!config.contains("splice"))
         #expect(!config.lowercased().contains("null"))
@@ -102,8 +107,13 @@ struct ProxyConfigTests {
         #expect(config.hasPrefix("# SciStream S2DS, session 4f8583bc (PROD)"))
         #expect(config.contains("load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n"))
         #expect(config.contains("daemon off;\n"))
-        #expect(config.contains("pid /home/u/.scistream/\(Self.uid).pid;\n"))
-        #expect(config.contains("error_log /home/u/.scistream/\(Self.uid).log info;\n"))
+        // nginx's own pid file; <uid>.pid has one writer, s2cs. The log goes to stderr (s2cs's capture).
+        #expect(config.contains("pid /home/u/.scistream/\(Self.uid).nginx.pid;\n"))
+        #expect(config.contains("error_log stderr info;\n"))
+        #expect(config.contains("ssl_protocols TLSv1.3;\n"))
+        #expect(config.contains("ssl_handshake_timeout 10s;\n"))
+        #expect(config.contains("limit_conn session 512;\n"))
+        #expect(!config.contains("TLSv1.2") && !config.contains("ssl_ciphers"))
         #expect(config.contains("proxy_upload_rate 1250000;"))  // 10000 kb/s = 1,250,000 bytes/s
         #expect(config.contains("proxy_download_rate 1250000;"))
         #expect(config.contains("proxy_timeout 3600s;"))
@@ -121,6 +131,8 @@ struct ProxyConfigTests {
         #expect(config.contains("proxy_ssl_verify on;"))
         #expect(config.contains("proxy_ssl_name scistream-s2ds;"))
         #expect(config.contains("proxy_ssl_trusted_certificate /home/u/.scistream/\(Self.uid).pem;"))
+        #expect(config.contains("proxy_ssl_protocols TLSv1.3;\n"))
+        #expect(!config.contains("TLSv1.2"))
         #expect(config.contains("        listen 127.0.0.1:5100;\n"))
         #expect(!config.contains("proxy_upload_rate"))  // rate 0 = unlimited
         #expect(!config.contains("ssl_verify_client"))
@@ -135,7 +147,10 @@ struct ProxyConfigTests {
     @Test func stunnelSides() throws {
         let server = ProxyConfig.stunnel(try plan(.prod, listeners: [ProxyEndpoint(host: "[::1]", port: 5100)]))
         #expect(server.contains("foreground = yes\n"))
-        #expect(server.contains("pid = /home/u/.scistream/\(Self.uid).pid\n"))
+        #expect(server.contains("\npid =\n"))  // stunnel writes no pid file: s2cs is <uid>.pid's only writer
+        #expect(server.contains("sslVersionMin = TLSv1.3\n"))
+        #expect(server.contains("TIMEOUTbusy = 10\n"))
+        #expect(!server.contains("TLSv1.2") && !server.contains("\nciphers ="))
         #expect(server.contains("accept = ::1:5100\n"))
         #expect(server.contains("verifyChain = yes\n"))
         #expect(server.contains("requireCert = yes\n"))
@@ -151,6 +166,18 @@ struct ProxyConfigTests {
         }
     }
 
+    /// stunnel's client limit is `fds * 125 / 256` (from 256 descriptors; `(fds - 6) / 2` below):
+    /// the descriptor limit s2cs gives it makes that exactly the session's cap.
+    @Test func stunnelDescriptorLimitGivesTheCap() {
+        func allowed(_ fds: Int) -> Int { fds >= 256 ? fds * 125 / 256 : (fds - 6) / 2 }
+        #expect(SessionLimits.stunnelFileLimit(forClients: 512) == 1049)
+        for clients in [5, 6, 100, 124, 125, 126, 256, 512, 1000, 4096] {
+            let fds = SessionLimits.stunnelFileLimit(forClients: clients)
+            #expect(allowed(fds) == clients, "\(clients) clients: \(fds) descriptors allow \(allowed(fds))")
+            #expect(fds == 16 || allowed(fds - 1) < clients, "\(clients): \(fds) is not the smallest")
+        }
+    }
+
     @Test func configsNeverContainOutsideText() throws {
         // Whatever the role and mode, every line of every config is made of known pieces: no
         // character outside the validated alphabets and the configs' own syntax.
@@ -163,6 +190,57 @@ struct ProxyConfigTests {
                     #expect(config.allSatisfy { allowed.contains($0) }, "\(type) \(role) tls=\(tls)")
                 }
             }
+        }
+    }
+
+    @Test func proxyBufferSizes() throws {
+        #expect(ProxyBuffers.standard.bytes == 65536)
+        #expect(ProxyBuffers(parsing: "64k") == .standard)
+        #expect(ProxyBuffers(parsing: "64K") == .standard)
+        #expect(ProxyBuffers(parsing: "64") == .standard)
+        #expect(ProxyBuffers(parsing: "DEFAULT") == .proxyDefaults)
+        #expect(ProxyBuffers(parsing: "4k")?.bytes == 4096)
+        #expect(ProxyBuffers(parsing: "256k")?.bytes == 262_144)
+        #expect(ProxyBuffers.standard.description == "64k")
+        #expect(ProxyBuffers.proxyDefaults.description == "default")
+        for bad in ["", "k", "3k", "257k", "1024k", "0", "-64k", "64kb", "64m", "65536b", " 64k", "64k ", "1e2", "00000064", "６４k", "+64"] {
+            #expect(ProxyBuffers(parsing: bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func buffersInConfigs() throws {
+        // The chosen size by default, in both roles and both modes; nothing with 'default'.
+        for role in [ProxyRole.prod, .cons] {
+            for tls in [true, false] {
+                // In HAProxy's global section, in nginx's stream block (before its servers).
+                let haproxy = ProxyConfig.haproxy(try plan(role, tls: tls))
+                let global = try #require(haproxy.firstRange(of: "\nglobal\n").map { haproxy[$0.upperBound...] }?.split(separator: "\n\n").first)
+                #expect(global.split(separator: "\n").contains("    tune.bufsize 65536"), "\(haproxy)")
+                let nginx = ProxyConfig.nginx(try plan(role, tls: tls))
+                let stream = try #require(nginx.firstRange(of: "\nstream {\n").map { nginx[$0.upperBound...] }?.split(separator: "\n\n").first)
+                #expect(stream.split(separator: "\n").contains("    proxy_buffer_size 64k;"), "\(nginx)")
+                let stunnel = tls ? ProxyConfig.stunnel(try plan(role, tls: tls)) : ""
+                #expect(!stunnel.lowercased().contains("buf"))
+            }
+        }
+        let small = try plan(.cons, buffers: try #require(ProxyBuffers(parsing: "16k")))
+        #expect(ProxyConfig.haproxy(small).contains("    tune.bufsize 16384\n"))
+        #expect(ProxyConfig.nginx(small).contains("    proxy_buffer_size 16k;\n"))
+        let defaults = try plan(.prod, buffers: .proxyDefaults)
+        #expect(!ProxyConfig.haproxy(defaults).contains("tune."))
+        #expect(!ProxyConfig.nginx(defaults).contains("proxy_buffer_size"))
+    }
+
+    @Test func haproxyStatsSocketOnlyWhereHAProxyCanBindIt() throws {
+        // HAProxy refuses a stats socket path over 97 bytes ("too long (max 97)") and then refuses to
+        // start: the path is <folder>/<uid>.sock, 42 bytes after the folder.
+        for (length, counted) in [(55, true), (56, false)] {
+            let folder = "/" + String(repeating: "f", count: length - 1)
+            var plan = try SessionPlan(ProxySpec(uid: Self.uid, role: .prod, listeners: [ProxyEndpoint(host: "127.0.0.1", port: 5100)],
+                                                 targets: [ProxyEndpoint(host: "127.0.0.1", port: 5001)], rateKbps: 0),
+                                       tls: true, folder: folder, processors: 2)
+            plan.counting = true
+            #expect(ProxyConfig.haproxy(plan).contains("    stats socket ") == counted, "folder of \(length) bytes")
         }
     }
 

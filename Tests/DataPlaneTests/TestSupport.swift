@@ -177,23 +177,80 @@ struct TLSAttempt: Sendable, CustomStringConvertible {
 
 /// A TLS client (OpenSSL, blocking, on its own thread) that connects to 127.0.0.1:port, presents
 /// `certificatePEM`/`keyPEM` if given, does not verify the server, writes 4 KiB, then reads.
-func tlsAttempt(port: UInt16, certificatePEM: String?, keyPEM: String?, readAfterWrite: Bool = true) async -> TLSAttempt {
+/// `maxVersion` (e.g. `TLS1_2_VERSION`) caps the protocol it offers; `timeoutSeconds` bounds each
+/// read and write, the handshake's included.
+func tlsAttempt(port: UInt16, certificatePEM: String?, keyPEM: String?, readAfterWrite: Bool = true,
+                maxVersion: Int32? = nil, timeoutSeconds: Int = 3) async -> TLSAttempt {
     await withCheckedContinuation { continuation in
         let thread = Thread {
             continuation.resume(returning: blockingTLSAttempt(port: port, certificatePEM: certificatePEM, keyPEM: keyPEM,
-                                                              readAfterWrite: readAfterWrite))
+                                                              readAfterWrite: readAfterWrite, maxVersion: maxVersion,
+                                                              timeoutSeconds: timeoutSeconds))
         }
         thread.start()
     }
 }
 
-private func blockingTLSAttempt(port: UInt16, certificatePEM: String?, keyPEM: String?, readAfterWrite: Bool) -> TLSAttempt {
-    var result = TLSAttempt(handshake: "not attempted", afterWrite: "not attempted")
-    guard let context = SSL_CTX_new(TLS_client_method()) else { return result }
-    defer { SSL_CTX_free(context) }
+/// A TLS connection to a PROD listener with the session's certificate, held open until `close()`
+/// (blocking OpenSSL on a thread of its own).
+final class HeldTLSConnection: @unchecked Sendable {  // fd and ssl: set once in connect, then used by close() only
+    private var fd: Int32 = -1
+    private var ssl: OpaquePointer?
+    private var context: OpaquePointer?
+    /// "completed", or why the handshake failed.
+    private(set) var handshake = "not attempted"
+
+    static func connect(port: UInt16, certificatePEM: String, keyPEM: String, timeoutSeconds: Int = 3) async -> HeldTLSConnection {
+        let held = HeldTLSConnection()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let thread = Thread {
+                held.open(port: port, certificatePEM: certificatePEM, keyPEM: keyPEM, timeoutSeconds: timeoutSeconds)
+                continuation.resume()
+            }
+            thread.start()
+        }
+        return held
+    }
+
+    private func open(port: UInt16, certificatePEM: String, keyPEM: String, timeoutSeconds: Int) {
+        guard let context = clientContext(certificatePEM: certificatePEM, keyPEM: keyPEM, maxVersion: nil) else {
+            handshake = "cannot make a context: \(drainErrors())"
+            return
+        }
+        self.context = context
+        fd = connectedSocket(port: port, timeoutSeconds: timeoutSeconds)
+        guard fd >= 0, let ssl = SSL_new(context) else {
+            handshake = "connect failed"
+            return
+        }
+        self.ssl = ssl
+        SSL_set_fd(ssl, fd)
+        let result = SSL_connect(ssl)
+        handshake = result == 1 ? "completed" : "failed (\(SSL_get_error(ssl, result))): \(drainErrors())"
+        if result == 1 {
+            // TLS 1.3: the server's verdict on our certificate comes after our Finished; write a byte
+            // and wait briefly for an alert, so that "completed" means the server took us.
+            var byte: UInt8 = 0x41
+            if SSL_write(ssl, &byte, 1) != 1 { handshake = "refused after the handshake: \(drainErrors())" }
+        }
+    }
+
+    func close() {
+        if let ssl { SSL_free(ssl) }
+        if fd >= 0 { Glibc.close(fd) }
+        if let context { SSL_CTX_free(context) }
+        ssl = nil
+        fd = -1
+        context = nil
+    }
+}
+
+/// A client SSL_CTX that verifies nothing and presents the given certificate, if any.
+private func clientContext(certificatePEM: String?, keyPEM: String?, maxVersion: Int32?) -> OpaquePointer? {
+    guard let context = SSL_CTX_new(TLS_client_method()) else { return nil }
     SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nil)
+    if let maxVersion { _ = SSL_CTX_ctrl(context, SSL_CTRL_SET_MAX_PROTO_VERSION, Int(maxVersion), nil) }
     if let certificatePEM, let keyPEM {
-        // BIO_new_mem_buf does not copy: read while the C strings are alive.
         let certificate = certificatePEM.withCString { text -> OpaquePointer? in
             let bio = BIO_new_mem_buf(text, -1)
             defer { BIO_free(bio) }
@@ -206,13 +263,21 @@ private func blockingTLSAttempt(port: UInt16, certificatePEM: String?, keyPEM: S
         }
         defer { X509_free(certificate); EVP_PKEY_free(key) }
         guard SSL_CTX_use_certificate(context, certificate) == 1, SSL_CTX_use_PrivateKey(context, key) == 1 else {
-            result.handshake = "cannot load the client certificate: \(drainErrors())"
-            return result
+            SSL_CTX_free(context)
+            return nil
         }
     }
+    return context
+}
+
+/// A blocking TCP socket connected to 127.0.0.1:port with send and receive timeouts; -1 on failure.
+private func connectedSocket(port: UInt16, timeoutSeconds: Int) -> Int32 {
+    // A proxy may close while the client writes (a refused certificate is told after the handshake):
+    // EPIPE, not a SIGPIPE that ends the test process.
+    signal(SIGPIPE, SIG_IGN)
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    defer { close(fd) }
-    var timeout = timeval(tv_sec: 3, tv_usec: 0)
+    guard fd >= 0 else { return -1 }
+    var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     var address = sockaddr_in()
@@ -223,9 +288,26 @@ private func blockingTLSAttempt(port: UInt16, certificatePEM: String?, keyPEM: S
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
     guard connected == 0 else {
+        close(fd)
+        return -1
+    }
+    return fd
+}
+
+private func blockingTLSAttempt(port: UInt16, certificatePEM: String?, keyPEM: String?, readAfterWrite: Bool,
+                                maxVersion: Int32?, timeoutSeconds: Int) -> TLSAttempt {
+    var result = TLSAttempt(handshake: "not attempted", afterWrite: "not attempted")
+    guard let context = clientContext(certificatePEM: certificatePEM, keyPEM: keyPEM, maxVersion: maxVersion) else {
+        result.handshake = "cannot load the client certificate: \(drainErrors())"
+        return result
+    }
+    defer { SSL_CTX_free(context) }
+    let fd = connectedSocket(port: port, timeoutSeconds: timeoutSeconds)
+    guard fd >= 0 else {
         result.handshake = "connect failed: \(Errno.current)"
         return result
     }
+    defer { close(fd) }
     guard let ssl = SSL_new(context) else { return result }
     defer { SSL_free(ssl) }
     SSL_set_fd(ssl, fd)
@@ -283,10 +365,11 @@ func processes(mentioning fragment: String) -> [Int32] {
 
 /// A data plane for tests, with the internal knobs reachable.
 func makePlane(_ type: DataServerType, _ folder: TemporaryFolder, tls: Bool = true, sink: LogSink = .memory(),
-               checkListeners: Bool = true) throws -> DataPlane {
+               checkListeners: Bool = true, maxConnections: Int = SessionLimits.defaultMaxConnections,
+               logLimit: Int = SessionLog.defaultLimit) throws -> DataPlane {
     try DataPlane(type: type, folder: folder.path, dataPlaneTLS: tls, logger: testLogger(sink), stopGrace: .seconds(2),
                   searchPath: DataPlane.defaultSearchPath(), readinessTimeout: .seconds(10),
-                  checkListenersBeforeLaunch: checkListeners)
+                  checkListenersBeforeLaunch: checkListeners, maxConnections: maxConnections, logLimit: logLimit)
 }
 
 /// Runs `body`; then, even if it threw, stops every data plane, checks that no process still
@@ -308,6 +391,42 @@ func withPlanes(_ planes: [DataPlane], folders: [TemporaryFolder], producer: Pro
         folder.remove()
     }
     if let failure { throw failure }
+}
+
+/// One PROD session of `type` on a free loopback port, forwarding to a fresh `ProducerApp`.
+struct ProdSession {
+    let plane: DataPlane
+    let folder: TemporaryFolder
+    let producer: ProducerApp
+    let uid: String
+    let port: UInt16
+    let keys: SessionKeys
+
+    /// Waits (bounded) until the producer has received `count` bytes; returns what it has.
+    @discardableResult
+    func waitForBytes(_ count: Int, timeout: Duration = .seconds(5)) async -> Int {
+        let deadline = ContinuousClock.now + timeout
+        while producer.bytes < count && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+        return producer.bytes
+    }
+}
+
+/// Starts a `ProdSession` with a plane of the given limits, runs `body`, then stops and checks
+/// everything as `withPlanes` does.
+func withProdSession(_ type: DataServerType, maxConnections: Int = SessionLimits.defaultMaxConnections,
+                     logLimit: Int = SessionLog.defaultLimit, sourceLocation: SourceLocation = #_sourceLocation,
+                     _ body: (ProdSession) async throws -> Void) async throws {
+    let folder = try TemporaryFolder("dp-prod")
+    let plane = try makePlane(type, folder, maxConnections: maxConnections, logLimit: logLimit)
+    let producer = try ProducerApp()
+    let uid = newUID()
+    let port = try freePort()
+    try await withPlanes([plane], folders: [folder], producer: producer, sourceLocation: sourceLocation) {
+        try await plane.start(ProxySpec(uid: uid, role: .prod, listeners: [loopback(port)],
+                                        targets: [loopback(producer.port)], rateKbps: 0))
+        try await body(ProdSession(plane: plane, folder: folder, producer: producer, uid: uid, port: port,
+                                   keys: try SessionKeys.derive(uid: uid)))
+    }
 }
 
 /// The running proxy's pid, or nil (recording an issue).

@@ -48,7 +48,7 @@ struct TrafficMeterTests {
         }
         #expect(added(plain.haproxy, counted.haproxy) == ["    stats socket /f/4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3.sock mode 600 level user"])
         #expect(added(plain.nginx, counted.nginx) == ["    log_format scistream_traffic $bytes_received,$bytes_sent;",
-                                                      "    access_log /f/4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3.traffic scistream_traffic;"])
+                                                      "    access_log /dev/stderr scistream_traffic;"])  // into <uid>.log, bounded
         #expect(counted.haproxy.split(separator: "\n").count == plain.haproxy.split(separator: "\n").count + 1)
         #expect(counted.stunnel == plain.stunnel, "Stunnel's own log already says what it moved")
         // A folder too deep for a unix socket path: no stats socket, rather than a proxy that fails.

@@ -31,10 +31,13 @@ struct TunnelTests {
             guard let prodPID = await runningPID(prod, uid), let consPID = await runningPID(cons, uid) else { return }
 
             // Files: 0600 in a 0700 folder; readiness opened no connection to the application.
+            // nginx must write a pid file too: its own, <uid>.nginx.pid (s2cs alone writes <uid>.pid).
+            let extensions = type == .nginx ? ["conf", "key", "log", "nginx.pid", "pem", "pid"] : ["conf", "key", "log", "pem", "pid"]
+            if type == .nginx { try await waitForNginxPID(uid, in: [prodFolder, consFolder]) }
             for folder in [prodFolder, consFolder] {
-                #expect(folder.contents() == (["conf", "key", "log", "pem", "pid"].map { "\(uid).\($0)" } + [launchName(uid)]))
+                #expect(folder.contents() == (extensions.map { "\(uid).\($0)" } + [launchName(uid)]))
                 #expect(mode(folder.path) == 0o700)
-                for ext in ["conf", "key", "log", "pem", "pid"] { #expect(mode(folder.file("\(uid).\(ext)")) == 0o600, "\(ext)") }
+                for ext in extensions { #expect(mode(folder.file("\(uid).\(ext)")) == 0o600, "\(ext)") }
             }
             #expect(producer.connections == 0)
             #expect(prodFolder.read("\(uid).pem") == consFolder.read("\(uid).pem"))  // byte-identical on both sides
@@ -176,7 +179,9 @@ struct TunnelTests {
                                            targets: [loopback(producer.port)], rateKbps: 0))
             try await cons.start(ProxySpec(uid: uid, role: .cons, listeners: [loopback(consPort)],
                                            targets: [loopback(prodPort)], rateKbps: 0))
-            #expect(prodFolder.contents() == (["conf", "log", "pid"].map { "\(uid).\($0)" } + [launchName(uid)]))  // no key material
+            let extensions = type == .nginx ? ["conf", "log", "nginx.pid", "pid"] : ["conf", "log", "pid"]  // nginx's own pid file
+            if type == .nginx { try await waitForNginxPID(uid, in: [prodFolder]) }
+            #expect(prodFolder.contents() == (extensions.map { "\(uid).\($0)" } + [launchName(uid)]))  // no key material
             let sent = try await sendRandom(to: consPort, count: 64 << 20)
             let received = await producer.waitForFinished(1)
             #expect(received == [sent])
@@ -210,5 +215,14 @@ struct TunnelTests {
             #expect(elapsed >= .milliseconds(2000), "6 MB at 2 MB/s took \(elapsed)")
             #expect(elapsed < .seconds(20))
         }
+    }
+}
+
+/// nginx writes its own pid file once it runs, which may be just after its sockets listen (when
+/// `start` returns): wait for it (at most 5 s) before looking at the session folder.
+func waitForNginxPID(_ uid: String, in folders: [TemporaryFolder]) async throws {
+    let deadline = ContinuousClock.now + .seconds(5)
+    while ContinuousClock.now < deadline, !folders.allSatisfy({ FileManager.default.fileExists(atPath: $0.file("\(uid).nginx.pid")) }) {
+        try await Task.sleep(for: .milliseconds(10))
     }
 }

@@ -72,8 +72,8 @@ final class ProducerApp: @unchecked Sendable {  // `results` is only touched by 
 }
 
 /// The consumer application: sends `count` random bytes to `port` and returns their digest.
-func sendRandomBytes(to port: UInt16, count: Int) async throws -> String {
-    let socket = try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: port), deadline: .now + .seconds(10))
+func sendRandomBytes(to port: UInt16, host: String = "127.0.0.1", count: Int) async throws -> String {
+    let socket = try await Socket.connect(to: SocketAddress.resolve(host: host, port: port), deadline: .now + .seconds(10))
     defer { socket.close() }
     let digest = Digest()
     var sent = 0

@@ -22,18 +22,16 @@ struct WireSession {
 func driveSession(_ target: ControlTarget, token: String = "INVALID_TOKEN", uid: String = SessionID.random(), role: Role = .prod,
                   numConn: UInt32 = 1, listenPorts: [UInt16] = [], targets: [String]) async throws -> WireSession {
     let requestConnection = try await ControlConnection.open(target)
-    let pending = Task { () async throws -> Message in
-        try await requestConnection.call(.request(Request(token: token, uid: uid, role: role, numConn: numConn, rate: 0, listenPorts: listenPorts)), timeout: .seconds(30))
+    let pending = Task { () async throws -> RequestReply in
+        try await requestConnection.request(Request(token: token, uid: uid, role: role, numConn: numConn, rate: 0, listenPorts: listenPorts), timeout: .seconds(30))
     }
     let helloConnection = try await ControlConnection.open(target)
-    let helloReply = try await helloConnection.call(.hello(Hello(token: token, uid: uid, role: role, prodListeners: targets)), timeout: .seconds(30))
-    guard case .helloReply(let hello) = helloReply else { throw HarnessError("unexpected \(helloReply)") }
-    guard case .requestReply(let request) = try await pending.value else { throw HarnessError("unexpected request reply") }
+    let hello = try await helloConnection.hello(Hello(token: token, uid: uid, role: role, prodListeners: targets))
+    let request = try await pending.value
     var session = WireSession(request: request.status, hello: hello, update: nil)
     guard hello.code == .ok, request.status.code == .ok else { return session }
     let remote = role == .prod ? request.prodListeners : targets
-    let updateReply = try await helloConnection.call(.update(Update(token: token, uid: uid, role: role, remoteListeners: remote)), timeout: .seconds(30))
-    guard case .updateReply(let update) = updateReply else { throw HarnessError("unexpected \(updateReply)") }
+    let update = try await helloConnection.update(Update(token: token, uid: uid, role: role, remoteListeners: remote))
     session.update = update.status
     session.listeners = update.listeners
     return session
@@ -304,8 +302,14 @@ func ownNonLoopbackAddresses() -> [String] {
         #expect(refused.stderr.contains("refused the request") && refused.stderr.contains("--max-connections-per-client 3"), "\(refused.stderr)")
         held.forEach { $0.close() }
         held.removeAll()
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(await Harness.s2uc(["list"] + daemon.clientArguments).status == 0)
+        // Served as soon as s2cs has noticed the closes (retried for at most 10 s).
+        let deadline = ContinuousClock.now + .seconds(10)
+        var served = await Harness.s2uc(["list"] + daemon.clientArguments)
+        while served.status != 0 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+            served = await Harness.s2uc(["list"] + daemon.clientArguments)
+        }
+        #expect(served.status == 0, "\(served.stderr)")
     }
 
     // MARK: 7. plaintext mode
@@ -403,7 +407,7 @@ func ownNonLoopbackAddresses() -> [String] {
     @Test func aFailedStartTellsTheClientNoLocalPathOrProxyLogText() {
         let failures: [DataPlaneError] = [
             .startFailed(type: .haproxy, session: "4f8583bc", message: "[ALERT] parsing [/root/.scistream/4f8583bc.conf:12]"),
-            .configRejected(type: .nginx, session: "4f8583bc", message: "open() \"/etc/nginx/x\" failed"),
+            .startFailed(type: .nginx, session: "4f8583bc", message: "open() \"/etc/nginx/x\" failed"),
             .file(path: "/root/.scistream/4f8583bc*.conf", reason: "No space left on device"),
             .folder(path: "/root/.scistream", reason: "not a folder"),
             .spawnFailed(type: .stunnel, session: "4f8583bc", reason: "exec /usr/bin/stunnel4: permission denied"),

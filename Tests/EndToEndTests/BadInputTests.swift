@@ -49,6 +49,8 @@ import SciStreamControl
         (["--listener-ip", "1.2.3.4 5"], "1.2.3.4 5"),
         (["--whatever"], "unknown option '--whatever'"),
         (["--hello_timeout", "-1"], "--hello-timeout"),
+        (["--proxy-buffer-size", "2m"], "'2m' is not valid for '--proxy-buffer-size': use a size from 4k to 256k"),
+        (["--proxy_buffer_size=257k"], "--proxy-buffer-size"),
     ]
 
     @Test(arguments: 0..<daemonCases.count)

@@ -27,6 +27,7 @@ import Glibc
         "| s2cs RSS, N sessions active, clients gone, TLS (MiB) |",
         "| Type | Streams | Tunnel (Gbit/s) | Hand-configured (Gbit/s) | Tunnel / hand |",
         "| Type | inbound_request | outbound_request | Connect + first byte | Setup total |",
+        "| Type | Setting (both sides) | -P 1 (Gbit/s) | -P 1 × defaults | -P 4 (Gbit/s) | -P 4 × defaults |",
     ]
 
     /// Data-plane rows that must carry figures (a failed measurement prints "-").
@@ -36,6 +37,11 @@ import Glibc
         #"^\| Nginx \| -P 1 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|"#,
         #"^\| Nginx \| -P 4 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|"#,
         #"^\| Nginx, --num_conn 1 \| -P 4 \| [0-9.]+ \| [0-9.]+ \|"#,
+        // the generated tunnel against the same with --proxy-buffer-size default, and plaintext ones
+        #"^\| Nginx \| -P 4 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|"#,
+        #"^\| Nginx, plaintext \| -P 1 \| [0-9.]+ \| \| \| [0-9.]+ \| [0-9.]+ \|"#,
+        // buffers: a hand-configured pair with a buffer size, against the proxy's defaults
+        #"^\| Nginx \| `proxy_buffer_size 64k;` \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| 128 \| auto \| 125 \|$"#,
         // setup: inbound, outbound, first byte, total; target; release twice; runs
         #"^\| Nginx \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [^|]+ \| [0-9.]+ \| [0-9.]+ \| 1 \|$"#,
     ]

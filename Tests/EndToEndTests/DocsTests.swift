@@ -4,7 +4,7 @@ import Testing
 /// The user documentation cannot drift from the code: the tutorial shows exactly the commands the
 /// tutorial test runs, every s2uc/s2cs option the docs name exists, and every link resolves.
 @Suite struct DocsTests {
-    static let docs = ["docs/user-guide.md", "docs/tutorial.md", "docs/troubleshooting.md", "docs/faq.md", "certs/README.md"]
+    static let docs = ["docs/user-guide.md", "docs/tutorial.md", "docs/troubleshooting.md", "docs/faq.md", "certs/README.md", "docs/deployment.md"]
 
     static func text(_ path: String) throws -> String {
         try String(contentsOf: Harness.repoRoot.appendingPathComponent(path), encoding: .utf8)

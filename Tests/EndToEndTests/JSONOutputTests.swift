@@ -146,7 +146,7 @@ import FakeGlobusAuth
             #expect(json["command"] as? String == "version" && json["version"] as? String == SciStreamVersion.string, "\(arguments): \(json)")
         }
         // Without --json nothing changed.
-        #expect(await Harness.s2uc(["--version"]).stdout == "s2uc \(SciStreamVersion.string)\n")
+        #expect(await Harness.s2uc(["--version"]).stdout == "s2uc, version \(SciStreamVersion.string)\n")
     }
 
     @Test func authenticationCommandsInJSON() async throws {

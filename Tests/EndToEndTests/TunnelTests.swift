@@ -147,6 +147,27 @@ import TestPorts
         await Self.release(tunnel)
     }
 
+    @Test(arguments: ["Haproxy", "Nginx"])
+    func proxyBufferSizeReachesTheConfigAndBytesArriveIntact(type: String) async throws {
+        let app = try ProducerApp(expectedConnections: 1)
+        defer { app.stop() }
+        let producer = try await Daemon(type: type, extra: ["--proxy-buffer-size", "32k"])
+        let consumer = try await Daemon(type: type, extra: ["--proxy_buffer_size=default"])
+        defer { producer.stop(); consumer.stop() }
+        let tunnel = try await TunnelTests.setUp(type: type, appPort: app.port, consumerPort: try Self.freePort(), producer: producer, consumer: consumer)
+        let config = { (daemon: Daemon) in
+            (try? String(contentsOf: daemon.configFolder.appendingPathComponent("\(tunnel.uid).conf"), encoding: .utf8)) ?? ""
+        }
+        let (sized, unsized) = (config(producer), config(consumer))
+        #expect(sized.contains(type == "Haproxy" ? "\n    tune.bufsize 32768\n" : "\n    proxy_buffer_size 32k;\n"), "\(sized)")
+        #expect(!unsized.isEmpty && !unsized.contains("tune.bufsize") && !unsized.contains("proxy_buffer_size"), "\(unsized)")
+        let sent = try await sendRandomBytes(to: tunnel.consumerPort, count: 16 << 20)
+        let received = await app.results()
+        #expect(received.first?.bytes == 16 << 20)
+        #expect(received.first?.sha256 == sent)
+        await Self.release(tunnel)
+    }
+
     @Test func gatewaysStartedDifferentlyAreRefusedAtSetup() async throws {
         let plain = try await Daemon(type: "Haproxy", extra: ["--data-plane-tls=False", "--peer-gateways", "127.0.0.1"])
         let encrypted = try await Daemon(type: "Haproxy")

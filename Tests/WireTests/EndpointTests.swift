@@ -135,6 +135,21 @@ import Testing
         #expect(throws: ValidationError.self) { try Endpoint.validateHost("10.0.1.5:5001") }
     }
 
+    /// nginx reads `proxy_pass unix:5000` as the socket file "5000": the one host validator, which the
+    /// wire and the proxy configs share, refuses the name `unix` in any case.
+    @Test func theNameUnixIsRefused() throws {
+        for host in ["unix", "UNIX", "Unix"] {
+            #expect(throws: ValidationError.invalidHost(host, .unixSocketPrefix)) { try Endpoint.validateHost(host) }
+            #expect(throws: ValidationError.invalidHost(host, .unixSocketPrefix)) { try Endpoint.parse("\(host):5000") }
+        }
+        #expect(throws: ValidationError.self) { try Endpoint.parse("unix:/tmp/s.sock") }
+        #expect(throws: ValidationError.self) { try parseListenerList("10.0.0.1:5100,unix:5000") }
+        #expect(try Endpoint.validateHost("unix.example.org") == "unix.example.org")
+        #expect(try Endpoint.validateHost("unixhost") == "unixhost")
+        #expect(ValidationError.invalidHost("unix", .unixSocketPrefix).description
+            == "'unix' is not a valid host: a proxy would read 'unix:' as a local socket path, not a host: use the host's IP address or another of its names")
+    }
+
     @Test func descriptionsNameTheValueOnOneLine() {
         #expect(ValidationError.invalidHost("gw x", .badCharacter(" ")).description
             == "'gw x' is not a valid host: it contains ' '; a host is a DNS name (letters, digits, '-' and '.'), "

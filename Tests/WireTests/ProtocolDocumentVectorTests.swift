@@ -61,6 +61,7 @@ struct VectorParseError: Error, CustomStringConvertible {
 /// What each valid vector of docs/protocol.md decodes to.
 let expectedValidVectors: [String: Message] = [
     "request": .request(Request(token: token, uid: mockUID, role: .prod, numConn: 5, rate: 10000, listenPorts: [])),
+    "request-udp": .request(Request(token: token, uid: mockUID, role: .prod, numConn: 5, rate: 10000, listenPorts: [], udp: true)),
     "request-cons-ports": .request(Request(token: token, uid: mockUID, role: .cons, numConn: 1, rate: 10000,
                                            listenPorts: [5100, 5101])),
     "hello": .hello(Hello(token: token, uid: mockUID, role: .prod, prodListeners: ["10.0.1.5:5001"])),

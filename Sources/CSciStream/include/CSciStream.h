@@ -3,4 +3,5 @@
 #include "scistream_net.h"
 #include "scistream_spawn.h"
 #include "scistream_memory.h"
+#include "scistream_diag.h"
 #endif

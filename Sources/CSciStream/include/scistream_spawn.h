@@ -7,8 +7,9 @@
  * scistream_spawn forks and execs `path` with `argv` and `envp` (both NULL-terminated). The child
  * runs in its own session and process group (setsid), with default signal dispositions and an
  * empty signal mask, the file-creation mask `file_mask` (umask), stdin from /dev/null, stdout and
- * stderr appended to `log_path` (created 0600 if missing; O_NOFOLLOW), and every other descriptor
- * closed on exec.
+ * stderr to `output_fd` when it is >= 0 (such as a pipe's write end; the caller keeps and closes
+ * it), else appended to `log_path` (created 0600 if missing; O_NOFOLLOW), a soft RLIMIT_NOFILE of
+ * `open_files` when it is > 0 (at most the hard limit), and every other descriptor closed on exec.
  *
  * Returns 0 on success and sets *pid, *pidfd (close-on-exec; -1 if pidfd_open failed) and
  * *error_pipe: the read end (non-blocking, close-on-exec) of a close-on-exec pipe. Reading it
@@ -17,7 +18,11 @@
  * Returns an errno value if nothing was started (the log file could not be opened, fork failed...).
  */
 int scistream_spawn(const char *path, char *const argv[], char *const envp[], const char *log_path,
-                    mode_t file_mask, pid_t *pid, int *pidfd, int *error_pipe);
+                    int output_fd, long open_files, mode_t file_mask, pid_t *pid, int *pidfd, int *error_pipe);
+
+/* pipe2(2) with both ends close-on-exec and the read end (fds[0]) non-blocking: a child's output
+ * pipe. Returns 0, or an errno value. */
+int scistream_output_pipe(int fds[2]);
 
 /* pidfd_open(2) through syscall(2): a close-on-exec descriptor that polls readable when `pid` exits. */
 int scistream_pidfd_open(pid_t pid);

@@ -44,6 +44,9 @@ public final class ControlConnection {
 
     deinit { stream.close() }
 
+    /// The s2cs this connection reaches, as messages name it.
+    var targetDisplay: String { target.display }
+
     public static func open(_ target: ControlTarget) async throws(ClientError) -> ControlConnection {
         let deadline = ContinuousClock.now + connectTimeout
         let address: SocketAddress
@@ -117,5 +120,44 @@ public final class ControlConnection {
             }
             decoder.append(bytes)
         }
+    }
+}
+
+/// One typed method per request: the reply of the request's own kind, or a `ClientError` (also
+/// for a reply of another kind: that peer is not an s2cs of this version).
+extension ControlConnection {
+    /// `req`: waits (without deadline unless given) until the session's hello has arrived.
+    public func request(_ request: Request, timeout: Duration? = nil) async throws(ClientError) -> RequestReply {
+        let reply = try await call(.request(request), timeout: timeout)
+        guard case .requestReply(let value) = reply else { throw unexpected(reply) }
+        return value
+    }
+
+    public func hello(_ hello: Hello, timeout: Duration? = .seconds(30)) async throws(ClientError) -> Status {
+        let reply = try await call(.hello(hello), timeout: timeout)
+        guard case .helloReply(let value) = reply else { throw unexpected(reply) }
+        return value
+    }
+
+    public func update(_ update: Update, timeout: Duration? = .seconds(60)) async throws(ClientError) -> UpdateReply {
+        let reply = try await call(.update(update), timeout: timeout)
+        guard case .updateReply(let value) = reply else { throw unexpected(reply) }
+        return value
+    }
+
+    public func release(_ release: Release, timeout: Duration? = .seconds(60)) async throws(ClientError) -> Status {
+        let reply = try await call(.release(release), timeout: timeout)
+        guard case .releaseReply(let value) = reply else { throw unexpected(reply) }
+        return value
+    }
+
+    public func list(_ list: ListSessions, timeout: Duration? = .seconds(30)) async throws(ClientError) -> ListReply {
+        let reply = try await call(.list(list), timeout: timeout)
+        guard case .listReply(let value) = reply else { throw unexpected(reply) }
+        return value
+    }
+
+    private func unexpected(_ message: Message) -> ClientError {
+        ClientError("s2cs at \(targetDisplay) answered with an unexpected message (kind 0x\(String(message.kind, radix: 16))); is it an s2cs of this version?")
     }
 }

@@ -14,7 +14,7 @@ import SciStreamAuth
 extension UserClient {
     static let authSubcommands: [Subcommand] = [
         Subcommand(names: ["login"],
-                   usage: "s2uc login --scope <scope_id> [--s2cs <host:port>]",
+                   usage: [.required("scope"), .optional("s2cs")],
                    abstract: "Log in with Globus for the scope of an s2cs (its client id) and keep the tokens in ~/.scistream.",
                    options: [
                        OptionSpec("scope", value: "scope_id", help: "The client id of the s2cs (its 'scistream' scope)."),
@@ -22,7 +22,7 @@ extension UserClient {
                    ],
                    maxPositionals: 0, run: { try await runLogin($0) }),
         Subcommand(names: ["check-auth", "check_auth"],
-                   usage: "s2uc check-auth --scope <scope_id> | --ip <host[:port]>",
+                   usage: [.required("scope"), .text("|"), .required("ip")],
                    abstract: "Show the access token held for a scope, or for the scope remembered for an s2cs address.",
                    options: [
                        OptionSpec("scope", value: "scope_id", help: "The scope (s2cs client id) to show the token of."),
@@ -30,7 +30,7 @@ extension UserClient {
                    ],
                    maxPositionals: 0, run: { try await runCheckAuth($0) }),
         Subcommand(names: ["logout"],
-                   usage: "s2uc logout",
+                   usage: [],
                    abstract: "Revoke every stored token with Globus Auth and delete them.",
                    options: [], maxPositionals: 0, run: { try await runLogout($0) }),
     ]

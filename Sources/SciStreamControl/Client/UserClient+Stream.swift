@@ -20,19 +20,19 @@ extension UserClient {
 
     static let streamSubcommands: [Subcommand] = [
         Subcommand(names: ["stream_request", "stream-request"],
-                   usage: "s2uc stream_request --prod_s2cs <host:port> --cons_s2cs <host:port> [--remote_ip <ip>] [--receiver_ports <ports>] [--cons_receiver_ports <ports>] [--num_conn <n>] [--rate <kb/s>] [--server_cert <file>] [--prod_server_cert <file>] [--cons_server_cert <file>]",
+                   usage: [.required("prod_s2cs"), .required("cons_s2cs"), .optional("remote_ip"), .optional("receiver_ports"),
+                           .optional("cons_receiver_ports"), .optional("num_conn"), .optional("rate"), .optional("server_cert"),
+                           .optional("prod_server_cert"), .optional("cons_server_cert")],
                    abstract: "Set up both halves of a session: the inbound half at --prod_s2cs, then the outbound half at --cons_s2cs.",
+                   // The session options as inbound_request declares them; the ports are each side's own.
                    options: sideOptions + [
-                       OptionSpec("remote_ip", value: "ip", default: "localhost", help: "Address of the producer application."),
                        OptionSpec("receiver_ports", value: "ports", help: "The producer application's ports (default 5074)."),
                        OptionSpec("cons_receiver_ports", value: "ports", help: "The ports the consumer-side gateway listens on (default: from its --port-range)."),
-                       OptionSpec("num_conn", value: "n", default: "5", help: "Number of parallel connections (listeners on each side)."),
-                       OptionSpec("rate", value: "kb/s", help: "Maximum data rate per connection in kb/s, applied by Nginx; 0 or absent: unlimited."),
-                       OptionSpec("mock", value: "bool", default: "False", help: "Use the fixed uid \(mockUID)."),
-                   ],
+                   ] + sessionOptions.filter { $0.name != "receiver_ports" },
                    maxPositionals: 0, run: { try await runStreamRequest($0) }),
         Subcommand(names: ["stream_release", "stream-release"],
-                   usage: "s2uc stream_release <uid> --prod_s2cs <host:port> --cons_s2cs <host:port> [--server_cert <file>] [--prod_server_cert <file>] [--cons_server_cert <file>]",
+                   usage: [.text("<uid>"), .required("prod_s2cs"), .required("cons_s2cs"), .optional("server_cert"),
+                           .optional("prod_server_cert"), .optional("cons_server_cert")],
                    abstract: "Release both halves of a session: the outbound half at --cons_s2cs, then the inbound half at --prod_s2cs.",
                    options: sideOptions, maxPositionals: 1, run: { try await runStreamRelease($0) }),
     ]
@@ -87,7 +87,7 @@ extension UserClient {
     // MARK: stream_request
 
     static func runStreamRequest(_ parsed: ParsedArguments) async throws {
-        let (numConn, rate, mock) = try sessionValues(parsed)
+        let (numConn, rate, mock, udp) = try sessionValues(parsed)
         let application = try producerApplication(parsed)
         let consumerPorts = try ports(parsed, "cons_receiver_ports")
         let (prod, cons) = try await sides(parsed)
@@ -95,13 +95,13 @@ extension UserClient {
         output.set("uid", uid)
 
         let prodListeners = try await withSideOutput(prod.name) {
-            try await runHalf(Half(role: .prod, uid: uid, prodListeners: application, listenPorts: [], numConn: numConn, rate: rate),
+            try await runHalf(Half(role: .prod, uid: uid, prodListeners: application, listenPorts: [], numConn: numConn, rate: rate, udp: udp),
                               target: prod.target, token: prod.token)
         }
         let consListeners: [String]
         do {
             consListeners = try await withSideOutput(cons.name) {
-                try await runHalf(Half(role: .cons, uid: uid, prodListeners: prodListeners, listenPorts: consumerPorts, numConn: numConn, rate: rate),
+                try await runHalf(Half(role: .cons, uid: uid, prodListeners: prodListeners, listenPorts: consumerPorts, numConn: numConn, rate: rate, udp: udp),
                                   target: cons.target, token: cons.token)
             }
         } catch {
@@ -119,7 +119,7 @@ extension UserClient {
             throw ClientError("\(error); \(outcome)", status: clientError?.status, step: clientError?.step)
         }
         output.set("listeners", .strings(consListeners))
-        output.line("Consumer listeners: [" + consListeners.map { "'\($0)'" }.joined(separator: ", ") + "]")
+        output.line("Consumer listeners: [" + consListeners.map { "'\(escapedForTerminal($0))'" }.joined(separator: ", ") + "]")
     }
 
     // MARK: stream_release

@@ -12,72 +12,84 @@ public enum UserClient {
         OptionSpec("s2cs", value: "host:port", default: "localhost:5000", help: "The s2cs to talk to."),
         OptionSpec("server_cert", value: "file", default: "server.crt", help: "Certificate that s2cs must present (the trust anchor)."),
         OptionSpec("ssl", value: "bool", default: "True", help: "TLS to s2cs; False only for an s2cs started with --ssl=False."),
-        OptionSpec("scope", value: "id", default: "", help: "Authentication scope id of that s2cs (its client id); default: the scope remembered for --s2cs at login, else none (INVALID_TOKEN)."),
+        OptionSpec("scope", value: "scope_id", default: "", help: "Authentication scope id of that s2cs (its client id); default: the scope remembered for --s2cs at login, else none (INVALID_TOKEN)."),
     ]
 
     static let sessionOptions: [OptionSpec] = [
         OptionSpec("remote_ip", value: "ip", default: "localhost", help: "Inbound: address of the producer application."),
         OptionSpec("receiver_ports", value: "ports", help: "Inbound: the producer application's ports; outbound: the local ports to listen on."),
         OptionSpec("num_conn", value: "n", default: "5", help: "Number of parallel connections (listeners)."),
-        OptionSpec("rate", value: "kb/s", help: "Maximum data rate per connection in kb/s, applied by Nginx (HAProxy and Stunnel cannot); 0 or absent: unlimited."),
+        OptionSpec("rate", value: "kb/s", default: "0", help: "Maximum data rate per connection in kb/s, applied by Nginx (HAProxy and Stunnel cannot); 0: unlimited."),
         OptionSpec("mock", value: "bool", default: "False", help: "Inbound: use the fixed uid \(mockUID)."),
+        protocolOption,
     ]
+
+    static let protocolOption = OptionSpec("protocol", value: "tcp|udp", default: "tcp",
+        help: "udp: forward UDP datagrams as well as TCP on each listener (both gateways' s2cs must run --type Nginx --data-plane-tls=False).")
 
     struct Subcommand {
         let names: [String]
-        let usage: String
+        /// The usage line's items; the options they name are shown as `options` declares them.
+        let usageItems: [UsageItem]
         let abstract: String
         let options: [OptionSpec]
         let maxPositionals: Int
         let run: @Sendable (ParsedArguments) async throws -> Void
+
+        init(names: [String], usage: [UsageItem], abstract: String, options: [OptionSpec], maxPositionals: Int,
+             run: @escaping @Sendable (ParsedArguments) async throws -> Void) {
+            self.names = names
+            self.usageItems = usage
+            self.abstract = abstract
+            self.options = options
+            self.maxPositionals = maxPositionals
+            self.run = run
+        }
+
+        var usage: String { ArgumentParser.usageLine("s2uc \(names[0])", usageItems, options: options) }
     }
 
     static let subcommands: [Subcommand] = [
         Subcommand(names: ["inbound_request", "inbound-request", "prod-req", "prod_req"],
-                   usage: "s2uc inbound_request [--s2cs <host:port>] [--remote_ip <ip>] [--receiver_ports <ports>] [--num_conn <n>] [--rate <kb/s>] [--server_cert <file>] [--mock True]",
+                   usage: [.optional("s2cs"), .optional("remote_ip"), .optional("receiver_ports"), .optional("num_conn"), .optional("rate"),
+                           .optional("server_cert"), .optional("mock", value: "True"), .optional("protocol", value: "udp")],
                    abstract: "Set up the producer-side (inbound, PROD) proxy of a new session.",
                    options: connectionOptions + sessionOptions, maxPositionals: 0,
                    run: { try await runSession(role: .prod, $0) }),
         Subcommand(names: ["outbound_request", "outbound-request", "cons-req", "cons_req"],
-                   usage: "s2uc outbound_request [--s2cs <host:port>] [--receiver_ports <ports>] [--num_conn <n>] [--rate <kb/s>] [--server_cert <file>] <uid> <listener[,listener...]>",
+                   usage: [.optional("s2cs"), .optional("receiver_ports"), .optional("num_conn"), .optional("rate"), .optional("server_cert"), .optional("protocol", value: "udp"),
+                           .text("<uid>"), .text("<listener[,listener...]>")],
                    abstract: "Set up the consumer-side (outbound, CONS) proxy of a session, towards the producer-side listeners.",
                    options: connectionOptions + sessionOptions, maxPositionals: 2,
                    run: { try await runSession(role: .cons, $0) }),
         Subcommand(names: ["release"],
-                   usage: "s2uc release <uid> [--s2cs <host:port>] [--server_cert <file>] [--scope <scope_id>]",
+                   usage: [.text("<uid>"), .optional("s2cs"), .optional("server_cert"), .optional("scope")],
                    abstract: "Release a session: stop its proxy, free its ports, delete its key material.",
                    options: connectionOptions, maxPositionals: 1,
                    run: { try await runRelease($0) }),
         Subcommand(names: ["list"],
-                   usage: "s2uc list [--s2cs <host:port>] [--server_cert <file>] [--scope <scope_id>]",
+                   usage: [.optional("s2cs"), .optional("server_cert"), .optional("scope")],
                    abstract: "List the sessions of an s2cs (uid prefixes, states, listeners).",
                    options: connectionOptions, maxPositionals: 0,
                    run: { try await runList($0) }),
     ]
 
+    /// The top-level help, from the subcommands' declarations (names, other spellings, abstracts).
     static var topHelp: String {
-        """
-        OVERVIEW: SciStream user client: set up and release SciStream sessions.
-
-        USAGE: s2uc <subcommand> [options]
-
-        SUBCOMMANDS:
-          inbound_request    Set up the producer-side (inbound, PROD) proxy of a new session (also: prod-req).
-          outbound_request   Set up the consumer-side (outbound, CONS) proxy of a session.
-          release            Release a session.
-          list               List the sessions of an s2cs.
-          stream_request     Set up both halves of a session (inbound at --prod_s2cs, then outbound at --cons_s2cs).
-          stream_release     Release both halves of a session.
-          login              Log in with Globus for the scope (client id) of an s2cs.
-          check-auth         Show the access token held for a scope.
-          logout             Revoke and delete every stored token.
-
-        OPTIONS:
-          --version          Show the version.
-          -h, --help         Show help information.
-
-          See 's2uc <subcommand> --help' for detailed help.
-        """
+        let all = subcommands + streamSubcommands + authSubcommands
+        var text = "OVERVIEW: SciStream user client: set up and release SciStream sessions.\n\nUSAGE: s2uc <subcommand> [options]\n\nSUBCOMMANDS:\n"
+        let width = (all.map { $0.names[0].count }.max() ?? 0) + 4
+        for subcommand in all {
+            let primary = subcommand.names[0]
+            var seen: Set<String> = [ArgumentParser.normalize(primary)]
+            let others = subcommand.names.dropFirst().filter { seen.insert(ArgumentParser.normalize($0)).inserted }
+            let also = others.isEmpty ? "" : " (also: \(others.joined(separator: ", ")))"
+            text += "  " + primary + String(repeating: " ", count: width - primary.count) + subcommand.abstract + also + "\n"
+        }
+        text += "\nOPTIONS:\n  -v, --version" + String(repeating: " ", count: width - 13) + "Show the version.\n"
+        text += "  -h, --help" + String(repeating: " ", count: width - 10) + "Show help information.\n"
+        text += "\n  See 's2uc <subcommand> --help' for detailed help."
+        return text
     }
 
     static let jsonOption = OptionSpec("json", help: "Print one JSON object on stdout instead of the result lines (docs/json.md); errors still go to stderr too.")
@@ -103,7 +115,7 @@ public enum UserClient {
             Console.out(topHelp)
             return ExitCode.success
         }
-        if first == "--version" || first == "version" {
+        if first == "--version" || first == "-v" || first == "version" {
             return printVersion(CommandOutput(command: "version", json: json))
         }
         guard let subcommand = (subcommands + streamSubcommands + authSubcommands).first(where: { $0.names.contains(first) }) else {
@@ -159,7 +171,7 @@ public enum UserClient {
             output.set("version", SciStreamVersion.string)
             output.finish()
         } else {
-            Console.out("s2uc \(SciStreamVersion.string)")
+            Console.out(SciStreamVersion.s2ucLine)
         }
         return ExitCode.success
     }
@@ -169,13 +181,13 @@ public enum UserClient {
     /// The s2cs to talk to: `--s2cs`, with `--server_cert` (or, for `stream_request`, e.g. `--prod_s2cs`
     /// with `--prod_server_cert`, else `--server_cert`); errors name the option that was used.
     static func target(_ parsed: ParsedArguments, s2csOption: String = "s2cs", certOptions: [String] = ["server_cert"]) throws -> ControlTarget {
-        let text = parsed.value(s2csOption) ?? "localhost:5000"
+        let text = parsed.string(s2csOption)
         let endpoint: Endpoint
         do { endpoint = try Endpoint.parse(text) } catch { throw UsageError("bad --\(s2csOption) '\(text)': \(error)") }
-        let useTLS = try ArgumentParser.parseBool(parsed.value("ssl") ?? "True", option: "--ssl")
+        let useTLS = try ArgumentParser.parseBool(parsed.string("ssl"), option: "--ssl")
         guard useTLS else { return ControlTarget(host: endpoint.host, port: endpoint.port, tls: TLSContext?.none) }
         let certOption = certOptions.first { parsed.values[$0] != nil } ?? certOptions[certOptions.count - 1]
-        let certificate = parsed.value(certOption) ?? "server.crt"
+        let certificate = parsed.string(certOption)
         guard FileManager.default.fileExists(atPath: certificate) else {
             throw ClientError("the s2cs certificate '\(certificate)' does not exist: pass the certificate of \(endpoint) with --\(certOption), or --ssl False for an s2cs started with --ssl=False")
         }
@@ -188,14 +200,18 @@ public enum UserClient {
 
     // MARK: inbound / outbound
 
-    /// The options both halves take: `--num_conn`, `--rate`, `--mock`.
-    static func sessionValues(_ parsed: ParsedArguments) throws -> (numConn: Int, rate: Int, mock: Bool) {
-        let numConn = try ArgumentParser.parseInt(parsed.value("num_conn") ?? "5", option: "num_conn", range: 1...SessionLimits.maxConnectionsPerSession)
+    /// The options both halves take: `--num_conn`, `--rate`, `--mock`, `--protocol`.
+    static func sessionValues(_ parsed: ParsedArguments) throws -> (numConn: Int, rate: Int, mock: Bool, udp: Bool) {
+        let numConn = try ArgumentParser.parseInt(parsed.string("num_conn"), option: "num_conn", range: 1...SessionLimits.maxConnectionsPerSession)
         // Unlimited unless asked for: the original's documented default of 10000 kb/s was never enforced,
         // and enforcing it would cap every Nginx connection at 10 Mbit/s.
-        let rate = try ArgumentParser.parseInt(parsed.value("rate") ?? "0", option: "rate", range: 0...Int(UInt32.max))
-        let mock = try ArgumentParser.parseBool(parsed.value("mock") ?? "False", option: "--mock")
-        return (numConn, rate, mock)
+        let rate = try ArgumentParser.parseInt(parsed.string("rate"), option: "rate", range: 0...Int(UInt32.max))
+        let mock = try ArgumentParser.parseBool(parsed.string("mock"), option: "--mock")
+        let text = parsed.string("protocol")
+        guard ["tcp", "udp"].contains(text.lowercased()) else {
+            throw UsageError("'\(text)' is not valid for '--protocol': use tcp (the default) or udp")
+        }
+        return (numConn, rate, mock, text.lowercased() == "udp")
     }
 
     /// A port list option (`--receiver_ports`), empty when not given.
@@ -206,7 +222,7 @@ public enum UserClient {
 
     /// Inbound: the producer application's addresses, `--remote_ip` with each of `--receiver_ports` (5074).
     static func producerApplication(_ parsed: ParsedArguments) throws -> [String] {
-        let remoteText = parsed.value("remote_ip") ?? "localhost"
+        let remoteText = parsed.string("remote_ip")
         let remoteIP: String
         do { remoteIP = try Endpoint.validateHost(remoteText) } catch { throw UsageError("bad --remote_ip: \(error)") }
         let receiverPorts = try ports(parsed, "receiver_ports")
@@ -215,7 +231,7 @@ public enum UserClient {
 
     static func runSession(role: Role, _ parsed: ParsedArguments) async throws {
         // Validate everything before talking to anyone.
-        let (numConn, rate, mock) = try sessionValues(parsed)
+        let (numConn, rate, mock, udp) = try sessionValues(parsed)
         let uid: String
         var prodListeners: [String]
         var listenPorts: [UInt16] = []
@@ -241,7 +257,7 @@ public enum UserClient {
         }
         let target = try target(parsed)
         let token = try await accessToken(parsed, target: target)
-        _ = try await runHalf(Half(role: role, uid: uid, prodListeners: prodListeners, listenPorts: listenPorts, numConn: numConn, rate: rate),
+        _ = try await runHalf(Half(role: role, uid: uid, prodListeners: prodListeners, listenPorts: listenPorts, numConn: numConn, rate: rate, udp: udp),
                               target: target, token: token)
     }
 
@@ -254,6 +270,7 @@ public enum UserClient {
         let listenPorts: [UInt16]
         let numConn: Int
         let rate: Int
+        var udp = false
     }
 
     /// Sets up one half of a session at `target` (Request, Hello, Update), printing the seeds' lines;
@@ -269,41 +286,46 @@ public enum UserClient {
         // The request waits on its own connection until the hello arrives on a second one.
         let requestConnection = try await ControlConnection.open(target)
         output.line("sending client request message")
-        let request = Request(token: token, uid: uid, role: role, numConn: UInt32(half.numConn), rate: UInt32(half.rate), listenPorts: half.listenPorts)
-        let pendingReply = Task { () async throws(ClientError) -> Message in
-            try await requestConnection.call(.request(request))
+        let request = Request(token: token, uid: uid, role: role, numConn: UInt32(half.numConn), rate: UInt32(half.rate), listenPorts: half.listenPorts, udp: half.udp)
+        let pendingReply = Task { () async throws(ClientError) -> RequestReply in
+            try await requestConnection.request(request)
         }
         output.line("waiting for hello message")
         let helloConnection = try await ControlConnection.open(target)
         output.line("sending for hello message")
-        let helloReply = try await helloConnection.call(.hello(Hello(token: token, uid: uid, role: role, prodListeners: prodListeners)), timeout: .seconds(30))
-        guard case .helloReply(let helloStatus) = helloReply else { throw unexpected(helloReply, target) }
+        let helloStatus = try await helloConnection.hello(Hello(token: token, uid: uid, role: role, prodListeners: prodListeners))
         guard helloStatus.code == .ok else {
             // If the request itself failed, its reason is the one to report.
             let early = Task { try await pendingReply.value }
             let watchdog = Task { try? await Task.sleep(for: .seconds(2)); early.cancel(); pendingReply.cancel() }
-            if case .requestReply(let failed)? = try? await early.value, failed.status.code != .ok {
+            switch await early.result {
+            case .success(let failed) where failed.status.code != .ok:
                 watchdog.cancel()
                 throw failure("request", failed.status, target, uid: uid)
+            case .failure(let refused as ClientError) where refused.status?.code == .invalidArgument && half.udp:
+                // The request frame itself was refused: an s2cs that predates UDP sessions refuses their flag.
+                watchdog.cancel()
+                throw ClientError("\(refused); an s2cs older than UDP sessions refuses --protocol udp: upgrade that s2cs, or drop --protocol udp",
+                                  status: refused.status, step: "request")
+            default:
+                break
             }
             watchdog.cancel()
             pendingReply.cancel()
             // The request may be pending on the s2cs: release it rather than leave it to time out.
-            _ = try? await helloConnection.call(.release(Release(token: token, uid: uid)), timeout: .seconds(10))
+            _ = try? await helloConnection.release(Release(token: token, uid: uid), timeout: .seconds(10))
             throw failure("hello", helloStatus, target, uid: uid)
         }
         output.line("Hello message sent successfully")
 
-        let reply = try await pendingReply.value
-        guard case .requestReply(let requestReply) = reply else { throw unexpected(reply, target) }
+        let requestReply = try await pendingReply.value
         guard requestReply.status.code == .ok else { throw failure("request", requestReply.status, target, uid: uid) }
 
         let targets = role == .prod ? requestReply.prodListeners : prodListeners
-        let updateReply = try await helloConnection.call(.update(Update(token: token, uid: uid, role: role, remoteListeners: targets)), timeout: .seconds(60))
-        guard case .updateReply(let update) = updateReply else { throw unexpected(updateReply, target) }
+        let update = try await helloConnection.update(Update(token: token, uid: uid, role: role, remoteListeners: targets))
         guard update.status.code == .ok else {
             // Leave nothing behind: release the half-made session before reporting.
-            _ = try? await helloConnection.call(.release(Release(token: token, uid: uid)), timeout: .seconds(30))
+            _ = try? await helloConnection.release(Release(token: token, uid: uid), timeout: .seconds(30))
             throw failure("update", update.status, target, uid: uid)
         }
         let listeners = update.listeners.isEmpty ? requestReply.listeners : update.listeners
@@ -335,8 +357,7 @@ public enum UserClient {
     /// Releases a session at `target`; returns the s2cs's note (its proxy had exited), if any.
     static func release(_ uid: String, target: ControlTarget, token: String) async throws -> String? {
         let connection = try await ControlConnection.open(target)
-        let reply = try await connection.call(.release(Release(token: token, uid: uid)), timeout: .seconds(60))
-        guard case .releaseReply(let status) = reply else { throw unexpected(reply, target) }
+        let status = try await connection.release(Release(token: token, uid: uid))
         guard status.code == .ok else { throw failure("release", status, target, uid: uid) }
         return status.message.contains("note:") ? escapedForTerminal(status.message) : nil
     }
@@ -345,18 +366,15 @@ public enum UserClient {
         let target = try target(parsed)
         output.set("s2cs", target.display)
         let token = try await accessToken(parsed, target: target)
-        var reply: Message? = nil
+        var answer: ListReply? = nil
         do {
-            reply = try await ControlConnection.open(target).call(.list(ListSessions(token: token, wantsTraffic: true)), timeout: .seconds(30))
+            answer = try await ControlConnection.open(target).list(ListSessions(token: token, wantsTraffic: true))
         } catch {
             // An s2cs that predates the traffic section refuses the flag (an error frame): ask as before.
             guard error.status?.code == .invalidArgument else { throw error }
         }
-        if reply == nil {
-            reply = try await ControlConnection.open(target).call(.list(ListSessions(token: token)), timeout: .seconds(30))
-        }
-        guard let reply else { return }
-        guard case .listReply(let list) = reply else { throw unexpected(reply, target) }
+        if answer == nil { answer = try await ControlConnection.open(target).list(ListSessions(token: token)) }
+        guard let list = answer else { return }
         guard list.status.code == .ok else { throw failure("list", list.status, target, uid: nil) }
         let traffic = Dictionary((list.traffic ?? []).map { ($0.uid, $0) }, uniquingKeysWith: { first, _ in first })
         output.set("sessions", .array(list.sessions.map { jsonObject($0, traffic: traffic[$0.uid]) }))
@@ -432,10 +450,6 @@ public enum UserClient {
             break
         }
         return ClientError("\(step) failed at s2cs \(target.display): \(status.code): \(escapedForTerminal(status.message))\(hint)", status: status, step: step)
-    }
-
-    static func unexpected(_ message: Message, _ target: ControlTarget) -> ClientError {
-        ClientError("s2cs at \(target.display) answered with an unexpected message (kind 0x\(String(message.kind, radix: 16))); is it an s2cs of this version?")
     }
 }
 

@@ -55,11 +55,67 @@ public struct ParsedArguments: Sendable {
         return values[key] ?? specs.first { $0.name == key }?.defaultValue
     }
 
+    /// The value given, else the option's declared default, else "" (an option without a default
+    /// that was not given). Defaults are written once, in the `OptionSpec`, never again here.
+    public func string(_ name: String) -> String { value(name) ?? "" }
+
     public func isSet(_ name: String) -> Bool { flags.contains(ArgumentParser.normalize(name)) }
 
 }
 
+/// One item of a usage line, in order. Options are named by their declaration (`OptionSpec`), whose
+/// spelling and value name the line shows, so that a usage line cannot name a flag that does not
+/// exist or spell it differently from the parser.
+public enum UsageItem: Sendable {
+    /// `[--name <value>]`; `value` replaces `<value>` (e.g. `True` for `[--mock True]`).
+    case optional(String, value: String? = nil)
+    /// `--name <value>`.
+    case required(String, value: String? = nil)
+    /// Several options that go together: `[--client-id <id> --client-secret <secret>]`.
+    case optionalGroup([String])
+    /// A positional argument or other literal text: `<uid>`, `|`.
+    case text(String)
+}
+
 public enum ArgumentParser {
+    /// The usage line of `command`: its items, options shown as declared in `options`.
+    public static func usageLine(_ command: String, _ items: [UsageItem], options: [OptionSpec]) -> String {
+        func shown(_ name: String, _ value: String?) -> String {
+            let key = normalize(name)
+            // A usage item must name a declared option; the tests check every command's line.
+            guard let spec = options.first(where: { $0.name == key }) else { return "--\(name)" }
+            let flag = spec.spelling.count == 1 ? "-\(spec.spelling)" : "--\(spec.spelling)"
+            if let value { return "\(flag) \(value)" }
+            return spec.takesValue ? "\(flag) <\(spec.valueName)>" : flag
+        }
+        let parts = items.map { item -> String in
+            switch item {
+            case .optional(let name, let value): "[\(shown(name, value))]"
+            case .required(let name, let value): shown(name, value)
+            case .optionalGroup(let names): "[" + names.map { shown($0, nil) }.joined(separator: " ") + "]"
+            case .text(let text): text
+            }
+        }
+        return ([command] + parts).joined(separator: " ")
+    }
+
+    /// The usage line showing every option of `options` (optional, in declaration order) but `except`.
+    public static func usageLine(_ command: String, every options: [OptionSpec], except: Set<String> = ["help", "version"]) -> String {
+        usageLine(command, options.filter { !except.contains($0.name) }.map { .optional($0.name) }, options: options)
+    }
+
+    /// The names of the options that `items` mention but `options` does not declare (for tests).
+    public static func undeclared(_ items: [UsageItem], options: [OptionSpec]) -> [String] {
+        let names = items.flatMap { item -> [String] in
+            switch item {
+            case .optional(let name, _), .required(let name, _): [name]
+            case .optionalGroup(let names): names
+            case .text: []
+            }
+        }
+        return names.filter { name in !options.contains { $0.name == normalize(name) } }
+    }
+
     /// Normalises a spelling: drops leading dashes, `-` between words becomes `_`, lowercased.
     static func normalize(_ name: String) -> String {
         var trimmed = Substring(name)

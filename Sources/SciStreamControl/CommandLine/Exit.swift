@@ -31,6 +31,10 @@ public enum Console {
     }
 }
 
+/// The one version of s2uc, s2cs, the container image (scripts/build-image reads it from here) and
+/// the metrics page. Printed as the original prints it: `s2uc, version X.Y.Z`, `s2cs, version: X.Y.Z`.
 public enum SciStreamVersion {
     public static let string = "0.1.0"
+    public static var s2ucLine: String { "s2uc, version \(string)" }
+    public static var s2csLine: String { "s2cs, version: \(string)" }
 }

@@ -120,25 +120,15 @@ extension ControlServer {
 
     private func handleUpdate(_ update: Update, caller: Caller, log: Logger) async -> UpdateReply {
         let prefix = SessionID.shortPrefix(update.uid)
-        let task: Task<Void, any Error>
-        let listeners: [Endpoint]
         do {
             let targets = try await updateTargets(update, log: log)
-            (task, listeners) = try await registry.beginUpdate(update, targets: targets, caller: caller)
+            let listeners = try await registry.update(update, targets: targets, caller: caller)
+            let reported = registry.reported(listeners, role: update.role)
+            log.info("session active", ["session": prefix, "role": "\(update.role)", "listeners": reported.joined(separator: ","), "targets": targets.map(\.description).joined(separator: ",")])
+            return UpdateReply(status: .ok, listeners: reported)
         } catch {
             log.info("update refused", ["session": prefix, "status": "\(error.status.code)", "reason": error.status.message])
             return UpdateReply(status: error.status, listeners: [])
-        }
-        do {
-            try await task.value
-            await registry.finishUpdate(uid: update.uid.lowercased(), error: nil)
-            log.info("session active", ["session": prefix, "role": "\(update.role)", "listeners": registry.reported(listeners, role: update.role).joined(separator: ","), "targets": update.remoteListeners.joined(separator: ",")])
-            return UpdateReply(status: .ok, listeners: registry.reported(listeners, role: update.role))
-        } catch {
-            await registry.finishUpdate(uid: update.uid.lowercased(), error: error)
-            log.error("update failed", ["session": prefix, "error": "\(error)"])
-            // The remote side learns what failed, not the gateway's paths or the proxy's log text.
-            return UpdateReply(status: Self.remoteStatus(error, session: prefix), listeners: [])
         }
     }
 
@@ -158,19 +148,13 @@ extension ControlServer {
     private func handleRelease(_ release: Release, caller: Caller, log: Logger) async -> Status {
         let uid: String
         do { uid = try SessionRegistry.validUID(release.uid) } catch { return error.status }
-        let pending: Task<Void, any Error>?
-        do { pending = try await registry.beginRelease(uid, caller: caller) } catch { return error.status }
-        _ = try? await pending?.value
-        let note: String
-        if case .exited(let description) = await dataPlane.status(uid: uid) {
-            note = "; note: its proxy had exited unexpectedly (\(description))"
-        } else {
-            note = ""
+        do {
+            let note = try await registry.release(uid, caller: caller)
+            log.info("session released", ["session": SessionID.shortPrefix(uid)])
+            return Status(.ok, "session \(SessionID.shortPrefix(uid)) released" + (note.map { "; note: \($0)" } ?? ""))
+        } catch {
+            return error.status
         }
-        await dataPlane.stop(uid: uid)
-        await registry.finishRelease(uid)
-        log.info("session released", ["session": SessionID.shortPrefix(uid)])
-        return Status(.ok, "session \(SessionID.shortPrefix(uid)) released\(note)")
     }
 
     /// The sessions `caller` may see: with authentication on, its own; without, all of them, with

@@ -29,6 +29,8 @@ public final class ControlServer: Sendable {
     private let connectionsByClient = Mutex<[String: Int]>([:])
     private let refusals = Mutex(0)
     static let maxRefusalsInFlight = 64
+    /// Set by `shutdown`: the accept loop ends instead of retrying.
+    private let stopping = Mutex(false)
 
     public init(config: ServerConfiguration, dataPlane: DataPlane, tls: TLSContext?, logger: Logger) throws {
         self.config = config
@@ -58,7 +60,7 @@ public final class ControlServer: Sendable {
                 do {
                     socket = try await listener.accept()
                 } catch {
-                    if Task.isCancelled { break }
+                    if Task.isCancelled || stopping.withLock({ $0 }) { break }
                     // Out of descriptors (EMFILE) or memory: say so at most once a second, back off, retry.
                     if lastAcceptError.map({ ContinuousClock.now - $0 > .seconds(1) }) ?? true {
                         logger.error("accept failed; retrying", ["error": "\(error)", "connections": "\(connections.withLock { $0 })"])
@@ -118,11 +120,18 @@ public final class ControlServer: Sendable {
         }
     }
 
-    /// Stops every session's proxy. Called on SIGINT/SIGTERM before exiting.
+    /// The one way s2cs stops (SIGINT, SIGTERM, SIGHUP, SIGQUIT): stop accepting, refuse new work
+    /// (an update that arrives now starts nothing), end every session (proxies stopped and reaped,
+    /// files removed, ports freed). The caller then exits.
     public func shutdown() async {
-        let uids = await registry.shutdown()
-        logger.info("shutting down", ["sessions": "\(uids.count)"])
+        stopping.withLock { $0 = true }
+        // Wakes the accept loop (accept fails on a listening socket shut down), which then ends.
+        _ = Glibc.shutdown(listener.fd, Int32(SHUT_RDWR))
+        logger.info("shutting down")
+        let count = await registry.shutdown()
+        // Nothing should be left; a proxy that outlived its session record would be stopped here.
         await dataPlane.stopAll()
+        logger.info("sessions ended", ["sessions": "\(count)"])
     }
 
     /// Serves one connection; with `refusing`, answers its first request with that status and closes.
@@ -204,7 +213,7 @@ public final class ControlServer: Sendable {
                     let started = ContinuousClock.now
                     let reply = await handle(message, client: client, log: log)
                     metrics.answered(message, with: reply, elapsed: .now - started)
-                    try await stream.writeAll(reply.encoded(), deadline: .now + config.frameTimeout)
+                    try await stream.writeAll(Self.frame(reply, log: log), deadline: .now + config.frameTimeout)
                     deadline = .now + config.frameTimeout
                 }
             }
@@ -214,6 +223,20 @@ public final class ControlServer: Sendable {
             try? await stream.writeAll(reply.encoded(), deadline: .now + .seconds(2))
         } catch {
             log.debug("connection ended", ["error": "\(error)"])
+        }
+    }
+}
+
+extension ControlServer {
+    /// A reply as a frame, encoded with the checking encoder: a reply that would not fit the format
+    /// (a field over its limit, a frame over 1 MiB) is never cut silently; the client gets an error
+    /// that says so, and the log says which.
+    static func frame(_ reply: Message, log: Logger) -> [UInt8] {
+        do {
+            return try reply.checkedEncoded()
+        } catch {
+            log.error("reply does not fit one frame", ["kind": reply.name, "error": "\(error)"])
+            return Message.error(Status(.internalError, "the reply to this request does not fit one protocol frame (\(error))")).encoded()
         }
     }
 }

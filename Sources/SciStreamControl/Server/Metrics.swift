@@ -163,8 +163,11 @@ struct PrometheusText {
 extension ControlServer {
     /// The `/metrics` page of this s2cs.
     func metricsText() async -> String {
-        metrics.render(sessions: await sessionInfos(for: nil), traffic: await sessionTraffic(for: nil), type: config.type.name,
-                       unexpectedExits: await dataPlane.unexpectedExits)
+        // The exit count first: a proxy that dies while the page is made then shows as an exit and,
+        // at the latest on the next scrape, as a failed session, never the other way round.
+        let exits = await dataPlane.unexpectedExits
+        return metrics.render(sessions: await sessionInfos(for: nil), traffic: await sessionTraffic(for: nil), type: config.type.name,
+                              unexpectedExits: exits)
     }
 }
 

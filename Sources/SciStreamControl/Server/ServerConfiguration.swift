@@ -5,6 +5,13 @@ import SciStreamDataPlane
 /// Everything `s2cs` was told on its command line, validated.
 public struct ServerConfiguration: Sendable {
     public var listenerIP: String = "0.0.0.0"
+    /// `--prod-listener-ip`, `--cons-listener-ip`: where PROD (peer-facing) and CONS
+    /// (application-facing) listeners bind, when not `listenerIP`; see ServerConfiguration+Deploy.swift.
+    public var prodListenerIP: String? = nil
+    public var consListenerIP: String? = nil
+    /// `--advertise-ip`: the address clients are told for PROD listeners, when not their bind address
+    /// (behind NAT, a port mapping or a Kubernetes service).
+    public var advertiseIP: String? = nil
     public var port: UInt16 = 5000
     public var bindAddress: String = "0.0.0.0"
     public var portRange = PortRange.scistreamDefault
@@ -18,12 +25,15 @@ public struct ServerConfiguration: Sendable {
     public var serverKey = "server.key"
     public var tls = true
     public var dataPlaneTLS = true
+    public var proxyBuffers = ProxyBuffers.standard
     public var helloTimeout: Duration = .seconds(180)
     public var maxConnections = 4096
     public var maxSessionsPerClient = 1000
     /// How long one frame (or a TLS handshake) may take to arrive once begun: a slow or silent peer is cut off.
     public var frameTimeout: Duration = .seconds(10)
     public var configFolder = DataPlane.defaultFolder()
+    /// `--proxy-user`: who proxies drop to when s2cs runs as root (nil: `nobody`); see ServerConfiguration+Deploy.swift.
+    public var proxyUser: String? = nil
     /// `--allowed-targets`: where sessions may forward (nil: the default policy, see TargetPolicy).
     var allowedTargets: [AddressRule]? = nil
     /// `--allowed-identities`: Globus usernames (or `*@domain`) that may use this s2cs (nil: any).
@@ -42,10 +52,14 @@ public struct ServerConfiguration: Sendable {
     public init() {}
 
     public static let command = "s2cs"
-    public static let usage = "s2cs [--listener-ip <ip>] [--port <port>] [--port-range <start-end>] [--type <type>] [--server_crt <file>] [--server_key <file>] [--ssl <bool>] [--client-id <id> --client-secret <secret>] [--allowed-targets <cidrs>] [--verbose]"
+    /// Every flag, as declared in `options`: the usage line cannot lack one.
+    public static var usage: String { ArgumentParser.usageLine(command, every: options) }
 
     public static let options: [OptionSpec] = [
-        OptionSpec("listener-ip", value: "ip", default: "0.0.0.0", help: "Address the data-plane listeners bind to and that clients are told."),
+        OptionSpec("listener-ip", value: "ip", default: "0.0.0.0", help: "Address the data-plane listeners bind to and that clients are told (unless the three options below say otherwise)."),
+        OptionSpec("prod-listener-ip", value: "ip", help: "Address producer-side (PROD, peer-facing) listeners bind to. Default: --listener-ip."),
+        OptionSpec("cons-listener-ip", value: "ip", help: "Address consumer-side (CONS, application-facing) listeners bind to. Default: --listener-ip."),
+        OptionSpec("advertise-ip", value: "host", help: "Address clients are told for PROD listeners when peers reach them through NAT or a port mapping (need not be local). Default: their bind address."),
         OptionSpec("port", value: "port", default: "5000", help: "Control port (0 picks a free port and prints it)."),
         OptionSpec("bind", value: "ip", default: "0.0.0.0", help: "Address the control port binds to."),
         OptionSpec("port-range", value: "start-end", default: "5100-5200", help: "Ports handed out to session listeners."),
@@ -53,15 +67,18 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("verbose", aliases: ["v"], help: "Log every request (debug level)."),
         OptionSpec("client-id", value: "id", help: "Globus Auth client id of this s2cs: users log in with 's2uc login --scope <id>'."),
         OptionSpec("client-secret", value: "secret", help: "Globus Auth client secret; with it every request's token is checked, without it authentication is off."),
+        OptionSpec("client-secret-file", value: "file", help: "Read the client secret from this file (mode 0600 or stricter; keeps it out of 'ps'); instead of --client-secret."),
         OptionSpec("server_crt", value: "file", default: "server.crt", help: "TLS certificate of the control channel."),
         OptionSpec("server_key", value: "file", default: "server.key", help: "TLS private key of the control channel."),
         OptionSpec("ssl", value: "bool", default: "True", help: "TLS on the control channel; False is for development only."),
         OptionSpec("data-plane-tls", value: "bool", default: "True", help: "Encrypt the hop between gateways; False forwards plain TCP (trusted networks only)."),
+        OptionSpec("proxy-buffer-size", value: "size", default: ProxyBuffers.standard.description, help: "Buffer per connection and direction in HAProxy and Nginx: 4k to 256k, or 'default' for the proxy's own (16k)."),
         OptionSpec("hello-timeout", value: "seconds", default: "180", help: "How long a request waits for its hello (env S2CS_HELLO_TIMEOUT)."),
         OptionSpec("max-connections", value: "n", default: "4096", help: "Most control connections served at once; more are answered RESOURCE_EXHAUSTED."),
         OptionSpec("frame-timeout", value: "seconds", default: "10", help: "How long a TLS handshake or one request frame may take to arrive."),
         OptionSpec("max-sessions-per-client", value: "n", default: "1000", help: "Most sessions one client address may hold at once."),
         OptionSpec("config-folder", value: "dir", help: "Where configs, keys, logs and pid files go (default $HAPROXY_CONFIG_PATH or ~/.scistream)."),
+        OptionSpec("proxy-user", value: "user", help: "When s2cs runs as root, the unprivileged user its proxies drop to (default: nobody)."),
         OptionSpec("allowed-targets", value: "cidrs", help: "Where sessions may forward: CIDR blocks, each optionally with :PORT or :PORT-PORT (IPv6 in brackets), comma-separated. Default: anywhere but loopback (unless --listener-ip is loopback), link-local and this gateway's own addresses."),
         OptionSpec("allowed-identities", value: "users", help: "With authentication on, the Globus usernames allowed to use this s2cs, comma-separated; *@domain allows a whole domain. Default: any identity whose token has the scope."),
         OptionSpec("peer-gateways", value: "cidrs", help: "With --data-plane-tls=False: the peer gateways' addresses, the only sources producer-side listeners accept (required for inbound sessions in that mode)."),
@@ -80,16 +97,19 @@ public struct ServerConfiguration: Sendable {
         if parsed.isSet("help") || parsed.isSet("version") { return (config, parsed) }
 
         do {
-            config.listenerIP = try Endpoint.validateHost(parsed.value("listener_ip") ?? "0.0.0.0")
-            config.bindAddress = try Endpoint.validateHost(parsed.value("bind") ?? "0.0.0.0")
-            config.portRange = try PortRange.parse(parsed.value("port_range") ?? "5100-5200")
+            config.listenerIP = try Endpoint.validateHost(parsed.string("listener_ip"))
+            config.prodListenerIP = try parsed.value("prod_listener_ip").map(Endpoint.validateHost)
+            config.consListenerIP = try parsed.value("cons_listener_ip").map(Endpoint.validateHost)
+            config.advertiseIP = try parsed.value("advertise_ip").map(Endpoint.validateHost)
+            config.bindAddress = try Endpoint.validateHost(parsed.string("bind"))
+            config.portRange = try PortRange.parse(parsed.string("port_range"))
         } catch {
             throw UsageError(error.description)
         }
-        let portText = parsed.value("port") ?? "5000"
+        let portText = parsed.string("port")
         config.port = UInt16(try ArgumentParser.parseInt(portText, option: "port", range: 0...65535))
 
-        let typeText = parsed.value("type") ?? "Haproxy"
+        let typeText = parsed.string("type")
         guard let type = DataServerType.parse(typeText) else {
             throw UsageError("unknown data server type '\(typeText)' for '--type': use Haproxy, Nginx, Stunnel, HaproxySubprocess, StunnelSubprocess or Mock")
         }
@@ -97,6 +117,9 @@ public struct ServerConfiguration: Sendable {
         config.verbose = parsed.isSet("verbose")
         config.clientID = parsed.value("client_id")
         config.clientSecret = parsed.value("client_secret")
+        if let path = parsed.value("client_secret_file") {
+            config.clientSecret = try readClientSecretFile(path, alsoGiven: config.clientSecret != nil)
+        }
         // Fail closed: an empty value (an unset shell variable) must not quietly turn authentication off.
         for (name, value) in [("--client-id", config.clientID), ("--client-secret", config.clientSecret)] {
             if let value, value.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }) {
@@ -108,23 +131,30 @@ public struct ServerConfiguration: Sendable {
         }
 
         config.authServiceURL = environment["GLOBUS_SDK_SERVICE_URL_AUTH"].flatMap { $0.isEmpty ? nil : $0 }
-        config.serverCertificate = parsed.value("server_crt") ?? "server.crt"
-        config.serverKey = parsed.value("server_key") ?? "server.key"
-        config.tls = try ArgumentParser.parseBool(parsed.value("ssl") ?? "True", option: "--ssl")
-        config.dataPlaneTLS = try ArgumentParser.parseBool(parsed.value("data_plane_tls") ?? "True", option: "--data-plane-tls")
+        config.serverCertificate = parsed.string("server_crt")
+        config.serverKey = parsed.string("server_key")
+        config.tls = try ArgumentParser.parseBool(parsed.string("ssl"), option: "--ssl")
+        config.dataPlaneTLS = try ArgumentParser.parseBool(parsed.string("data_plane_tls"), option: "--data-plane-tls")
 
-        let helloText = parsed.values["hello_timeout"] ?? environment["S2CS_HELLO_TIMEOUT"] ?? "180"
+        let bufferText = parsed.string("proxy_buffer_size")
+        guard let buffers = ProxyBuffers(parsing: bufferText) else {
+            throw UsageError("'\(bufferText)' is not valid for '--proxy-buffer-size': use a size from \(ProxyBuffers.allowedKiB.lowerBound)k to \(ProxyBuffers.allowedKiB.upperBound)k, e.g. 64k, or 'default' for the proxy's own")
+        }
+        config.proxyBuffers = buffers
+
+        let helloText = parsed.values["hello_timeout"] ?? environment["S2CS_HELLO_TIMEOUT"] ?? parsed.string("hello_timeout")
         guard let helloSeconds = Double(helloText), helloSeconds > 0, helloSeconds <= 86_400 else {
             throw UsageError("'\(helloText)' is not valid for '--hello-timeout' (or S2CS_HELLO_TIMEOUT): use seconds from 0.001 to 86400")
         }
         config.helloTimeout = .milliseconds(Int64(helloSeconds * 1000))
-        config.maxConnections = try ArgumentParser.parseInt(parsed.value("max_connections") ?? "4096", option: "max-connections", range: 1...1_000_000)
-        config.maxSessionsPerClient = try ArgumentParser.parseInt(parsed.value("max_sessions_per_client") ?? "1000", option: "max-sessions-per-client", range: 1...1_000_000)
-        let frameText = parsed.value("frame_timeout") ?? "10"
+        config.maxConnections = try ArgumentParser.parseInt(parsed.string("max_connections"), option: "max-connections", range: 1...1_000_000)
+        config.maxSessionsPerClient = try ArgumentParser.parseInt(parsed.string("max_sessions_per_client"), option: "max-sessions-per-client", range: 1...1_000_000)
+        let frameText = parsed.string("frame_timeout")
         guard let frameSeconds = Double(frameText), frameSeconds >= 0.1, frameSeconds <= 3600 else {
             throw UsageError("'\(frameText)' is not valid for '--frame-timeout': use seconds from 0.1 to 3600")
         }
         config.frameTimeout = .milliseconds(Int64(frameSeconds * 1000))
+        config.proxyUser = parsed.value("proxy_user")
         if let text = parsed.value("allowed_targets") {
             do { config.allowedTargets = try AddressRule.parseList(text) } catch { throw UsageError("bad --allowed-targets: \(error)") }
         }
@@ -143,9 +173,9 @@ public struct ServerConfiguration: Sendable {
         if let text = parsed.value("max_ports_per_client") {
             config.maxPortsPerClient = try ArgumentParser.parseInt(text, option: "max-ports-per-client", range: 1...65535)
         }
-        config.maxConnectionsPerClient = try ArgumentParser.parseInt(parsed.value("max_connections_per_client") ?? "512", option: "max-connections-per-client", range: 1...1_000_000)
+        config.maxConnectionsPerClient = try ArgumentParser.parseInt(parsed.string("max_connections_per_client"), option: "max-connections-per-client", range: 1...1_000_000)
         config.metrics = try metricsEndpoint(parsed)
-        config.trafficCounting = try ArgumentParser.parseBool(parsed.value("traffic_counting") ?? "True", option: "--traffic-counting")
+        config.trafficCounting = try ArgumentParser.parseBool(parsed.string("traffic_counting"), option: "--traffic-counting")
         if let folder = parsed.value("config_folder") { config.configFolder = folder }
         else if let folder = environment["HAPROXY_CONFIG_PATH"], !folder.isEmpty { config.configFolder = folder }
         return (config, parsed)
@@ -157,10 +187,13 @@ extension ServerConfiguration {
     var portQuota: Int { maxPortsPerClient ?? max(1, (portRange.count + 1) / 2) }
 
     /// The target policy this configuration asks for.
+    /// Loopback targets are allowed (without `--allowed-targets`) only when this s2cs's producer-side
+    /// listeners are themselves on loopback: a single-host demo, not a way into the gateway.
     var targetPolicy: TargetPolicy {
-        TargetPolicy(allowed: allowedTargets, allowLoopback: IPAddress(numeric: listenerIP).map { address in
+        let prodBind = prodListenerIP ?? listenerIP
+        return TargetPolicy(allowed: allowedTargets, allowLoopback: IPAddress(numeric: prodBind).map { address in
             TargetPolicy.isLoopback(address)
-        } ?? (listenerIP == "localhost"))
+        } ?? (prodBind == "localhost"))
     }
 }
 

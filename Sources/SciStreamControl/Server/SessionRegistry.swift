@@ -2,8 +2,12 @@ import SciStreamWire
 import SciStreamSystem
 import SciStreamDataPlane
 
-/// The sessions of one s2cs, and the ports they hold. An actor: every state change happens here,
-/// none of it blocks, and a pending request waits on a continuation, not on a thread.
+/// The sessions of one s2cs, and the ports they hold: the one owner of a session's life.
+///
+/// An actor: every state change happens here, none of it blocks, and a pending request waits on a
+/// continuation, not on a thread. A session's proxy is started, restarted and stopped only here
+/// (`update`, `retire`), and its ports return to the allocator only in `retire`, after its proxy is
+/// stopped and reaped: release, expiry and shutdown all end a session through `retire`.
 actor SessionRegistry {
     enum State: Equatable {
         case pending      // request received, waiting for its hello
@@ -34,6 +38,8 @@ actor SessionRegistry {
         var startTask: Task<Void, any Error>? = nil
         /// When the request arrived (the age in `list`).
         var created = ContinuousClock.now
+        /// UDP as well as TCP (`s2uc --protocol udp`; SessionRegistry+UDP.swift).
+        var udp = false
     }
 
     private var sessions: [String: Session] = [:]
@@ -48,7 +54,9 @@ actor SessionRegistry {
     /// `--peer-gateways` as numeric CIDR blocks: in plaintext mode, the only sources PROD listeners accept.
     private let peerSources: [String]?
     private var allocator: PortAllocator
-    private let listenerIP: String
+    /// Where PROD and CONS listeners bind, and what clients are told for PROD listeners.
+    private let bindIP: (prod: String, cons: String)
+    nonisolated let advertisedProdIP: String
     /// This s2cs forwards plain TCP between gateways (`--data-plane-tls=False`): its listeners are
     /// reported as `tcp://host:port`.
     let plaintextDataPlane: Bool
@@ -63,7 +71,8 @@ actor SessionRegistry {
 
     init(config: ServerConfiguration, dataPlane: DataPlane, logger: Logger) {
         self.allocator = PortAllocator(range: config.portRange)
-        self.listenerIP = config.listenerIP
+        self.bindIP = (config.bindIP(for: .prod), config.bindIP(for: .cons))
+        self.advertisedProdIP = config.advertisedIP(for: .prod)
         self.maxSessionsPerClient = config.maxSessionsPerClient
         self.portQuota = config.portQuota
         self.authenticated = config.authenticationEnabled
@@ -118,6 +127,7 @@ actor SessionRegistry {
         guard held < maxSessionsPerClient else {
             throw StatusError(.resourceExhausted, "client \(client) already holds \(held) sessions on this s2cs, the most allowed (--max-sessions-per-client \(maxSessionsPerClient)): release some first")
         }
+        try Self.checkUDP(request, type: dataPlane.type, plaintext: plaintextDataPlane)
         let limit = Self.maxConnectionsPerSession
         guard request.numConn >= 1, request.numConn <= limit else {
             throw StatusError(.invalidArgument, "num_conn \(request.numConn) is out of range: use 1 to \(limit)")
@@ -137,7 +147,7 @@ actor SessionRegistry {
             throw StatusError(.resourceExhausted, "\(byIdentity ? "your identity" : "client \(client)") holds \(held) listener port\(held == 1 ? "" : "s") on this s2cs and asks for \(wanted) more, over the quota of \(portQuota) (--max-ports-per-client): release sessions first")
         }
         let ports: [UInt16]
-        let ip = listenerIP
+        let ip = request.role == .prod ? bindIP.prod : bindIP.cons
         let isFree: (UInt16) -> Bool = { Socket.canBind(host: ip, port: $0) }
         if request.listenPorts.isEmpty {
             guard let allocated = allocator.allocate(count: Int(request.numConn), isFree: isFree) else {
@@ -153,6 +163,7 @@ actor SessionRegistry {
         }
         var session = Session(uid: uid, role: request.role, client: client, owner: owner, numConn: ports.count, rate: Int(request.rate),
                               ports: ports, listeners: ports.map { Endpoint(host: ip, port: $0) })
+        session.udp = request.udp
         let timeout = helloTimeout
         session.expiry = Task { [weak self] in
             try? await Task.sleep(for: timeout)
@@ -188,8 +199,12 @@ actor SessionRegistry {
     /// How this s2cs reports a session's listeners: a producer-side s2cs that forwards plain TCP
     /// between gateways says so with `tcp://` (the consumer-side s2cs checks it); consumer-side
     /// listeners are where the consumer application connects, plain TCP in every mode.
+    /// PROD listeners are told as `--advertise-ip` when given (the address peers reach through NAT).
     nonisolated func reported(_ listeners: [Endpoint], role: Role) -> [String] {
-        listeners.map { GatewayListener($0, plaintext: plaintextDataPlane && role == .prod).description }
+        listeners.map { listener in
+            let told = role == .prod ? Endpoint(host: advertisedProdIP, port: listener.port) : listener
+            return GatewayListener(told, plaintext: plaintextDataPlane && role == .prod).description
+        }
     }
 
     // MARK: hello
@@ -229,7 +244,7 @@ actor SessionRegistry {
             session.expiry?.cancel()
             sessions[uid] = session
             waiter.resume(throwing: refusal)
-            finishRelease(uid)
+            freeSession(uid)  // nothing was started for it
             throw refusal
         }
         session.helloWaiter = nil
@@ -268,9 +283,44 @@ actor SessionRegistry {
 
     // MARK: update
 
-    /// Points the session's listeners at `remoteListeners` and starts (or restarts) its proxy.
-    /// `targets` are the update's remote listeners as the handler parsed and checked them.
-    func beginUpdate(_ update: Update, targets: [Endpoint], caller: Caller) throws(StatusError) -> (Task<Void, any Error>, [Endpoint]) {
+    /// Points the session's listeners at `targets` (the update's remote listeners as the handler
+    /// parsed and checked them), starts (or restarts) its proxy and waits until it listens. Returns
+    /// the session's listeners. A failure to start is logged here in full; the status thrown says
+    /// what failed without local detail (paths, the proxy's log text).
+    func update(_ update: Update, targets: [Endpoint], caller: Caller) async throws(StatusError) -> [Endpoint] {
+        let (task, listeners) = try beginUpdate(update, targets: targets, caller: caller)
+        let uid = update.uid.lowercased()
+        let prefix = SessionID.shortPrefix(uid)
+        let failure: (any Error)?
+        do { try await task.value; failure = nil } catch { failure = error }
+        guard var session = sessions[uid], session.state == .starting else {
+            // Released (or s2cs shut down) while its proxy was starting: `retire` stops what started.
+            throw StatusError(.unavailable, shuttingDown ? "s2cs is shutting down" : "session \(prefix) was released while its proxy was starting")
+        }
+        session.startTask = nil
+        if let failure {
+            // What `list` shows remote callers: the kind of failure, never paths or the proxy's log text.
+            let remote = ControlServer.remoteStatus(failure, session: prefix)
+            session.state = .failed(remote.message)
+            // A failed session holds its ports only as long as a pending one would: then it is released.
+            let timeout = helloTimeout
+            session.expiry = Task { [weak self] in
+                try? await Task.sleep(for: timeout)
+                if Task.isCancelled { return }
+                await self?.expireFailed(uid)
+            }
+            sessions[uid] = session
+            logger.error("update failed", ["session": prefix, "error": "\(failure)"])
+            throw StatusError(remote)
+        }
+        session.state = .active
+        session.expiry?.cancel()
+        session.expiry = nil
+        sessions[uid] = session
+        return listeners
+    }
+
+    private func beginUpdate(_ update: Update, targets: [Endpoint], caller: Caller) throws(StatusError) -> (Task<Void, any Error>, [Endpoint]) {
         guard !shuttingDown else { throw StatusError(.unavailable, "s2cs is shutting down") }
         let uid = try Self.validUID(update.uid)
         guard var session = sessions[uid] else {
@@ -301,7 +351,8 @@ actor SessionRegistry {
         session.expiry?.cancel()
         session.expiry = nil
         let sources = plaintextDataPlane && session.role == .prod ? (peerSources ?? []) : []
-        let spec = ProxySpec(uid: uid, role: session.role, listeners: session.listeners, targets: targets, rateKbps: session.rate, allowedSources: sources)
+        var spec = ProxySpec(uid: uid, role: session.role, listeners: session.listeners, targets: targets, rateKbps: session.rate, allowedSources: sources)
+        spec.udp = session.udp
         let dataPlane = self.dataPlane
         let task = Task {
             if restart { await dataPlane.stop(uid: uid) }
@@ -314,30 +365,23 @@ actor SessionRegistry {
         return (task, session.listeners)
     }
 
-    func finishUpdate(uid: String, error: (any Error)?) {
-        guard var session = sessions[uid], session.state == .starting else { return }
-        session.startTask = nil
-        if let error {
-            session.state = .failed("\(error)")
-            // A failed session holds its ports only as long as a pending one would: then it is released.
-            let timeout = helloTimeout
-            session.expiry = Task { [weak self] in
-                try? await Task.sleep(for: timeout)
-                if Task.isCancelled { return }
-                await self?.expireFailed(uid)
-            }
-        } else {
-            session.state = .active
-            session.expiry?.cancel()
-            session.expiry = nil
-        }
-        sessions[uid] = session
-    }
-
     // MARK: release
 
-    /// Marks the session as releasing and hands back what must finish before its ports are freed.
-    func beginRelease(_ uid: String, caller: Caller) throws(StatusError) -> Task<Void, any Error>? {
+    /// Releases a session for `caller`: waits for a start in progress, stops its proxy, frees its
+    /// ports. Returns a note when its proxy had died on its own.
+    func release(_ uid: String, caller: Caller) async throws(StatusError) -> String? {
+        let pending = try beginRelease(uid, caller: caller)
+        _ = try? await pending?.value
+        var note: String? = nil
+        if case .exited(let description) = await dataPlane.status(uid: uid) {
+            note = "its proxy had exited unexpectedly (\(description))"
+        }
+        await retire(uid)
+        return note
+    }
+
+    /// Marks the session as releasing and hands back what must finish before its proxy is stopped.
+    private func beginRelease(_ uid: String, caller: Caller) throws(StatusError) -> Task<Void, any Error>? {
         guard var session = sessions[uid], session.state != .releasing else {
             throw StatusError(.notFound, "no session \(SessionID.shortPrefix(uid)) on this s2cs: check the uid and the --s2cs address (s2uc list shows the sessions)")
         }
@@ -354,7 +398,16 @@ actor SessionRegistry {
         return task
     }
 
-    func finishRelease(_ uid: String) {
+    /// The end of every session: its proxy stopped and reaped, then its ports freed. The session must
+    /// be `.releasing` (so nothing else starts or stops it meanwhile).
+    private func retire(_ uid: String) async {
+        guard let session = sessions[uid], session.state == .releasing else { return }
+        _ = try? await session.startTask?.value
+        await dataPlane.stop(uid: uid)
+        freeSession(uid)
+    }
+
+    private func freeSession(_ uid: String) {
         guard let session = sessions.removeValue(forKey: uid) else { return }
         allocator.release(session.ports)
         let held = sessionsByClient[session.client, default: 1] - 1
@@ -379,14 +432,14 @@ actor SessionRegistry {
         }
         let seconds = Double(helloTimeout.components.seconds) + Double(helloTimeout.components.attoseconds) / 1e18
         logger.warning("session expired before setup finished; released", ["session": SessionID.shortPrefix(uid), "timeout": "\(seconds)s"])
-        if let waiter = session.helloWaiter {
-            session.helloWaiter = nil
-            waiter.resume(throwing: StatusError(.deadlineExceeded,
-                "no hello for session \(SessionID.shortPrefix(uid)) within \(seconds) s; the session was released"))
-        }
+        let waiter = session.helloWaiter
+        session.helloWaiter = nil
         session.state = .releasing
         sessions[uid] = session
-        finishRelease(uid)
+        await retire(uid)
+        // Told once it is true: the session is gone and its ports are free.
+        waiter?.resume(throwing: StatusError(.deadlineExceeded,
+            "no hello for session \(SessionID.shortPrefix(uid)) within \(seconds) s; the session was released"))
     }
 
     /// A failed session nobody released: stop what is left of its proxy, then free its ports.
@@ -396,8 +449,7 @@ actor SessionRegistry {
         session.state = .releasing
         session.expiry = nil
         sessions[uid] = session
-        await dataPlane.stop(uid: uid)
-        finishRelease(uid)
+        await retire(uid)
     }
 
     // MARK: owners
@@ -442,19 +494,30 @@ actor SessionRegistry {
 
     func snapshot() -> [Session] { sessions.values.sorted { $0.uid < $1.uid } }
 
-    /// Fails every pending request and refuses new ones; returns the uids that had sessions.
-    func shutdown() -> [String] {
+    /// Refuses new work, fails every pending request, then ends every session (proxies stopped and
+    /// reaped, ports freed), starts in progress included. Returns how many sessions there were.
+    func shutdown() async -> Int {
         shuttingDown = true
+        var ending: [String] = []
         for (uid, var session) in sessions {
             session.expiry?.cancel()
+            session.expiry = nil
             if let waiter = session.helloWaiter {
                 session.helloWaiter = nil
                 waiter.resume(throwing: StatusError(.unavailable, "s2cs is shutting down"))
             }
+            if session.state != .releasing {
+                // A release already under way finishes by itself.
+                session.state = .releasing
+                ending.append(uid)
+            }
             sessions[uid] = session
         }
         for uid in Array(helloWatchers.keys) { wakeHelloWatchers(uid, found: false) }
-        return Array(sessions.keys)
+        await withTaskGroup(of: Void.self) { group in
+            for uid in ending { group.addTask { await self.retire(uid) } }
+        }
+        return ending.count
     }
 
     static func validUID(_ text: String) throws(StatusError) -> String {

@@ -170,8 +170,8 @@ struct PendingBenchmark {
         // its only owner, which this task empties when s2uc would have exited (after the update).
         guard let requestSlot = await open(steps, limiter, barrier, Phase.request, "request connection") else { return }
         let request = steps.request(uid: uid)
-        let pendingReply = Task { () async throws -> Message in
-            try await requestSlot.get().call(request)
+        let pendingReply = Task { () async throws -> RequestReply in
+            try await requestSlot.get().request(request)
         }
         defer { pendingReply.cancel() }
         await barrier.arrive(Phase.request)
@@ -181,7 +181,7 @@ struct PendingBenchmark {
         let targets: [String]
         do {
             try await steps.sendHello(uid: uid, on: helloSlot.get())
-            let reply: Message
+            let reply: RequestReply
             do { reply = try await pendingReply.value } catch { throw BenchError("request: \(error)") }
             targets = try steps.checkRequestReply(reply)
         } catch {

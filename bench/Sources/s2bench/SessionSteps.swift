@@ -17,12 +17,12 @@ struct SessionSteps: Sendable {
     let target: ControlTarget
     let numConn: UInt32
 
-    func request(uid: String) -> Message {
-        .request(Request(token: Self.token, uid: uid, role: .prod, numConn: numConn, rate: 10000, listenPorts: []))
+    func request(uid: String) -> Request {
+        Request(token: Self.token, uid: uid, role: .prod, numConn: numConn, rate: 10000, listenPorts: [])
     }
 
-    func hello(uid: String) -> Message {
-        .hello(Hello(token: Self.token, uid: uid, role: .prod, prodListeners: [Self.producer]))
+    func hello(uid: String) -> Hello {
+        Hello(token: Self.token, uid: uid, role: .prod, prodListeners: [Self.producer])
     }
 
     func open() async throws(BenchError) -> ControlConnection {
@@ -31,15 +31,13 @@ struct SessionSteps: Sendable {
 
     /// Sends the hello on `connection` and checks its reply.
     func sendHello(uid: String, on connection: ControlConnection) async throws(BenchError) {
-        let reply: Message
-        do { reply = try await connection.call(hello(uid: uid), timeout: .seconds(60)) } catch { throw BenchError("hello: \(error)") }
-        guard case .helloReply(let status) = reply else { throw BenchError("hello: unexpected reply \(reply.name)") }
+        let status: Status
+        do { status = try await connection.hello(hello(uid: uid), timeout: .seconds(60)) } catch { throw BenchError("hello: \(error)") }
         guard status.isOK else { throw BenchError("hello: \(status)") }
     }
 
     /// Checks the reply to the request and returns the producer listeners it carries (the update's targets).
-    func checkRequestReply(_ reply: Message) throws(BenchError) -> [String] {
-        guard case .requestReply(let answer) = reply else { throw BenchError("request: unexpected reply \(reply.name)") }
+    func checkRequestReply(_ answer: RequestReply) throws(BenchError) -> [String] {
         guard answer.status.isOK else { throw BenchError("request: \(answer.status)") }
         guard answer.listeners.count == Int(numConn) else {
             throw BenchError("request: \(answer.listeners.count) listeners for num_conn \(numConn)")
@@ -48,34 +46,30 @@ struct SessionSteps: Sendable {
     }
 
     func sendUpdate(uid: String, targets: [String], on connection: ControlConnection) async throws(BenchError) {
-        let reply: Message
+        let answer: UpdateReply
         do {
-            reply = try await connection.call(.update(Update(token: Self.token, uid: uid, role: .prod, remoteListeners: targets)),
-                                              timeout: .seconds(60))
+            answer = try await connection.update(Update(token: Self.token, uid: uid, role: .prod, remoteListeners: targets))
         } catch {
             throw BenchError("update: \(error)")
         }
-        guard case .updateReply(let answer) = reply else { throw BenchError("update: unexpected reply \(reply.name)") }
         guard answer.status.isOK else { throw BenchError("update: \(answer.status)") }
     }
 
     func sendRelease(uid: String, on connection: ControlConnection) async throws(BenchError) {
-        let reply: Message
-        do { reply = try await connection.call(.release(Release(token: Self.token, uid: uid)), timeout: .seconds(60)) } catch {
+        let status: Status
+        do { status = try await connection.release(Release(token: Self.token, uid: uid)) } catch {
             throw BenchError("release: \(error)")
         }
-        guard case .releaseReply(let status) = reply else { throw BenchError("release: unexpected reply \(reply.name)") }
         guard status.isOK else { throw BenchError("release: \(status)") }
     }
 
     /// The sessions the server holds, as (state, count).
     func states() async throws(BenchError) -> [String: Int] {
         let connection = try await open()
-        let reply: Message
-        do { reply = try await connection.call(.list(ListSessions(token: Self.token)), timeout: .seconds(60)) } catch {
+        let list: ListReply
+        do { list = try await connection.list(ListSessions(token: Self.token), timeout: .seconds(60)) } catch {
             throw BenchError("list: \(error)")
         }
-        guard case .listReply(let list) = reply else { throw BenchError("list: unexpected reply \(reply.name)") }
         guard list.status.isOK else { throw BenchError("list: \(list.status)") }
         var counts: [String: Int] = [:]
         for session in list.sessions { counts[session.state, default: 0] += 1 }
@@ -90,13 +84,13 @@ struct SessionSteps: Sendable {
         let requestConnection = try await open()
         let request = request(uid: uid)
         // The request's reply waits for the hello: it is read by its own task, as s2uc does.
-        let pendingReply = Task { () async throws(ClientError) -> Message in
-            try await requestConnection.call(request)
+        let pendingReply = Task { () async throws(ClientError) -> RequestReply in
+            try await requestConnection.request(request)
         }
         defer { pendingReply.cancel() }  // after a failure: do not wait for a reply that will not come
         let helloConnection = try await open()
         try await sendHello(uid: uid, on: helloConnection)
-        let reply: Message
+        let reply: RequestReply
         do { reply = try await pendingReply.value } catch { throw BenchError("request: \(error)") }
         let targets = try checkRequestReply(reply)
         try await sendUpdate(uid: uid, targets: targets, on: helloConnection)

@@ -118,24 +118,24 @@ enum SoakBenchmark {
     /// Request, hello on a second connection, update: as s2uc does. Returns the session's listeners.
     static func setUp(_ target: ControlTarget, uid: String, role: Role, hello: [String], listenPorts: [UInt16]) async throws -> [String] {
         let requestConnection = try await ControlConnection.open(target)
-        let request = Message.request(Request(token: token, uid: uid, role: role, numConn: 1, rate: 0, listenPorts: listenPorts))
-        let pending = Task { () async throws(ClientError) -> Message in try await requestConnection.call(request) }
+        let request = Request(token: token, uid: uid, role: role, numConn: 1, rate: 0, listenPorts: listenPorts)
+        let pending = Task { () async throws(ClientError) -> RequestReply in try await requestConnection.request(request) }
         defer { pending.cancel() }
         let helloConnection = try await ControlConnection.open(target)
-        guard case .helloReply(let helloStatus) = try await helloConnection.call(.hello(Hello(token: token, uid: uid, role: role, prodListeners: hello)), timeout: .seconds(60)),
-              helloStatus.isOK else { throw BenchError("\(role) hello failed") }
-        guard case .requestReply(let reply) = try await pending.value, reply.status.isOK else { throw BenchError("\(role) request failed") }
-        let targets = role == .prod ? reply.prodListeners : hello
-        guard case .updateReply(let update) = try await helloConnection.call(.update(Update(token: token, uid: uid, role: role, remoteListeners: targets)), timeout: .seconds(60)) else {
-            throw BenchError("\(role) update: unexpected reply")
+        guard try await helloConnection.hello(Hello(token: token, uid: uid, role: role, prodListeners: hello), timeout: .seconds(60)).isOK else {
+            throw BenchError("\(role) hello failed")
         }
+        let reply = try await pending.value
+        guard reply.status.isOK else { throw BenchError("\(role) request failed: \(reply.status)") }
+        let targets = role == .prod ? reply.prodListeners : hello
+        let update = try await helloConnection.update(Update(token: token, uid: uid, role: role, remoteListeners: targets))
         guard update.status.isOK else { throw BenchError("\(role) update: \(update.status)") }
         return update.listeners
     }
 
     static func release(_ target: ControlTarget, uid: String) async {
         guard let connection = try? await ControlConnection.open(target) else { return }
-        _ = try? await connection.call(.release(Release(token: token, uid: uid)), timeout: .seconds(60))
+        _ = try? await connection.release(Release(token: token, uid: uid))
     }
 
     /// Sends `count` random bytes, half-closes, and reads back the application's SHA-256 of them.

@@ -1,0 +1,109 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SciStreamSystem
+import SciStreamDataPlane
+import SciStreamWire
+
+/// `--client-secret-file PATH`: the Globus Auth client secret read from a file, so that it never
+/// appears on a command line (`ps`). A systemd credential (`LoadCredential=`) is such a file, in
+/// `$CREDENTIALS_DIRECTORY`. The file holds the secret alone; one trailing newline is dropped.
+extension ServerConfiguration {
+    static let secretFileLimit = 4096
+
+    static func readClientSecretFile(_ path: String, alsoGiven: Bool) throws(UsageError) -> String {
+        if alsoGiven {
+            throw UsageError("--client-secret and --client-secret-file are exclusive: give the secret one way (the file keeps it out of 'ps')")
+        }
+        guard !path.isEmpty else { throw UsageError("--client-secret-file is empty: give the path of a file holding the client secret") }
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else {
+            throw UsageError("cannot read --client-secret-file \(path): \(Errno.current) (it must be readable by the user s2cs runs as)")
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw UsageError("cannot read --client-secret-file \(path): \(Errno.current)") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw UsageError("--client-secret-file \(path) is not a regular file: give the file holding the client secret")
+        }
+        guard info.st_mode & 0o077 == 0 else {
+            let mode = String(info.st_mode & 0o777, radix: 8)
+            throw UsageError("--client-secret-file \(path) is readable by other users (mode \(mode)): make it private with 'chmod 600 \(path)'")
+        }
+        guard info.st_size <= secretFileLimit else {
+            throw UsageError("--client-secret-file \(path) is \(info.st_size) bytes: it must hold only the client secret (at most \(secretFileLimit) bytes)")
+        }
+        var bytes = [UInt8](repeating: 0, count: secretFileLimit + 1)
+        var count = 0
+        while count < bytes.count {
+            let got = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, $0.count - count) }  // non-empty buffer
+            if got < 0 && errno == EINTR { continue }
+            guard got >= 0 else { throw UsageError("cannot read --client-secret-file \(path): \(Errno.current)") }
+            if got == 0 { break }
+            count += got
+        }
+        guard count <= secretFileLimit else {
+            throw UsageError("--client-secret-file \(path) is longer than \(secretFileLimit) bytes: it must hold only the client secret")
+        }
+        var text = Substring(decoding: bytes.prefix(count), as: UTF8.self)
+        if text.hasSuffix("\n") { text = text.dropLast() }  // "\r\n" is one Character
+        guard !text.isEmpty, !text.allSatisfy({ $0 == " " || $0 == "\t" }) else {
+            throw UsageError("--client-secret-file \(path) is empty: put the Globus Auth client secret in it, or leave out --client-id and the secret to run without authentication")
+        }
+        guard !text.contains(where: { $0.isNewline }) else {
+            throw UsageError("--client-secret-file \(path) holds more than one line: it must hold only the client secret")
+        }
+        return String(text)
+    }
+}
+
+/// `--proxy-user NAME`: when s2cs runs as root, the unprivileged user its proxies drop to (default
+/// `nobody`). Without root there is nothing to drop, and the flag is refused.
+extension ServerConfiguration {
+    static let defaultProxyUser = "nobody"
+
+    /// The identity proxies drop to, or nil when s2cs does not run as root. Throws the line the
+    /// operator reads.
+    func proxyIdentity(effectiveUID: UInt32) throws(StartupError) -> ProxyIdentity? {
+        guard effectiveUID == 0 else {
+            if let proxyUser {
+                throw StartupError("--proxy-user \(proxyUser) needs s2cs to run as root (it runs as uid \(effectiveUID)): its proxies already run as uid \(effectiveUID); leave --proxy-user out")
+            }
+            return nil
+        }
+        let name = proxyUser ?? Self.defaultProxyUser
+        do {
+            return try ProxyIdentity.resolve(name)
+        } catch {
+            throw StartupError("--proxy-user \(name): \(error): name an unprivileged user for the proxies (a dedicated one: useradd --system --no-create-home --shell /usr/sbin/nologin scistream-proxy)")
+        }
+    }
+}
+
+/// Listener addressing: PROD listeners face the other facility's gateway, CONS listeners this
+/// facility's applications; each kind binds its own address (`--prod-listener-ip`,
+/// `--cons-listener-ip`, both `--listener-ip` by default), and PROD listeners may be told to clients
+/// as another address (`--advertise-ip`), one that need not be local.
+extension ServerConfiguration {
+    /// The address `role`'s listeners bind to.
+    public func bindIP(for role: Role) -> String {
+        (role == .prod ? prodListenerIP : consListenerIP) ?? listenerIP
+    }
+
+    /// The address clients are told for `role`'s listeners.
+    public func advertisedIP(for role: Role) -> String {
+        role == .prod ? advertiseIP ?? bindIP(for: .prod) : bindIP(for: .cons)
+    }
+
+    /// The start-up check: each bind address is one of this host's (the advertised one need not be).
+    /// Returns the message for the first that is not.
+    func unbindableListenerAddress(canBind: (String) -> Bool) -> String? {
+        let given = [("--listener-ip", listenerIP, prodListenerIP == nil || consListenerIP == nil),
+                     ("--prod-listener-ip", prodListenerIP ?? "", prodListenerIP != nil),
+                     ("--cons-listener-ip", consListenerIP ?? "", consListenerIP != nil)]
+        for (flag, address, used) in given where used && !canBind(address) {
+            return "\(flag) \(address) is not an address of this host: session listeners could not bind to it (use one of this host's addresses, or 0.0.0.0)"
+        }
+        return nil
+    }
+}
