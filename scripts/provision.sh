@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Provisions one machine of the Vagrantfile (Debian 12): installs the Swift toolchain and the
-# packages SciStream uses, builds the repository (synced at /vagrant) and installs s2uc, s2cs and
-# make-dev-cert.sh in /usr/local/bin; then sets the machine's routes. Safe to run again.
+# Provisions one machine of the Vagrantfile (Debian 12): installs the packages SciStream uses and
+# s2uc, s2cs and make-dev-cert.sh in /usr/local/bin; then sets the machine's routes. Safe to run again.
+# s2uc and s2cs are the prebuilt ones in dist/ (scripts/build-static, run once on the host) when they
+# are there: then only the runtime packages are installed, and none at all if the box has them
+# (scripts/make-box), so that provisioning needs no network. Otherwise it installs the Swift
+# toolchain and builds the repository (synced at /vagrant) in the machine.
 #
 # Usage: scripts/provision.sh [--routes-only] HOST
 #        scripts/provision.sh --print-routes
@@ -82,6 +85,32 @@ if [ "$routes_only" = 1 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+
+# What s2cs and s2uc need at run time: the proxies, iperf3 and tcpdump (as scripts/install-deps),
+# and the libraries that static binaries (scripts/build-static) link dynamically.
+runtime_packages=(haproxy nginx-light libnginx-mod-stream stunnel4 iperf3 iproute2 tcpdump procps openssl libssl3 libcurl4)
+
+if [ -x "$source_dir/dist/s2cs" ] && [ -x "$source_dir/dist/s2uc" ]; then
+    echo "== packages (prebuilt s2uc and s2cs in $source_dir/dist)"
+    missing=()
+    for package in "${runtime_packages[@]}"; do
+        dpkg-query -W -f='${Status}\n' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        echo "all installed already: nothing to download"
+    else
+        apt-get update
+        apt-get install -y --no-install-recommends "${missing[@]}"
+    fi
+    echo "== installing the prebuilt s2uc and s2cs"
+    install -m 755 "$source_dir/dist/s2uc" "$source_dir/dist/s2cs" "$source_dir/certs/make-dev-cert.sh" /usr/local/bin/
+    s2uc --version || fail "the prebuilt s2uc does not run here: rebuild it (scripts/build-static) on a Debian 12 host, or delete dist/ to build in the machine"
+    s2cs --version || fail "the prebuilt s2cs does not run here: rebuild it (scripts/build-static) on a Debian 12 host, or delete dist/ to build in the machine"
+    set_routes
+    echo "== $host is ready"
+    exit 0
+fi
+
 echo "== packages"
 apt-get update
 # The proxies, iperf3 and tcpdump (as scripts/install-deps), and the Swift toolchain's dependencies

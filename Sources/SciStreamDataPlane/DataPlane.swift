@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import SciStreamWire
 import Glibc
 #endif
 import Foundation
@@ -264,7 +265,7 @@ public actor DataPlane {
         if checkListenersBeforeLaunch {
             for (route, resolved) in zip(plan.routes, addresses) {
                 for address in resolved {
-                    if let error = ListenerProbe.bindError(address) {
+                    if let error = Socket.bindError(address) {
                         return .failure(.listenerUnavailable(session: name, listener: route.listener.description, reason: error.description))
                     }
                 }

@@ -30,26 +30,6 @@ enum ListenerProbe {
         return addresses
     }
 
-    /// Whether a listener could bind `address` now. Binds with SO_REUSEADDR and does NOT listen,
-    /// then closes: such a socket never conflicts with a proxy binding the same address at the
-    /// same moment (both have SO_REUSEADDR, neither listens yet), while any socket already
-    /// listening there makes the bind fail with EADDRINUSE. Returns the bind error, if any.
-    static func bindError(_ address: SocketAddress) -> Errno? {
-        let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return Errno.current }
-        defer { _ = close(fd) }
-        var one: Int32 = 1
-        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        if address.family == AF_INET6 {
-            _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
-        }
-        var storage = address.storage
-        let result = withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, address.length) }
-        }
-        return result == 0 ? nil : Errno.current
-    }
-
     /// A listening address: its bytes (4 or 16) and port.
     struct Listener: Hashable {
         let address: [UInt8]

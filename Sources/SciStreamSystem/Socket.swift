@@ -107,10 +107,27 @@ public final class Socket: ByteStream, @unchecked Sendable {  // fd state behind
 
     /// Whether a TCP listener could bind `host:port` now (binds and closes at once).
     public static func canBind(host: String, port: UInt16) -> Bool {
-        guard let address = try? SocketAddress.resolve(host: host, port: port),
-              let socket = try? listen(on: address, backlog: 1) else { return false }
-        socket.close()
-        return true
+        guard let address = try? SocketAddress.resolve(host: host, port: port) else { return false }
+        return bindError(address) == nil
+    }
+
+    /// The one check of whether a proxy could listen on `address`: why binding it fails, or nil.
+    /// It binds as the proxies do (SO_REUSEADDR, IPv6 only for IPv6), so that a port held only by
+    /// connections in TIME_WAIT counts as free and one with a listener or a live socket does not.
+    public static func bindError(_ address: SocketAddress) -> Errno? {
+        let fd = Glibc.socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return Errno.current }
+        defer { _ = Glibc.close(fd) }
+        var one: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if address.family == AF_INET6 {
+            _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
+        var storage = address.storage
+        let result = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, address.length) }
+        }
+        return result == 0 ? nil : Errno.current
     }
 
     public var localAddress: SocketAddress? {

@@ -15,17 +15,32 @@ import Testing
           def method_missing(*) = self
           def respond_to_missing?(*) = true
         end
+        # A provider's settings: each assignment becomes a line "provider NAME SETTING=VALUE".
+        class ProviderSettings
+          def initialize(name) = @name = name
+          def method_missing(setting, *arguments)
+            if setting.to_s.end_with?("=")
+              $lines << "provider #{@name} #{setting.to_s.chomp('=')}=#{arguments.first}"
+            end
+            self
+          end
+          def respond_to_missing?(*) = true
+        end
         class VMConfig
           attr_accessor :box, :hostname
           def initialize(machine) = @machine = machine
           def synced_folder(source, target, **options) = $lines << "synced #{source} #{target} #{options[:type]}"
-          def provider(name) = yield(Anything.new)
+          def provider(name) = yield(ProviderSettings.new(name))
           def define(name)
             machine = MachineConfig.new(name)
             yield machine
             $lines << "machine #{name} hostname=#{machine.vm.hostname}"
           end
-          def network(kind, **options) = $lines << "network #{@machine} #{kind} #{options[:ip]} #{options[:netmask]} #{options[:virtualbox__intnet]}"
+          def network(kind, **options)
+            $lines << "network #{@machine} #{kind} #{options[:ip]} #{options[:netmask]} #{options[:virtualbox__intnet]}"
+            libvirt = options.select { |key, _| key.to_s.start_with?("libvirt__") }.map { |key, value| "#{key.to_s.delete_prefix('libvirt__')}=#{value}" }
+            $lines << "libvirt-network #{@machine} #{options[:ip]} #{libvirt.join(' ')}"
+          end
           def provision(name, **options) = $lines << "provision #{@machine} #{name} #{options[:type]} #{options[:path]} #{options[:args].join(',')} #{options[:run] || 'once'}"
         end
         class MachineConfig
@@ -101,20 +116,41 @@ import Testing
         #expect(networkOfSubnet.count == 3, sourceLocation: sourceLocation)
     }
 
-    @Test func evaluatedByRubyTheVagrantfileDefinesTheTestbed() async throws {
+    static func requireRuby() async throws {
         let ruby = await Harness.run("/bin/bash", ["-c", "command -v ruby"])
         guard ruby.status == 0 else {
             print("ruby is not installed: the Vagrantfile was checked by reading it only (.ci/run installs ruby)")
             try Test.cancel("ruby is not installed")
         }
+    }
+
+    /// The Vagrantfile evaluated by Ruby with the recorder, in a folder of its own (with prebuilt
+    /// binaries in dist/ or not), with only these SCISTREAM_ variables set.
+    static func evaluate(_ environment: [String: String] = [:], prebuilt: Bool = false) async throws -> Harness.Output {
         let folder = Harness.temporaryFolder("vagrant")
         defer { try? FileManager.default.removeItem(at: folder) }
         let script = folder.appendingPathComponent("recorder.rb")
         try Self.recorder.write(to: script, atomically: true, encoding: .utf8)
+        let copy = folder.appendingPathComponent("Vagrantfile")
+        try FileManager.default.copyItem(atPath: vagrantfile, toPath: copy.path)
+        if prebuilt {
+            let dist = folder.appendingPathComponent("dist")
+            try FileManager.default.createDirectory(at: dist, withIntermediateDirectories: true)
+            for name in ["s2cs", "s2uc"] {
+                FileManager.default.createFile(atPath: dist.appendingPathComponent(name).path, contents: Data(), attributes: [.posixPermissions: 0o755])
+            }
+        }
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("SCISTREAM_") }
+        env.merge(environment) { _, new in new }
+        return await Harness.run("/bin/bash", ["-c", "ruby \(script.path) \(copy.path)"], cwd: folder, environment: env)
+    }
+
+    @Test func evaluatedByRubyTheVagrantfileDefinesTheTestbed() async throws {
+        try await Self.requireRuby()
         let syntax = await Harness.run("/bin/bash", ["-c", "ruby -c \(Self.vagrantfile)"])
         #expect(syntax.stdout == "Syntax OK\n", "\(syntax.stderr)")
 
-        let result = await Harness.run("/bin/bash", ["-c", "ruby \(script.path) \(Self.vagrantfile)"], cwd: Harness.repoRoot)
+        let result = try await Self.evaluate()
         #expect(result.status == 0, "\(result.stderr)")
         let lines = result.lines
         #expect(lines.contains("box debian/bookworm64"), "\(lines)")
@@ -138,6 +174,100 @@ import Testing
             // Built once by scripts/provision.sh, routes set on every boot.
             #expect(lines.contains("provision \(machine.name) build shell scripts/provision.sh \(machine.name) once"), "\(lines)")
             #expect(lines.contains("provision \(machine.name) routes shell scripts/provision.sh --routes-only,\(machine.name) always"), "\(lines)")
+        }
+    }
+
+    /// Under libvirt each of the three networks is isolated (no host address, no DHCP, no
+    /// forwarding), under the same name as VirtualBox's internal network; both providers get the
+    /// same size, 3 GB to build Swift in the machine, 1 GB with prebuilt binaries in dist/.
+    @Test func bothProvidersIsolatedAndSized() async throws {
+        try await Self.requireRuby()
+        for (prebuilt, memory) in [(false, 3072), (true, 1024)] {
+            let result = try await Self.evaluate(prebuilt: prebuilt)
+            #expect(result.status == 0, "\(result.stderr)")
+            let lines = result.lines
+            for provider in ["virtualbox", "libvirt"] {
+                #expect(lines.contains("provider \(provider) memory=\(memory)"), "prebuilt \(prebuilt): \(lines)")
+                #expect(lines.contains("provider \(provider) cpus=2"), "\(lines)")
+            }
+            #expect(lines.contains("provider libvirt driver=kvm"), "\(lines)")
+
+            var libvirtNetworks: [String: String] = [:]
+            for line in lines where line.hasPrefix("libvirt-network ") {
+                let fields = line.split(separator: " ").map(String.init)
+                #expect(fields.count == 6, "\(line)")
+                guard fields.count == 6 else { continue }
+                #expect(Array(fields[4...]) == ["forward_mode=veryisolated", "dhcp_enabled=false"], "\(line)")
+                libvirtNetworks[fields[2]] = fields[3].replacingOccurrences(of: "network_name=", with: "")
+            }
+            // The libvirt network of each address is its VirtualBox internal network.
+            for line in lines where line.hasPrefix("network ") {
+                let fields = line.split(separator: " ").map(String.init)
+                guard fields.count == 6 else { continue }
+                #expect(libvirtNetworks[fields[3]] == fields[5], "\(fields[3]): libvirt \(libvirtNetworks[fields[3]] ?? "none"), VirtualBox \(fields[5])")
+            }
+            #expect(libvirtNetworks.count == 6, "\(libvirtNetworks)")
+        }
+    }
+
+    @Test func theBoxDriverMemoryAndCPUsCanBeChosen() async throws {
+        try await Self.requireRuby()
+        let emulated = try await Self.evaluate(["SCISTREAM_BOX": "scistream/bookworm", "SCISTREAM_LIBVIRT_DRIVER": "qemu"], prebuilt: true)
+        #expect(emulated.status == 0, "\(emulated.stderr)")
+        #expect(emulated.lines.contains("box scistream/bookworm"), "\(emulated.lines)")
+        #expect(emulated.lines.contains("provider libvirt driver=qemu"), "\(emulated.lines)")
+        #expect(emulated.lines.contains("provider libvirt cpus=1"), "software emulation: one CPU per machine by default: \(emulated.lines)")
+        #expect(emulated.lines.contains("provider libvirt memory=1024"), "\(emulated.lines)")
+
+        let chosen = try await Self.evaluate(["SCISTREAM_VM_MEMORY": "2048", "SCISTREAM_VM_CPUS": "4", "SCISTREAM_LIBVIRT_DRIVER": "qemu"])
+        #expect(chosen.status == 0, "\(chosen.stderr)")
+        for provider in ["virtualbox", "libvirt"] {
+            #expect(chosen.lines.contains("provider \(provider) memory=2048"), "\(chosen.lines)")
+            #expect(chosen.lines.contains("provider \(provider) cpus=4"), "\(chosen.lines)")
+        }
+        #expect(chosen.lines.contains("box debian/bookworm64"), "\(chosen.lines)")
+
+        // Bad values stop Vagrant before it does anything, naming the variable and the value.
+        let bad = [
+            ("SCISTREAM_LIBVIRT_DRIVER", "xen", "kvm or qemu"),
+            ("SCISTREAM_VM_MEMORY", "1G", "a size in MB (e.g. 1024)"),
+            ("SCISTREAM_VM_CPUS", "0", "a number of CPUs"),
+            ("SCISTREAM_BOX", "my box", "a box name"),
+        ]
+        for (name, value, meaning) in bad {
+            let refused = try await Self.evaluate([name: value])
+            #expect(refused.status != 0, "\(name)=\(value) was accepted: \(refused.stdout)")
+            #expect(refused.stderr.contains("Error: \(name)=\"\(value)\" is not \(meaning): unset it or fix it"), "\(refused.stderr)")
+            #expect(!refused.stdout.contains("machine "), "\(name)=\(value): machines were defined anyway")
+        }
+    }
+
+    /// What provisioning installs with prebuilt binaries is what scripts/make-box preinstalls: a
+    /// box made by it needs no download at `vagrant up`.
+    @Test func theBoxHasEverythingProvisioningInstalls() async throws {
+        let provision = try String(contentsOfFile: Self.provision, encoding: .utf8)
+        let makeBox = try String(contentsOf: Harness.repoRoot.appendingPathComponent("scripts/make-box"), encoding: .utf8)
+        let runtime = provision.firstMatch(of: /runtime_packages=\(([a-z0-9 .+-]+)\)/).map { Set($0.1.split(separator: " ")) }
+        let preinstalled = makeBox.firstMatch(of: /RUNTIME="([a-z0-9 .+-]+)"/).map { Set($0.1.split(separator: " ")) }
+        #expect(runtime != nil && preinstalled != nil)
+        #expect(runtime == preinstalled, "provision.sh installs \(runtime ?? []), make-box preinstalls \(preinstalled ?? [])")
+        for package in ["haproxy", "nginx-light", "libnginx-mod-stream", "stunnel4", "iperf3", "tcpdump", "libcurl4", "libssl3"] {
+            #expect(runtime?.contains(Substring(package)) == true, "\(package)")
+        }
+        // Prebuilt binaries come from dist/, which scripts/build-static fills.
+        #expect(provision.contains("install -m 755 \"$source_dir/dist/s2uc\" \"$source_dir/dist/s2cs\""))
+        let buildStatic = try String(contentsOf: Harness.repoRoot.appendingPathComponent("scripts/build-static"), encoding: .utf8)
+        #expect(buildStatic.contains("OUTPUT=\"$ROOT/dist\""))
+        #expect(buildStatic.contains("--static-swift-stdlib"))
+
+        // The helper scripts refuse what they do not know, with the usage.
+        for (script, arguments) in [("scripts/make-box", ["--bogus"]), ("scripts/build-static", ["--bogus"]), ("scripts/libvirt-host", ["restart"])] {
+            let path = Harness.repoRoot.appendingPathComponent(script).path
+            let syntax = await Harness.run("/bin/bash", ["-n", path])
+            #expect(syntax.status == 0, "bash -n \(script): \(syntax.stderr)")
+            let refused = await Harness.run(path, arguments)
+            #expect(refused.status == 64, "\(script) \(arguments): \(refused.status) \(refused.stderr)")
+            #expect(refused.stderr.hasPrefix("Error: unknown ") && refused.stderr.contains("Usage: \(script) "), "\(refused.stderr)")
         }
     }
 
