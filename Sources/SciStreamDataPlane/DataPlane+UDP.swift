@@ -1,3 +1,5 @@
+import SciStreamWire
+
 extension DataPlane {
     /// Whether the proxy must forward UDP too. UDP goes only through Nginx (`listen ... udp`) and only
     /// over a plaintext hop: none of HAProxy, Nginx and Stunnel speaks DTLS, so there is no encrypted

@@ -1,3 +1,5 @@
+import SciStreamWire
+
 /// A session's proxy, fully validated: the only input the config renderers accept.
 struct SessionPlan: Sendable {
     let session: SessionID

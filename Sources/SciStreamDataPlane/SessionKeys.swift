@@ -1,3 +1,4 @@
+import SciStreamWire
 import COpenSSL
 
 /// Per-session key material for the hop between the gateways, derived from the session uid so

@@ -3,48 +3,6 @@ import Glibc
 #endif
 import SciStreamWire
 
-/// A session id that passed validation: a UUID in canonical 8-4-4-4-12 hex form, lowercased.
-/// The only shape of uid that reaches a file name or a config.
-struct SessionID: Sendable, Hashable, CustomStringConvertible {
-    /// Lowercase canonical text ("4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3").
-    let text: String
-    /// The 16 bytes of the UUID (the key derivation's input).
-    let bytes: [UInt8]
-
-    init?(_ uid: String) {
-        let utf8 = Array(uid.utf8)
-        guard utf8.count == 36 else { return nil }
-        var bytes: [UInt8] = []
-        var nibble: UInt8? = nil
-        for (index, char) in utf8.enumerated() {
-            if index == 8 || index == 13 || index == 18 || index == 23 {
-                guard char == UInt8(ascii: "-") else { return nil }
-                continue
-            }
-            let value: UInt8
-            switch char {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = char - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): value = char - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): value = char - UInt8(ascii: "A") + 10
-            default: return nil
-            }
-            if let high = nibble {
-                bytes.append(high << 4 | value)
-                nibble = nil
-            } else {
-                nibble = value
-            }
-        }
-        self.bytes = bytes
-        self.text = uid.lowercased()
-    }
-
-    /// The first 8 characters: what logs and messages show (the full uid is the session secret).
-    var prefix: String { String(text.prefix(8)) }
-
-    var description: String { prefix }
-}
-
 /// A host as it may appear in a proxy config.
 enum ConfigHost: Sendable, Hashable {
     case ipv4(String)

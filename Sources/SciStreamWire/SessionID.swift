@@ -1,24 +1,67 @@
-/// Session ids (uids): UUIDs in canonical text form. A uid is also the session's shared secret.
-public enum SessionID {
+/// A session id (uid) that passed validation: a UUID in canonical 8-4-4-4-12 hex form, lowercased.
+/// It is also the session's shared secret: it is shown whole only to its holder, and everywhere
+/// else by its `prefix`. The one type of session id in every module (the wire checks it at the edge,
+/// the data plane derives the session's keys from its `bytes` and names its files by its `text`).
+public struct SessionID: Sendable, Hashable, CustomStringConvertible {
+    /// Lowercase canonical text ("4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3").
+    public let text: String
+    /// The 16 bytes of the UUID (the key derivation's input).
+    public let bytes: [UInt8]
+
+    /// The id of `uid`, or nil unless it is exactly 8-4-4-4-12 hex digits (any version, either case).
+    public init?(_ uid: String) {
+        let utf8 = Array(uid.utf8)
+        guard utf8.count == 36 else { return nil }
+        var bytes: [UInt8] = []
+        var nibble: UInt8? = nil
+        for (index, char) in utf8.enumerated() {
+            if index == 8 || index == 13 || index == 18 || index == 23 {
+                guard char == UInt8(ascii: "-") else { return nil }
+                continue
+            }
+            let value: UInt8
+            switch char {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = char - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): value = char - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): value = char - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+            if let high = nibble {
+                bytes.append(high << 4 | value)
+                nibble = nil
+            } else {
+                nibble = value
+            }
+        }
+        self.bytes = bytes
+        self.text = uid.lowercased()
+    }
+
+    /// The id of `uid`, or a `ValidationError` that quotes it and says what a uid looks like.
+    public init(validating uid: String) throws(ValidationError) {
+        guard let id = SessionID(uid) else { throw .invalidSessionID(uid) }
+        self = id
+    }
+
+    /// The first 8 characters: what logs and messages show (the full uid is the session secret).
+    public var prefix: String { String(text.prefix(8)) }
+
+    public var description: String { prefix }
+
+    /// An RFC 4122 version-4 (random) UUID: version nibble 4, variant 10xx.
+    public var isRandom: Bool { bytes[6] >> 4 == 4 && bytes[8] >> 6 == 0b10 }
+
     /// The fixed uid of `s2uc ... --mock True`.
     public static let mock = "4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3"
 
     /// Accepts exactly 8-4-4-4-12 hex digits (any UUID version, either case); returns it lowercased.
     public static func validate(_ text: String) throws(ValidationError) -> String {
-        let bytes = Array(text.utf8)
-        guard bytes.count == 36 else { throw .invalidSessionID(text) }
-        for (offset, byte) in bytes.enumerated() {
-            let valid = [8, 13, 18, 23].contains(offset) ? byte == UInt8(ascii: "-") : isHexDigit(byte)
-            guard valid else { throw .invalidSessionID(text) }
-        }
-        return text.lowercased()
+        try SessionID(validating: text).text
     }
 
     /// Whether a valid uid is an RFC 4122 version-4 (random) UUID: version nibble 4, variant 10xx.
     public static func isRandom(_ uid: String) -> Bool {
-        let characters = Array(uid.lowercased().utf8)
-        guard characters.count == 36 else { return false }
-        return characters[14] == UInt8(ascii: "4") && "89ab".utf8.contains(characters[19])
+        SessionID(uid)?.isRandom ?? false
     }
 
     /// A random (version 4) UUID from `SystemRandomNumberGenerator` (the kernel's CSPRNG on Linux), lowercased.

@@ -1,3 +1,4 @@
+import SciStreamWire
 import Testing
 @testable import SciStreamDataPlane
 

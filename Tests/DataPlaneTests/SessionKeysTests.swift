@@ -1,3 +1,4 @@
+import SciStreamWire
 import Foundation
 import Testing
 @testable import SciStreamDataPlane

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import SciStreamWire
 import Glibc
 #endif
 import Foundation

@@ -68,4 +68,18 @@ import Glibc
         }
         #expect(!output.stdout.contains("Wrote"), "--quick must not write docs/benchmarks.md")
     }
+
+    /// bench/profile: a real Nginx tunnel, 5 s of iperf3, CPU times only (perf may not be allowed here).
+    @Test func profileRunsAndPrintsCPUPerGiB() async throws {
+        let ports = try PortBlock.reserve(12)
+        let script = Harness.repoRoot.appendingPathComponent("bench/profile").path
+        let output = await Harness.run("/bin/bash", [script, "--type", "Nginx", "--seconds", "5", "--no-perf", "--buffers", "32k",
+                                                     "--bin", Harness.productsFolder.path, "--port-base", "\(ports.lower)"],
+                                       timeout: .seconds(60))
+        #expect(output.status == 0, "exit \(output.status); stderr: \(output.stderr)")
+        #expect(output.stdout.hasPrefix("Nginx tunnel, iperf3 -P 1 -t 5, --proxy-buffer-size 32k, load average "), "\(output.stdout)")
+        let regex = try Regex(#"CPU seconds per GiB: producer-side proxy [0-9.]+, consumer-side proxy [0-9.]+, iperf3 server [0-9.]+, iperf3 client [0-9.]+, all [0-9.]+"#)
+        #expect(output.stdout.firstMatch(of: regex) != nil, "\(output.stdout)")
+        #expect(output.stdout.contains("receiver: ") && !output.stdout.contains("receiver: GiB"), "\(output.stdout)")
+    }
 }
