@@ -46,7 +46,8 @@ public enum ControlDaemon {
         do {
             let runAs = try config.proxyIdentity(effectiveUID: geteuid())
             dataPlane = try DataPlane(type: config.type, folder: config.configFolder, dataPlaneTLS: config.dataPlaneTLS,
-                                      buffers: config.proxyBuffers, logger: logger, runAs: config.type == .mock ? nil : runAs)
+                                      buffers: config.proxyBuffers, logger: logger, runAs: config.type == .mock ? nil : runAs,
+                                      path: config.searchPATH)
         } catch {
             return Console.runtimeError(error)
         }

@@ -55,9 +55,9 @@ public actor DataPlane {
     public private(set) var countsTraffic = false
     public func setCountsTraffic(_ on: Bool) { countsTraffic = on }
 
-    /// The folder s2cs keeps session files in: `$HAPROXY_CONFIG_PATH`, or `~/.scistream`.
-    public static func defaultFolder() -> String {
-        let environment = ProcessInfo.processInfo.environment
+    /// The folder s2cs keeps session files in: `$HAPROXY_CONFIG_PATH`, or `~/.scistream`, from the
+    /// environment s2cs was started with (read once, at the edge, and passed in).
+    public static func defaultFolder(environment: [String: String]) -> String {
         if let configured = environment["HAPROXY_CONFIG_PATH"], !configured.isEmpty { return configured }
         if let home = environment["HOME"], !home.isEmpty { return home + "/.scistream" }
         if let entry = getpwuid(geteuid()), let directory = entry.pointee.pw_dir {
@@ -74,7 +74,7 @@ public actor DataPlane {
     /// keeping only those that are absolute and that root owns and group and others cannot write,
     /// all the way up to `/` (`isTrustedDirectory`). A relative entry ("", ".", "bin") or one a
     /// user could plant a `haproxy` in is skipped: s2cs may run as root and start what it finds.
-    static func defaultSearchPath(path: String? = ProcessInfo.processInfo.environment["PATH"]) -> [String] {
+    static func defaultSearchPath(path: String?) -> [String] {
         var result: [String] = []
         for directory in (path ?? "").split(separator: ":", omittingEmptySubsequences: false).map(String.init) + standardDirectories
         where !result.contains(directory) && isTrustedDirectory(directory) {
@@ -119,10 +119,11 @@ public actor DataPlane {
     /// (`defaultSearchPath`), and checks that root owns it (and, for stunnel, that it is not asked for
     /// plain TCP); creates `folder` with mode 0700 (tightening an existing one of ours), and makes
     /// this process a child subreaper so that a proxy's orphaned workers can be reaped.
+    /// `path` is the PATH of the environment s2cs was started with (nil: the standard directories only).
     public init(type: DataServerType, folder: String, dataPlaneTLS: Bool, buffers: ProxyBuffers = .standard, logger: Logger,
-                stopGrace: Duration = .seconds(2), runAs: ProxyIdentity? = nil) throws(DataPlaneError) {
+                stopGrace: Duration = .seconds(2), runAs: ProxyIdentity? = nil, path: String? = nil) throws(DataPlaneError) {
         try self.init(type: type, folder: folder, dataPlaneTLS: dataPlaneTLS, buffers: buffers, logger: logger, stopGrace: stopGrace,
-                      searchPath: DataPlane.defaultSearchPath(), requireTrustedBinary: true, readinessTimeout: .seconds(10),
+                      searchPath: DataPlane.defaultSearchPath(path: path), requireTrustedBinary: true, readinessTimeout: .seconds(10),
                       checkListenersBeforeLaunch: true, runAs: runAs)
     }
 

@@ -369,7 +369,7 @@ func makePlane(_ type: DataServerType, _ folder: TemporaryFolder, tls: Bool = tr
                checkListeners: Bool = true, maxConnections: Int = SessionLimits.defaultMaxConnections,
                logLimit: Int = SessionLog.defaultLimit) throws -> DataPlane {
     try DataPlane(type: type, folder: folder.path, dataPlaneTLS: tls, logger: testLogger(sink), stopGrace: .seconds(2),
-                  searchPath: DataPlane.defaultSearchPath(), readinessTimeout: .seconds(10),
+                  searchPath: DataPlane.defaultSearchPath(path: ProcessInfo.processInfo.environment["PATH"]), readinessTimeout: .seconds(10),
                   checkListenersBeforeLaunch: checkListeners, maxConnections: maxConnections, logLimit: logLimit)
 }
 

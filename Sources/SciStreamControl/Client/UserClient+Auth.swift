@@ -63,7 +63,7 @@ extension UserClient {
 
     /// The bearer token for an RPC to `target` (see the type's comment for the rules).
     static func accessToken(_ parsed: ParsedArguments, target: ControlTarget, scopeOption option: String = "scope") async throws -> String {
-        let environment = ProcessInfo.processInfo.environment
+        let environment = parsed.environment
         let store = try tokenStore(environment)
         let scope: String
         if let given = try scopeOption(parsed, option) {
@@ -104,7 +104,7 @@ extension UserClient {
                 throw UsageError("bad --s2cs '\(text)': \(error)")
             }
         }
-        let environment = ProcessInfo.processInfo.environment
+        let environment = parsed.environment
         let store = try tokenStore(environment)
         let tokens = try userTokens(store, environment)
         output.set("scope", scope)
@@ -146,7 +146,7 @@ extension UserClient {
         if given != nil && ipText != nil {
             throw UsageError("give either --scope or --ip, not both")
         }
-        let environment = ProcessInfo.processInfo.environment
+        let environment = parsed.environment
         let store = try tokenStore(environment)
         let tokens = try userTokens(store, environment)
         let scope: String
@@ -191,7 +191,7 @@ extension UserClient {
     // MARK: logout
 
     static func runLogout(_ parsed: ParsedArguments) async throws {
-        let environment = ProcessInfo.processInfo.environment
+        let environment = parsed.environment
         let store = try tokenStore(environment)
         let report = try await userTokens(store, environment).logout()
         output.set("revoked", .strings(report.revoked))

@@ -98,7 +98,8 @@ public enum UserClient {
     static var output: CommandOutput { CommandOutput.current }
 
     /// Runs s2uc with its arguments (without the program name) and returns the exit status.
-    public static func main(_ arguments: [String]) async -> Int32 {
+    /// `environment`: the process's, read here at the edge (tests may pass their own).
+    public static func main(_ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment) async -> Int32 {
         var arguments = arguments
         // `s2uc --json list` as well as `s2uc list --json`.
         if let first = arguments.first, first.hasPrefix("--"), ArgumentParser.normalize(first).hasPrefix("json") {
@@ -123,7 +124,7 @@ public enum UserClient {
         }
         let name = "\(command) \(subcommand.names[0])"
         let output = CommandOutput(command: subcommand.names[0], json: json)
-        let parsed: ParsedArguments
+        var parsed: ParsedArguments
         do {
             parsed = try ArgumentParser.parse(Array(arguments.dropFirst()),
                                               options: subcommand.options + [jsonOption, OptionSpec("help", aliases: ["h"], help: ""), OptionSpec("version", help: "")],
@@ -131,6 +132,7 @@ public enum UserClient {
         } catch {
             return usageError(error, command: name, usage: subcommand.usage, output)
         }
+        parsed.environment = environment
         if parsed.isSet("help") {
             Console.out(ArgumentParser.help(usage: subcommand.usage, abstract: subcommand.abstract, options: subcommand.options + [jsonOption]))
             return ExitCode.success
@@ -243,7 +245,7 @@ public enum UserClient {
             // The uid may come from $SCISTREAM_UID (then only the listeners are given) or from standard
             // input ('-'), so that the session's secret need not appear on a command line.
             var positionals = parsed.positionals
-            if positionals.count == 1, (try? SessionID.validate(positionals[0])) == nil, positionals[0] != "-", environment[uidVariable] != nil {
+            if positionals.count == 1, (try? SessionID.validate(positionals[0])) == nil, positionals[0] != "-", parsed.environment[uidVariable] != nil {
                 positionals.insert("$" + uidVariable, at: 0)
             }
             guard positionals.count == 2 else {
@@ -251,7 +253,7 @@ public enum UserClient {
                     ? "missing the session uid and the producer listener(s): s2uc outbound_request <uid> <listener[,listener...]>"
                     : "missing the producer listener(s) after the uid: s2uc outbound_request <uid> <listener[,listener...]>")
             }
-            uid = try sessionUID(positionals[0])
+            uid = try sessionUID(positionals[0], environment: parsed.environment)
             do { prodListeners = try GatewayListener.parseList(positionals[1]).map(\.description) } catch { throw UsageError("bad listener list: \(error)") }
             listenPorts = try ports(parsed, "receiver_ports")
         }
@@ -338,10 +340,10 @@ public enum UserClient {
     // MARK: release and list
 
     static func runRelease(_ parsed: ParsedArguments) async throws {
-        guard let text = parsed.positionals.first ?? (environment[uidVariable] != nil ? "$" + uidVariable : nil) else {
+        guard let text = parsed.positionals.first ?? (parsed.environment[uidVariable] != nil ? "$" + uidVariable : nil) else {
             throw UsageError("missing the uid of the session to release: s2uc release <uid> --s2cs <host:port> (or '-' to read it from standard input, or set \(uidVariable))")
         }
-        let uid = try sessionUID(text)
+        let uid = try sessionUID(text, environment: parsed.environment)
         let target = try target(parsed)
         output.set("uid", uid)
         output.set("s2cs", target.display)
@@ -420,10 +422,8 @@ public enum UserClient {
     /// The environment variable s2uc reads a session's uid from when the command line does not give it.
     static let uidVariable = "SCISTREAM_UID"
 
-    static let environment = ProcessInfo.processInfo.environment
-
     /// A uid argument: the uid itself, `-` (one line of standard input), or `$SCISTREAM_UID`.
-    static func sessionUID(_ argument: String) throws -> String {
+    static func sessionUID(_ argument: String, environment: [String: String]) throws -> String {
         var text = argument
         var source = "uid"
         if argument == "-" {

@@ -48,6 +48,9 @@ public struct ParsedArguments: Sendable {
     public var flags: Set<String> = []
     public var positionals: [String] = []
     var specs: [OptionSpec] = []
+    /// The environment the command was started with, read once by its `main` (the edge) and passed
+    /// in with its arguments: nothing below reads the process environment itself.
+    public var environment: [String: String] = [:]
 
     /// The value given, or the option's default.
     public func value(_ name: String) -> String? {

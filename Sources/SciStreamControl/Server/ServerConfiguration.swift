@@ -31,7 +31,12 @@ public struct ServerConfiguration: Sendable {
     public var maxSessionsPerClient = 1000
     /// How long one frame (or a TLS handshake) may take to arrive once begun: a slow or silent peer is cut off.
     public var frameTimeout: Duration = .seconds(10)
-    public var configFolder = DataPlane.defaultFolder()
+    /// Set by `parse` from `--config-folder`, else the environment it is given (`$HAPROXY_CONFIG_PATH`,
+    /// else `~/.scistream`).
+    public var configFolder = ""
+    /// The PATH of the environment s2cs was started with: where proxies are looked for (with the
+    /// standard directories), read at the edge and passed in.
+    public var searchPATH: String? = nil
     /// `--proxy-user`: who proxies drop to when s2cs runs as root (nil: `nobody`); see ServerConfiguration+Deploy.swift.
     public var proxyUser: String? = nil
     /// `--allowed-targets`: where sessions may forward (nil: the default policy, see TargetPolicy).
@@ -176,8 +181,8 @@ public struct ServerConfiguration: Sendable {
         config.maxConnectionsPerClient = try ArgumentParser.parseInt(parsed.string("max_connections_per_client"), option: "max-connections-per-client", range: 1...1_000_000)
         config.metrics = try metricsEndpoint(parsed)
         config.trafficCounting = try ArgumentParser.parseBool(parsed.string("traffic_counting"), option: "--traffic-counting")
-        if let folder = parsed.value("config_folder") { config.configFolder = folder }
-        else if let folder = environment["HAPROXY_CONFIG_PATH"], !folder.isEmpty { config.configFolder = folder }
+        config.configFolder = parsed.value("config_folder") ?? DataPlane.defaultFolder(environment: environment)
+        config.searchPATH = environment["PATH"]
         return (config, parsed)
     }
 }
