@@ -94,7 +94,12 @@ import TestPorts
             #expect((error as? StatusError)?.status.code == .unavailable && (error as? StatusError)?.status.message == "s2cs is shutting down", "\(error)")
         }
         #expect(await dataPlane.status(uid: uid) == nil)
-        #expect(childPIDs(of: getpid()).allSatisfy { !((try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8)) ?? "").hasPrefix("haproxy") })
+        // No proxy of this test's session folder (other suites' proxies may be children of this process too).
+        let ours = childPIDs(of: getpid()).filter { pid in
+            let commandLine = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            return commandLine.contains(folder.path)
+        }
+        #expect(ours.isEmpty, "proxies started after shutdown: \(ours)")
         #expect(await registry.snapshot().isEmpty)
     }
 
