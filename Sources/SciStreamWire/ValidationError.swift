@@ -123,6 +123,17 @@ extension ValidationError.HostProblem {
 /// control, format and non-ASCII space characters escaped (`\n`, `\u{1B}`), so that a hostile peer can
 /// neither break the line nor send escape sequences; cut after `limit` characters.
 public func escapedForTerminal(_ text: String, limit: Int = 4096) -> String {
+    escaped(text, limit: limit, quoted: false)
+}
+
+/// `'text'` with control, format and non-ASCII space characters escaped (`\n`, `\u{202E}`), cut after 80
+/// characters, so that a hostile value cannot break or spoof the line it is reported on.
+func quote(_ text: String) -> String {
+    "'" + escaped(text, limit: 80, quoted: true) + "'"
+}
+
+/// The one escaping of outside text: `quoted` also escapes `\` and `'` (for text inside quotes).
+private func escaped(_ text: String, limit: Int, quoted: Bool) -> String {
     var result = ""
     var count = 0
     for scalar in text.unicodeScalars {
@@ -135,6 +146,8 @@ public func escapedForTerminal(_ text: String, limit: Int = 4096) -> String {
         case "\n": result += "\\n"
         case "\r": result += "\\r"
         case "\t": result += "\\t"
+        case "\\" where quoted: result += "\\\\"
+        case "'" where quoted: result += "\\'"
         default:
             if needsEscape(scalar) {
                 result += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
@@ -144,34 +157,6 @@ public func escapedForTerminal(_ text: String, limit: Int = 4096) -> String {
         }
     }
     return result
-}
-
-/// `'text'` with control, format and non-ASCII space characters escaped (`\n`, `\u{202E}`), cut after 80
-/// characters, so that a hostile value cannot break or spoof the line it is reported on.
-func quote(_ text: String) -> String {
-    var result = "'"
-    var count = 0
-    for scalar in text.unicodeScalars {
-        if count == 80 {
-            result += "…"
-            break
-        }
-        count += 1
-        switch scalar {
-        case "\n": result += "\\n"
-        case "\r": result += "\\r"
-        case "\t": result += "\\t"
-        case "\\": result += "\\\\"
-        case "'": result += "\\'"
-        default:
-            if needsEscape(scalar) {
-                result += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
-            } else {
-                result.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return result + "'"
 }
 
 private func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
