@@ -174,6 +174,10 @@ func ownNonLoopbackAddresses() -> [String] {
         guard case .listReply(let adaList) = try await callOnce(daemon.target, .list(ListSessions(token: ada))) else { Issue.record("no list"); return }
         #expect(adaList.sessions.map(\.uid) == [String(uid.prefix(8))])
         #expect(adaList.sessions.first?.targets == ["127.0.0.1:5001"])
+        // A token that names nobody (no sub, no username) owns nothing: refused before anything happens.
+        let (nobody, _) = fake.mint(scope: scope, username: "", subject: "")
+        let anonymous = try await driveSession(daemon.target, token: nobody, targets: ["127.0.0.1:5001"])
+        #expect(anonymous.request.code == .unauthenticated && anonymous.hello.code == .unauthenticated, "\(anonymous)")
         // The owner releases it.
         guard case .releaseReply(let released) = try await callOnce(daemon.target, .release(Release(token: ada, uid: uid))) else { Issue.record("no release"); return }
         #expect(released.code == .ok)

@@ -54,8 +54,13 @@ extension ControlServer {
                 log.warning("request refused: identity not in --allowed-identities", ["user": username ?? "?"])
                 return .failure(RefusedRequest(message.refusal(Status(.permissionDenied, "this s2cs does not serve your identity: ask its operator to add it to --allowed-identities"))))
             }
-            // Without a `sub`, the username is the identity (both are stable for a Globus account).
-            return .success(Caller(address: client, subject: subject ?? username ?? "", username: username))
+            // Without a `sub`, the username is the identity (both are stable for a Globus account); a
+            // token with neither names nobody, and a session must belong to somebody.
+            guard let identity = subject ?? username, !identity.isEmpty else {
+                log.warning("request refused: the token names no identity (no sub, no username)")
+                return .failure(RefusedRequest(message.refusal(Status(.unauthenticated, "the token names no identity: log in again with s2uc login"))))
+            }
+            return .success(Caller(address: client, subject: identity, username: username))
         case .missing(let text):
             (status, reason) = (Status(.unauthenticated, text), "no token")
         case .invalid(let text, let why):
