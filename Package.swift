@@ -33,12 +33,12 @@ let package = Package(
         .executableTarget(name: "s2bench", dependencies: ["COpenSSL", "SciStreamControl", "SciStreamSystem", "SciStreamWire", "SciStreamTLS"],
                           path: "bench/Sources/s2bench"),
 
-        .testTarget(name: "WireTests", dependencies: ["SciStreamWire"]),
+        .testTarget(name: "WireTests", dependencies: ["SciStreamWire", "SciStreamControl"]),
         .testTarget(name: "SystemTests", dependencies: ["SciStreamSystem"]),
-        .testTarget(name: "TLSTests", dependencies: ["SciStreamTLS", "SciStreamSystem"]),
-        .testTarget(name: "DataPlaneTests", dependencies: ["COpenSSL", "SciStreamDataPlane", "SciStreamTLS", "SciStreamSystem", "SciStreamWire", "TestPorts"]),
+        .testTarget(name: "TLSTests", dependencies: ["SciStreamTLS", "SciStreamSystem", "SciStreamControl"]),
+        .testTarget(name: "DataPlaneTests", dependencies: ["COpenSSL", "SciStreamDataPlane", "SciStreamTLS", "SciStreamSystem", "SciStreamWire", "SciStreamControl", "TestPorts"]),
         .testTarget(name: "EndToEndTests", dependencies: ["COpenSSL", "SciStreamControl", "SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamAuth", "FakeGlobusAuth", "TestPorts"]),
-        .testTarget(name: "AuthTests", dependencies: ["SciStreamAuth", "SciStreamSystem", "FakeGlobusAuth"]),
+        .testTarget(name: "AuthTests", dependencies: ["SciStreamAuth", "SciStreamSystem", "SciStreamControl", "FakeGlobusAuth"]),
         // A fake Globus Auth server on loopback, for AuthTests and EndToEndTests only.
         .target(name: "FakeGlobusAuth", dependencies: ["COpenSSL"], path: "Tests/FakeGlobusAuth"),
         // Port blocks for tests: reserved per run (file locks), below the ephemeral range, never fixed.

@@ -1,9 +1,10 @@
 /// A failure of authentication, worded for the person at the shell: it says which scope, which
-/// server URL or which file, and what to do next. Its description is the line after `Error: `.
+/// server URL or which file, and what to do next. Its description is the line after `Error: `, without
+/// command-line options (s2uc and s2cs add theirs: SciStreamControl's `ErrorWording`).
 public enum AuthError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A scope id that cannot be one (empty, or characters that do not belong in a scope id).
     case invalidScopeID(String)
-    /// An s2cs `--client-id` that cannot be a Globus client id.
+    /// A client id (of an s2cs) that cannot be a Globus client id.
     case invalidClientID(String)
     /// `GLOBUS_SDK_SERVICE_URL_AUTH` (or a base URL given in code) is not usable.
     case invalidServiceURL(String, reason: String)
@@ -27,9 +28,9 @@ public enum AuthError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .invalidScopeID(let text):
-            return "'\(text)' is not a scope id: use the client id of the s2cs (letters, digits, '-', '_' and '.', as in 's2uc login --scope 1a2b3c4d-...')"
+            return "'\(text)' is not a scope id: use the client id of the s2cs (letters, digits, '-', '_' and '.', as in 1a2b3c4d-...)"
         case .invalidClientID(let text):
-            return "--client-id '\(text)' is not a Globus client id (letters, digits, '-', '_' and '.', as in 1a2b3c4d-...)"
+            return "'\(text)' is not a Globus client id (letters, digits, '-', '_' and '.', as in 1a2b3c4d-...)"
         case .invalidServiceURL(let text, let reason):
             return "GLOBUS_SDK_SERVICE_URL_AUTH='\(text)' is not usable: \(reason)"
         case .unreachable(let url, let reason):
@@ -44,9 +45,9 @@ public enum AuthError: Error, Equatable, Sendable, CustomStringConvertible {
         case .tokenFile(let path, let reason):
             return "token file \(path): \(reason)"
         case .notLoggedIn(let scope, let path):
-            return "no token for scope '\(scope)' in \(path): log in with 's2uc login --scope \(scope)'"
+            return "no token for scope '\(scope)' in \(path): log in for that scope"
         case .refreshFailed(let scope, let reason):
-            return "the access token for scope '\(scope)' has expired and could not be refreshed (\(reason)); log in again with 's2uc logout' then 's2uc login --scope \(scope)'"
+            return "the access token for scope '\(scope)' has expired and could not be refreshed (\(reason)); log out, then log in again for that scope"
         case .noAuthorizationCode:
             return "no authorization code was entered: open the URL above in a browser, log in, and paste the code it shows"
         case .noRandomness:

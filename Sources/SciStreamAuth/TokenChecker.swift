@@ -9,9 +9,21 @@ public enum TokenVerdict: Sendable, Equatable {
     case missing(message: String)
     /// Inactive, expired, unknown, or without this s2cs's scope: UNAUTHENTICATED.
     case invalid(message: String, reason: String)
-    /// The token could not be checked (auth server unreachable, slow, or refusing our credentials):
+    /// The token could not be checked (auth server unreachable or slow, or too many checks at once):
     /// UNAVAILABLE. The request is refused, never let through.
     case unavailable(message: String)
+    /// Globus Auth refused this s2cs's own client id and secret (HTTP 401 or 403), so no token can be
+    /// checked: UNAVAILABLE. s2cs words it with the options that give the credentials.
+    case credentialsRefused(AuthError)
+
+    /// What a refusal says, naming no command-line option.
+    public static func text(_ verdict: TokenVerdict) -> String {
+        switch verdict {
+        case .valid: "valid"
+        case .missing(let message), .unavailable(let message), .invalid(let message, _): message
+        case .credentialsRefused(let error): "s2cs cannot check tokens: \(error)"
+        }
+    }
 }
 
 /// s2cs's side of authentication: checks each RPC's token by Globus Auth introspection (HTTP basic
@@ -33,6 +45,8 @@ public actor TokenChecker {
     private let maxEntries: Int
     /// The wall clock (token expiries are wall-clock times); tests pass their own.
     private let now: @Sendable () -> Date
+    /// Words a failed check for the log: s2cs passes its own wording, which names its options.
+    private let describe: @Sendable (TokenVerdict) -> String
 
     private struct Entry {
         let verdict: TokenVerdict
@@ -43,14 +57,15 @@ public actor TokenChecker {
     private let maxConcurrentIntrospections: Int
     private let failureBackoff: Duration
     private var unavailableUntil: Date? = nil
-    private var lastUnavailable: String? = nil
+    private var lastUnavailable: TokenVerdict? = nil
     /// Introspection calls made (for tests and the debug log).
     public private(set) var introspections = 0
 
     public init(clientID: String, clientSecret: String, auth: GlobusAuthClient, logger: Logger,
                 negativeTTL: Duration = .seconds(10), fallbackTTL: Duration = .seconds(60), maxEntries: Int = 10_000,
                 maxConcurrentIntrospections: Int = 32, failureBackoff: Duration = .seconds(1),
-                now: @escaping @Sendable () -> Date = { Date() }) {
+                now: @escaping @Sendable () -> Date = { Date() },
+                describe: @escaping @Sendable (TokenVerdict) -> String = TokenVerdict.text) {
         self.maxConcurrentIntrospections = maxConcurrentIntrospections
         self.failureBackoff = failureBackoff
         self.clientID = clientID
@@ -62,6 +77,7 @@ public actor TokenChecker {
         self.fallbackTTL = fallbackTTL
         self.maxEntries = maxEntries
         self.now = now
+        self.describe = describe
     }
 
     /// Where introspection goes.
@@ -90,8 +106,8 @@ public actor TokenChecker {
         }
         // After Globus Auth failed to answer, wait a moment before asking again (not per token: the
         // failure is the server's, and each new token would otherwise cost a full timeout).
-        if let until = unavailableUntil, until > now(), let message = lastUnavailable {
-            return .unavailable(message: message)
+        if let until = unavailableUntil, until > now(), let verdict = lastUnavailable {
+            return verdict
         }
         let task = Task { await self.introspect(token, key: key) }
         inFlight[key] = task
@@ -108,11 +124,9 @@ public actor TokenChecker {
             result = try await auth.introspect(token, clientID: clientID, clientSecret: clientSecret)
         } catch {
             let verdict = unavailable(error)
-            if case .unavailable(let message) = verdict {
-                logger.warning("token check failed", ["reason": message])
-                lastUnavailable = message
-                unavailableUntil = now().addingTimeInterval(Self.seconds(failureBackoff))
-            }
+            logger.warning("token check failed", ["reason": describe(verdict)])
+            lastUnavailable = verdict
+            unavailableUntil = now().addingTimeInterval(Self.seconds(failureBackoff))
             return verdict
         }
         let checkedAt = now()
@@ -146,7 +160,7 @@ public actor TokenChecker {
     private func unavailable(_ error: AuthError) -> TokenVerdict {
         switch error {
         case .httpStatus(_, let status, _, _) where status == 401 || status == 403:
-            return .unavailable(message: "s2cs cannot check tokens: \(error); check its --client-id and --client-secret (client \(clientID))")
+            return .credentialsRefused(error)
         default:
             return .unavailable(message: "s2cs cannot check the token: \(error)")
         }

@@ -36,7 +36,7 @@ public enum ControlDaemon {
             do {
                 tls = try TLSContext.server(certificatePath: config.serverCertificate, keyPath: config.serverKey)
             } catch {
-                return Console.runtimeError(StartupError("\(error) (or start with --ssl=False for a plaintext control channel, development only)"))
+                return Console.runtimeError(StartupError("\(ErrorWording.text(error)) (or start with --ssl=False for a plaintext control channel, development only)"))
             }
         }
         if let message = config.unbindableListenerAddress(canBind: { Socket.canBind(host: $0, port: 0) }) {

@@ -1,4 +1,5 @@
-/// What went wrong in the data plane, worded for the operator who reads it after "Error: ".
+/// What went wrong in the data plane, worded for the operator who reads it after "Error: ", without
+/// command-line options (s2cs adds them: SciStreamControl's `ErrorWording`).
 /// Sessions appear by the first 8 characters of their uid only (the full uid is the secret);
 /// session files appear as "<folder>/<prefix>*.<ext>", a glob that finds them.
 public enum DataPlaneError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -6,7 +7,7 @@ public enum DataPlaneError: Error, Sendable, Equatable, CustomStringConvertible 
     case notInstalled(type: DataServerType, searched: [String])
     /// nginx is there but its dynamic stream module is not.
     case nginxStreamModuleMissing(path: String)
-    /// `--data-plane-tls=False` with a proxy that cannot forward plain TCP.
+    /// A plaintext data plane with a proxy that cannot forward plain TCP.
     case plaintextUnsupported(type: DataServerType)
     /// The session folder cannot be used.
     case folder(path: String, reason: String)
@@ -43,7 +44,7 @@ public enum DataPlaneError: Error, Sendable, Equatable, CustomStringConvertible 
         case .nginxStreamModuleMissing(let path):
             return "the nginx stream module is not installed (\(path) is missing): install it with 'sudo apt-get install libnginx-mod-stream'"
         case .plaintextUnsupported(let type):
-            return "\(type.name) cannot forward plain TCP: use --type Haproxy or --type Nginx with --data-plane-tls=False"
+            return "\(type.name) cannot forward plain TCP: use Haproxy or Nginx for a plaintext data plane"
         case .folder(let path, let reason):
             return "cannot use the session folder \(path): \(reason)"
         case .file(let path, let reason):

@@ -278,26 +278,34 @@ final class TLSConnection: Sendable {
         }
         if side == .client, let step, step.verifyResult != Int(X509_V_OK) {
             let verifyText = String(cString: X509_verify_cert_error_string(step.verifyResult))
-            return TLSError(.verificationFailed(reason: verificationReason(step.verifyResult, text: verifyText,
-                                                                           expectedName: expectedName)),
-                            side: side, peer: peer, openSSLErrors: errors.lines, verifyResult: verifyText)
+            var error = TLSError(.verificationFailed(reason: verificationReason(step.verifyResult, text: verifyText,
+                                                                                expectedName: expectedName)),
+                                 side: side, peer: peer, openSSLErrors: errors.lines, verifyResult: verifyText)
+            error.untrustedCertificate = !Self.nameOrDateResults.contains(Int32(clamping: step.verifyResult))
+            return error
         }
-        var reason: String
+        let reason: String
+        var peerRejectedCertificate = false
         if !errors.isEmpty {
             reason = errors.reasons
             let rejected = [SSL_R_TLSV1_ALERT_UNKNOWN_CA, SSL_R_SSLV3_ALERT_BAD_CERTIFICATE,
                             SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN]
-            if side == .server, errors.contains(where: { $0.library == ERR_LIB_SSL && rejected.contains($0.reasonCode) }) {
-                reason += " (the client rejected this server's certificate: does s2uc --server_cert name it?)"
-            }
+            peerRejectedCertificate = side == .server
+                && errors.contains(where: { $0.library == ERR_LIB_SSL && rejected.contains($0.reasonCode) })
         } else if let step {
             reason = "OpenSSL error \(step.code)"
         } else {
             let who = side == .client ? "the server" : "the client"
             reason = "\(who) closed the connection" + (closedDetail.map { " (\($0))" } ?? "")
         }
-        return TLSError(.handshakeFailed(reason: reason), side: side, peer: peer, openSSLErrors: errors.lines)
+        var error = TLSError(.handshakeFailed(reason: reason), side: side, peer: peer, openSSLErrors: errors.lines)
+        error.peerRejectedCertificate = peerRejectedCertificate
+        return error
     }
+
+    /// Verification results about the certificate's name or dates, not about whom it leads to.
+    private static let nameOrDateResults = [X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH,
+                                            X509_V_ERR_CERT_HAS_EXPIRED, X509_V_ERR_CERT_NOT_YET_VALID]
 
     private func verificationReason(_ code: Int, text: String, expectedName: String?) -> String {
         switch Int32(clamping: code) {
@@ -308,10 +316,8 @@ final class TLSConnection: Sendable {
                 return "certificate does not name \(expected) (\(text))"
             }
             return "certificate is for \(names.joined(separator: ", ")), not \(expected) (\(text))"
-        case X509_V_ERR_CERT_HAS_EXPIRED, X509_V_ERR_CERT_NOT_YET_VALID:
-            return text
         default:
-            return "\(text) (is --server_cert the certificate that s2cs presents with --server_crt?)"
+            return text
         }
     }
 

@@ -24,13 +24,13 @@ public final class TLSContext: @unchecked Sendable {
     }
 
     /// A server context presenting the PEM certificate (chain) at `certificatePath` with the PEM
-    /// private key at `keyPath` (s2cs `--server_crt` and `--server_key`). TLS 1.2 at least, AEAD
+    /// private key at `keyPath` (s2cs's `--server_crt` and `--server_key`). TLS 1.2 at least, AEAD
     /// ciphers only (`tls12Ciphers`).
     public static func server(certificatePath: String, keyPath: String) throws(TLSError) -> TLSContext {
-        let certificateBytes = try readFile(certificatePath, flag: "--server_crt") { .certificateFileMissing(path: $0) }
-        let keyBytes = try readFile(keyPath, flag: "--server_key") { .keyFileMissing(path: $0) }
+        let certificateBytes = try readFile(certificatePath, file: .certificate) { .certificateFileMissing(path: $0) }
+        let keyBytes = try readFile(keyPath, file: .privateKey) { .keyFileMissing(path: $0) }
 
-        let certificates = try parseCertificates(certificateBytes, path: certificatePath, flag: "--server_crt")
+        let certificates = try parseCertificates(certificateBytes, path: certificatePath, file: .certificate)
         defer { certificates.forEach { X509_free($0) } }
         let key = try parsePrivateKey(keyBytes, path: keyPath)
         defer { EVP_PKEY_free(key) }
@@ -47,7 +47,7 @@ public final class TLSContext: @unchecked Sendable {
         guard SSL_CTX_use_certificate(tls.context, leaf) == 1 else {
             let errors = OpenSSLErrorQueue.drain()
             throw TLSError(.badCertificate(path: certificatePath, reason: errors.reasons), side: .server,
-                           flag: "--server_crt", openSSLErrors: errors.lines)
+                           file: .certificate, openSSLErrors: errors.lines)
         }
         for intermediate in certificates.dropFirst() {
             X509_up_ref(intermediate)  // add0 takes a reference; the defer above drops ours
@@ -55,7 +55,7 @@ public final class TLSContext: @unchecked Sendable {
                 X509_free(intermediate)
                 let errors = OpenSSLErrorQueue.drain()
                 throw TLSError(.badCertificate(path: certificatePath, reason: "cannot use its chain: \(errors.reasons)"),
-                               side: .server, flag: "--server_crt", openSSLErrors: errors.lines)
+                               side: .server, file: .certificate, openSSLErrors: errors.lines)
             }
         }
         guard SSL_CTX_use_PrivateKey(tls.context, key) == 1, SSL_CTX_check_private_key(tls.context) == 1 else {
@@ -70,12 +70,12 @@ public final class TLSContext: @unchecked Sendable {
         return tls
     }
 
-    /// A client context that trusts only the PEM certificate(s) at `trustAnchorPath` (s2uc
+    /// A client context that trusts only the PEM certificate(s) at `trustAnchorPath` (s2uc's
     /// `--server_cert`) and verifies the server. TLS 1.2 at least. The given certificate is a trust
     /// anchor even when it is not self-signed (X509_V_FLAG_PARTIAL_CHAIN): the operator pinned it.
     public static func client(trustAnchorPath: String) throws(TLSError) -> TLSContext {
-        let bytes = try readFile(trustAnchorPath, flag: "--server_cert") { .certificateFileMissing(path: $0) }
-        let certificates = try parseCertificates(bytes, path: trustAnchorPath, flag: "--server_cert")
+        let bytes = try readFile(trustAnchorPath, file: .trustAnchor) { .certificateFileMissing(path: $0) }
+        let certificates = try parseCertificates(bytes, path: trustAnchorPath, file: .trustAnchor)
         defer { certificates.forEach { X509_free($0) } }
 
         let tls = try make(method: TLS_client_method(), side: .client)
@@ -88,7 +88,7 @@ public final class TLSContext: @unchecked Sendable {
             guard X509_STORE_add_cert(store, certificate) == 1 else {
                 let errors = OpenSSLErrorQueue.drain()
                 throw TLSError(.badCertificate(path: trustAnchorPath, reason: errors.reasons), side: .client,
-                               flag: "--server_cert", openSSLErrors: errors.lines)
+                               file: .trustAnchor, openSSLErrors: errors.lines)
             }
         }
         if let parameters = SSL_CTX_get0_param(tls.context) {
@@ -136,12 +136,12 @@ public final class TLSContext: @unchecked Sendable {
     /// The biggest certificate or key file read: a PEM chain is a few kilobytes.
     private static let maximumFileSize = 1 << 20
 
-    /// Reads a whole file, with an error naming the path and the flag that gave it.
+    /// Reads a whole file, with an error naming the path and the file's role.
     private static func readFile(
-        _ path: String, flag: String, missing: (String) -> TLSError.Kind
+        _ path: String, file role: TLSError.File, missing: (String) -> TLSError.Kind
     ) throws(TLSError) -> [UInt8] {
         func failure(_ detail: String) -> TLSError {
-            TLSError(missing(path), detail: detail, flag: flag)
+            TLSError(missing(path), detail: detail, file: role)
         }
         let file: FileDescriptor
         do { file = try FileDescriptor.open(path, O_RDONLY) } catch { throw failure(error.description) }
@@ -156,7 +156,7 @@ public final class TLSContext: @unchecked Sendable {
     }
 
     /// Every PEM certificate in `bytes`, at least one. The caller frees them.
-    static func parseCertificates(_ bytes: [UInt8], path: String, flag: String) throws(TLSError) -> [OpaquePointer] {
+    static func parseCertificates(_ bytes: [UInt8], path: String, file: TLSError.File) throws(TLSError) -> [OpaquePointer] {
         var certificates: [OpaquePointer] = []
         let failure: [OpenSSLError] = bytes.withUnsafeBytes { raw in
             OpenSSLErrorQueue.clear()
@@ -174,19 +174,11 @@ public final class TLSContext: @unchecked Sendable {
         }
         if certificates.isEmpty || !failure.isEmpty {
             certificates.forEach { X509_free($0) }
-            let reason: String
-            if failure.last?.is(library: ERR_LIB_PEM, reason: PEM_R_NO_START_LINE) ?? true {
-                var text = "no PEM certificate in it (expected a -----BEGIN CERTIFICATE----- block)"
-                if String(decoding: bytes, as: UTF8.self).contains("PRIVATE KEY-----") {
-                    text += flag == "--server_crt"
-                        ? "; it holds a private key: are --server_crt and --server_key swapped?"
-                        : "; it holds a private key, not a certificate"
-                }
-                reason = text
-            } else {
-                reason = failure.reasons
-            }
-            throw TLSError(.badCertificate(path: path, reason: reason), flag: flag, openSSLErrors: failure.lines)
+            let noPEM = failure.last?.is(library: ERR_LIB_PEM, reason: PEM_R_NO_START_LINE) ?? true
+            let reason = noPEM ? "no PEM certificate in it (expected a -----BEGIN CERTIFICATE----- block)" : failure.reasons
+            var error = TLSError(.badCertificate(path: path, reason: reason), file: file, openSSLErrors: failure.lines)
+            error.looksLikeKey = noPEM && String(decoding: bytes, as: UTF8.self).contains("PRIVATE KEY-----")
+            throw error
         }
         return certificates
     }
@@ -206,14 +198,17 @@ public final class TLSContext: @unchecked Sendable {
         let errors = result.1
         let text = String(decoding: bytes, as: UTF8.self)
         let reason: String
+        var looksLikeCertificate = false
         if text.contains("ENCRYPTED") {
             reason = "the key is protected by a passphrase; give an unencrypted key (openssl pkey -in KEY -out PLAIN_KEY)"
         } else if !text.contains("PRIVATE KEY-----") {
             reason = "no PEM private key in it (expected a -----BEGIN PRIVATE KEY----- block)"
-                + (text.contains("-----BEGIN CERTIFICATE-----") ? "; it holds a certificate: are --server_crt and --server_key swapped?" : "")
+            looksLikeCertificate = text.contains("-----BEGIN CERTIFICATE-----")
         } else {
             reason = errors.reasons
         }
-        throw TLSError(.badKey(path: path, reason: reason), side: .server, flag: "--server_key", openSSLErrors: errors.lines)
+        var error = TLSError(.badKey(path: path, reason: reason), side: .server, file: .privateKey, openSSLErrors: errors.lines)
+        error.looksLikeCertificate = looksLikeCertificate
+        throw error
     }
 }

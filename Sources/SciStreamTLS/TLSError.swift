@@ -1,5 +1,6 @@
-/// A TLS failure: its `kind` for callers to switch on, its `description` for the operator
-/// (the line printed after `Error: `), and what OpenSSL said, for the logs.
+/// A TLS failure: its `kind` for callers to switch on, which file it is about (by role) and what the
+/// files held, a neutral `description` that names no command-line option (s2cs and s2uc word it
+/// with their flags: SciStreamControl's `ErrorWording`), and what OpenSSL said, for the logs.
 public struct TLSError: Error, CustomStringConvertible, Sendable {
     public enum Kind: Sendable, Equatable {
         /// A certificate file (the server's, or the client's trust anchor) cannot be read.
@@ -37,6 +38,16 @@ public struct TLSError: Error, CustomStringConvertible, Sendable {
         case client, server
     }
 
+    /// Which file a file error is about, by its role.
+    public enum File: Sendable, Equatable {
+        /// The server's certificate (chain).
+        case certificate
+        /// The server's private key.
+        case privateKey
+        /// The certificate a client trusts (its trust anchor).
+        case trustAnchor
+    }
+
     public var kind: Kind
     public var side: Side?
     /// The peer as `host:port`, when known.
@@ -44,52 +55,59 @@ public struct TLSError: Error, CustomStringConvertible, Sendable {
     /// More about what happened: the errno text of a failed read, or what timed out
     /// ("during the TLS handshake with 10.0.0.1:5000").
     public var detail: String?
-    /// The command-line flag that named the file, for the file errors.
-    public var flag: String?
+    /// The file a file error is about.
+    public var file: File?
+    /// A certificate file that holds a private key instead (are the two files swapped?).
+    public var looksLikeKey = false
+    /// A private key file that holds a certificate instead (are the two files swapped?).
+    public var looksLikeCertificate = false
+    /// Server side: the client refused this server's certificate (an unknown-CA or bad-certificate alert).
+    public var peerRejectedCertificate = false
+    /// Client side: the server's certificate does not lead to the trusted one (not a date or name problem).
+    public var untrustedCertificate = false
     /// The drained OpenSSL error queue, oldest first, as `ERR_error_string_n` prints each entry.
     public var openSSLErrors: [String]
     /// OpenSSL's certificate verification result (`X509_verify_cert_error_string`), where one was made.
     public var verifyResult: String?
 
     public init(
-        _ kind: Kind, side: Side? = nil, peer: String? = nil, detail: String? = nil, flag: String? = nil,
+        _ kind: Kind, side: Side? = nil, peer: String? = nil, detail: String? = nil, file: File? = nil,
         openSSLErrors: [String] = [], verifyResult: String? = nil
     ) {
         self.kind = kind
         self.side = side
         self.peer = peer
         self.detail = detail
-        self.flag = flag
+        self.file = file
         self.openSSLErrors = openSSLErrors
         self.verifyResult = verifyResult
     }
 
     public var description: String {
-        let flagNote = flag.map { " (\($0))" } ?? ""
         let detailNote = detail.map { ": \($0)" } ?? ""
         let peerName = peer ?? "the peer"
         switch kind {
         case .certificateFileMissing(let path):
-            return "cannot read certificate file '\(path)'\(flagNote)\(detailNote)"
+            return "cannot read certificate file '\(path)'\(detailNote)"
         case .keyFileMissing(let path):
-            return "cannot read private key file '\(path)'\(flagNote)\(detailNote)"
+            return "cannot read private key file '\(path)'\(detailNote)"
         case .badCertificate(let path, let reason):
-            return "certificate file '\(path)'\(flagNote) is not usable: \(reason)"
+            return "certificate file '\(path)' is not usable: \(reason)" + (looksLikeKey ? "; it holds a private key, not a certificate" : "")
         case .badKey(let path, let reason):
-            return "private key file '\(path)'\(flagNote) is not usable: \(reason)"
+            return "private key file '\(path)' is not usable: \(reason)" + (looksLikeCertificate ? "; it holds a certificate, not a private key" : "")
         case .keyMismatch(let certificatePath, let keyPath):
-            return "the private key '\(keyPath)' (--server_key) does not belong to the certificate '\(certificatePath)' (--server_crt)"
+            return "the private key '\(keyPath)' does not belong to the certificate '\(certificatePath)'"
         case .handshakeFailed(let reason):
-            return "TLS handshake with \(peerName) failed: \(reason)"
+            return "TLS handshake with \(peerName) failed: \(reason)" + (peerRejectedCertificate ? " (the client rejected this server's certificate)" : "")
         case .verificationFailed(let reason):
-            return "cannot verify the TLS certificate of \(peerName): \(reason)"
+            return "cannot verify the TLS certificate of \(peerName): \(reason)" + (untrustedCertificate ? " (it does not lead to the trusted certificate)" : "")
         case .peerIsPlaintext:
             if side == .server {
-                return "the client \(peerName) sent plaintext, but this server expects TLS (was s2uc run with --ssl False?)"
+                return "the client \(peerName) sent plaintext, but this server expects TLS"
             }
-            return "\(peerName) answered without TLS: it looks like an s2cs started with --ssl=False; to reach it, run s2uc with --ssl False"
+            return "\(peerName) answered without TLS"
         case .peerIsTLS:
-            return "the client \(peerName) started a TLS handshake, but this server runs without TLS (--ssl=False); run s2uc with --ssl False, or s2cs with TLS"
+            return "the client \(peerName) started a TLS handshake, but this server runs without TLS"
         case .timedOut:
             return "timed out \(detail ?? "waiting for \(peerName)")"
         case .closed:

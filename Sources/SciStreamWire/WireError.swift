@@ -1,6 +1,7 @@
 /// Why a control frame could not be decoded (or, from `Message.checkedEncoded`, encoded).
 ///
-/// The description is a line an operator can read after `Error: `.
+/// The description is a line an operator can read after `Error: `; it names no command-line option
+/// (s2cs and s2uc add theirs: SciStreamControl's `ErrorWording`).
 public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The length prefix announced more bytes than the decoder accepts. The stream cannot be resynchronised.
     case frameTooLarge(Int)
@@ -32,7 +33,7 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
         case .frameTooLarge(let length):
             return "a control frame announced \(length) bytes, more than the frame size limit: "
                 + "the peer does not speak the SciStream control protocol "
-                + "(is TLS on at one end only? use the same --ssl setting for s2uc and s2cs)"
+                + "(is TLS on at one end only?)"
         case .unsupportedVersion(let version):
             return "control protocol version \(version) is not supported (this build speaks version "
                 + "\(WireConstants.version)): use s2uc and s2cs from the same release"

@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 import SciStreamSystem
 @testable import SciStreamAuth
+import SciStreamControl
 import FakeGlobusAuth
 
 /// A wall clock the test moves by hand, so that cache lifetimes are tested without waiting.
@@ -152,7 +153,10 @@ final class ManualClock: Sendable {
         defer { fake.stop() }
         let checker = checker(secret: "wrong")
         let (token, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream")
-        guard case .unavailable(let message) = await checker.check(token) else { Issue.record("not unavailable"); return }
+        let verdict = await checker.check(token)
+        guard case .credentialsRefused(let error) = verdict else { Issue.record("not credentialsRefused"); return }
+        #expect(!"\(error)".contains("--client"))
+        let message = ErrorWording.tokenVerdict(verdict, clientID: "abc")
         #expect(message == "s2cs cannot check tokens: Globus Auth at \(fake.baseURL)/v2/oauth2/token/introspect answered HTTP 401: the credentials were refused; check its --client-id and --client-secret (client abc)")
     }
 

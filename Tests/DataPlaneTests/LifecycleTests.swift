@@ -5,6 +5,7 @@ import Glibc
 import Foundation
 import Testing
 @testable import SciStreamDataPlane
+import SciStreamControl
 import SciStreamSystem
 
 /// Start failures, unexpected exits, stale proxies, and the bookkeeping around them, with the real proxies.
@@ -331,8 +332,9 @@ struct SetupTests {
         #expect(throws: DataPlaneError.plaintextUnsupported(type: .stunnel)) {
             try DataPlane(type: .stunnel, folder: folder.path, dataPlaneTLS: false, logger: testLogger())
         }
-        #expect(DataPlaneError.plaintextUnsupported(type: .stunnel).description
+        #expect(ErrorWording.dataPlane(.plaintextUnsupported(type: .stunnel))
             == "Stunnel cannot forward plain TCP: use --type Haproxy or --type Nginx with --data-plane-tls=False")
+        #expect(!DataPlaneError.plaintextUnsupported(type: .stunnel).description.contains("--type"))
         _ = try DataPlane(type: .haproxy, folder: folder.path, dataPlaneTLS: false, logger: testLogger())
         _ = try DataPlane(type: .nginx, folder: folder.path, dataPlaneTLS: false, logger: testLogger())
     }

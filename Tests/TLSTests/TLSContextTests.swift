@@ -2,6 +2,7 @@ import COpenSSL
 import Foundation
 import Testing
 import SciStreamTLS
+import SciStreamControl
 
 @Suite struct TLSContextTests {
     @Test func serverContextLoadsTheScriptsCertificate() throws {
@@ -25,8 +26,10 @@ import SciStreamTLS
             try TLSContext.server(certificatePath: path, keyPath: certificates.loopback.key)
         }
         #expect(error?.kind == .certificateFileMissing(path: path))
+        #expect(error?.file == .certificate)
+        #expect(error?.description.contains("--server") == false)
         #expect(error?.description.contains(path) == true)
-        #expect(error?.description.contains("--server_crt") == true)
+        #expect(error.map(ErrorWording.tls)?.contains("--server_crt") == true)
         #expect(error?.description.contains("No such file or directory") == true)
     }
 
@@ -38,7 +41,7 @@ import SciStreamTLS
         }
         #expect(error?.kind == .keyFileMissing(path: path))
         #expect(error?.description.contains(path) == true)
-        #expect(error?.description.contains("--server_key") == true)
+        #expect(error.map(ErrorWording.tls)?.contains("--server_key") == true)
     }
 
     @Test func missingTrustAnchorNamesThePathAndFlag() throws {
@@ -49,7 +52,7 @@ import SciStreamTLS
         }
         #expect(error?.kind == .certificateFileMissing(path: path))
         #expect(error?.description.contains(path) == true)
-        #expect(error?.description.contains("--server_cert") == true)
+        #expect(error.map(ErrorWording.tls)?.contains("--server_cert") == true)
     }
 
     @Test func aFolderIsNotACertificate() throws {
@@ -74,7 +77,7 @@ import SciStreamTLS
         }
         #expect(badPath == path)
         #expect(reason.contains("no PEM certificate"))
-        #expect(error?.description.contains("--server_crt") == true)
+        #expect(error.map(ErrorWording.tls)?.contains("--server_crt") == true)
     }
 
     @Test func aCertificateIsNotAKey() throws {
@@ -88,8 +91,10 @@ import SciStreamTLS
             return
         }
         #expect(path == certificates.loopback.certificate)
-        #expect(error?.description.contains("--server_key") == true)
-        #expect(error?.description.contains("swapped") == true)
+        #expect(error?.file == .privateKey && error?.looksLikeCertificate == true)
+        #expect(error?.description.contains("--server") == false)
+        #expect(error.map(ErrorWording.tls)?.contains("--server_key") == true)
+        #expect(error.map(ErrorWording.tls)?.contains("swapped") == true)
     }
 
     @Test func aKeyIsNotACertificate() throws {
@@ -102,11 +107,13 @@ import SciStreamTLS
             return
         }
         #expect(path == certificates.loopback.key)
-        #expect(reason.contains("are --server_crt and --server_key swapped?"))
+        #expect(reason.contains("no PEM certificate") && !reason.contains("--server"))
+        #expect(error?.looksLikeKey == true)
+        #expect(error.map(ErrorWording.tls)?.contains("are --server_crt and --server_key swapped?") == true)
         let client = #expect(throws: TLSError.self) {
             try TLSContext.client(trustAnchorPath: certificates.loopback.key)
         }
-        #expect(client?.description.contains("(--server_cert)") == true)
+        #expect(client.map(ErrorWording.tls)?.contains("(--server_cert)") == true)
         #expect(client?.description.contains("it holds a private key, not a certificate") == true)
     }
 

@@ -1,5 +1,6 @@
 import Testing
 import SciStreamTLS
+import SciStreamControl
 
 @Suite struct TLSProbeTests {
     @Test func recognisesAClientHello() {
@@ -19,6 +20,7 @@ import SciStreamTLS
     @Test func aPlaintextServerCanReportATLSClient() {
         // What a plaintext s2cs says when TLSProbe spots a ClientHello.
         let error = TLSError(.peerIsTLS, side: .server, peer: "127.0.0.1:40000")
-        #expect(error.description == "the client 127.0.0.1:40000 started a TLS handshake, but this server runs without TLS (--ssl=False); run s2uc with --ssl False, or s2cs with TLS")
+        #expect(error.description == "the client 127.0.0.1:40000 started a TLS handshake, but this server runs without TLS")
+        #expect(ErrorWording.tls(error) == "the client 127.0.0.1:40000 started a TLS handshake, but this server runs without TLS (--ssl=False); run s2uc with --ssl False, or s2cs with TLS")
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SciStreamSystem
 import SciStreamTLS
+import SciStreamControl
 
 /// Real TLS over loopback, with certificates made by certs/make-dev-cert.sh.
 @Suite struct TLSStreamTests {
@@ -157,9 +158,13 @@ import SciStreamTLS
             return
         }
         #expect(error?.verifyResult != nil)
-        #expect(error?.description.contains("--server_cert") == true)
+        #expect(error?.untrustedCertificate == true)
+        #expect(error?.description.contains("--server") == false)
+        #expect(error.map(ErrorWording.tls)?.contains("--server_cert") == true)
         let onServer = await serverError
         #expect(onServer?.description.contains("rejected this server's certificate") == true)
+        #expect(onServer?.peerRejectedCertificate == true)
+        #expect(onServer.map(ErrorWording.tls)?.contains("does s2uc --server_cert name it?") == true)
     }
 
     @Test func plaintextServerGivesPeerIsPlaintext() async throws {
@@ -181,7 +186,7 @@ import SciStreamTLS
             try await TLSStream.connect(socket: socket, context: client, serverName: "127.0.0.1", deadline: soon())
         }
         #expect(error?.kind == .peerIsPlaintext)
-        #expect(error?.description.contains("--ssl False") == true)
+        #expect(error.map(ErrorWording.tls)?.contains("--ssl False") == true)
         try await served
     }
 
@@ -231,7 +236,7 @@ import SciStreamTLS
         }
         #expect(error?.kind == .peerIsPlaintext)
         #expect(error?.side == .server)
-        #expect(error?.description.contains("--ssl False") == true)
+        #expect(error.map(ErrorWording.tls)?.contains("--ssl False") == true)
         // Nothing was consumed: the whole request is still there, and the socket still works.
         #expect(try await readExactly(request.count, from: socket) == request)
         try await socket.writeAll([0x00, 0x00, 0x00, 0x02, 0x01, 0xff], deadline: soon())

@@ -75,11 +75,11 @@ public final class ControlConnection {
         } catch {
             switch error.kind {
             case .peerIsPlaintext, .closed, .handshakeFailed:
-                throw ClientError("s2cs at \(target.display) did not answer the TLS handshake (\(error)); if it runs with --ssl=False, pass --ssl False to s2uc")
+                throw ClientError("s2cs at \(target.display) did not answer the TLS handshake (\(ErrorWording.tls(error))); if it runs with --ssl=False, pass --ssl False to s2uc")
             case .verificationFailed:
-                throw ClientError("TLS verification of s2cs at \(target.display) failed: \(error). Pass that s2cs's certificate with --server_cert; it must name \(target.host)")
+                throw ClientError("TLS verification of s2cs at \(target.display) failed: \(ErrorWording.tls(error)). Pass that s2cs's certificate with --server_cert; it must name \(target.host)")
             default:
-                throw ClientError("TLS with s2cs at \(target.display) failed: \(error)")
+                throw ClientError("TLS with s2cs at \(target.display) failed: \(ErrorWording.tls(error))")
             }
         }
     }
@@ -89,7 +89,7 @@ public final class ControlConnection {
         do {
             try await stream.writeAll(message.encoded(), deadline: nil)
         } catch {
-            throw ClientError("lost the connection to s2cs at \(target.display) while sending: \(error)")
+            throw ClientError("lost the connection to s2cs at \(target.display) while sending: \(ErrorWording.text(error))")
         }
         let deadline = timeout.map { ContinuousClock.now + $0 }
         while true {
@@ -101,11 +101,11 @@ public final class ControlConnection {
                     return reply
                 }
             } catch let error as WireError {
-                throw ClientError("s2cs at \(target.display) sent a malformed reply (\(error)); is that port an s2cs of this version?")
+                throw ClientError("s2cs at \(target.display) sent a malformed reply (\(ErrorWording.wire(error))); is that port an s2cs of this version?")
             } catch let error as ClientError {
                 throw error
             } catch {
-                throw ClientError("\(error)")
+                throw ClientError(ErrorWording.text(error))
             }
             let bytes: [UInt8]
             do {
@@ -113,7 +113,7 @@ public final class ControlConnection {
             } catch let error as Errno where error == .timedOut {
                 throw ClientError("s2cs at \(target.display) did not answer in time")
             } catch {
-                throw ClientError("lost the connection to s2cs at \(target.display): \(error)")
+                throw ClientError("lost the connection to s2cs at \(target.display): \(ErrorWording.text(error))")
             }
             if bytes.isEmpty {
                 throw ClientError("s2cs at \(target.display) closed the connection without answering")

@@ -51,7 +51,7 @@ extension UserClient {
 
     static func scopeOption(_ parsed: ParsedArguments, _ name: String = "scope") throws -> String? {
         guard let text = parsed.value(name), !text.isEmpty else { return nil }
-        do { return try GlobusAuth.validateScopeID(text) } catch { throw UsageError("bad --\(name): \(error)") }
+        do { return try GlobusAuth.validateScopeID(text) } catch { throw UsageError("bad --\(name): \(ErrorWording.auth(error))") }
     }
 
     /// The key an s2cs address is remembered under: `host:port`, host lowercased, IPv6 in brackets.
@@ -195,10 +195,10 @@ extension UserClient {
         let store = try tokenStore(environment)
         let report = try await userTokens(store, environment).logout()
         output.set("revoked", .strings(report.revoked))
-        output.set("not_revoked", .array(report.failed.map { .object([("scope", .string($0.scope)), ("error", .string("\($0.error)"))]) }))
+        output.set("not_revoked", .array(report.failed.map { .object([("scope", .string($0.scope)), ("error", .string(ErrorWording.auth($0.error)))]) }))
         output.set("token_file", store.path)
         guard report.failed.isEmpty else {
-            let reasons = report.failed.map { "scope '\($0.scope)': \($0.error)" }.joined(separator: "; ")
+            let reasons = report.failed.map { "scope '\($0.scope)': \(ErrorWording.auth($0.error))" }.joined(separator: "; ")
             var text = "could not revoke every token (\(reasons)); the tokens not revoked are kept in \(store.path): run 's2uc logout' again when Globus Auth can be reached, or delete that file to forget them without revoking"
             if !report.revoked.isEmpty {
                 text += " (revoked and removed: " + report.revoked.map { "'\($0)'" }.joined(separator: ", ") + ")"

@@ -112,11 +112,11 @@ extension UserClient {
                 outcome = "the producer-side half at s2cs \(prod.target.display) was released (a stream needs both halves)"
                 output.set("prod_released", .bool(true))
             } catch {
-                outcome = "the producer-side half at s2cs \(prod.target.display) could not be released (\(error)): release it with 's2uc release \(uid) --s2cs \(prod.target.display)'"
+                outcome = "the producer-side half at s2cs \(prod.target.display) could not be released (\(ErrorWording.text(error))): release it with 's2uc release \(uid) --s2cs \(prod.target.display)'"
                 output.set("prod_released", .bool(false))
             }
             let clientError = error as? ClientError
-            throw ClientError("\(error); \(outcome)", status: clientError?.status, step: clientError?.step)
+            throw ClientError("\(ErrorWording.text(error)); \(outcome)", status: clientError?.status, step: clientError?.step)
         }
         output.set("listeners", .strings(consListeners))
         output.line("Consumer listeners: [" + consListeners.map { "'\(escapedForTerminal($0))'" }.joined(separator: ", ") + "]")

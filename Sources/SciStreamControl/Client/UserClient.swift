@@ -157,7 +157,7 @@ public enum UserClient {
     /// A runtime error as JSON fields: the s2cs's status code (or `CLIENT_ERROR`), the message, the step.
     static func errorDetails(_ error: any Error) -> (code: String, message: String, step: String?) {
         let clientError = error as? ClientError
-        return (clientError?.status?.code.description ?? "CLIENT_ERROR", "\(error)", clientError?.step)
+        return (clientError?.status?.code.description ?? "CLIENT_ERROR", ErrorWording.text(error), clientError?.step)
     }
 
     static func errorObject(_ error: any Error) -> JSONValue { CommandOutput.errorObject(errorDetails(error)) }
@@ -196,7 +196,7 @@ public enum UserClient {
         do {
             return ControlTarget(host: endpoint.host, port: endpoint.port, tls: try TLSContext.client(trustAnchorPath: certificate))
         } catch {
-            throw ClientError("cannot use --\(certOption) '\(certificate)': \(error)")
+            throw ClientError("cannot use --\(certOption) '\(certificate)': \(ErrorWording.tls(error))")
         }
     }
 

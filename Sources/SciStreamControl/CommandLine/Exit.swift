@@ -24,9 +24,9 @@ public enum Console {
         return ExitCode.usage
     }
 
-    /// Prints a runtime error and returns the failure exit status.
+    /// Prints a runtime error (worded by `ErrorWording`) and returns the failure exit status.
     public static func runtimeError(_ error: any Error) -> Int32 {
-        err("Error: \(error)")
+        err("Error: \(ErrorWording.text(error))")
         return ExitCode.failure
     }
 }

@@ -25,7 +25,8 @@ extension ServerConfiguration {
         if let authServiceURL { environment[GlobusAuth.serviceURLVariable] = authServiceURL }
         let base = try GlobusAuth.serviceURL(environment: environment)
         return TokenChecker(clientID: id, clientSecret: secret,
-                            auth: GlobusAuthClient(baseURL: base, timeout: Self.introspectionTimeout), logger: logger)
+                            auth: GlobusAuthClient(baseURL: base, timeout: Self.introspectionTimeout), logger: logger,
+                            describe: { ErrorWording.tokenVerdict($0, clientID: id) })
     }
 }
 
@@ -48,7 +49,8 @@ extension ControlServer {
         guard let checker = tokenChecker, let token = message.bearerToken else { return .success(.anonymous(client)) }
         let status: Status
         let reason: String
-        switch await checker.check(token) {
+        let verdict = await checker.check(token)
+        switch verdict {
         case .valid(let username, let subject):
             if let patterns = config.allowedIdentities, !IdentityPattern.allows(patterns, username: username) {
                 log.warning("request refused: identity not in --allowed-identities", ["user": username ?? "?"])
@@ -65,8 +67,8 @@ extension ControlServer {
             (status, reason) = (Status(.unauthenticated, text), "no token")
         case .invalid(let text, let why):
             (status, reason) = (Status(.unauthenticated, text), why)
-        case .unavailable(let text):
-            (status, reason) = (Status(.unavailable, text), "cannot check tokens")
+        case .unavailable, .credentialsRefused:
+            (status, reason) = (Status(.unavailable, ErrorWording.tokenVerdict(verdict, clientID: checker.clientID)), "cannot check tokens")
         }
         // Never the token itself: the kind of request, the verdict and why.
         log.info("request refused", ["kind": "0x\(String(message.kind, radix: 16))", "status": "\(status.code)", "reason": reason])

@@ -139,7 +139,7 @@ extension ControlServer {
         }
         switch error {
         case .notInstalled, .invalidSpec, .listenerUnavailable, .notReady, .stoppedWhileStarting, .alreadyRunning, .plaintextUnsupported, .invalidSessionID:
-            return Status(.unavailable, error.description)
+            return Status(.unavailable, ErrorWording.dataPlane(error))
         default:
             return Status(.unavailable, "the proxy for session \(session) could not be started (details in the s2cs log)")
         }

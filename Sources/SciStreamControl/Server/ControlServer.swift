@@ -63,7 +63,7 @@ public final class ControlServer: Sendable {
                     if Task.isCancelled || stopping.withLock({ $0 }) { break }
                     // Out of descriptors (EMFILE) or memory: say so at most once a second, back off, retry.
                     if lastAcceptError.map({ ContinuousClock.now - $0 > .seconds(1) }) ?? true {
-                        logger.error("accept failed; retrying", ["error": "\(error)", "connections": "\(connections.withLock { $0 })"])
+                        logger.error("accept failed; retrying", ["error": ErrorWording.text(error), "connections": "\(connections.withLock { $0 })"])
                         lastAcceptError = .now
                     }
                     try? await Task.sleep(for: .milliseconds(50))
@@ -151,7 +151,7 @@ public final class ControlServer: Sendable {
                     let reply = Message.error(Status(.unavailable, "this s2cs requires TLS on its control channel: drop '--ssl False' from s2uc and pass the s2cs certificate with --server_cert"))
                     try? await socket.writeAll(reply.encoded(), deadline: .now + .seconds(2))
                 } else {
-                    log.debug("TLS handshake failed", ["error": "\(error)"])
+                    log.debug("TLS handshake failed", ["error": ErrorWording.text(error)])
                 }
                 socket.close()
                 return
@@ -197,7 +197,7 @@ public final class ControlServer: Sendable {
                     } else if timedOut {
                         log.debug("no request in time: closed", ["timeout": "\(config.frameTimeout)"])
                     } else {
-                        log.debug("connection ended", ["error": "\(error)"])
+                        log.debug("connection ended", ["error": ErrorWording.text(error)])
                     }
                     return
                 }
@@ -218,11 +218,12 @@ public final class ControlServer: Sendable {
                 }
             }
         } catch let error as WireError {
-            log.warning("bad frame: closed", ["error": "\(error)"])
-            let reply = Message.error(Status(.invalidArgument, "bad frame: \(error)"))
+            let text = ErrorWording.wire(error)
+            log.warning("bad frame: closed", ["error": text])
+            let reply = Message.error(Status(.invalidArgument, "bad frame: \(text)"))
             try? await stream.writeAll(reply.encoded(), deadline: .now + .seconds(2))
         } catch {
-            log.debug("connection ended", ["error": "\(error)"])
+            log.debug("connection ended", ["error": ErrorWording.text(error)])
         }
     }
 }
@@ -235,8 +236,8 @@ extension ControlServer {
         do {
             return try reply.checkedEncoded()
         } catch {
-            log.error("reply does not fit one frame", ["kind": reply.name, "error": "\(error)"])
-            return Message.error(Status(.internalError, "the reply to this request does not fit one protocol frame (\(error))")).encoded()
+            log.error("reply does not fit one frame", ["kind": reply.name, "error": ErrorWording.text(error)])
+            return Message.error(Status(.internalError, "the reply to this request does not fit one protocol frame (\(ErrorWording.text(error)))")).encoded()
         }
     }
 }

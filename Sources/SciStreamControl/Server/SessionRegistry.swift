@@ -310,7 +310,7 @@ actor SessionRegistry {
                 await self?.expireFailed(uid)
             }
             sessions[uid] = session
-            logger.error("update failed", ["session": prefix, "error": "\(failure)"])
+            logger.error("update failed", ["session": prefix, "error": ErrorWording.text(failure)])
             throw StatusError(remote)
         }
         session.state = .active
