@@ -59,11 +59,6 @@ public struct SessionID: Sendable, Hashable, CustomStringConvertible {
         try SessionID(validating: text).text
     }
 
-    /// Whether a valid uid is an RFC 4122 version-4 (random) UUID: version nibble 4, variant 10xx.
-    public static func isRandom(_ uid: String) -> Bool {
-        SessionID(uid)?.isRandom ?? false
-    }
-
     /// A random (version 4) UUID from `SystemRandomNumberGenerator` (the kernel's CSPRNG on Linux), lowercased.
     public static func random() -> String {
         var generator = SystemRandomNumberGenerator()

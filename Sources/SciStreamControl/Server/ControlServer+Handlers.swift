@@ -15,7 +15,8 @@ extension ControlServer {
         case .request(let request):
             log.debug("request", ["session": SessionID.shortPrefix(request.uid), "role": "\(request.role)", "num_conn": "\(request.numConn)"])
             do {
-                return .requestReply(try await registry.request(request, caller: caller))
+                let uid = try SessionRegistry.sessionID(request.uid)
+                return .requestReply(try await registry.request(request, uid: uid, caller: caller))
             } catch {
                 log.info("request failed", ["session": SessionID.shortPrefix(request.uid), "status": "\(error.status.code)", "reason": error.status.message])
                 return .requestReply(RequestReply(status: error.status, listeners: [], prodListeners: []))
@@ -32,7 +33,8 @@ extension ControlServer {
                 return .helloReply(error.status)
             }
             do {
-                try await registry.hello(hello, caller: caller, checked: checked)
+                let uid = try SessionRegistry.sessionID(hello.uid)
+                try await registry.hello(hello, uid: uid, caller: caller, checked: checked)
                 return .helloReply(.ok)
             } catch {
                 return .helloReply(error.status)
@@ -122,7 +124,8 @@ extension ControlServer {
         let prefix = SessionID.shortPrefix(update.uid)
         do {
             let targets = try await updateTargets(update, log: log)
-            let listeners = try await registry.update(update, targets: targets, caller: caller)
+            let uid = try SessionRegistry.sessionID(update.uid)
+            let listeners = try await registry.update(update, uid: uid, targets: targets, caller: caller)
             let reported = registry.reported(listeners, role: update.role)
             log.info("session active", ["session": prefix, "role": "\(update.role)", "listeners": reported.joined(separator: ","), "targets": targets.map(\.description).joined(separator: ",")])
             return UpdateReply(status: .ok, listeners: reported)
@@ -146,12 +149,11 @@ extension ControlServer {
     }
 
     private func handleRelease(_ release: Release, caller: Caller, log: Logger) async -> Status {
-        let uid: String
-        do { uid = try SessionRegistry.validUID(release.uid) } catch { return error.status }
         do {
+            let uid = try SessionRegistry.sessionID(release.uid)
             let note = try await registry.release(uid, caller: caller)
-            log.info("session released", ["session": SessionID.shortPrefix(uid)])
-            return Status(.ok, "session \(SessionID.shortPrefix(uid)) released" + (note.map { "; note: \($0)" } ?? ""))
+            log.info("session released", ["session": uid.prefix])
+            return Status(.ok, "session \(uid.prefix) released" + (note.map { "; note: \($0)" } ?? ""))
         } catch {
             return error.status
         }
@@ -175,12 +177,12 @@ extension ControlServer {
             case .failed(let reason): state = "failed"; note = reason
             case .releasing: state = "releasing"
             }
-            if state == "active", case .exited(let description) = await dataPlane.status(uid: session.uid) {
+            if state == "active", case .exited(let description) = await dataPlane.status(uid: session.uid.text) {
                 state = "failed"
                 note = "proxy exited unexpectedly (\(description))"
             }
             // Only a prefix of the uid: the whole uid is the session secret.
-            infos.append(SessionInfo(uid: SessionID.shortPrefix(session.uid), role: session.role, state: state,
+            infos.append(SessionInfo(uid: session.uid.prefix, role: session.role, state: state,
                                      listeners: registry.reported(session.listeners, role: session.role),
                                      targets: detailed ? session.targets.map(\.description) : [], note: detailed ? note : ""))
         }

@@ -12,8 +12,8 @@ extension ControlServer {
         var result: [SessionTraffic] = []
         for session in sessions {
             let age = now - session.created
-            var entry = SessionTraffic(uid: SessionID.shortPrefix(session.uid), ageSeconds: UInt32(clamping: age.components.seconds), counting: .none)
-            if let figures = await traffic.figures(uid: session.uid, role: session.role, listenerPorts: session.listeners.map(\.port), dataPlane: dataPlane) {
+            var entry = SessionTraffic(uid: session.uid.prefix, ageSeconds: UInt32(clamping: age.components.seconds), counting: .none)
+            if let figures = await traffic.figures(uid: session.uid.text, role: session.role, listenerPorts: session.listeners.map(\.port), dataPlane: dataPlane) {
                 entry.counting = figures.counting
                 entry.openConnections = UInt32(clamping: figures.openConnections)
                 entry.totalConnections = UInt64(clamping: figures.totalConnections)
@@ -22,7 +22,7 @@ extension ControlServer {
             }
             result.append(entry)
         }
-        await traffic.keep(only: Set(all.map(\.uid)))
+        await traffic.keep(only: Set(all.map(\.uid.text)))
         return result
     }
 }

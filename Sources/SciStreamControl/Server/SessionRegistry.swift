@@ -19,7 +19,7 @@ actor SessionRegistry {
     }
 
     struct Session {
-        let uid: String
+        let uid: SessionID
         let role: Role
         /// The address of the client that requested it (sessions and ports per client are capped).
         let client: String
@@ -42,7 +42,7 @@ actor SessionRegistry {
         var udp = false
     }
 
-    private var sessions: [String: Session] = [:]
+    private var sessions: [SessionID: Session] = [:]
     private var sessionsByClient: [String: Int] = [:]
     private let maxSessionsPerClient: Int
     /// Listener ports held, by client address and by identity (`--max-ports-per-client`).
@@ -62,7 +62,7 @@ actor SessionRegistry {
     let plaintextDataPlane: Bool
     private let helloTimeout: Duration
     private let earlyHelloWait: Duration
-    private var helloWatchers: [String: [UInt64: CheckedContinuation<Bool, Never>]] = [:]
+    private var helloWatchers: [SessionID: [UInt64: CheckedContinuation<Bool, Never>]] = [:]
     private var nextWatcherID: UInt64 = 0
     private var shuttingDown = false
     private let dataPlane: DataPlane
@@ -86,26 +86,27 @@ actor SessionRegistry {
 
     // MARK: request
 
-    /// Registers the session, reserves its ports, then waits for its hello. Returns the reply.
-    func request(_ request: Request, caller: Caller) async throws(StatusError) -> RequestReply {
+    /// Registers the session `uid` (the request's uid, validated by the server), reserves its ports,
+    /// then waits for its hello. Returns the reply.
+    func request(_ request: Request, uid: SessionID, caller: Caller) async throws(StatusError) -> RequestReply {
         do {
-            try admit(request, caller: caller)
+            try admit(request, uid: uid, caller: caller)
         } catch {
             // A hello for this uid may be on its way: tell it at once why the request failed.
-            if let uid = try? SessionID.validate(request.uid), sessions[uid] == nil {
+            if sessions[uid] == nil {
                 rememberFailure(uid, error.status)
                 wakeHelloWatchers(uid, found: false)
             }
             throw error
         }
-        return try await awaitHello(request.uid.lowercased())
+        return try await awaitHello(uid)
     }
 
     /// Failed requests of the last moments, so that their hellos fail at once with the same reason.
-    private var recentFailures: [String: Status] = [:]
-    private var recentFailureOrder: [String] = []
+    private var recentFailures: [SessionID: Status] = [:]
+    private var recentFailureOrder: [SessionID] = []
 
-    private func rememberFailure(_ uid: String, _ status: Status) {
+    private func rememberFailure(_ uid: SessionID, _ status: Status) {
         if recentFailures[uid] == nil { recentFailureOrder.append(uid) }
         recentFailures[uid] = status
         if recentFailureOrder.count > 1024 {
@@ -113,15 +114,15 @@ actor SessionRegistry {
         }
     }
 
-    private func admit(_ request: Request, caller: Caller) throws(StatusError) {
+    private func admit(_ request: Request, uid: SessionID, caller: Caller) throws(StatusError) {
         guard !shuttingDown else { throw StatusError(.unavailable, "s2cs is shutting down") }
         let client = caller.address
-        let uid = try Self.validNewUID(request.uid)
-        if uid == SessionID.mock {
-            logger.warning("session uses the documented mock uid: its tunnel key is public, anyone who can reach its listeners can join it", ["session": SessionID.shortPrefix(uid)])
+        try Self.checkNewUID(uid)
+        if uid.text == SessionID.mock {
+            logger.warning("session uses the documented mock uid: its tunnel key is public, anyone who can reach its listeners can join it", ["session": uid.prefix])
         }
         guard sessions[uid] == nil else {
-            throw StatusError(.alreadyExists, "session \(SessionID.shortPrefix(uid)) already exists on this s2cs: use a new uid, or release it first")
+            throw StatusError(.alreadyExists, "session \(uid.prefix) already exists on this s2cs: use a new uid, or release it first")
         }
         let held = sessionsByClient[client, default: 0]
         guard held < maxSessionsPerClient else {
@@ -175,11 +176,11 @@ actor SessionRegistry {
         portsByClient[client, default: 0] += ports.count
         if let owner { portsByOwner[owner, default: 0] += ports.count }
         recentFailures[uid] = nil
-        logger.debug("session requested", ["session": SessionID.shortPrefix(uid), "role": "\(request.role)", "ports": ports.map(String.init).joined(separator: ",")])
+        logger.debug("session requested", ["session": uid.prefix, "role": "\(request.role)", "ports": ports.map(String.init).joined(separator: ",")])
         wakeHelloWatchers(uid, found: true)
     }
 
-    private func awaitHello(_ uid: String) async throws(StatusError) -> RequestReply {
+    private func awaitHello(_ uid: SessionID) async throws(StatusError) -> RequestReply {
         let prodListeners: [String]
         do {
             prodListeners = try await withCheckedThrowingContinuation { continuation in
@@ -191,7 +192,7 @@ actor SessionRegistry {
             throw StatusError(.internalError, "\(error)")
         }
         guard let current = sessions[uid] else {
-            throw StatusError(.unavailable, "session \(SessionID.shortPrefix(uid)) was released before it was set up")
+            throw StatusError(.unavailable, "session \(uid.prefix) was released before it was set up")
         }
         return RequestReply(status: .ok, listeners: reported(current.listeners, role: current.role), prodListeners: prodListeners)
     }
@@ -211,27 +212,26 @@ actor SessionRegistry {
 
     /// Records the hello: `checked` holds the session's targets as the handler parsed and (for PROD)
     /// checked them against the target policy, or why they were refused, which fails the request too.
-    func hello(_ hello: Hello, caller: Caller, checked: Result<[String], StatusError>) async throws(StatusError) {
-        let uid = try Self.validUID(hello.uid)
+    func hello(_ hello: Hello, uid: SessionID, caller: Caller, checked: Result<[String], StatusError>) async throws(StatusError) {
         if sessions[uid] == nil {
             // The hello may overtake its request on another connection: wait a little for it.
             let found = recentFailures[uid] == nil ? await waitForSession(uid) : false
             if let failure = recentFailures[uid] {
-                throw StatusError(failure.code, "the request for session \(SessionID.shortPrefix(uid)) failed: \(failure.message)")
+                throw StatusError(failure.code, "the request for session \(uid.prefix) failed: \(failure.message)")
             }
             guard found else {
-                throw StatusError(.notFound, "no pending request for session \(SessionID.shortPrefix(uid)) on this s2cs: send the request first (s2uc does)")
+                throw StatusError(.notFound, "no pending request for session \(uid.prefix) on this s2cs: send the request first (s2uc does)")
             }
         }
         guard var session = sessions[uid] else {
-            throw StatusError(.notFound, "session \(SessionID.shortPrefix(uid)) was released")
+            throw StatusError(.notFound, "session \(uid.prefix) was released")
         }
         try authorize(session, caller)
         guard session.role == hello.role else {
-            throw StatusError(.invalidArgument, "hello role \(hello.role) does not match session \(SessionID.shortPrefix(uid)) role \(session.role)")
+            throw StatusError(.invalidArgument, "hello role \(hello.role) does not match session \(uid.prefix) role \(session.role)")
         }
         guard session.state == .pending, let waiter = session.helloWaiter else {
-            throw StatusError(.alreadyExists, "session \(SessionID.shortPrefix(uid)) already received its hello")
+            throw StatusError(.alreadyExists, "session \(uid.prefix) already received its hello")
         }
         let targets: [String]
         switch checked {
@@ -254,7 +254,7 @@ actor SessionRegistry {
         waiter.resume(returning: targets)
     }
 
-    private func waitForSession(_ uid: String) async -> Bool {
+    private func waitForSession(_ uid: SessionID) async -> Bool {
         nextWatcherID &+= 1
         let id = nextWatcherID
         let wait = earlyHelloWait
@@ -269,14 +269,14 @@ actor SessionRegistry {
         return found
     }
 
-    private func dropHelloWatcher(_ uid: String, _ id: UInt64) {
+    private func dropHelloWatcher(_ uid: SessionID, _ id: UInt64) {
         if let continuation = helloWatchers[uid]?.removeValue(forKey: id) {
             continuation.resume(returning: false)
         }
         if helloWatchers[uid]?.isEmpty == true { helloWatchers[uid] = nil }
     }
 
-    private func wakeHelloWatchers(_ uid: String, found: Bool) {
+    private func wakeHelloWatchers(_ uid: SessionID, found: Bool) {
         guard let watchers = helloWatchers.removeValue(forKey: uid) else { return }
         for continuation in watchers.values { continuation.resume(returning: found) }
     }
@@ -287,10 +287,9 @@ actor SessionRegistry {
     /// parsed and checked them), starts (or restarts) its proxy and waits until it listens. Returns
     /// the session's listeners. A failure to start is logged here in full; the status thrown says
     /// what failed without local detail (paths, the proxy's log text).
-    func update(_ update: Update, targets: [Endpoint], caller: Caller) async throws(StatusError) -> [Endpoint] {
-        let (task, listeners) = try beginUpdate(update, targets: targets, caller: caller)
-        let uid = update.uid.lowercased()
-        let prefix = SessionID.shortPrefix(uid)
+    func update(_ update: Update, uid: SessionID, targets: [Endpoint], caller: Caller) async throws(StatusError) -> [Endpoint] {
+        let (task, listeners) = try beginUpdate(update, uid: uid, targets: targets, caller: caller)
+        let prefix = uid.prefix
         let failure: (any Error)?
         do { try await task.value; failure = nil } catch { failure = error }
         guard var session = sessions[uid], session.state == .starting else {
@@ -320,42 +319,41 @@ actor SessionRegistry {
         return listeners
     }
 
-    private func beginUpdate(_ update: Update, targets: [Endpoint], caller: Caller) throws(StatusError) -> (Task<Void, any Error>, [Endpoint]) {
+    private func beginUpdate(_ update: Update, uid: SessionID, targets: [Endpoint], caller: Caller) throws(StatusError) -> (Task<Void, any Error>, [Endpoint]) {
         guard !shuttingDown else { throw StatusError(.unavailable, "s2cs is shutting down") }
-        let uid = try Self.validUID(update.uid)
         guard var session = sessions[uid] else {
-            throw StatusError(.notFound, "no session \(SessionID.shortPrefix(uid)) on this s2cs: check the uid and the --s2cs address")
+            throw StatusError(.notFound, "no session \(uid.prefix) on this s2cs: check the uid and the --s2cs address")
         }
         try authorize(session, caller)
         guard session.role == update.role else {
-            throw StatusError(.invalidArgument, "update role \(update.role) does not match session \(SessionID.shortPrefix(uid)) role \(session.role)")
+            throw StatusError(.invalidArgument, "update role \(update.role) does not match session \(uid.prefix) role \(session.role)")
         }
         switch session.state {
         case .pending:
-            throw StatusError(.invalidArgument, "session \(SessionID.shortPrefix(uid)) has not received its hello yet")
+            throw StatusError(.invalidArgument, "session \(uid.prefix) has not received its hello yet")
         case .starting:
-            throw StatusError(.unavailable, "session \(SessionID.shortPrefix(uid)) is already being updated: retry when that finishes")
+            throw StatusError(.unavailable, "session \(uid.prefix) is already being updated: retry when that finishes")
         case .releasing:
-            throw StatusError(.notFound, "session \(SessionID.shortPrefix(uid)) is being released")
+            throw StatusError(.notFound, "session \(uid.prefix) is being released")
         case .active where !authenticated:
             // Without authentication a session has no owner: whoever learns the uid must not be
             // able to point a live tunnel somewhere else.
-            throw StatusError(.permissionDenied, "session \(SessionID.shortPrefix(uid)) is active and this s2cs runs without authentication: its targets cannot be changed; release it and request a new session")
+            throw StatusError(.permissionDenied, "session \(uid.prefix) is active and this s2cs runs without authentication: its targets cannot be changed; release it and request a new session")
         case .ready, .active, .failed:
             break
         }
         guard !targets.isEmpty else {
-            throw StatusError(.invalidArgument, "update for session \(SessionID.shortPrefix(uid)) has no remote listeners")
+            throw StatusError(.invalidArgument, "update for session \(uid.prefix) has no remote listeners")
         }
         let restart = session.state != .ready
         session.expiry?.cancel()
         session.expiry = nil
         let sources = plaintextDataPlane && session.role == .prod ? (peerSources ?? []) : []
-        var spec = ProxySpec(uid: uid, role: session.role, listeners: session.listeners, targets: targets, rateKbps: session.rate, allowedSources: sources)
+        var spec = ProxySpec(uid: uid.text, role: session.role, listeners: session.listeners, targets: targets, rateKbps: session.rate, allowedSources: sources)
         spec.udp = session.udp
         let dataPlane = self.dataPlane
         let task = Task {
-            if restart { await dataPlane.stop(uid: uid) }
+            if restart { await dataPlane.stop(uid: uid.text) }
             try await dataPlane.start(spec)
         }
         session.targets = targets
@@ -369,11 +367,11 @@ actor SessionRegistry {
 
     /// Releases a session for `caller`: waits for a start in progress, stops its proxy, frees its
     /// ports. Returns a note when its proxy had died on its own.
-    func release(_ uid: String, caller: Caller) async throws(StatusError) -> String? {
+    func release(_ uid: SessionID, caller: Caller) async throws(StatusError) -> String? {
         let pending = try beginRelease(uid, caller: caller)
         _ = try? await pending?.value
         var note: String? = nil
-        if case .exited(let description) = await dataPlane.status(uid: uid) {
+        if case .exited(let description) = await dataPlane.status(uid: uid.text) {
             note = "its proxy had exited unexpectedly (\(description))"
         }
         await retire(uid)
@@ -381,9 +379,9 @@ actor SessionRegistry {
     }
 
     /// Marks the session as releasing and hands back what must finish before its proxy is stopped.
-    private func beginRelease(_ uid: String, caller: Caller) throws(StatusError) -> Task<Void, any Error>? {
+    private func beginRelease(_ uid: SessionID, caller: Caller) throws(StatusError) -> Task<Void, any Error>? {
         guard var session = sessions[uid], session.state != .releasing else {
-            throw StatusError(.notFound, "no session \(SessionID.shortPrefix(uid)) on this s2cs: check the uid and the --s2cs address (s2uc list shows the sessions)")
+            throw StatusError(.notFound, "no session \(uid.prefix) on this s2cs: check the uid and the --s2cs address (s2uc list shows the sessions)")
         }
         try authorize(session, caller)
         let task = session.startTask
@@ -392,7 +390,7 @@ actor SessionRegistry {
         session.expiry = nil
         if let waiter = session.helloWaiter {
             session.helloWaiter = nil
-            waiter.resume(throwing: StatusError(.unavailable, "session \(SessionID.shortPrefix(uid)) was released before its hello arrived"))
+            waiter.resume(throwing: StatusError(.unavailable, "session \(uid.prefix) was released before its hello arrived"))
         }
         sessions[uid] = session
         return task
@@ -400,14 +398,14 @@ actor SessionRegistry {
 
     /// The end of every session: its proxy stopped and reaped, then its ports freed. The session must
     /// be `.releasing` (so nothing else starts or stops it meanwhile).
-    private func retire(_ uid: String) async {
+    private func retire(_ uid: SessionID) async {
         guard let session = sessions[uid], session.state == .releasing else { return }
         _ = try? await session.startTask?.value
-        await dataPlane.stop(uid: uid)
+        await dataPlane.stop(uid: uid.text)
         freeSession(uid)
     }
 
-    private func freeSession(_ uid: String) {
+    private func freeSession(_ uid: SessionID) {
         guard let session = sessions.removeValue(forKey: uid) else { return }
         allocator.release(session.ports)
         let held = sessionsByClient[session.client, default: 1] - 1
@@ -418,11 +416,11 @@ actor SessionRegistry {
             let owned = portsByOwner[owner, default: 0] - session.ports.count
             portsByOwner[owner] = owned > 0 ? owned : nil
         }
-        logger.debug("session released", ["session": SessionID.shortPrefix(uid)])
+        logger.debug("session released", ["session": uid.prefix])
     }
 
     /// The hello (or update) never came: release the session, and fail its pending request.
-    private func expire(_ uid: String) async {
+    private func expire(_ uid: SessionID) async {
         guard var session = sessions[uid] else { return }
         switch session.state {
         case .pending, .ready:
@@ -431,7 +429,7 @@ actor SessionRegistry {
             return
         }
         let seconds = Double(helloTimeout.components.seconds) + Double(helloTimeout.components.attoseconds) / 1e18
-        logger.warning("session expired before setup finished; released", ["session": SessionID.shortPrefix(uid), "timeout": "\(seconds)s"])
+        logger.warning("session expired before setup finished; released", ["session": uid.prefix, "timeout": "\(seconds)s"])
         let waiter = session.helloWaiter
         session.helloWaiter = nil
         session.state = .releasing
@@ -439,13 +437,13 @@ actor SessionRegistry {
         await retire(uid)
         // Told once it is true: the session is gone and its ports are free.
         waiter?.resume(throwing: StatusError(.deadlineExceeded,
-            "no hello for session \(SessionID.shortPrefix(uid)) within \(seconds) s; the session was released"))
+            "no hello for session \(uid.prefix) within \(seconds) s; the session was released"))
     }
 
     /// A failed session nobody released: stop what is left of its proxy, then free its ports.
-    private func expireFailed(_ uid: String) async {
+    private func expireFailed(_ uid: SessionID) async {
         guard var session = sessions[uid], case .failed = session.state else { return }
-        logger.warning("failed session not released in time; released", ["session": SessionID.shortPrefix(uid)])
+        logger.warning("failed session not released in time; released", ["session": uid.prefix])
         session.state = .releasing
         session.expiry = nil
         sessions[uid] = session
@@ -457,8 +455,8 @@ actor SessionRegistry {
     /// With authentication on, only the identity that created a session may act on it.
     private func authorize(_ session: Session, _ caller: Caller) throws(StatusError) {
         guard let owner = session.owner, owner != caller.subject else { return }
-        logger.warning("request refused: session belongs to another identity", ["session": SessionID.shortPrefix(session.uid), "user": caller.username ?? "?"])
-        throw StatusError(.permissionDenied, "session \(SessionID.shortPrefix(session.uid)) belongs to another identity")
+        logger.warning("request refused: session belongs to another identity", ["session": session.uid.prefix, "user": caller.username ?? "?"])
+        throw StatusError(.permissionDenied, "session \(session.uid.prefix) belongs to another identity")
     }
 
     /// Whether `caller` may see a session's details (targets, notes) in `list`: with authentication
@@ -492,13 +490,13 @@ actor SessionRegistry {
 
     // MARK: listing and shutdown
 
-    func snapshot() -> [Session] { sessions.values.sorted { $0.uid < $1.uid } }
+    func snapshot() -> [Session] { sessions.values.sorted { $0.uid.text < $1.uid.text } }
 
     /// Refuses new work, fails every pending request, then ends every session (proxies stopped and
     /// reaped, ports freed), starts in progress included. Returns how many sessions there were.
     func shutdown() async -> Int {
         shuttingDown = true
-        var ending: [String] = []
+        var ending: [SessionID] = []
         for (uid, var session) in sessions {
             session.expiry?.cancel()
             session.expiry = nil
@@ -520,18 +518,17 @@ actor SessionRegistry {
         return ending.count
     }
 
-    static func validUID(_ text: String) throws(StatusError) -> String {
-        do { return try SessionID.validate(text) }
+    /// The session id of a uid as it came off the wire, or INVALID_ARGUMENT saying what a uid looks like.
+    static func sessionID(_ text: String) throws(StatusError) -> SessionID {
+        do { return try SessionID(validating: text) }
         catch { throw StatusError(.invalidArgument, "\(error)") }
     }
 
     /// The uid of a new session: it is the session's only secret, so it must be a random (version 4)
     /// UUID; the documented mock uid is accepted (with a warning in the log).
-    static func validNewUID(_ text: String) throws(StatusError) -> String {
-        let uid = try validUID(text)
-        guard uid == SessionID.mock || SessionID.isRandom(uid) else {
-            throw StatusError(.invalidArgument, "uid \(SessionID.shortPrefix(uid))... is not a random (version 4) UUID: the uid is the session's secret, so this s2cs accepts only random ones (s2uc makes them)")
+    static func checkNewUID(_ uid: SessionID) throws(StatusError) {
+        guard uid.text == SessionID.mock || uid.isRandom else {
+            throw StatusError(.invalidArgument, "uid \(uid.prefix)... is not a random (version 4) UUID: the uid is the session's secret, so this s2cs accepts only random ones (s2uc makes them)")
         }
-        return uid
     }
 }
