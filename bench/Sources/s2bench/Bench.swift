@@ -91,6 +91,10 @@ enum Bench {
                     prints the times, and the s2cs's RSS and descriptors with --server-pid.
           echo      An echo server (the producer application of bench/run's data-plane setup latency):
                     prints the address it listens on, then echoes every byte until stopped.
+          listprobe Lists an s2cs's sessions again and again as 's2uc list' does (connect, TLS, list) until a
+                    stop file appears; prints the median, p99 and largest time (bench/run: while 20 setups run).
+          timewait  Keeps about N loopback TCP sockets in TIME_WAIT (fills, then tops up) until stopped:
+                    the busy gateway of bench/run's setup-latency rows.
 
         Results are 'key value' lines on stdout. Exit status: 0 when every session succeeded, 1 otherwise,
         64 for a usage error. bench/run drives both and writes docs/benchmarks.md.
@@ -128,6 +132,14 @@ enum Bench {
             return await runCommand(rest, name: "echo", usage: EchoServer.usage, options: EchoServer.options,
                                     abstract: "Echoes every byte it receives, on any number of connections, until stopped.",
                                     run: EchoServer.run)
+        case "listprobe":
+            return await runCommand(rest, name: "listprobe", usage: ListProbe.usage, options: ListProbe.options,
+                                    abstract: "Times 'list' (connect, TLS, list, reply) again and again until a stop file appears.",
+                                    run: ListProbe.run)
+        case "timewait":
+            return await runCommand(rest, name: "timewait", usage: TimeWaitLoad.usage, options: TimeWaitLoad.options,
+                                    abstract: "Keeps about N loopback TCP sockets in TIME_WAIT until stopped.",
+                                    run: TimeWaitLoad.run)
         default:
             return Console.usageError(UsageError("unknown subcommand '\(first)'"), command: command, usage: "s2bench <subcommand> [options]")
         }
