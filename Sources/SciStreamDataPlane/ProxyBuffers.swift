@@ -2,9 +2,10 @@
 /// `proxy_buffer_size`. Each connection through a proxy holds two (one per direction). Stunnel's are
 /// fixed when it is built (18 KiB), so it has nothing to set.
 ///
-/// The proxies' own defaults (16 KiB) leave throughput on the table: 64 KiB moved 1.1-1.3x as much
-/// through a mutual-TLS pair on the shared 2-core machine (about 1.4x in issue 15's quieter runs) and
-/// 9 % less CPU per byte; 128 and 256 KiB did no better (docs/benchmarks.md, 2026-11-30). 64 KiB
+/// The proxies' own defaults (16 KiB) leave throughput on the table: with 64 KiB a generated tunnel
+/// moved 1.37x (HAProxy) and 1.26x (nginx) as much with one stream on a quiet 2-core machine, 1.1-1.2x
+/// with four, and its proxies spent 9 % less CPU per byte; 128 and 256 KiB did not do steadily better
+/// (docs/benchmarks.md, 2026-11-30). 64 KiB
 /// costs 128 KiB per connection and proxy, 125 MiB for 1,000 connections; socket buffers are left to
 /// the kernel's autotuning (a fixed SO_RCVBUF would also cap the TCP window on long paths).
 public struct ProxyBuffers: Sendable, Equatable, CustomStringConvertible {
