@@ -13,8 +13,9 @@ import Glibc
 /// cross the gateways' link only encrypted, release. Then everything is destroyed, and the host
 /// has no VM, network, volume, pool, daemon, iptables chain or changed sysctl left from the test.
 ///
-/// It runs only with SCISTREAM_VAGRANT_TESTS=1 (as root, with the packages .ci/run installs and
-/// about 10 GB of free memory): it takes minutes, not seconds.
+/// It runs only with SCISTREAM_VAGRANT_TESTS=1, which .ci/run sets (as root, with the packages
+/// .ci/run installs and about 10 GB of free memory): it takes about ten minutes with the box made,
+/// twenty on a fresh machine.
 @Suite(.serialized) struct VagrantTutorialTests {
     static let environment = ProcessInfo.processInfo.environment
     static let enabled = environment["SCISTREAM_VAGRANT_TESTS"] == "1"
