@@ -9,7 +9,8 @@ import Glibc
 /// (s2cs, s2uc and s2bench sit beside the test bundle). It measures nothing worth keeping; it checks
 /// that every path of the benchmark still runs, without an error, and prints its whole tables: the
 /// control plane's, and the data plane's for one type (Nginx: a real tunnel through two s2cs, its
-/// hand-configured pair from bench/reference/, iperf3, setup latency and release).
+/// hand-configured pair from bench/reference/, iperf3, setup latency and release, idle and with
+/// sockets in TIME_WAIT, and `list` while setups run).
 @Suite struct BenchSmokeTests {
     static let rows = [
         "| Figure | Median | Min – max | Runs | Target |",
@@ -26,7 +27,8 @@ import Glibc
         "| s2cs RSS, N requests pending, TLS (MiB) |",
         "| s2cs RSS, N sessions active, clients gone, TLS (MiB) |",
         "| Type | Streams | Tunnel (Gbit/s) | Hand-configured (Gbit/s) | Tunnel / hand |",
-        "| Type | inbound_request | outbound_request | Connect + first byte | Setup total |",
+        "| Type | Condition | inbound_request | outbound_request | Connect + first byte | Setup total |",
+        "| Figure | Median | p99 | Largest | Target |",
         "| Type | Setting (both sides) | -P 1 (Gbit/s) | -P 1 × defaults | -P 4 (Gbit/s) | -P 4 × defaults |",
     ]
 
@@ -42,8 +44,12 @@ import Glibc
         #"^\| Nginx, plaintext \| -P 1 \| [0-9.]+ \| \| \| [0-9.]+ \| [0-9.]+ \|"#,
         // buffers: a hand-configured pair with a buffer size, against the proxy's defaults
         #"^\| Nginx \| `proxy_buffer_size 64k;` \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| 128 \| auto \| 125 \|$"#,
-        // setup: inbound, outbound, first byte, total; target; release twice; runs
-        #"^\| Nginx \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [^|]+ \| [0-9.]+ \| [0-9.]+ \| 1 \|$"#,
+        // setup, idle and with sockets in TIME_WAIT: inbound, outbound, first byte, total; target;
+        // release twice; runs
+        #"^\| Nginx \| idle \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [^|]+ \| [0-9.]+ \| [0-9.]+ \| 1 \|$"#,
+        #"^\| Nginx \| TIME_WAIT \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| ≤ 1.25 × idle: [0-9.]+, [^|]+ \| [0-9.]+ \| [0-9.]+ \| 1 \|$"#,
+        // list while setups run: median, p99, largest
+        #"^\| list, connect to reply \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| "#,
     ]
 
     @Test func quickBenchmarkRunsAndPrintsItsTable() async throws {

@@ -137,7 +137,7 @@ import Testing
             let dist = folder.appendingPathComponent("dist")
             try FileManager.default.createDirectory(at: dist, withIntermediateDirectories: true)
             for name in ["s2cs", "s2uc"] {
-                FileManager.default.createFile(atPath: dist.appendingPathComponent(name).path, contents: Data(), attributes: [.posixPermissions: 0o755])
+                try #require(FileManager.default.createFile(atPath: dist.appendingPathComponent(name).path, contents: Data(), attributes: [.posixPermissions: 0o755]))
             }
         }
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("SCISTREAM_") }
