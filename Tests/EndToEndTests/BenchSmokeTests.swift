@@ -88,4 +88,21 @@ import Glibc
         #expect(output.stdout.firstMatch(of: regex) != nil, "\(output.stdout)")
         #expect(output.stdout.contains("receiver: ") && !output.stdout.contains("receiver: GiB"), "\(output.stdout)")
     }
+
+    /// bench/generated-buffers: two real Nginx tunnels (default and 64k buffers), one 1-second round;
+    /// every row carries a figure and a ratio to the first size.
+    @Test func generatedBuffersRunsAndPrintsEverySize() async throws {
+        let ports = try PortBlock.reserve(200)
+        let script = Harness.repoRoot.appendingPathComponent("bench/generated-buffers").path
+        let output = await Harness.run("/bin/bash", [script, "--type", "Nginx", "--size", "default", "--size", "64k", "--rounds", "1",
+                                                     "--seconds", "1", "--bin", Harness.productsFolder.path, "--port-base", "\(ports.lower)"],
+                                       timeout: .seconds(90))
+        #expect(output.status == 0, "exit \(output.status); stderr: \(output.stderr)")
+        for streams in [1, 4] {
+            for (size, ratio) in [("default", "1"), ("64k", "[0-9.]+")] {
+                let regex = try Regex("^Nginx +-P \(streams) +\(size) +[0-9.]+ +\(ratio)$")
+                #expect(output.stdout.split(separator: "\n").contains { $0.firstMatch(of: regex) != nil }, "no row for -P \(streams) \(size) in:\n\(output.stdout)")
+            }
+        }
+    }
 }
