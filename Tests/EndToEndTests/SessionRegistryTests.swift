@@ -158,6 +158,27 @@ import TestPorts
         #expect(await allPortsFree(registry, ports))
     }
 
+    /// A session whose proxy fails to start is failed, not gone; nobody releases it, and after
+    /// --hello-timeout (like a pending one) it is released: gone from the list, its ports free.
+    @Test func aFailedSessionNobodyReleasesIsReleasedAfterTheHelloTimeout() async throws {
+        let ports = try PortBlock.reserve(2)
+        let (registry, _) = try make(.haproxy, ports: ports, helloTimeout: .milliseconds(500))
+        // The "proxy" exits at once with an error: the start fails.
+        try "#!/bin/sh\necho 'cannot start' >&2\nexit 1\n".write(to: folder.appendingPathComponent("bin/haproxy"), atomically: true, encoding: .utf8)
+        chmod(folder.appendingPathComponent("bin/haproxy").path, 0o755)
+        let uid = SessionID.random()
+        _ = try await requestAndHello(registry, uid: uid, numConn: 2)
+        await #expect(throws: StatusError.self) { _ = try await update(registry, uid: uid) }
+        let failed = await registry.snapshot().first { $0.uid == SessionID(uid)! }
+        #expect(failed.map { if case .failed = $0.state { true } else { false } } == true, "\(String(describing: failed))")
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline, await !registry.snapshot().isEmpty {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(await registry.snapshot().isEmpty)
+        #expect(await allPortsFree(registry, ports))
+    }
+
     /// No config, key, certificate or pid file left for `uid` (its log may stay).
     func noProxyFiles(_ uid: String) -> Bool {
         let files = (try? FileManager.default.contentsOfDirectory(atPath: folder.appendingPathComponent("sessions").path)) ?? []

@@ -165,12 +165,7 @@ actor SessionRegistry {
         var session = Session(uid: uid, role: request.role, client: client, owner: owner, numConn: ports.count, rate: Int(request.rate),
                               ports: ports, listeners: ports.map { Endpoint(host: ip, port: $0) })
         session.udp = request.udp
-        let timeout = helloTimeout
-        session.expiry = Task { [weak self] in
-            try? await Task.sleep(for: timeout)
-            if Task.isCancelled { return }
-            await self?.expire(uid)
-        }
+        session.expiry = expiryTask(for: uid)
         sessions[uid] = session
         sessionsByClient[client, default: 0] += 1
         portsByClient[client, default: 0] += ports.count
@@ -302,12 +297,7 @@ actor SessionRegistry {
             let remote = ControlServer.remoteStatus(failure, session: prefix)
             session.state = .failed(remote.message)
             // A failed session holds its ports only as long as a pending one would: then it is released.
-            let timeout = helloTimeout
-            session.expiry = Task { [weak self] in
-                try? await Task.sleep(for: timeout)
-                if Task.isCancelled { return }
-                await self?.expireFailed(uid)
-            }
+            session.expiry = expiryTask(for: uid)
             sessions[uid] = session
             logger.error("update failed", ["session": prefix, "error": ErrorWording.text(failure)])
             throw StatusError(remote)
@@ -419,12 +409,30 @@ actor SessionRegistry {
         logger.debug("session released", ["session": uid.prefix])
     }
 
-    /// The hello (or update) never came: release the session, and fail its pending request.
+    /// After --hello-timeout, unless cancelled first (the session moved on): `expire(uid)`.
+    private func expiryTask(for uid: SessionID) -> Task<Void, Never> {
+        let timeout = helloTimeout
+        return Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            if Task.isCancelled { return }
+            await self?.expire(uid)
+        }
+    }
+
+    /// A session's expiry: one still pending or ready (the hello or the update never came) is
+    /// released and its pending request failed; a failed one nobody released is released.
     private func expire(_ uid: SessionID) async {
         guard var session = sessions[uid] else { return }
         switch session.state {
         case .pending, .ready:
             break
+        case .failed:
+            logger.warning("failed session not released in time; released", ["session": uid.prefix])
+            session.state = .releasing
+            session.expiry = nil
+            sessions[uid] = session
+            await retire(uid)
+            return
         default:
             return
         }
@@ -438,16 +446,6 @@ actor SessionRegistry {
         // Told once it is true: the session is gone and its ports are free.
         waiter?.resume(throwing: StatusError(.deadlineExceeded,
             "no hello for session \(uid.prefix) within \(seconds) s; the session was released"))
-    }
-
-    /// A failed session nobody released: stop what is left of its proxy, then free its ports.
-    private func expireFailed(_ uid: SessionID) async {
-        guard var session = sessions[uid], case .failed = session.state else { return }
-        logger.warning("failed session not released in time; released", ["session": uid.prefix])
-        session.state = .releasing
-        session.expiry = nil
-        sessions[uid] = session
-        await retire(uid)
     }
 
     // MARK: owners
