@@ -44,15 +44,10 @@ struct ListenerHardeningTests {
     }
 
     private static func silentAndIdle(_ type: DataServerType) async throws {
-        let prodFolder = try TemporaryFolder("dp-prod")
-        let consFolder = try TemporaryFolder("dp-cons")
-        let prod = try makePlane(type, prodFolder)
-        let cons = try makePlane(type, consFolder)
-        let producer = try ProducerApp()
         let uid = newUID()
         let prodPort = try freePort()
         let consPort = try freePort()
-        try await withPlanes([prod, cons], folders: [prodFolder, consFolder], producer: producer) {
+        try await withPlanePair(type) { prod, cons, producer, prodFolder, consFolder in
             try await prod.start(ProxySpec(uid: uid, role: .prod, listeners: [loopback(prodPort)],
                                            targets: [loopback(producer.port)], rateKbps: 0))
             try await cons.start(ProxySpec(uid: uid, role: .cons, listeners: [loopback(consPort)],
@@ -191,12 +186,7 @@ struct ListenerHardeningTests {
 struct StunnelSequenceTests {
     @Test("20 Stunnel sessions in a row all carry bytes; <uid>.pid holds the proxy's pid, written by s2cs alone")
     func twentyStunnelSessionsCarryBytes() async throws {
-        let prodFolder = try TemporaryFolder("dp-prod")
-        let consFolder = try TemporaryFolder("dp-cons")
-        let prod = try makePlane(.stunnel, prodFolder)
-        let cons = try makePlane(.stunnel, consFolder)
-        let producer = try ProducerApp()
-        try await withPlanes([prod, cons], folders: [prodFolder, consFolder], producer: producer) {
+        try await withPlanePair(.stunnel) { prod, cons, producer, prodFolder, consFolder in
             for round in 0..<20 {
                 let uid = newUID()
                 let prodPort = try freePort()

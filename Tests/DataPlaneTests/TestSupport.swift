@@ -394,6 +394,21 @@ func withPlanes(_ planes: [DataPlane], folders: [TemporaryFolder], producer: Pro
     if let failure { throw failure }
 }
 
+/// A producer-side and a consumer-side data plane of `type`, each in a folder of its own, and a
+/// `ProducerApp`: `body` gets (prod, cons, producer, prodFolder, consFolder); afterwards, as in
+/// `withPlanes`, everything is stopped and no proxy may be left.
+func withPlanePair(_ type: DataServerType, tls: Bool = true, sink: LogSink = .memory(), sourceLocation: SourceLocation = #_sourceLocation,
+                   _ body: (DataPlane, DataPlane, ProducerApp, TemporaryFolder, TemporaryFolder) async throws -> Void) async throws {
+    let prodFolder = try TemporaryFolder("dp-prod")
+    let consFolder = try TemporaryFolder("dp-cons")
+    let prod = try makePlane(type, prodFolder, tls: tls, sink: sink)
+    let cons = try makePlane(type, consFolder, tls: tls, sink: sink)
+    let producer = try ProducerApp()
+    try await withPlanes([prod, cons], folders: [prodFolder, consFolder], producer: producer, sourceLocation: sourceLocation) {
+        try await body(prod, cons, producer, prodFolder, consFolder)
+    }
+}
+
 /// One PROD session of `type` on a free loopback port, forwarding to a fresh `ProducerApp`.
 struct ProdSession {
     let plane: DataPlane

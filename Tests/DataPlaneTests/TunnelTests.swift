@@ -14,16 +14,11 @@ struct TunnelTests {
 
     @Test("64 MiB arrive intact through PROD and CONS, then both stop cleanly", arguments: tlsTypes)
     func tunnelCarriesBytesIntact(_ type: DataServerType) async throws {
-        let prodFolder = try TemporaryFolder("dp-prod")
-        let consFolder = try TemporaryFolder("dp-cons")
         let sink = LogSink.memory()
-        let prod = try makePlane(type, prodFolder, sink: sink)
-        let cons = try makePlane(type, consFolder, sink: sink)
-        let producer = try ProducerApp()
         let uid = newUID()
         let prodPorts = [try freePort(), try freePort()]
         let consPorts = [try freePort(), try freePort()]
-        try await withPlanes([prod, cons], folders: [prodFolder, consFolder], producer: producer) {
+        try await withPlanePair(type, sink: sink) { prod, cons, producer, prodFolder, consFolder in
             try await prod.start(ProxySpec(uid: uid, role: .prod, listeners: prodPorts.map(loopback),
                                            targets: [loopback(producer.port)], rateKbps: 0))
             try await cons.start(ProxySpec(uid: uid, role: .cons, listeners: consPorts.map(loopback),
@@ -66,15 +61,10 @@ struct TunnelTests {
 
     @Test("many short streams that half-close all arrive intact", arguments: tlsTypes)
     func shortStreamsWithHalfCloseArriveIntact(_ type: DataServerType) async throws {
-        let prodFolder = try TemporaryFolder("dp-prod")
-        let consFolder = try TemporaryFolder("dp-cons")
-        let prod = try makePlane(type, prodFolder)
-        let cons = try makePlane(type, consFolder)
-        let producer = try ProducerApp()
         let uid = newUID()
         let prodPort = try freePort()
         let consPort = try freePort()
-        try await withPlanes([prod, cons], folders: [prodFolder, consFolder], producer: producer) {
+        try await withPlanePair(type) { prod, cons, producer, prodFolder, consFolder in
             try await prod.start(ProxySpec(uid: uid, role: .prod, listeners: [loopback(prodPort)],
                                            targets: [loopback(producer.port)], rateKbps: 0))
             try await cons.start(ProxySpec(uid: uid, role: .cons, listeners: [loopback(consPort)],
@@ -125,14 +115,9 @@ struct TunnelTests {
 
     @Test("a CONS of another session cannot reach a PROD", arguments: tlsTypes)
     func differentSessionsDoNotConnect(_ type: DataServerType) async throws {
-        let prodFolder = try TemporaryFolder("dp-prod")
-        let consFolder = try TemporaryFolder("dp-cons")
-        let prod = try makePlane(type, prodFolder)
-        let cons = try makePlane(type, consFolder)
-        let producer = try ProducerApp()
         let prodPort = try freePort()
         let consPort = try freePort()
-        try await withPlanes([prod, cons], folders: [prodFolder, consFolder], producer: producer) {
+        try await withPlanePair(type) { prod, cons, producer, prodFolder, consFolder in
             try await prod.start(ProxySpec(uid: newUID(), role: .prod, listeners: [loopback(prodPort)],
                                            targets: [loopback(producer.port)], rateKbps: 0))
             try await cons.start(ProxySpec(uid: newUID(), role: .cons, listeners: [loopback(consPort)],
@@ -146,15 +131,10 @@ struct TunnelTests {
 
     @Test("IPv6 listeners and targets (each proxy's own address syntax)", arguments: tlsTypes)
     func ipv6Tunnel(_ type: DataServerType) async throws {
-        let prodFolder = try TemporaryFolder("dp-prod")
-        let consFolder = try TemporaryFolder("dp-cons")
-        let prod = try makePlane(type, prodFolder)
-        let cons = try makePlane(type, consFolder)
-        let producer = try ProducerApp()
         let uid = newUID()
         let prodPort = try freePort()
         let consPort = try freePort()
-        try await withPlanes([prod, cons], folders: [prodFolder, consFolder], producer: producer) {
+        try await withPlanePair(type) { prod, cons, producer, prodFolder, consFolder in
             try await prod.start(ProxySpec(uid: uid, role: .prod, listeners: [ProxyEndpoint(host: "::1", port: prodPort)],
                                            targets: [loopback(producer.port)], rateKbps: 0))
             try await cons.start(ProxySpec(uid: uid, role: .cons, listeners: [ProxyEndpoint(host: "[::1]", port: consPort)],
@@ -166,15 +146,10 @@ struct TunnelTests {
 
     @Test("plaintext mode carries bytes", arguments: [DataServerType.haproxy, .nginx])
     func plaintextCarriesBytes(_ type: DataServerType) async throws {
-        let prodFolder = try TemporaryFolder("dp-prod")
-        let consFolder = try TemporaryFolder("dp-cons")
-        let prod = try makePlane(type, prodFolder, tls: false)
-        let cons = try makePlane(type, consFolder, tls: false)
-        let producer = try ProducerApp()
         let uid = newUID()
         let prodPort = try freePort()
         let consPort = try freePort()
-        try await withPlanes([prod, cons], folders: [prodFolder, consFolder], producer: producer) {
+        try await withPlanePair(type, tls: false) { prod, cons, producer, prodFolder, consFolder in
             try await prod.start(ProxySpec(uid: uid, role: .prod, listeners: [loopback(prodPort)],
                                            targets: [loopback(producer.port)], rateKbps: 0))
             try await cons.start(ProxySpec(uid: uid, role: .cons, listeners: [loopback(consPort)],
@@ -193,15 +168,10 @@ struct TunnelTests {
 
     @Test("nginx applies the per-connection rate (kb/s)")
     func nginxRateLimit() async throws {
-        let prodFolder = try TemporaryFolder("dp-prod")
-        let consFolder = try TemporaryFolder("dp-cons")
-        let prod = try makePlane(.nginx, prodFolder)
-        let cons = try makePlane(.nginx, consFolder)
-        let producer = try ProducerApp()
         let uid = newUID()
         let prodPort = try freePort()
         let consPort = try freePort()
-        try await withPlanes([prod, cons], folders: [prodFolder, consFolder], producer: producer) {
+        try await withPlanePair(.nginx) { prod, cons, producer, prodFolder, consFolder in
             try await prod.start(ProxySpec(uid: uid, role: .prod, listeners: [loopback(prodPort)],
                                            targets: [loopback(producer.port)], rateKbps: 0))
             // 16000 kb/s = 2,000,000 bytes/s per connection.
