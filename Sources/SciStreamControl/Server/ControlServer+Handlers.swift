@@ -14,6 +14,11 @@ extension ControlServer {
         switch message {
         case .request(let request):
             log.debug("request", ["session": SessionID.shortPrefix(request.uid), "role": "\(request.role)", "num_conn": "\(request.numConn)"])
+            if isDraining {
+                log.info("request refused: draining", ["session": SessionID.shortPrefix(request.uid)])
+                return .requestReply(RequestReply(status: Status(.unavailable, "this s2cs is draining: it takes no new sessions (its sessions go on); use another gateway or retry later"),
+                                                  listeners: [], prodListeners: []))
+            }
             do {
                 let uid = try SessionRegistry.sessionID(request.uid)
                 return .requestReply(try await registry.request(request, uid: uid, caller: caller))

@@ -31,6 +31,10 @@ public final class ControlServer: Sendable {
     static let maxRefusalsInFlight = 64
     /// Set by `shutdown`: the accept loop ends instead of retrying.
     private let stopping = Mutex(false)
+    /// Draining (SIGUSR1, until SIGUSR2): new sessions are refused, existing ones go on.
+    private let drainingState = Mutex(false)
+    /// Set while the accept loop runs (for `/readyz`).
+    private let accepting = Mutex(false)
 
     public init(config: ServerConfiguration, dataPlane: DataPlane, tls: TLSContext?, logger: Logger) throws {
         self.config = config
@@ -54,6 +58,8 @@ public final class ControlServer: Sendable {
     /// Accepts connections until the task is cancelled.
     public func run() async {
         var lastAcceptError: ContinuousClock.Instant? = nil
+        accepting.withLock { $0 = true }
+        defer { accepting.withLock { $0 = false } }
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled {
                 let socket: Socket
@@ -132,6 +138,45 @@ public final class ControlServer: Sendable {
         // Nothing should be left; a proxy that outlived its session record would be stopped here.
         await dataPlane.stopAll()
         logger.info("sessions ended", ["sessions": "\(count)"])
+    }
+
+    /// Whether new sessions are refused while existing ones go on.
+    public var isDraining: Bool { drainingState.withLock { $0 } }
+
+    /// Starts (true) or ends (false) draining; returns whether that changed anything.
+    @discardableResult
+    public func setDraining(_ draining: Bool) -> Bool {
+        let changed = drainingState.withLock { state -> Bool in
+            defer { state = draining }
+            return state != draining
+        }
+        if changed {
+            logger.info(draining ? "draining: new sessions are refused, existing ones go on (SIGUSR2 ends it)" : "draining ended: new sessions are accepted")
+        }
+        return changed
+    }
+
+    /// Alive: the session registry answers within `timeout` (a hung actor or a starved pool does not).
+    public func isHealthy(timeout: Duration = .seconds(2)) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { _ = await self.registry.sessionCount(); return true }
+            group.addTask { try? await Task.sleep(for: timeout); return false }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+
+    /// Ready for new sessions: nil when it is, else why not (for `/readyz` and the log).
+    public func notReadyReason() async -> String? {
+        if stopping.withLock({ $0 }) { return "stopping" }
+        if !accepting.withLock({ $0 }) { return "the control port is not accepting" }
+        if isDraining { return "draining (SIGUSR1): no new sessions" }
+        if let executable = dataPlane.executable, access(executable, X_OK) != 0 {
+            return "the proxy \(executable) cannot be run: \(String(cString: strerror(errno)))"
+        }
+        guard await isHealthy() else { return "the session registry did not answer within 2 s" }
+        return nil
     }
 
     /// Serves one connection; with `refusing`, answers its first request with that status and closes.

@@ -66,11 +66,13 @@ final class Metrics: Sendable {
 
     /// The exposition text: these counters, the sessions by state, role and type, and the proxies
     /// that exited without being asked to.
-    func render(sessions: [SessionInfo], traffic: [SessionTraffic], type: String, unexpectedExits: Int) -> String {
+    func render(sessions: [SessionInfo], traffic: [SessionTraffic], type: String, unexpectedExits: Int, draining: Bool) -> String {
         let counters = self.counters.withLock { $0 }
         var text = PrometheusText()
         text.family("s2cs_info", "gauge", "This s2cs: its version and data server type.")
         text.sample("s2cs_info", ["version": SciStreamVersion.string, "type": type], 1)
+        text.family("s2cs_draining", "gauge", "1 while this s2cs drains (SIGUSR1): new sessions are refused, existing ones go on.")
+        text.sample("s2cs_draining", [:], draining ? 1 : 0)
 
         text.family("s2cs_sessions", "gauge", "Sessions held now, by state, role and data server type.")
         let states = ["pending", "ready", "starting", "active", "failed", "releasing"]
@@ -161,13 +163,27 @@ struct PrometheusText {
 }
 
 extension ControlServer {
+    /// A page of the metrics listener: `/metrics`, `/healthz` (alive: the registry answers) or
+    /// `/readyz` (ready for new sessions: accepting, not draining, the proxy runnable), 503 when not.
+    func metricsPage(_ path: String) async -> MetricsPage {
+        switch path {
+        case "/healthz":
+            return await isHealthy() ? MetricsPage(body: "ok\n") : MetricsPage(status: "503 Service Unavailable", body: "unhealthy: the session registry did not answer within 2 s\n")
+        case "/readyz":
+            if let reason = await notReadyReason() { return MetricsPage(status: "503 Service Unavailable", body: "not ready: \(reason)\n") }
+            return MetricsPage(body: "ready\n")
+        default:
+            return MetricsPage(contentType: MetricsPage.prometheusType, body: await metricsText())
+        }
+    }
+
     /// The `/metrics` page of this s2cs.
     func metricsText() async -> String {
         // The exit count first: a proxy that dies while the page is made then shows as an exit and,
         // at the latest on the next scrape, as a failed session, never the other way round.
         let exits = await dataPlane.unexpectedExits
         return metrics.render(sessions: await sessionInfos(for: nil), traffic: await sessionTraffic(for: nil), type: config.type.name,
-                              unexpectedExits: exits)
+                              unexpectedExits: exits, draining: isDraining)
     }
 }
 

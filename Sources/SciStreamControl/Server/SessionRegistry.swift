@@ -492,6 +492,9 @@ actor SessionRegistry {
 
     /// Refuses new work, fails every pending request, then ends every session (proxies stopped and
     /// reaped, ports freed), starts in progress included. Returns how many sessions there were.
+    /// Sessions held now (any state).
+    func sessionCount() -> Int { sessions.count }
+
     func shutdown() async -> Int {
         shuttingDown = true
         var ending: [SessionID] = []

@@ -1,0 +1,157 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+import SciStreamSystem
+
+/// Operating a gateway: the service manager's notifications (Type=notify, watchdog), SIGHUP that
+/// does not stop s2cs, health and readiness probes, draining. Against a real s2cs.
+@Suite(.serialized) struct OperationsTests {
+    /// A unix datagram socket standing in for systemd's `$NOTIFY_SOCKET`.
+    final class NotifySocket: @unchecked Sendable {  // one test at a time
+        let folder = Harness.temporaryFolder("notify")
+        let path: String
+        let fd: Int32
+
+        init() throws {
+            path = folder.appendingPathComponent("notify.sock").path
+            fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            let bytes = Array(path.utf8)
+            withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            guard fd >= 0, bound == 0 else { throw HarnessError("cannot bind \(path): \(String(cString: strerror(errno)))") }
+        }
+
+        deinit {
+            close(fd)
+            try? FileManager.default.removeItem(at: folder)
+        }
+
+        /// The next datagram, within `seconds`; nil if none came.
+        func next(within seconds: Double = 10) -> String? {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, Int32(seconds * 1000)) == 1 else { return nil }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let count = recv(fd, &buffer, buffer.count, 0)
+            return count > 0 ? String(decoding: buffer[..<count], as: UTF8.self) : nil
+        }
+
+        /// Datagrams until one contains `field` (within `seconds`); all of them, in order.
+        func until(_ field: String, within seconds: Double = 10) -> [String] {
+            var seen: [String] = []
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline, let message = next(within: deadline.timeIntervalSinceNow) {
+                seen.append(message)
+                if message.split(separator: "\n").contains(Substring(field)) { break }
+            }
+            return seen
+        }
+    }
+
+    static func get(_ port: UInt16, _ path: String) async throws -> (status: String, body: String) {
+        let response = try await MetricsTests.exchange(port, "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        let parts = response.components(separatedBy: "\r\n\r\n")
+        let statusLine = parts[0].split(separator: "\r\n").first.map(String.init) ?? ""
+        return (statusLine, parts.dropFirst().joined(separator: "\r\n\r\n"))
+    }
+
+    @Test func readyReloadWatchdogAndStoppingReachTheServiceManager() async throws {
+        let notify = try NotifySocket()
+        let daemon = try await Daemon(environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000"])
+        let startup = notify.until("READY=1")
+        #expect(startup.last?.contains("READY=1") == true && startup.last?.contains("STATUS=serving on 127.0.0.1:\(daemon.port)") == true, "\(startup)")
+        // Watchdog pings every WATCHDOG_USEC / 2 while the registry answers.
+        let pings = notify.until("WATCHDOG=1", within: 3)
+        #expect(pings.last == "WATCHDOG=1\n", "\(pings)")
+        let second = notify.until("WATCHDOG=1", within: 3)
+        #expect(second.last == "WATCHDOG=1\n", "\(second)")
+
+        // SIGHUP is a reload (systemctl reload), not a stop: RELOADING=1 with the monotonic time, then READY=1.
+        kill(daemon.pid, SIGHUP)
+        let reload = notify.until("RELOADING=1")
+        let reloading = try #require(reload.last, "\(reload)")
+        #expect(reloading.split(separator: "\n").contains { $0.hasPrefix("MONOTONIC_USEC=") && UInt64($0.dropFirst(15)) != nil }, "\(reloading)")
+        let ready = notify.until("READY=1")
+        #expect(ready.last?.contains("READY=1") == true, "\(ready)")
+        #expect(daemon.process.isRunning, "s2cs stopped on SIGHUP")
+        let listed = await Harness.s2uc(["list"] + daemon.clientArguments)
+        #expect(listed.status == 0, "\(listed.stderr)")
+
+        kill(daemon.pid, SIGTERM)
+        let stopping = notify.until("STOPPING=1")
+        #expect(stopping.last == "STOPPING=1\n", "\(stopping)")
+        daemon.process.waitUntilExit()
+        #expect(daemon.process.terminationStatus == 0)
+    }
+
+    @Test func withoutAServiceManagerNothingIsSentAndSIGHUPKeepsServing() async throws {
+        let daemon = try await Daemon()
+        kill(daemon.pid, SIGHUP)
+        try await waitUntil("s2cs logs the reload") { daemon.log.contains("reloading") }
+        #expect(daemon.process.isRunning)
+        let listed = await Harness.s2uc(["list"] + daemon.clientArguments)
+        #expect(listed.status == 0 && listed.lines.first?.hasPrefix("uid ") == true, "\(listed.stdout)\(listed.stderr)")
+    }
+
+    @Test func healthAndReadinessProbesAndDraining() async throws {
+        let daemon = try await Daemon(type: "Haproxy", extra: ["--metrics", "127.0.0.1:0"])
+        let port = try MetricsTests.metricsPort(daemon)
+        var health = try await Self.get(port, "/healthz")
+        #expect(health.status == "HTTP/1.1 200 OK" && health.body == "ok\n", "\(health)")
+        var ready = try await Self.get(port, "/readyz")
+        #expect(ready.status == "HTTP/1.1 200 OK" && ready.body == "ready\n", "\(ready)")
+
+        // Draining: SIGUSR1. Not ready, still healthy, the state in the metrics; a new request is
+        // refused and starts nothing.
+        kill(daemon.pid, SIGUSR1)
+        try await waitUntil("/readyz says draining") { (try? await Self.get(port, "/readyz"))?.status == "HTTP/1.1 503 Service Unavailable" }
+        ready = try await Self.get(port, "/readyz")
+        #expect(ready.body == "not ready: draining (SIGUSR1): no new sessions\n", "\(ready)")
+        health = try await Self.get(port, "/healthz")
+        #expect(health.status == "HTTP/1.1 200 OK")
+        let page = try await MetricsTests.scrape(port)
+        #expect(page.samples["s2cs_draining{}"] == 1, "\(page.samples.filter { $0.key.hasPrefix("s2cs_draining") })")
+        let refused = await Harness.s2uc(["inbound_request", "--remote_ip", "127.0.0.1", "--receiver_ports", "5001", "--num_conn", "1"] + daemon.clientArguments)
+        #expect(refused.status == 1, "\(refused.stdout)")
+        #expect(refused.stderr.contains("UNAVAILABLE: this s2cs is draining: it takes no new sessions"), "\(refused.stderr)")
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: daemon.configFolder.path)) ?? []
+        #expect(files.filter { $0.hasSuffix(".conf") || $0.hasSuffix(".pid") }.isEmpty, "\(files)")
+
+        // SIGUSR2 ends it.
+        kill(daemon.pid, SIGUSR2)
+        try await waitUntil("/readyz says ready") { (try? await Self.get(port, "/readyz"))?.status == "HTTP/1.1 200 OK" }
+        let after = try await MetricsTests.scrape(port)
+        #expect(after.samples["s2cs_draining{}"] == 0)
+
+        // Other paths are 404.
+        let missing = try await Self.get(port, "/nope")
+        #expect(missing.status == "HTTP/1.1 404 Not Found")
+    }
+
+    @Test func drainingLetsExistingSessionsFinish() async throws {
+        // The producer side's session exists before draining starts; its other half is set up on
+        // the consumer side, then the producer side drains: the session carries bytes and is
+        // released as usual, while a new one is refused.
+        let app = try ProducerApp(expectedConnections: 1)
+        defer { app.stop() }
+        let producer = try await Daemon(type: "Haproxy")
+        let tunnel = try await TunnelTests.setUp(type: "Haproxy", appPort: app.port, consumerPort: try TunnelTests.freePort(), producer: producer)
+        defer { tunnel.producer.stop(); tunnel.consumer.stop() }
+        kill(producer.pid, SIGUSR1)
+        try await waitUntil("s2cs logs draining") { producer.log.contains("draining: new sessions are refused") }
+        let refused = await Harness.s2uc(["inbound_request", "--remote_ip", "127.0.0.1", "--receiver_ports", "\(app.port)", "--num_conn", "1"] + producer.clientArguments)
+        #expect(refused.status == 1 && refused.stderr.contains("draining"), "\(refused.stderr)")
+        let sent = try await sendRandomBytes(to: tunnel.consumerPort, count: 8 << 20)
+        let received = await app.results()
+        #expect(received.first?.bytes == 8 << 20 && received.first?.sha256 == sent)
+        for daemon in [tunnel.producer, tunnel.consumer] {
+            let released = await Harness.s2uc(["release", tunnel.uid] + daemon.clientArguments)
+            #expect(released.status == 0 && released.lines == ["Release completed"], "\(released.stdout)\(released.stderr)")
+        }
+    }
+}
