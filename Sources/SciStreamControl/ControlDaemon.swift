@@ -134,6 +134,14 @@ public enum ControlDaemon {
             case .reload:
                 notifier.reloading()
                 logger.info("reloading", ["signal": "SIGHUP"])
+                do {
+                    let (new, _) = try ServerConfiguration.parse(arguments, environment: environment)
+                    let outcome = await server.reload(new)
+                    for failure in outcome.failed { logger.error("reload: kept the old value", ["what": failure]) }
+                    logger.info("reloaded", ["what": outcome.reloaded.joined(separator: "; ")])
+                } catch {
+                    logger.error("reload failed: everything stays as it was", ["error": error.description])
+                }
                 notifier.ready(status: "serving on \(bound)")
             case .drain(let on):
                 server.setDraining(on)

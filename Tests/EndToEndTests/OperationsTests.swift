@@ -155,3 +155,107 @@ import SciStreamSystem
         }
     }
 }
+
+/// SIGHUP reloads the control certificate and key, the client secret file and the `@FILE` lists,
+/// without ending sessions; a bad new file keeps the old value.
+@Suite(.serialized) struct ReloadTests {
+    /// A certificate and key of their own (made by certs/make-dev-cert.sh), in `folder`.
+    static func makeCertificate(in folder: URL) throws {
+        let made = Harness.runSync("/bin/bash", [Harness.repoRoot.appendingPathComponent("certs/make-dev-cert.sh").path, "-o", folder.path, "127.0.0.1", "localhost"])
+        guard made.status == 0 else { throw HarnessError("make-dev-cert.sh: \(made.stderr)") }
+    }
+
+    @Test func aRenewedCertificateIsServedAfterSIGHUPWhileATunnelCarriesData() async throws {
+        let certs = Harness.temporaryFolder("renew")
+        defer { try? FileManager.default.removeItem(at: certs) }
+        try Self.makeCertificate(in: certs)
+        let crt = certs.appendingPathComponent("server.crt").path, key = certs.appendingPathComponent("server.key").path
+        let old = certs.appendingPathComponent("old.crt").path
+        try FileManager.default.copyItem(atPath: crt, toPath: old)
+        let producer = try await Daemon(type: "Haproxy", extra: ["--server_crt", crt, "--server_key", key])
+        let pinnedOld = ["--s2cs", producer.address, "--server_cert", old]
+
+        let app = try ProducerApp(expectedConnections: 1)
+        defer { app.stop() }
+        // The tunnel's client side goes through the consumer gateway (the test's shared certificate).
+        let inbound = await Harness.s2uc(["inbound_request", "--remote_ip", "127.0.0.1", "--receiver_ports", "\(app.port)", "--num_conn", "1"] + pinnedOld)
+        #expect(inbound.status == 0, "\(inbound.stderr)")
+        let uid = String(try #require(inbound.lines.dropFirst().first).prefix(36))
+        let listener = try #require(inbound.lines.last?.components(separatedBy: "'").dropFirst().first)
+        let consumer = try await Daemon(type: "Haproxy")
+        let consumerPort = try TunnelTests.freePort(0, within: consumer.ports)
+        let outbound = await Harness.s2uc(["outbound_request"] + consumer.clientArguments + ["--receiver_ports", "\(consumerPort)", uid, listener])
+        #expect(outbound.status == 0, "\(outbound.stderr)")
+
+        // A stream runs through the tunnel while the certificate is renewed and s2cs reloads.
+        let sending = Task { try await sendRandomBytes(to: consumerPort, count: 64 << 20) }
+        #expect(await app.awaitBytes(1 << 20), "the stream started")
+        try FileManager.default.removeItem(atPath: crt)
+        try FileManager.default.removeItem(atPath: key)
+        try Self.makeCertificate(in: certs)
+        kill(producer.pid, SIGHUP)
+        try await waitUntil("s2cs logs the reload") { producer.log.contains("reloaded") }
+        #expect(producer.log.contains("certificate \(crt)"), "\(producer.log)")
+        let sent = try await sending.value
+        let received = await app.results()
+        #expect(received.first?.bytes == 64 << 20 && received.first?.sha256 == sent, "the stream lost bytes across the reload")
+
+        // New connections get the new certificate: pinning the new one works, the old one is refused.
+        let withNew = await Harness.s2uc(["list", "--s2cs", producer.address, "--server_cert", crt])
+        #expect(withNew.status == 0, "\(withNew.stderr)")
+        let withOld = await Harness.s2uc(["list"] + pinnedOld)
+        #expect(withOld.status == 1, "the old certificate still verifies: \(withOld.stdout)")
+        // The session is still there, and is released as usual.
+        let released = await Harness.s2uc(["release", uid, "--s2cs", producer.address, "--server_cert", crt])
+        #expect(released.lines == ["Release completed"], "\(released.stdout)\(released.stderr)")
+        _ = await Harness.s2uc(["release", uid] + consumer.clientArguments)
+    }
+
+    @Test func aBadNewCertificateKeepsTheOldOne() async throws {
+        let certs = Harness.temporaryFolder("renew-bad")
+        defer { try? FileManager.default.removeItem(at: certs) }
+        try Self.makeCertificate(in: certs)
+        let crt = certs.appendingPathComponent("server.crt").path, key = certs.appendingPathComponent("server.key").path
+        let good = certs.appendingPathComponent("good.crt").path
+        try FileManager.default.copyItem(atPath: crt, toPath: good)
+        let daemon = try await Daemon(extra: ["--server_crt", crt, "--server_key", key])
+        try "not a certificate\n".write(toFile: crt, atomically: true, encoding: .utf8)
+        kill(daemon.pid, SIGHUP)
+        try await waitUntil("s2cs logs the reload") { daemon.log.contains("reloaded") }
+        #expect(daemon.log.contains("reload: kept the old value") && daemon.log.contains(crt), "\(daemon.log)")
+        let listed = await Harness.s2uc(["list", "--s2cs", daemon.address, "--server_cert", good])
+        #expect(listed.status == 0, "\(listed.stderr)")
+        #expect(daemon.process.isRunning)
+    }
+
+    @Test func allowedTargetsFromAFileChangeOnSIGHUP() async throws {
+        let folder = Harness.temporaryFolder("targets")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let list = folder.appendingPathComponent("allowed-targets")
+        try "# the instrument network\n10.1.0.0/16\n".write(to: list, atomically: true, encoding: .utf8)
+        let daemon = try await Daemon(extra: ["--allowed-targets", "@\(list.path)"])
+        let request = ["inbound_request", "--remote_ip", "127.0.0.1", "--receiver_ports", "5001", "--num_conn", "1"] + daemon.clientArguments
+        let refused = await Harness.s2uc(request)
+        #expect(refused.status == 1 && refused.stderr.contains("PERMISSION_DENIED"), "\(refused.stdout)\(refused.stderr)")
+
+        try "10.1.0.0/16, 127.0.0.1/32:5001\n".write(to: list, atomically: true, encoding: .utf8)
+        kill(daemon.pid, SIGHUP)
+        try await waitUntil("s2cs logs the reload") { daemon.log.contains("reloaded") }
+        let accepted = await Harness.s2uc(request)
+        #expect(accepted.status == 0, "\(accepted.stderr)")
+
+        // A list file that no longer parses keeps the list as it was.
+        try "10.1.0.0/33\n".write(to: list, atomically: true, encoding: .utf8)
+        kill(daemon.pid, SIGHUP)
+        try await waitUntil("s2cs logs the failed reload") { daemon.log.contains("reload failed: everything stays as it was") }
+        #expect(daemon.log.contains("--allowed-targets"), "\(daemon.log)")
+        let still = await Harness.s2uc(request)
+        #expect(still.status == 0, "\(still.stderr)")
+    }
+
+    @Test func aListFlagNamesItsFileWhenItCannotBeRead() async throws {
+        let missing = await Harness.run(Harness.s2cs, ["--ssl=False", "--port", "0", "--allowed-targets", "@/nonexistent/allowed"])
+        #expect(missing.status == 64)
+        #expect(missing.stderr.hasPrefix("Error: cannot read --allowed-targets /nonexistent/allowed: "), "\(missing.stderr)")
+    }
+}

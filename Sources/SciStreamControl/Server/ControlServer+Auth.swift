@@ -52,7 +52,7 @@ extension ControlServer {
         let verdict = await checker.check(token)
         switch verdict {
         case .valid(let username, let subject):
-            if let patterns = config.allowedIdentities, !IdentityPattern.allows(patterns, username: username) {
+            if let patterns = allowedIdentities, !IdentityPattern.allows(patterns, username: username) {
                 log.warning("request refused: identity not in --allowed-identities", ["user": username ?? "?"])
                 return .failure(RefusedRequest(message.refusal(Status(.permissionDenied, "this s2cs does not serve your identity: ask its operator to add it to --allowed-identities"))))
             }

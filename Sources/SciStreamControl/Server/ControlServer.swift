@@ -16,13 +16,23 @@ public final class ControlServer: Sendable {
     let dataPlane: DataPlane
     /// Checks every request's token (Globus Auth introspection); nil when authentication is off.
     let tokenChecker: TokenChecker?
+    /// What a reload (SIGHUP) may change: the target policy (`--allowed-targets`, or the default) and
+    /// `--allowed-identities`, read again from their `@FILE`s.
+    private struct ReloadablePolicy {
+        var targetPolicy: TargetPolicy
+        var allowedIdentities: [String]?
+    }
+    private let policy: Mutex<ReloadablePolicy>
     /// Where sessions may forward (`--allowed-targets`, or the default policy).
-    let targetPolicy: TargetPolicy
+    var targetPolicy: TargetPolicy { policy.withLock { $0.targetPolicy } }
+    /// `--allowed-identities` (nil: any).
+    var allowedIdentities: [String]? { policy.withLock { $0.allowedIdentities } }
     /// What `--metrics` serves (Metrics.swift).
     let metrics = Metrics()
     /// Reads sessions' traffic from their proxies for `list` and `--metrics` (ControlServer+Traffic.swift).
     let traffic = TrafficMeter()
-    private let tls: TLSContext?
+    /// The control channel's TLS context; a reload swaps it (connections keep the one they began with).
+    private let tlsContext: Mutex<TLSContext?>
     private let listener: Socket
     private let connections = Mutex(0)
     /// Control connections open now, by client address (`--max-connections-per-client`).
@@ -40,10 +50,10 @@ public final class ControlServer: Sendable {
         self.config = config
         self.logger = logger
         self.dataPlane = dataPlane
-        self.tls = tls
+        self.tlsContext = Mutex(tls)
         self.registry = SessionRegistry(config: config, dataPlane: dataPlane, logger: logger)
         self.tokenChecker = try config.makeTokenChecker(logger: logger)
-        self.targetPolicy = config.targetPolicy
+        self.policy = Mutex(ReloadablePolicy(targetPolicy: config.targetPolicy, allowedIdentities: config.allowedIdentities))
         let address = try SocketAddress.resolve(host: config.bindAddress, port: config.port)
         do {
             self.listener = try Socket.listen(on: address, backlog: 4096)
@@ -140,6 +150,31 @@ public final class ControlServer: Sendable {
         logger.info("sessions ended", ["sessions": "\(count)"])
     }
 
+    /// A reload (SIGHUP): `new` is the command line parsed again, which read its files again (the
+    /// control certificate and key, `--client-secret-file`, `@FILE` lists). Each part that loads is
+    /// taken; one that does not keeps the old value and says why. Sessions are not touched.
+    /// Returns what was reloaded and what failed, for the log.
+    public func reload(_ new: ServerConfiguration) async -> (reloaded: [String], failed: [String]) {
+        var reloaded: [String] = [], failed: [String] = []
+        if config.tls {
+            do {
+                let context = try TLSContext.server(certificatePath: new.serverCertificate, keyPath: new.serverKey)
+                tlsContext.withLock { $0 = context }
+                reloaded.append("certificate \(new.serverCertificate)")
+            } catch {
+                failed.append("certificate \(new.serverCertificate): \(ErrorWording.text(error)) (the old one stays)")
+            }
+        }
+        if let checker = tokenChecker, let secret = new.clientSecret {
+            await checker.setClientSecret(secret)
+            reloaded.append("client secret")
+        }
+        policy.withLock { $0 = ReloadablePolicy(targetPolicy: new.targetPolicy, allowedIdentities: new.allowedIdentities) }
+        await registry.setPeerGateways(new.peerGateways)
+        reloaded.append("--allowed-targets, --allowed-identities, --peer-gateways")
+        return (reloaded, failed)
+    }
+
     /// Whether new sessions are refused while existing ones go on.
     public var isDraining: Bool { drainingState.withLock { $0 } }
 
@@ -187,7 +222,7 @@ public final class ControlServer: Sendable {
         let client = peerAddress?.host ?? "unknown"
         let log = logger.with("peer", peer)
         let stream: any ByteStream
-        if let tls {
+        if let tls = tlsContext.withLock({ $0 }) {
             do {
                 stream = try await TLSStream.accept(socket: socket, context: tls, deadline: accepted + config.frameTimeout)
             } catch {

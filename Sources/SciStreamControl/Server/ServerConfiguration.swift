@@ -160,16 +160,16 @@ public struct ServerConfiguration: Sendable {
         }
         config.frameTimeout = .milliseconds(Int64(frameSeconds * 1000))
         config.proxyUser = parsed.value("proxy_user")
-        if let text = parsed.value("allowed_targets") {
+        if let text = try parsed.value("allowed_targets").map({ value throws(UsageError) in try listValue(value, option: "--allowed-targets") }) {
             do { config.allowedTargets = try AddressRule.parseList(text) } catch { throw UsageError("bad --allowed-targets: \(error)") }
         }
-        if let text = parsed.value("peer_gateways") {
+        if let text = try parsed.value("peer_gateways").map({ value throws(UsageError) in try listValue(value, option: "--peer-gateways") }) {
             do { config.peerGateways = try AddressRule.parseList(text, allowPorts: false) } catch { throw UsageError("bad --peer-gateways: \(error)") }
             guard !config.dataPlaneTLS else {
                 throw UsageError("--peer-gateways is for --data-plane-tls=False: with TLS between gateways, the session's key already decides who may connect")
             }
         }
-        if let text = parsed.value("allowed_identities") {
+        if let text = try parsed.value("allowed_identities").map({ value throws(UsageError) in try listValue(value, option: "--allowed-identities") }) {
             config.allowedIdentities = try IdentityPattern.parseList(text)
             guard config.clientSecret != nil else {
                 throw UsageError("--allowed-identities needs authentication (--client-id and --client-secret): without it s2cs does not know who asks")

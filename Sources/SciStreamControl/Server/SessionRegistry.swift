@@ -52,7 +52,7 @@ actor SessionRegistry {
     /// Authentication is on: sessions have owners.
     private let authenticated: Bool
     /// `--peer-gateways` as numeric CIDR blocks: in plaintext mode, the only sources PROD listeners accept.
-    private let peerSources: [String]?
+    private var peerSources: [String]?
     private var allocator: PortAllocator
     /// Where PROD and CONS listeners bind, and what clients are told for PROD listeners.
     private let bindIP: (prod: String, cons: String)
@@ -492,6 +492,9 @@ actor SessionRegistry {
 
     /// Refuses new work, fails every pending request, then ends every session (proxies stopped and
     /// reaped, ports freed), starts in progress included. Returns how many sessions there were.
+    /// `--peer-gateways` after a reload: sessions started from now on accept only these sources.
+    func setPeerGateways(_ peers: [AddressRule]?) { peerSources = peers.map { $0.map(\.description) } }
+
     /// Sessions held now (any state).
     func sessionCount() -> Int { sessions.count }
 
