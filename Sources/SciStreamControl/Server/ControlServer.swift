@@ -16,8 +16,10 @@ public final class ControlServer: Sendable {
     let dataPlane: DataPlane
     /// Checks every request's token (Globus Auth introspection); nil when authentication is off.
     let tokenChecker: TokenChecker?
-    /// Where sessions may forward (`--allowed-targets`, or the default policy).
-    let targetPolicy: TargetPolicy
+    /// Where sessions may forward (`--allowed-targets`, or the default policy), with this s2cs's own
+    /// ports as bound (`servesMetrics(on:)` adds the metrics port once it is).
+    var targetPolicy: TargetPolicy { policy.withLock { $0 } }
+    private let policy: Mutex<TargetPolicy>
     /// What `--metrics` serves (Metrics.swift).
     let metrics = Metrics()
     /// Reads sessions' traffic from their proxies for `list` and `--metrics` (ControlServer+Traffic.swift).
@@ -39,13 +41,20 @@ public final class ControlServer: Sendable {
         self.tls = tls
         self.registry = SessionRegistry(config: config, dataPlane: dataPlane, logger: logger)
         self.tokenChecker = try config.makeTokenChecker(logger: logger)
-        self.targetPolicy = config.targetPolicy
         let address = try SocketAddress.resolve(host: config.bindAddress, port: config.port)
         do {
             self.listener = try Socket.listen(on: address, backlog: 4096)
         } catch {
             throw ServerError.cannotListen(address: "\(config.bindAddress):\(config.port)", reason: "\(error)")
         }
+        var policy = config.targetPolicy
+        if let bound = listener.localAddress?.port { policy.servicePorts.insert(bound) }
+        self.policy = Mutex(policy)
+    }
+
+    /// The metrics page is served on `address`: its port is never a session's target on this host.
+    func servesMetrics(on address: SocketAddress) {
+        policy.withLock { _ = $0.servicePorts.insert(address.port) }
     }
 
     /// The address the control port is bound to (with the real port when `--port 0`).
