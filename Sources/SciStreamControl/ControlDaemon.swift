@@ -75,7 +75,7 @@ public enum ControlDaemon {
         if let allowed = config.allowedTargets {
             logger.info("sessions may forward only to --allowed-targets", ["allowed": allowed.map(\.description).joined(separator: ",")])
         } else {
-            logger.info("sessions may forward anywhere but loopback, link-local and this gateway's own addresses (restrict with --allowed-targets)",
+            logger.info("sessions may forward anywhere but loopback, link-local, cloud metadata and carrier-grade NAT addresses and this gateway's own addresses (restrict with --allowed-targets)",
                         ["loopback": server.targetPolicy.allowLoopback ? "allowed (--listener-ip is loopback)" : "refused"])
         }
         if let ephemeral = ephemeralPortRange(), config.portRange.lower <= ephemeral.upperBound, ephemeral.lowerBound <= config.portRange.upper {
@@ -90,6 +90,14 @@ public enum ControlDaemon {
                 logger.warning("no --peer-gateways: inbound (PROD) sessions are refused in plaintext mode until the peer gateways' addresses are given")
             }
         }
+        let consumers = ConsumerSources(configured: config.consAllowedSources)
+        let consBind = config.bindIP(for: .cons)
+        if config.consAllowedSources == nil, let bind = IPAddress(numeric: consBind), bind.bytes.allSatisfy({ $0 == 0 }) {
+            logger.warning("consumer-side listeners bind every address of this host: only loopback and the address that requested each session may connect to them; name the consumer applications' addresses with \(ConsumerSources.flag)",
+                           ["cons_listeners": consBind, "allowed": consumers.summary])
+        } else {
+            logger.info("consumer-side listeners accept only these sources", ["allowed": consumers.summary])
+        }
         if !config.tls {
             logger.warning("control channel is PLAINTEXT (--ssl=False): development only")
         }
@@ -102,6 +110,7 @@ public enum ControlDaemon {
         if let endpoint = config.metrics {
             do {
                 metricsServer = try MetricsServer(endpoint: endpoint, logger: logger) { await server.metricsPage($0) }
+                if let bound = metricsServer?.boundAddress { server.servesMetrics(on: bound) }
             } catch {
                 return Console.runtimeError(error)
             }

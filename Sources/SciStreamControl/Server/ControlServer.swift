@@ -23,10 +23,13 @@ public final class ControlServer: Sendable {
         var allowedIdentities: [String]?
     }
     private let policy: Mutex<ReloadablePolicy>
-    /// Where sessions may forward (`--allowed-targets`, or the default policy).
+    /// Where sessions may forward (`--allowed-targets`, or the default policy), with this s2cs's own
+    /// ports as bound (`servesMetrics(on:)` adds the metrics port once it is).
     var targetPolicy: TargetPolicy { policy.withLock { $0.targetPolicy } }
     /// `--allowed-identities` (nil: any).
     var allowedIdentities: [String]? { policy.withLock { $0.allowedIdentities } }
+    /// `--audit-log`: one JSON line per decision (AuditLog.swift); nil with `--audit-log none`.
+    let audit: AuditLog?
     /// What `--metrics` serves (Metrics.swift).
     let metrics = Metrics()
     /// Reads sessions' traffic from their proxies for `list` and `--metrics` (ControlServer+Traffic.swift).
@@ -51,15 +54,24 @@ public final class ControlServer: Sendable {
         self.logger = logger
         self.dataPlane = dataPlane
         self.tlsContext = Mutex(tls)
-        self.registry = SessionRegistry(config: config, dataPlane: dataPlane, logger: logger)
+        let auditPath = config.auditLog == "none" ? nil : config.auditLog ?? dataPlane.folder + "/audit.log"
+        self.audit = try auditPath.map { path throws(StartupError) in try AuditLog(path: path, logger: logger) }
+        self.registry = SessionRegistry(config: config, dataPlane: dataPlane, logger: logger, audit: audit)
         self.tokenChecker = try config.makeTokenChecker(logger: logger)
-        self.policy = Mutex(ReloadablePolicy(targetPolicy: config.targetPolicy, allowedIdentities: config.allowedIdentities))
         let address = try SocketAddress.resolve(host: config.bindAddress, port: config.port)
         do {
             self.listener = try Socket.listen(on: address, backlog: 4096)
         } catch {
             throw ServerError.cannotListen(address: "\(config.bindAddress):\(config.port)", reason: "\(error)")
         }
+        var policy = config.targetPolicy
+        if let bound = listener.localAddress?.port { policy.servicePorts.insert(bound) }
+        self.policy = Mutex(ReloadablePolicy(targetPolicy: policy, allowedIdentities: config.allowedIdentities))
+    }
+
+    /// The metrics page is served on `address`: its port is never a session's target on this host.
+    func servesMetrics(on address: SocketAddress) {
+        policy.withLock { _ = $0.targetPolicy.servicePorts.insert(address.port) }
     }
 
     /// The address the control port is bound to (with the real port when `--port 0`).
@@ -169,9 +181,13 @@ public final class ControlServer: Sendable {
             await checker.setClientSecret(secret)
             reloaded.append("client secret")
         }
-        policy.withLock { $0 = ReloadablePolicy(targetPolicy: new.targetPolicy, allowedIdentities: new.allowedIdentities) }
-        await registry.setPeerGateways(new.peerGateways)
-        reloaded.append("--allowed-targets, --allowed-identities, --peer-gateways")
+        policy.withLock { current in
+            var targets = new.targetPolicy
+            targets.servicePorts = current.targetPolicy.servicePorts  // the ports bound at start stay this s2cs's own
+            current = ReloadablePolicy(targetPolicy: targets, allowedIdentities: new.allowedIdentities)
+        }
+        await registry.setSources(peerGateways: new.peerGateways, consumers: new.consAllowedSources)
+        reloaded.append("--allowed-targets, --allowed-identities, --peer-gateways, --cons-allowed-sources")
         return (reloaded, failed)
     }
 

@@ -45,12 +45,20 @@ public struct ServerConfiguration: Sendable {
     public var allowedIdentities: [String]? = nil
     /// `--peer-gateways`: with `--data-plane-tls=False`, the only sources producer-side listeners accept.
     var peerGateways: [AddressRule]? = nil
+    /// `--cons-allowed-sources`: the only sources consumer-side listeners accept (nil: loopback and
+    /// each session's requester; see ConsumerSources).
+    var consAllowedSources: [AddressRule]? = nil
+    /// `KUBERNETES_SERVICE_HOST` from the environment s2cs was started with (numeric): the Kubernetes
+    /// API service of the pod it runs in, which the default target policy refuses.
+    var kubernetesServiceHost: IPAddress? = nil
     /// `--max-ports-per-client`: listener ports one client (address, and identity) may hold at once.
     public var maxPortsPerClient: Int? = nil
     /// `--max-connections-per-client`: control connections one client address may hold at once.
     public var maxConnectionsPerClient = 512
     /// `--metrics`: where the Prometheus page is served (nil: not served); see Metrics+Configuration.swift.
     public var metrics: Endpoint? = nil
+    /// `--audit-log`: the audit log's file; nil: `audit.log` in the session folder; `none`: not written.
+    public var auditLog: String? = nil
     /// `--traffic-counting`: proxies count each session's traffic for `list` and `--metrics`.
     public var trafficCounting = true
 
@@ -87,10 +95,12 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("allowed-targets", value: "cidrs", help: "Where sessions may forward: CIDR blocks, each optionally with :PORT or :PORT-PORT (IPv6 in brackets), comma-separated. Default: anywhere but loopback (unless --listener-ip is loopback), link-local and this gateway's own addresses."),
         OptionSpec("allowed-identities", value: "users", help: "With authentication on, the Globus usernames allowed to use this s2cs, comma-separated; *@domain allows a whole domain. Default: any identity whose token has the scope."),
         OptionSpec("peer-gateways", value: "cidrs", help: "With --data-plane-tls=False: the peer gateways' addresses, the only sources producer-side listeners accept (required for inbound sessions in that mode)."),
+        OptionSpec("cons-allowed-sources", value: "cidrs", help: "The only sources consumer-side (CONS) listeners accept: CIDR blocks, comma-separated (IPv6 as 2001:db8::/32). Default: 127.0.0.1, ::1 and the address that requested the session."),
         OptionSpec("max-ports-per-client", value: "n", help: "Most listener ports one client address (and one identity) may hold at once. Default: half of --port-range."),
         OptionSpec("max-connections-per-client", value: "n", default: "512", help: "Most control connections one client address may hold at once."),
         OptionSpec("metrics", value: "host:port", help: "Serve Prometheus metrics at http://<host:port>/metrics (a loopback address unless --metrics-allow-remote; off by default)."),
         OptionSpec("traffic-counting", value: "bool", default: "True", help: "Have proxies count each session's connections and bytes (HAProxy stats socket, Nginx access log) for 's2uc list' and --metrics."),
+        OptionSpec("audit-log", value: "file", help: "Append one JSON line per decision (request, hello, update, release, list, refusal, expiry) to this file; 'none' writes none. Default: audit.log in the config folder."),
         OptionSpec("metrics-allow-remote", help: "Allow --metrics on an address that is not loopback (anyone who reaches it sees session figures)."),
         OptionSpec("version", help: "Show the version."),
     ]
@@ -169,6 +179,9 @@ public struct ServerConfiguration: Sendable {
                 throw UsageError("--peer-gateways is for --data-plane-tls=False: with TLS between gateways, the session's key already decides who may connect")
             }
         }
+        if let text = try parsed.value("cons_allowed_sources").map({ value throws(UsageError) in try listValue(value, option: ConsumerSources.flag) }) {
+            do { config.consAllowedSources = try AddressRule.parseList(text, allowPorts: false) } catch { throw UsageError("bad \(ConsumerSources.flag): \(error)") }
+        }
         if let text = try parsed.value("allowed_identities").map({ value throws(UsageError) in try listValue(value, option: "--allowed-identities") }) {
             config.allowedIdentities = try IdentityPattern.parseList(text)
             guard config.clientSecret != nil else {
@@ -181,8 +194,11 @@ public struct ServerConfiguration: Sendable {
         config.maxConnectionsPerClient = try ArgumentParser.parseInt(parsed.string("max_connections_per_client"), option: "max-connections-per-client", range: 1...1_000_000)
         config.metrics = try metricsEndpoint(parsed)
         config.trafficCounting = try ArgumentParser.parseBool(parsed.string("traffic_counting"), option: "--traffic-counting")
+        config.auditLog = parsed.value("audit_log")
+        if config.auditLog?.isEmpty == true { throw UsageError("--audit-log is empty: give a file, or 'none' to write no audit log") }
         config.configFolder = parsed.value("config_folder") ?? DataPlane.defaultFolder(environment: environment)
         config.searchPATH = environment["PATH"]
+        config.kubernetesServiceHost = environment["KUBERNETES_SERVICE_HOST"].flatMap { IPAddress(numeric: $0) }
         return (config, parsed)
     }
 }
@@ -196,9 +212,12 @@ extension ServerConfiguration {
     /// listeners are themselves on loopback: a single-host demo, not a way into the gateway.
     var targetPolicy: TargetPolicy {
         let prodBind = prodListenerIP ?? listenerIP
-        return TargetPolicy(allowed: allowedTargets, allowLoopback: IPAddress(numeric: prodBind).map { address in
+        var policy = TargetPolicy(allowed: allowedTargets, allowLoopback: IPAddress(numeric: prodBind).map { address in
             TargetPolicy.isLoopback(address)
-        } ?? (prodBind == "localhost"))
+        } ?? (prodBind == "localhost"), kubernetesAPI: kubernetesServiceHost)
+        policy.servicePorts = Set([port, metrics?.port].compactMap { $0 }.filter { $0 != 0 })
+        policy.advertised = advertiseIP.flatMap { IPAddress(numeric: $0) }
+        return policy
     }
 }
 

@@ -51,8 +51,10 @@ actor SessionRegistry {
     private let portQuota: Int
     /// Authentication is on: sessions have owners.
     private let authenticated: Bool
-    /// `--peer-gateways` as numeric CIDR blocks: in plaintext mode, the only sources PROD listeners accept.
-    private var peerSources: [String]?
+    /// `--peer-gateways`: in plaintext mode, the only sources PROD listeners accept.
+    private var peerSources: [SourceBlock]?
+    /// Who may connect to CONS listeners (`--cons-allowed-sources`, or loopback and the requester).
+    private var consumerSources: ConsumerSources
     private var allocator: PortAllocator
     /// Where PROD and CONS listeners bind, and what clients are told for PROD listeners.
     private let bindIP: (prod: String, cons: String)
@@ -69,14 +71,19 @@ actor SessionRegistry {
     private let logger: Logger
     static let maxConnectionsPerSession = SessionLimits.maxConnectionsPerSession
 
-    init(config: ServerConfiguration, dataPlane: DataPlane, logger: Logger) {
+    /// Where expiries are recorded (`--audit-log`); nil: not recorded.
+    private let audit: AuditLog?
+
+    init(config: ServerConfiguration, dataPlane: DataPlane, logger: Logger, audit: AuditLog? = nil) {
+        self.audit = audit
         self.allocator = PortAllocator(range: config.portRange)
         self.bindIP = (config.bindIP(for: .prod), config.bindIP(for: .cons))
         self.advertisedProdIP = config.advertisedIP(for: .prod)
         self.maxSessionsPerClient = config.maxSessionsPerClient
         self.portQuota = config.portQuota
         self.authenticated = config.authenticationEnabled
-        self.peerSources = config.peerGateways.map { $0.map(\.description) }
+        self.peerSources = config.peerGateways.map { $0.map(\.sourceBlock) }
+        self.consumerSources = ConsumerSources(configured: config.consAllowedSources)
         self.plaintextDataPlane = !config.dataPlaneTLS
         self.helloTimeout = config.helloTimeout
         self.earlyHelloWait = min(config.helloTimeout, .seconds(10))
@@ -338,7 +345,10 @@ actor SessionRegistry {
         let restart = session.state != .ready
         session.expiry?.cancel()
         session.expiry = nil
-        let sources = plaintextDataPlane && session.role == .prod ? (peerSources ?? []) : []
+        // Every listener is fenced: CONS ones to the consumer applications, PROD ones (plaintext mode)
+        // to the peer gateways; a TLS PROD listener admits whoever holds the session key.
+        let sources = session.role == .cons ? consumerSources.blocks(requester: session.client)
+            : plaintextDataPlane ? (peerSources ?? []) : []
         var spec = ProxySpec(uid: uid.text, role: session.role, listeners: session.listeners, targets: targets, rateKbps: session.rate, allowedSources: sources)
         spec.udp = session.udp
         let dataPlane = self.dataPlane
@@ -428,6 +438,8 @@ actor SessionRegistry {
             break
         case .failed:
             logger.warning("failed session not released in time; released", ["session": uid.prefix])
+            audit?.record(AuditEntry(event: "expired", client: session.client, identity: session.owner, session: uid.prefix,
+                                     role: "\(session.role)".uppercased(), reason: "failed, not released within --hello-timeout"))
             session.state = .releasing
             session.expiry = nil
             sessions[uid] = session
@@ -438,6 +450,8 @@ actor SessionRegistry {
         }
         let seconds = Double(helloTimeout.components.seconds) + Double(helloTimeout.components.attoseconds) / 1e18
         logger.warning("session expired before setup finished; released", ["session": uid.prefix, "timeout": "\(seconds)s"])
+        audit?.record(AuditEntry(event: "expired", client: session.client, identity: session.owner, session: uid.prefix,
+                                 role: "\(session.role)".uppercased(), reason: "setup not finished within --hello-timeout (\(seconds)s)"))
         let waiter = session.helloWaiter
         session.helloWaiter = nil
         session.state = .releasing
@@ -492,8 +506,12 @@ actor SessionRegistry {
 
     /// Refuses new work, fails every pending request, then ends every session (proxies stopped and
     /// reaped, ports freed), starts in progress included. Returns how many sessions there were.
-    /// `--peer-gateways` after a reload: sessions started from now on accept only these sources.
-    func setPeerGateways(_ peers: [AddressRule]?) { peerSources = peers.map { $0.map(\.description) } }
+    /// `--peer-gateways` and `--cons-allowed-sources` after a reload: sessions started from now on
+    /// accept only these sources (running proxies keep theirs).
+    func setSources(peerGateways: [AddressRule]?, consumers: [AddressRule]?) {
+        peerSources = peerGateways.map { $0.map(\.sourceBlock) }
+        consumerSources = ConsumerSources(configured: consumers)
+    }
 
     /// Sessions held now (any state).
     func sessionCount() -> Int { sessions.count }
