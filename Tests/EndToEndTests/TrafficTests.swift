@@ -20,18 +20,42 @@ import SciStreamControl
 
     static func number(_ object: [String: Any], _ key: String) -> Int { (object[key] as? NSNumber)?.intValue ?? -1 }
 
+    /// A producer-side s2cs (with `--metrics`) and a consumer-side one of `type`, a producer
+    /// application that takes `connections` connections, and one session between them
+    /// (`stream_request --num_conn 1`): the consumer side listens on `consumerPort`.
+    struct Tunnel {
+        let producer: Daemon
+        let consumer: Daemon
+        let app: ProducerApp
+        var consumerPort: UInt16 { consumer.ports[5] }
+
+        func stop() {
+            producer.stop()
+            consumer.stop()
+            app.stop()
+        }
+    }
+
+    static func tunnel(type: String, connections: Int, producer given: Daemon? = nil, consumer givenConsumer: Daemon? = nil) async throws -> Tunnel {
+        let producer: Daemon, consumer: Daemon
+        if let given { producer = given } else { producer = try await Daemon(type: type, extra: ["--metrics", "127.0.0.1:0"]) }
+        if let givenConsumer { consumer = givenConsumer } else { consumer = try await Daemon(type: type) }
+        let tunnel = Tunnel(producer: producer, consumer: consumer, app: try ProducerApp(expectedConnections: connections))
+        let stream = await Harness.s2uc(["stream_request", "--json", "--prod_s2cs", tunnel.producer.address, "--cons_s2cs", tunnel.consumer.address,
+                                         "--server_cert", Harness.certificates.crt, "--remote_ip", "127.0.0.1", "--receiver_ports", "\(tunnel.app.port)",
+                                         "--cons_receiver_ports", "\(tunnel.consumerPort)", "--num_conn", "1"])
+        guard stream.status == 0 else {
+            tunnel.stop()
+            throw HarnessError("stream_request failed: \(stream.stderr)\n\(tunnel.producer.log)\n\(tunnel.consumer.log)")
+        }
+        return tunnel
+    }
+
     @Test(arguments: types)
     func aKnownNumberOfBytesIsCountedOnBothSides(type: String) async throws {
-        let producer = try await Daemon(type: type, extra: ["--metrics", "127.0.0.1:0"])
-        let consumer = try await Daemon(type: type)
-        defer { producer.stop(); consumer.stop() }
-        let app = try ProducerApp(expectedConnections: 2)
-        defer { app.stop() }
-        let consumerPort = consumer.ports[5]
-        let stream = await Harness.s2uc(["stream_request", "--json", "--prod_s2cs", producer.address, "--cons_s2cs", consumer.address,
-                                         "--server_cert", Harness.certificates.crt, "--remote_ip", "127.0.0.1", "--receiver_ports", "\(app.port)",
-                                         "--cons_receiver_ports", "\(consumerPort)", "--num_conn", "1"])
-        #expect(stream.status == 0, "\(stream.stderr)\n\(producer.log)\n\(consumer.log)")
+        let tunnel = try await Self.tunnel(type: type, connections: 2)
+        defer { tunnel.stop() }
+        let (producer, consumer, app, consumerPort) = (tunnel.producer, tunnel.consumer, tunnel.app, tunnel.consumerPort)
 
         // One connection held open: both sides see it open.
         let held = try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: consumerPort), deadline: .now + .seconds(5))
