@@ -32,7 +32,8 @@ public final class ControlServer: Sendable {
     /// Set by `shutdown`: the accept loop ends instead of retrying.
     private let stopping = Mutex(false)
 
-    public init(config: ServerConfiguration, dataPlane: DataPlane, tls: TLSContext?, logger: Logger) throws {
+    /// Serves on `listener` (from `listen(_:)`), or binds `--bind`:`--port` itself.
+    public init(config: ServerConfiguration, dataPlane: DataPlane, tls: TLSContext?, logger: Logger, listener: Socket? = nil) throws {
         self.config = config
         self.logger = logger
         self.dataPlane = dataPlane
@@ -40,9 +41,15 @@ public final class ControlServer: Sendable {
         self.registry = SessionRegistry(config: config, dataPlane: dataPlane, logger: logger)
         self.tokenChecker = try config.makeTokenChecker(logger: logger)
         self.targetPolicy = config.targetPolicy
+        self.listener = try listener ?? Self.listen(config)
+    }
+
+    /// Binds the control port (`--bind`, `--port`; with `--port 0` the kernel picks one): s2cs
+    /// binds it first, since its default session folder is named after it.
+    public static func listen(_ config: ServerConfiguration) throws -> Socket {
         let address = try SocketAddress.resolve(host: config.bindAddress, port: config.port)
         do {
-            self.listener = try Socket.listen(on: address, backlog: 4096)
+            return try Socket.listen(on: address, backlog: 4096)
         } catch {
             throw ServerError.cannotListen(address: "\(config.bindAddress):\(config.port)", reason: "\(error)")
         }
