@@ -45,13 +45,25 @@ public enum ControlDaemon {
         if let message = config.unbindableListenerAddress(canBind: { Socket.canBind(host: $0, port: 0) }) {
             return Console.runtimeError(StartupError(message))
         }
+        // The control port first: the default session folder is named after it.
+        let listener: Socket
+        do {
+            listener = try ControlServer.listen(config)
+        } catch {
+            return Console.runtimeError(error)
+        }
+        let folder = config.sessionFolder(controlPort: listener.localAddress?.port ?? config.port)
         let dataPlane: DataPlane
+        let folderLock: SessionFolderLock
         do {
             let runAs = try config.proxyIdentity(effectiveUID: geteuid())
-            dataPlane = try DataPlane(type: config.type, folder: config.configFolder, dataPlaneTLS: config.dataPlaneTLS,
+            dataPlane = try DataPlane(type: config.type, folder: folder, dataPlaneTLS: config.dataPlaneTLS,
                                       buffers: config.proxyBuffers, logger: logger, runAs: config.type == .mock ? nil : runAs,
                                       path: config.searchPATH)
+            // Before anything in the folder is read or written: no other s2cs uses it.
+            folderLock = try SessionFolderLock.acquire(folder: folder)
         } catch {
+            listener.close()
             return Console.runtimeError(error)
         }
         await dataPlane.setCountsTraffic(config.trafficCounting)
@@ -60,7 +72,7 @@ public enum ControlDaemon {
 
         let server: ControlServer
         do {
-            server = try ControlServer(config: config, dataPlane: dataPlane, tls: tls, logger: logger)
+            server = try ControlServer(config: config, dataPlane: dataPlane, tls: tls, logger: logger, listener: listener)
         } catch {
             return Console.runtimeError(error)
         }
@@ -105,7 +117,7 @@ public enum ControlDaemon {
                                      "port_range": config.portRange.description, "listener_ip": config.listenerIP,
                                      "prod_listeners": "\(config.bindIP(for: .prod)) (told as \(config.advertisedIP(for: .prod)))",
                                      "cons_listeners": config.bindIP(for: .cons),
-                                     "folder": config.configFolder, "proxy_user": dataPlane.runAs?.user ?? "(as s2cs)"])
+                                     "folder": folder, "proxy_user": dataPlane.runAs?.user ?? "(as s2cs)"])
         var metricsServer: MetricsServer? = nil
         if let endpoint = config.metrics {
             do {
@@ -164,6 +176,7 @@ public enum ControlDaemon {
         logger.info("stopping", ["signal": stopSignal])
         await server.shutdown()
         serving.cancel()
+        folderLock.release()  // only once every proxy is stopped
         logger.info("s2cs stopped")
         return ExitCode.success
     }

@@ -50,7 +50,7 @@ extension Daemon {
 
     /// Nothing started, nothing written: no child process and an empty session folder.
     func expectNothingStarted(_ comment: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: configFolder.path)) ?? []
+        let files = sessionFolderEntries(configFolder)
         #expect(files.isEmpty, "nothing written \(comment): \(files)", sourceLocation: sourceLocation)
         #expect(childPIDs(of: pid).isEmpty, "nothing started \(comment)", sourceLocation: sourceLocation)
     }

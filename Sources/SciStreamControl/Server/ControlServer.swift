@@ -49,7 +49,8 @@ public final class ControlServer: Sendable {
     /// Set while the accept loop runs (for `/readyz`).
     private let accepting = Mutex(false)
 
-    public init(config: ServerConfiguration, dataPlane: DataPlane, tls: TLSContext?, logger: Logger) throws {
+    /// Serves on `listener` (from `listen(_:)`), or binds `--bind`:`--port` itself.
+    public init(config: ServerConfiguration, dataPlane: DataPlane, tls: TLSContext?, logger: Logger, listener: Socket? = nil) throws {
         self.config = config
         self.logger = logger
         self.dataPlane = dataPlane
@@ -58,15 +59,22 @@ public final class ControlServer: Sendable {
         self.audit = try auditPath.map { path throws(StartupError) in try AuditLog(path: path, logger: logger) }
         self.registry = SessionRegistry(config: config, dataPlane: dataPlane, logger: logger, audit: audit)
         self.tokenChecker = try config.makeTokenChecker(logger: logger)
-        let address = try SocketAddress.resolve(host: config.bindAddress, port: config.port)
-        do {
-            self.listener = try Socket.listen(on: address, backlog: 4096)
-        } catch {
-            throw ServerError.cannotListen(address: "\(config.bindAddress):\(config.port)", reason: "\(error)")
-        }
+        let listener = try listener ?? Self.listen(config)
+        self.listener = listener
         var policy = config.targetPolicy
         if let bound = listener.localAddress?.port { policy.servicePorts.insert(bound) }
         self.policy = Mutex(ReloadablePolicy(targetPolicy: policy, allowedIdentities: config.allowedIdentities))
+    }
+
+    /// Binds the control port (`--bind`, `--port`; with `--port 0` the kernel picks one): s2cs
+    /// binds it first, since its default session folder is named after it.
+    public static func listen(_ config: ServerConfiguration) throws -> Socket {
+        let address = try SocketAddress.resolve(host: config.bindAddress, port: config.port)
+        do {
+            return try Socket.listen(on: address, backlog: 4096)
+        } catch {
+            throw ServerError.cannotListen(address: "\(config.bindAddress):\(config.port)", reason: "\(error)")
+        }
     }
 
     /// The metrics page is served on `address`: its port is never a session's target on this host.

@@ -34,6 +34,9 @@ public struct ServerConfiguration: Sendable {
     /// Set by `parse` from `--config-folder`, else the environment it is given (`$HAPROXY_CONFIG_PATH`,
     /// else `~/.scistream`).
     public var configFolder = ""
+    /// Neither `--config-folder` nor `$HAPROXY_CONFIG_PATH` was given: `configFolder` is `~/.scistream`,
+    /// and session files go to a subfolder per control port (`sessionFolder(controlPort:)`).
+    public var configFolderIsDefault = false
     /// The PATH of the environment s2cs was started with: where proxies are looked for (with the
     /// standard directories), read at the edge and passed in.
     public var searchPATH: String? = nil
@@ -90,7 +93,7 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("max-connections", value: "n", default: "4096", help: "Most control connections served at once; more are answered RESOURCE_EXHAUSTED."),
         OptionSpec("frame-timeout", value: "seconds", default: "10", help: "How long a TLS handshake or one request frame may take to arrive."),
         OptionSpec("max-sessions-per-client", value: "n", default: "1000", help: "Most sessions one client address may hold at once."),
-        OptionSpec("config-folder", value: "dir", help: "Where configs, keys, logs and pid files go (default $HAPROXY_CONFIG_PATH or ~/.scistream)."),
+        OptionSpec("config-folder", value: "dir", help: "Where configs, keys, logs and pid files go, for this s2cs alone (default $HAPROXY_CONFIG_PATH, else ~/.scistream/s2cs-<control port>)."),
         OptionSpec("proxy-user", value: "user", help: "When s2cs runs as root, the unprivileged user its proxies drop to (default: nobody)."),
         OptionSpec("allowed-targets", value: "cidrs", help: "Where sessions may forward: CIDR blocks, each optionally with :PORT or :PORT-PORT (IPv6 in brackets), comma-separated. Default: anywhere but loopback (unless --listener-ip is loopback), link-local and this gateway's own addresses."),
         OptionSpec("allowed-identities", value: "users", help: "With authentication on, the Globus usernames allowed to use this s2cs, comma-separated; *@domain allows a whole domain. Default: any identity whose token has the scope."),
@@ -196,7 +199,9 @@ public struct ServerConfiguration: Sendable {
         config.trafficCounting = try ArgumentParser.parseBool(parsed.string("traffic_counting"), option: "--traffic-counting")
         config.auditLog = parsed.value("audit_log")
         if config.auditLog?.isEmpty == true { throw UsageError("--audit-log is empty: give a file, or 'none' to write no audit log") }
-        config.configFolder = parsed.value("config_folder") ?? DataPlane.defaultFolder(environment: environment)
+        let chosenFolder = parsed.value("config_folder") ?? environment["HAPROXY_CONFIG_PATH"].flatMap { $0.isEmpty ? nil : $0 }
+        config.configFolder = chosenFolder ?? DataPlane.defaultFolder(environment: environment)
+        config.configFolderIsDefault = chosenFolder == nil
         config.searchPATH = environment["PATH"]
         config.kubernetesServiceHost = environment["KUBERNETES_SERVICE_HOST"].flatMap { IPAddress(numeric: $0) }
         return (config, parsed)
@@ -204,6 +209,14 @@ public struct ServerConfiguration: Sendable {
 }
 
 extension ServerConfiguration {
+    /// Where this s2cs keeps its session files once its control port is bound: the folder it was
+    /// given (`--config-folder`, `$HAPROXY_CONFIG_PATH`), or by default `~/.scistream/s2cs-<port>`,
+    /// so that two s2cs of one user on one host (the two gateways of a session, both writing
+    /// `<uid>.conf`) never share one. Either way `SessionFolderLock` keeps a second s2cs out.
+    public func sessionFolder(controlPort: UInt16) -> String {
+        configFolderIsDefault ? "\(configFolder)/s2cs-\(controlPort)" : configFolder
+    }
+
     /// Listener ports one client may hold: `--max-ports-per-client`, else half of `--port-range`.
     var portQuota: Int { maxPortsPerClient ?? max(1, (portRange.count + 1) / 2) }
 
