@@ -259,3 +259,61 @@ import SciStreamSystem
         #expect(missing.stderr.hasPrefix("Error: cannot read --allowed-targets /nonexistent/allowed: "), "\(missing.stderr)")
     }
 }
+
+/// `--audit-log`: one JSON line per decision, with time, client, identity, uid prefix, targets.
+@Suite struct AuditLogTests {
+    static func entries(_ path: String) throws -> [[String: Any]] {
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        return try text.split(separator: "\n").map { line in
+            try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "not a JSON object: \(line)")
+        }
+    }
+
+    @Test func everyDecisionIsOneJSONLine() async throws {
+        let app = try ProducerApp(expectedConnections: 1)
+        defer { app.stop() }
+        let daemon = try await Daemon(type: "Haproxy")
+        let inbound = await Harness.s2uc(["inbound_request", "--remote_ip", "127.0.0.1", "--receiver_ports", "\(app.port)", "--num_conn", "1"] + daemon.clientArguments)
+        #expect(inbound.status == 0, "\(inbound.stderr)")
+        let uid = String(try #require(inbound.lines.dropFirst().first).prefix(36))
+        // Refused by the target policy: the gateway's own control port.
+        let refused = await Harness.s2uc(["inbound_request", "--remote_ip", "127.0.0.1", "--receiver_ports", "\(daemon.port)", "--num_conn", "1"] + daemon.clientArguments)
+        #expect(refused.status == 1)
+        #expect(await Harness.s2uc(["release", uid] + daemon.clientArguments).status == 0)
+
+        let lines = try Self.entries(daemon.configFolder.appendingPathComponent("audit.log").path)
+        let events = lines.map { "\($0["event"] ?? "")/\($0["status"] ?? "")" }
+        // A request is answered (and recorded) once its hello has come.
+        #expect(Set(events.prefix(3)) == ["request/OK", "hello/OK", "update/OK"] && events.last == "release/OK", "\(events)")
+        #expect(events.contains("hello/PERMISSION_DENIED"), "\(events)")
+        for line in lines {
+            #expect((line["time"] as? String)?.hasSuffix("Z") == true && line["client"] as? String == "127.0.0.1", "\(line)")
+        }
+        let hello = try #require(lines.first { $0["event"] as? String == "hello" && $0["status"] as? String == "OK" })
+        #expect(hello["session"] as? String == String(uid.prefix(8)) && hello["role"] as? String == "PROD", "\(hello)")
+        #expect(hello["targets"] as? [String] == ["127.0.0.1:\(app.port)"], "\(hello)")
+        let denied = try #require(lines.first { $0["status"] as? String == "PERMISSION_DENIED" }, "\(events)")
+        #expect((denied["reason"] as? String)?.isEmpty == false)
+        // The whole uid (the session's secret) is never written.
+        let text = try String(contentsOfFile: daemon.configFolder.appendingPathComponent("audit.log").path, encoding: .utf8)
+        #expect(!text.contains(uid))
+        let mode = try FileManager.default.attributesOfItem(atPath: daemon.configFolder.appendingPathComponent("audit.log").path)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+    }
+
+    @Test func hostileTextFromTheWireStaysInsideItsJSONString() async throws {
+        let daemon = try await Daemon()
+        // A hello with control characters and quotes in its uid and target.
+        let hostile = "ab\"c\n{\"event\":\"forged\"}\u{1b}[2J"
+        _ = try await driveSession(daemon.target, uid: hostile, targets: ["\(hostile):5001"])
+        let lines = try Self.entries(daemon.configFolder.appendingPathComponent("audit.log").path)
+        #expect(!lines.isEmpty)
+        #expect(!lines.contains { $0["event"] as? String == "forged" }, "\(lines)")
+    }
+
+    @Test func noneWritesNoAuditLog() async throws {
+        let daemon = try await Daemon(extra: ["--audit-log", "none"])
+        #expect(await Harness.s2uc(["list"] + daemon.clientArguments).status == 0)
+        #expect(!FileManager.default.fileExists(atPath: daemon.configFolder.appendingPathComponent("audit.log").path))
+    }
+}
