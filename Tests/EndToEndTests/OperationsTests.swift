@@ -317,3 +317,46 @@ import SciStreamSystem
         #expect(!FileManager.default.fileExists(atPath: daemon.configFolder.appendingPathComponent("audit.log").path))
     }
 }
+
+/// The gateway-wide series an operator alerts on.
+@Suite(.serialized) struct GatewayMetricsTests {
+    @Test func totalsSurviveSessionEndsAndSeriesStartAtZero() async throws {
+        let app = try ProducerApp(expectedConnections: 1)
+        defer { app.stop() }
+        let producer = try await Daemon(type: "Haproxy", extra: ["--metrics", "127.0.0.1:0"])
+        let port = try MetricsTests.metricsPort(producer)
+        let before = try await MetricsTests.scrape(port)
+        #expect(before.samples["s2cs_bytes_total{direction=in}"] == 0)
+        #expect(before.samples["s2cs_failures_total{status=PERMISSION_DENIED,step=hello}"] == 0, "series start at 0")
+        #expect(before.samples["s2cs_auth_checks_total{result=valid}"] == 0)
+        #expect(before.samples["s2cs_port_pool_ports{state=size}"] == Double(producer.ports.count))
+        #expect(before.samples["s2cs_port_pool_ports{state=held}"] == 0)
+        let started = try #require(before.samples["process_start_time_seconds{}"])
+        #expect(abs(Date().timeIntervalSince1970 - started) < 120)
+        // The certificate's notAfter, as openssl reads it.
+        let end = Harness.runSync("/usr/bin/openssl", ["x509", "-in", Harness.certificates.crt, "-noout", "-enddate"])
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "MMM d HH:mm:ss yyyy zzz"
+        let text = end.stdout.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "notAfter=", with: "").replacingOccurrences(of: "  ", with: " ")
+        let notAfter = try #require(formatter.date(from: text), "\(end.stdout)")
+        #expect(before.samples["s2cs_certificate_expiry_timestamp_seconds{}"] == notAfter.timeIntervalSince1970)
+
+        let tunnel = try await TunnelTests.setUp(type: "Haproxy", appPort: app.port, consumerPort: try TunnelTests.freePort(), producer: producer)
+        defer { tunnel.consumer.stop() }
+        let during = try await MetricsTests.scrape(port)
+        #expect(during.samples["s2cs_port_pool_ports{state=held}"] == 1)
+        _ = try await sendRandomBytes(to: tunnel.consumerPort, count: 4 << 20)
+        #expect(await app.results().first?.bytes == 4 << 20)
+        for daemon in [producer, tunnel.consumer] {
+            #expect(await Harness.s2uc(["release", tunnel.uid] + daemon.clientArguments).status == 0)
+        }
+        // The session has ended; its bytes stay in the gateway's total.
+        let after = try await MetricsTests.scrape(port)
+        #expect(after.samples["s2cs_port_pool_ports{state=held}"] == 0)
+        let total = try #require(after.samples["s2cs_bytes_total{direction=in}"])
+        #expect(total >= Double(4 << 20) && total < Double(5 << 20), "\(total)")
+        #expect(after.types["s2cs_bytes"] == "counter", "\(after.types)")
+    }
+}

@@ -169,6 +169,9 @@ extension ControlServer {
     private func handleRelease(_ release: Release, caller: Caller, log: Logger) async -> Status {
         do {
             let uid = try SessionRegistry.sessionID(release.uid)
+            // Its last figures, before its proxy stops, go into the gateway-wide totals (read
+            // whoever asks: nothing of them goes back to the caller).
+            metrics.observe(await sessionTraffic(for: nil, only: uid))
             let note = try await registry.release(uid, caller: caller)
             log.info("session released", ["session": uid.prefix])
             return Status(.ok, "session \(uid.prefix) released" + (note.map { "; note: \($0)" } ?? ""))

@@ -199,6 +199,9 @@ public final class ControlServer: Sendable {
         return (reloaded, failed)
     }
 
+    /// The control certificate's notAfter (seconds since the epoch), as served now.
+    var certificateNotAfter: Double? { tlsContext.withLock { $0 }?.certificateNotAfter }
+
     /// Whether new sessions are refused while existing ones go on.
     public var isDraining: Bool { drainingState.withLock { $0 } }
 

@@ -513,6 +513,9 @@ actor SessionRegistry {
         consumerSources = ConsumerSources(configured: consumers)
     }
 
+    /// The port pool: ports in `--port-range`, and those held by sessions now.
+    func portPool() -> (size: Int, held: Int) { (allocator.range.count, allocator.range.count - allocator.freeCount) }
+
     /// Sessions held now (any state).
     func sessionCount() -> Int { sessions.count }
 
