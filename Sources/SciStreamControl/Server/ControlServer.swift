@@ -40,6 +40,7 @@ public final class ControlServer: Sendable {
         self.registry = SessionRegistry(config: config, dataPlane: dataPlane, logger: logger)
         self.tokenChecker = try config.makeTokenChecker(logger: logger)
         self.targetPolicy = config.targetPolicy
+        tls?.selectHTTP2WhenOffered()
         let address = try SocketAddress.resolve(host: config.bindAddress, port: config.port)
         do {
             self.listener = try Socket.listen(on: address, backlog: 4096)
@@ -141,10 +142,10 @@ public final class ControlServer: Sendable {
         let peer = peerAddress.map(\.description) ?? "unknown"
         let client = peerAddress?.host ?? "unknown"
         let log = logger.with("peer", peer)
-        let stream: any ByteStream
+        let opened: any ByteStream
         if let tls {
             do {
-                stream = try await TLSStream.accept(socket: socket, context: tls, deadline: accepted + config.frameTimeout)
+                opened = try await TLSStream.accept(socket: socket, context: tls, deadline: accepted + config.frameTimeout)
             } catch {
                 if error.kind == .peerIsPlaintext {
                     log.warning("plaintext client on the TLS control port: told it to use TLS")
@@ -170,8 +171,10 @@ public final class ControlServer: Sendable {
                 socket.close()
                 return
             }
-            stream = socket
+            opened = socket
         }
+        // The original's gRPC clients on the same port (ControlServer+GRPC.swift).
+        guard let stream = await routeGRPC(opened, client: client, log: log, refusing: refusing, deadline: accepted + config.frameTimeout) else { return }
         defer { stream.close() }
         if let refusing {
             // Read the request first: closing with unread bytes would reset the connection before
