@@ -123,8 +123,14 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
     /// Its `--port-range`: reserved for this test (see `PortBlock`), never a fixed range.
     let ports: PortBlock
 
+    /// The HOME it was started with, without `--config-folder` (nil: it was given one of its own).
+    let home: URL?
+
     var address: String { "127.0.0.1:\(port)" }
-    var configFolder: URL { folder.appendingPathComponent("scistream") }
+    /// Its session folder: the one it was given, or in `home` the default one of its control port.
+    var configFolder: URL {
+        home.map { $0.appendingPathComponent(".scistream/s2cs-\(port)") } ?? folder.appendingPathComponent("scistream")
+    }
     var log: String { (try? String(contentsOf: folder.appendingPathComponent("stderr"), encoding: .utf8)) ?? "" }
     var pid: Int32 { process.processIdentifier }
 
@@ -133,14 +139,18 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
         tls ? ["--s2cs", address, "--server_cert", Harness.certificates.crt] : ["--s2cs", address, "--ssl", "False"]
     }
 
-    init(type: String = "Mock", tls: Bool = true, ports: PortBlock? = nil, extra: [String] = [], environment: [String: String] = [:], verbose: Bool = true) async throws {
+    /// With `home`, s2cs runs with HOME set to it, no `$HAPROXY_CONFIG_PATH` and no `--config-folder`:
+    /// the default folder, as on a gateway where nobody chose one.
+    init(type: String = "Mock", tls: Bool = true, ports: PortBlock? = nil, extra: [String] = [], environment: [String: String] = [:],
+         verbose: Bool = true, home: URL? = nil) async throws {
         self.tls = tls
         self.ports = try ports ?? PortBlock.reserve()
+        self.home = home
         folder = Harness.temporaryFolder("s2cs")
         process.executableURL = URL(fileURLWithPath: Harness.s2cs)
-        var arguments = ["--port", "0", "--bind", "127.0.0.1", "--listener-ip", "127.0.0.1", "--type", type,
-                         "--config_folder", folder.appendingPathComponent("scistream").path,
-                         "--port-range", self.ports.description] + (verbose ? ["--verbose"] : [])
+        var arguments = ["--port", "0", "--bind", "127.0.0.1", "--listener-ip", "127.0.0.1", "--type", type]
+            + (home == nil ? ["--config_folder", folder.appendingPathComponent("scistream").path] : [])
+            + ["--port-range", self.ports.description] + (verbose ? ["--verbose"] : [])
         if tls {
             arguments += ["--server_crt", Harness.certificates.crt, "--server_key", Harness.certificates.key]
         } else {
@@ -148,6 +158,10 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
         }
         process.arguments = arguments + extra
         var env = ProcessInfo.processInfo.environment
+        if let home {
+            env["HOME"] = home.path
+            env.removeValue(forKey: "HAPROXY_CONFIG_PATH")
+        }
         env.merge(environment) { _, new in new }
         process.environment = env
         let out = folder.appendingPathComponent("stdout"), err = folder.appendingPathComponent("stderr")
@@ -188,6 +202,12 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
         stop()
         try? FileManager.default.removeItem(at: folder)
     }
+}
+
+/// What s2cs wrote in a session folder, without its lock file (`s2cs.lock`, there while s2cs runs
+/// and after).
+func sessionFolderEntries(_ folder: URL) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0 != "s2cs.lock" }
 }
 
 /// Stops a process group that outlives its time: SIGTERM to the group, then SIGKILL 10 s later.
