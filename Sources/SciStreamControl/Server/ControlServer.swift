@@ -64,6 +64,7 @@ public final class ControlServer: Sendable {
         var policy = config.targetPolicy
         if let bound = listener.localAddress?.port { policy.servicePorts.insert(bound) }
         self.policy = Mutex(ReloadablePolicy(targetPolicy: policy, allowedIdentities: config.allowedIdentities))
+        tls?.selectHTTP2WhenOffered()
     }
 
     /// Binds the control port (`--bind`, `--port`; with `--port 0` the kernel picks one): s2cs
@@ -179,6 +180,7 @@ public final class ControlServer: Sendable {
         if config.tls {
             do {
                 let context = try TLSContext.server(certificatePath: new.serverCertificate, keyPath: new.serverKey)
+                context.selectHTTP2WhenOffered()  // the original's gRPC clients, as at start
                 tlsContext.withLock { $0 = context }
                 reloaded.append("certificate \(new.serverCertificate)")
             } catch {
@@ -248,10 +250,10 @@ public final class ControlServer: Sendable {
         let peer = peerAddress.map(\.description) ?? "unknown"
         let client = peerAddress?.host ?? "unknown"
         let log = logger.with("peer", peer)
-        let stream: any ByteStream
+        let opened: any ByteStream
         if let tls = tlsContext.withLock({ $0 }) {
             do {
-                stream = try await TLSStream.accept(socket: socket, context: tls, deadline: accepted + config.frameTimeout)
+                opened = try await TLSStream.accept(socket: socket, context: tls, deadline: accepted + config.frameTimeout)
             } catch {
                 if error.kind == .peerIsPlaintext {
                     log.warning("plaintext client on the TLS control port: told it to use TLS")
@@ -277,8 +279,10 @@ public final class ControlServer: Sendable {
                 socket.close()
                 return
             }
-            stream = socket
+            opened = socket
         }
+        // The original's gRPC clients on the same port (ControlServer+GRPC.swift).
+        guard let stream = await routeGRPC(opened, client: client, log: log, refusing: refusing, deadline: accepted + config.frameTimeout) else { return }
         defer { stream.close() }
         if let refusing {
             // Read the request first: closing with unread bytes would reset the connection before

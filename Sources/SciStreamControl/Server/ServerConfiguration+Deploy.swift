@@ -130,7 +130,7 @@ extension ServerConfiguration {
                      ("--prod-listener-ip", prodListenerIP ?? "", prodListenerIP != nil),
                      ("--cons-listener-ip", consListenerIP ?? "", consListenerIP != nil)]
         for (flag, address, used) in given where used && !canBind(address) {
-            return "\(flag) \(address) is not an address of this host: session listeners could not bind to it (use one of this host's addresses, or 0.0.0.0)"
+            return "\(flag) \(address) is not an address of this host: session listeners could not bind to it (use one of this host's addresses, or 0.0.0.0; behind NAT, bind a local address and give the public one with --advertise-ip)"
         }
         return nil
     }

@@ -72,14 +72,14 @@ public struct ServerConfiguration: Sendable {
     public static var usage: String { ArgumentParser.usageLine(command, every: options) }
 
     public static let options: [OptionSpec] = [
-        OptionSpec("listener-ip", value: "ip", default: "0.0.0.0", help: "Address the data-plane listeners bind to and that clients are told (unless the three options below say otherwise)."),
+        OptionSpec("listener-ip", aliases: ["l"], value: "ip", default: "0.0.0.0", help: "Address the data-plane listeners bind to and that clients are told (unless the three options below say otherwise)."),
         OptionSpec("prod-listener-ip", value: "ip", help: "Address producer-side (PROD, peer-facing) listeners bind to. Default: --listener-ip."),
         OptionSpec("cons-listener-ip", value: "ip", help: "Address consumer-side (CONS, application-facing) listeners bind to. Default: --listener-ip."),
         OptionSpec("advertise-ip", value: "host", help: "Address clients are told for PROD listeners when peers reach them through NAT or a port mapping (need not be local). Default: their bind address."),
         OptionSpec("port", value: "port", default: "5000", help: "Control port (0 picks a free port and prints it)."),
         OptionSpec("bind", value: "ip", default: "0.0.0.0", help: "Address the control port binds to."),
         OptionSpec("port-range", value: "start-end", default: "5100-5200", help: "Ports handed out to session listeners."),
-        OptionSpec("type", value: "type", default: "Haproxy", help: "Data server: Haproxy, Nginx, Stunnel, HaproxySubprocess, StunnelSubprocess or Mock."),
+        OptionSpec("type", aliases: ["t"], value: "type", default: "Haproxy", help: "Data server: Haproxy, Nginx, Stunnel, HaproxySubprocess, StunnelSubprocess or Mock."),
         OptionSpec("verbose", aliases: ["v"], help: "Log every request (debug level)."),
         OptionSpec("client-id", value: "id", help: "Globus Auth client id of this s2cs: users log in with 's2uc login --scope <id>'."),
         OptionSpec("client-secret", value: "secret", help: "Globus Auth client secret; with it every request's token is checked, without it authentication is off."),
