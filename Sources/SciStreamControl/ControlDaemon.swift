@@ -67,6 +67,9 @@ public enum ControlDaemon {
             return Console.runtimeError(error)
         }
         await dataPlane.setCountsTraffic(config.trafficCounting)
+        // Sessions an earlier s2cs left running (--keep-sessions-on-exit, or killed) whose proxies
+        // are provably the ones it started are taken over; reapStale cleans up the rest.
+        let adopted = config.type == .mock ? [] : await dataPlane.adoptSessions()
         let reaped = await dataPlane.reapStale()
         if reaped > 0 { logger.info("stopped proxies left by an earlier s2cs", ["count": "\(reaped)"]) }
 
@@ -75,6 +78,10 @@ public enum ControlDaemon {
             server = try ControlServer(config: config, dataPlane: dataPlane, tls: tls, logger: logger, listener: listener)
         } catch {
             return Console.runtimeError(error)
+        }
+        if !adopted.isEmpty {
+            await server.restore(adopted)
+            logger.info("sessions taken over from an earlier s2cs", ["count": "\(adopted.count)"])
         }
         let bound = server.boundAddress?.description ?? "\(config.bindAddress):\(config.port)"
         if let checker = server.tokenChecker {
@@ -174,7 +181,8 @@ public enum ControlDaemon {
         notifier.stopping()
         pinging?.cancel()
         logger.info("stopping", ["signal": stopSignal])
-        await server.shutdown()
+        // SIGQUIT always ends every session; SIGTERM and SIGINT keep them with --keep-sessions-on-exit.
+        await server.shutdown(keepingSessions: config.keepSessionsOnExit && stopSignal != "SIGQUIT")
         serving.cancel()
         folderLock.release()  // only once every proxy is stopped
         logger.info("s2cs stopped")

@@ -32,7 +32,7 @@ public actor DataPlane {
     /// Who proxies drop to after start-up (s2cs runs as root); nil: they run as s2cs does.
     public nonisolated let runAs: ProxyIdentity?
 
-    private enum Phase {
+    enum Phase {
         case mock
         case starting
         case running(ChildProcess)
@@ -40,14 +40,14 @@ public actor DataPlane {
         case stopping(Task<Void, Never>)
     }
 
-    private struct Session {
+    struct Session {
         var phase: Phase
         var log: SessionLog? = nil
         var stopRequested = false
         var startWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    private var sessions: [String: Session] = [:]
+    var sessions: [String: Session] = [:]
     /// Proxies that exited without being asked to, since start (s2cs --metrics).
     public private(set) var unexpectedExits = 0
     /// Whether proxies are configured to count traffic (TrafficMeter reads it). Off unless turned on:
@@ -426,7 +426,7 @@ public actor DataPlane {
         }
     }
 
-    private func proxyExited(key: String, child: ChildProcess, status: TerminationStatus) {
+    func proxyExited(key: String, child: ChildProcess, status: TerminationStatus) {
         guard let entry = sessions[key], case .running(let current) = entry.phase, current === child else { return }
         sessions[key]?.phase = .exited(child, status)
         unexpectedExits += 1

@@ -23,6 +23,8 @@ struct SessionFiles: Sendable {
     var rotatedLog: String { path("log.1") }
     /// HAProxy's statistics socket, read for the session's traffic (TrafficMeter).
     var statsSocket: String { path("sock") }
+    /// The session's record (`SessionRecord`), from which a restarted s2cs takes the session over.
+    var record: String { path("session") }
 
     /// The name the proxy is started with: a symbolic link to `<uid>.conf` named after a one-way
     /// derivation of the uid (`s2ds-<16 hex>.conf`). A proxy's command line is visible to every
@@ -39,10 +41,10 @@ struct SessionFiles: Sendable {
 
     /// Everything but the log, which stays for troubleshooting (`cat ~/.scistream/<uid>.log`) until
     /// it is pruned (`SessionLog.prune`).
-    var removable: [String] { [config, certificate, key, pid, nginxPID, launchConfig, statsSocket] }
+    var removable: [String] { [record, config, certificate, key, pid, nginxPID, launchConfig, statsSocket] }
 
     /// The extensions of the files `removable` names by uid (the launch link aside).
-    static let removableExtensions = ["conf", "pem", "key", "pid", "nginx.pid", "sock"]
+    static let removableExtensions = ["session", "conf", "pem", "key", "pid", "nginx.pid", "sock"]
 
     func path(_ ext: String) -> String { "\(folder)/\(session.text).\(ext)" }
 

@@ -56,6 +56,9 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
 public final class ChildProcess: Sendable {
     public let pid: Int32
     public let executable: String
+    /// Started by an earlier s2cs and adopted by this one (`adopt`): not our child, so its exit is
+    /// seen through its pidfd and its status is not known (`.exited(code: -1)`); its parent reaps it.
+    public let adopted: Bool
 
     private struct State {
         var pidfd: Int32
@@ -68,10 +71,25 @@ public final class ChildProcess: Sendable {
 
     private let state: Mutex<State>
 
-    private init(pid: Int32, pidfd: Int32, executable: String) {
+    private init(pid: Int32, pidfd: Int32, executable: String, adopted: Bool = false) {
         self.pid = pid
         self.executable = executable
+        self.adopted = adopted
         self.state = Mutex(State(pidfd: pidfd))
+    }
+
+    /// Takes over the supervision of a running process group leader that this process did not
+    /// start (a proxy of an s2cs that exited or was killed): its pidfd tells when it exits, and
+    /// `terminate` signals its group while the leader lives. The caller has checked that `pid` is
+    /// the process it should be (start time, executable, command line). Nil if it is gone or is not
+    /// a group leader.
+    public static func adopt(pid: Int32, executable: String) -> ChildProcess? {
+        guard pid > 1, ProcessReaper.stat(pid: pid).map({ $0.processGroup == pid && $0.state != "Z" }) == true else { return nil }
+        let pidfd = scistream_pidfd_open(pid)
+        guard pidfd >= 0 else { return nil }
+        let child = ChildProcess(pid: pid, pidfd: pidfd, executable: executable, adopted: true)
+        Task.detached { await child.watch() }
+        return child
     }
 
     /// Finds `name` in `searchPath` (or returns it if it contains a slash): the first regular,
@@ -275,7 +293,8 @@ public final class ChildProcess: Sendable {
     /// leader. Returns nil while the leader runs; otherwise its wait status (nil if it vanished
     /// without one: ECHILD) and the group members that were swept.
     private func reapLeader() -> (Int32?, [Int32])? {
-        state.withLock { state -> (Int32?, [Int32])? in
+        if adopted { return leaderGone() }
+        return state.withLock { state -> (Int32?, [Int32])? in
             // Sweep only a leader that has exited: its unreaped zombie pins the group id, so
             // nobody else can own group `pid` now.
             var members: [Int32] = []
@@ -293,6 +312,22 @@ public final class ChildProcess: Sendable {
                 state.pidfd = -1
                 return (result == pid ? waitStatus : nil, members)
             }
+        }
+    }
+
+    /// An adopted leader whose pidfd is readable has exited: its parent reaps it, not us, so the
+    /// group id is no longer pinned; the members left (nginx workers) are killed one by one, each
+    /// only if it runs our executable.
+    private func leaderGone() -> (Int32?, [Int32])? {
+        state.withLock { state -> (Int32?, [Int32])? in
+            state.leaderReaped = true
+            if state.pidfd >= 0 { _ = Glibc.close(state.pidfd) }
+            state.pidfd = -1
+            var members: [Int32] = []
+            for member in ProcessReaper.members(ofGroup: pid) where member != pid && ProcessReaper.executable(pid: member) == executable {
+                if kill(member, SIGKILL) == 0 { members.append(member) }
+            }
+            return (nil, members)
         }
     }
 

@@ -63,6 +63,24 @@ public enum ProcessReaper {
         return pids
     }
 
+    /// The executable a process runs (/proc/<pid>/exe resolved), or nil if it is gone or not ours to see.
+    public static func executable(pid: Int32) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let count = readlink("/proc/\(pid)/exe", &buffer, buffer.count - 1)
+        guard count > 0 else { return nil }
+        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// When a process started, in clock ticks since boot (field 22 of /proc/<pid>/stat): with the
+    /// pid, it names one process for the whole uptime (a pid reused later has another start time).
+    public static func startTime(pid: Int32) -> UInt64? {
+        guard let bytes = readSmallFile("/proc/\(pid)/stat", limit: 4096),
+              let close = bytes.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        let fields = String(decoding: bytes[(close + 1)...], as: UTF8.self).split(separator: " ")
+        // After the comm: state is field 3, starttime field 22: index 22 - 3 = 19.
+        return fields.count > 19 ? UInt64(fields[19]) : nil
+    }
+
     /// argv of a process (/proc/<pid>/cmdline split at NULs), or nil if it is gone.
     public static func commandLine(pid: Int32) -> [String]? {
         guard let bytes = readSmallFile("/proc/\(pid)/cmdline", limit: 65536) else { return nil }

@@ -125,11 +125,13 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
 
     /// The HOME it was started with, without `--config-folder` (nil: it was given one of its own).
     let home: URL?
+    /// A session folder the test gave it (and keeps: a restarted s2cs is given the same one).
+    let sessionFolder: URL?
 
     var address: String { "127.0.0.1:\(port)" }
     /// Its session folder: the one it was given, or in `home` the default one of its control port.
     var configFolder: URL {
-        home.map { $0.appendingPathComponent(".scistream/s2cs-\(port)") } ?? folder.appendingPathComponent("scistream")
+        sessionFolder ?? home.map { $0.appendingPathComponent(".scistream/s2cs-\(port)") } ?? folder.appendingPathComponent("scistream")
     }
     var log: String { (try? String(contentsOf: folder.appendingPathComponent("stderr"), encoding: .utf8)) ?? "" }
     var pid: Int32 { process.processIdentifier }
@@ -142,14 +144,15 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
     /// With `home`, s2cs runs with HOME set to it, no `$HAPROXY_CONFIG_PATH` and no `--config-folder`:
     /// the default folder, as on a gateway where nobody chose one.
     init(type: String = "Mock", tls: Bool = true, ports: PortBlock? = nil, extra: [String] = [], environment: [String: String] = [:],
-         verbose: Bool = true, home: URL? = nil) async throws {
+         verbose: Bool = true, home: URL? = nil, sessionFolder: URL? = nil, executable: String = Harness.s2cs) async throws {
         self.tls = tls
         self.ports = try ports ?? PortBlock.reserve()
         self.home = home
+        self.sessionFolder = sessionFolder
         folder = Harness.temporaryFolder("s2cs")
-        process.executableURL = URL(fileURLWithPath: Harness.s2cs)
+        process.executableURL = URL(fileURLWithPath: executable)
         var arguments = ["--port", "0", "--bind", "127.0.0.1", "--listener-ip", "127.0.0.1", "--type", type]
-            + (home == nil ? ["--config_folder", folder.appendingPathComponent("scistream").path] : [])
+            + (home == nil ? ["--config_folder", (sessionFolder ?? folder.appendingPathComponent("scistream")).path] : [])
             + ["--port-range", self.ports.description] + (verbose ? ["--verbose"] : [])
         if tls {
             arguments += ["--server_crt", Harness.certificates.crt, "--server_key", Harness.certificates.key]

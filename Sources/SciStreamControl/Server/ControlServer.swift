@@ -160,15 +160,31 @@ public final class ControlServer: Sendable {
     /// The one way s2cs stops (SIGINT, SIGTERM, SIGHUP, SIGQUIT): stop accepting, refuse new work
     /// (an update that arrives now starts nothing), end every session (proxies stopped and reaped,
     /// files removed, ports freed). The caller then exits.
-    public func shutdown() async {
+    /// With `keepingSessions` (`--keep-sessions-on-exit`, not SIGQUIT), active sessions are let go
+    /// instead: their proxies go on and their records stay for the next s2cs to take over.
+    public func shutdown(keepingSessions: Bool = false) async {
         stopping.withLock { $0 = true }
         // Wakes the accept loop (accept fails on a listening socket shut down), which then ends.
         _ = Glibc.shutdown(listener.fd, Int32(SHUT_RDWR))
         logger.info("shutting down")
+        if keepingSessions {
+            let (kept, ended) = await registry.shutdownKeepingActive()
+            await dataPlane.stopAll()
+            logger.info("sessions kept for the next s2cs; the others ended", ["kept": "\(kept)", "ended": "\(ended)"])
+            return
+        }
         let count = await registry.shutdown()
         // Nothing should be left; a proxy that outlived its session record would be stopped here.
         await dataPlane.stopAll()
         logger.info("sessions ended", ["sessions": "\(count)"])
+    }
+
+    /// At start: the sessions the data plane took over from an earlier s2cs become this registry's.
+    public func restore(_ records: [SessionRecord]) async {
+        for record in await registry.restore(records) {
+            audit?.record(AuditEntry(event: "adopted", client: record.client, identity: record.owner, session: String(record.uid.prefix(8)),
+                                     role: record.role.uppercased(), targets: record.targets, ports: record.ports, status: "OK"))
+        }
     }
 
     /// A reload (SIGHUP): `new` is the command line parsed again, which read its files again (the

@@ -60,6 +60,9 @@ public struct ServerConfiguration: Sendable {
     public var maxConnectionsPerClient = 512
     /// `--metrics`: where the Prometheus page is served (nil: not served); see Metrics+Configuration.swift.
     public var metrics: Endpoint? = nil
+    /// `--keep-sessions-on-exit`: on SIGTERM/SIGINT, active sessions' proxies go on for the next
+    /// s2cs to take over (a restart or upgrade keeps the streams); SIGQUIT still ends them.
+    public var keepSessionsOnExit = false
     /// `--audit-log`: the audit log's file; nil: `audit.log` in the session folder; `none`: not written.
     public var auditLog: String? = nil
     /// `--traffic-counting`: proxies count each session's traffic for `list` and `--metrics`.
@@ -103,6 +106,7 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("max-connections-per-client", value: "n", default: "512", help: "Most control connections one client address may hold at once."),
         OptionSpec("metrics", value: "host:port", help: "Serve Prometheus metrics at http://<host:port>/metrics (a loopback address unless --metrics-allow-remote; off by default)."),
         OptionSpec("traffic-counting", value: "bool", default: "True", help: "Have proxies count each session's connections and bytes (HAProxy stats socket, Nginx access log) for 's2uc list' and --metrics."),
+        OptionSpec("keep-sessions-on-exit", help: "On SIGTERM or SIGINT, leave active sessions' proxies running for the next s2cs on this folder to take over (restarts and upgrades keep the streams); SIGQUIT ends them. Default: every session ends with s2cs."),
         OptionSpec("audit-log", value: "file", help: "Append one JSON line per decision (request, hello, update, release, list, refusal, expiry) to this file; 'none' writes none. Default: audit.log in the config folder."),
         OptionSpec("metrics-allow-remote", help: "Allow --metrics on an address that is not loopback (anyone who reaches it sees session figures)."),
         OptionSpec("version", help: "Show the version."),
@@ -197,6 +201,7 @@ public struct ServerConfiguration: Sendable {
         config.maxConnectionsPerClient = try ArgumentParser.parseInt(parsed.string("max_connections_per_client"), option: "max-connections-per-client", range: 1...1_000_000)
         config.metrics = try metricsEndpoint(parsed)
         config.trafficCounting = try ArgumentParser.parseBool(parsed.string("traffic_counting"), option: "--traffic-counting")
+        config.keepSessionsOnExit = parsed.isSet("keep_sessions_on_exit")
         config.auditLog = parsed.value("audit_log")
         if config.auditLog?.isEmpty == true { throw UsageError("--audit-log is empty: give a file, or 'none' to write no audit log") }
         let chosenFolder = parsed.value("config_folder") ?? environment["HAPROXY_CONFIG_PATH"].flatMap { $0.isEmpty ? nil : $0 }

@@ -1,3 +1,4 @@
+import Foundation
 import SciStreamWire
 import SciStreamSystem
 import SciStreamDataPlane
@@ -42,12 +43,12 @@ actor SessionRegistry {
         var udp = false
     }
 
-    private var sessions: [SessionID: Session] = [:]
-    private var sessionsByClient: [String: Int] = [:]
+    var sessions: [SessionID: Session] = [:]
+    var sessionsByClient: [String: Int] = [:]
     private let maxSessionsPerClient: Int
     /// Listener ports held, by client address and by identity (`--max-ports-per-client`).
-    private var portsByClient: [String: Int] = [:]
-    private var portsByOwner: [String: Int] = [:]
+    var portsByClient: [String: Int] = [:]
+    var portsByOwner: [String: Int] = [:]
     private let portQuota: Int
     /// Authentication is on: sessions have owners.
     private let authenticated: Bool
@@ -55,7 +56,7 @@ actor SessionRegistry {
     private var peerSources: [SourceBlock]?
     /// Who may connect to CONS listeners (`--cons-allowed-sources`, or loopback and the requester).
     private var consumerSources: ConsumerSources
-    private var allocator: PortAllocator
+    var allocator: PortAllocator
     /// Where PROD and CONS listeners bind, and what clients are told for PROD listeners.
     private let bindIP: (prod: String, cons: String)
     nonisolated let advertisedProdIP: String
@@ -67,8 +68,8 @@ actor SessionRegistry {
     private var helloWatchers: [SessionID: [UInt64: CheckedContinuation<Bool, Never>]] = [:]
     private var nextWatcherID: UInt64 = 0
     private var shuttingDown = false
-    private let dataPlane: DataPlane
-    private let logger: Logger
+    let dataPlane: DataPlane
+    let logger: Logger
     static let maxConnectionsPerSession = SessionLimits.maxConnectionsPerSession
 
     /// Where expiries are recorded (`--audit-log`); nil: not recorded.
@@ -313,6 +314,9 @@ actor SessionRegistry {
         session.expiry?.cancel()
         session.expiry = nil
         sessions[uid] = session
+        // Its record, so that a restarted s2cs takes it over (written while it runs: an s2cs killed
+        // with SIGKILL leaves it too).
+        if let record = record(of: session) { await dataPlane.persist(record) }
         return listeners
     }
 
@@ -555,5 +559,68 @@ actor SessionRegistry {
         guard uid.text == SessionID.mock || uid.isRandom else {
             throw StatusError(.invalidArgument, "uid \(uid.prefix)... is not a random (version 4) UUID: the uid is the session's secret, so this s2cs accepts only random ones (s2uc makes them)")
         }
+    }
+}
+
+// MARK: - restart: records and adoption
+
+extension SessionRegistry {
+    /// The record a restarted s2cs takes `session` over from (UDP sessions are not kept: their
+    /// relay runs inside s2cs).
+    func record(of session: Session) -> SessionRecord? {
+        guard !session.udp else { return nil }
+        let age = ContinuousClock.now - session.created
+        let created = Date().timeIntervalSince1970 - (Double(age.components.seconds) + Double(age.components.attoseconds) / 1e18)
+        return SessionRecord(uid: session.uid.text, role: "\(session.role)", client: session.client, owner: session.owner,
+                             numConn: session.numConn, rate: session.rate, ports: session.ports,
+                             listeners: session.listeners.map(\.description), prodListeners: session.prodListeners,
+                             targets: session.targets.map(\.description), udp: session.udp, created: created)
+    }
+
+    /// Takes over the sessions the data plane adopted at start (their proxies still run): each is
+    /// active again, with its owner, its ports held and counted against its client's quotas, as
+    /// before the restart. A record that no longer fits (a port outside --port-range, a role or
+    /// address that does not parse) is not restored; its proxy is stopped.
+    func restore(_ records: [SessionRecord]) async -> [SessionRecord] {
+        var restored: [SessionRecord] = []
+        for record in records {
+            guard let uid = SessionID(record.uid), sessions[uid] == nil,
+                  let role: Role = record.role == "\(Role.prod)" ? .prod : record.role == "\(Role.cons)" ? .cons : nil,
+                  let listeners = try? record.listeners.map({ try Endpoint.parse($0) }),
+                  let targets = try? record.targets.map({ try Endpoint.parse($0) }),
+                  !record.ports.isEmpty, allocator.reserve(record.ports, isFree: { _ in true }) == nil else {
+                logger.warning("session record does not fit this s2cs: its proxy is stopped", ["session": String(record.uid.prefix(8))])
+                await dataPlane.stop(uid: record.uid)
+                continue
+            }
+            let age = max(0, Date().timeIntervalSince1970 - record.created)
+            var session = Session(uid: uid, role: role, client: record.client, owner: record.owner, numConn: record.numConn,
+                                  rate: record.rate, ports: record.ports, listeners: listeners)
+            session.prodListeners = record.prodListeners
+            session.targets = targets
+            session.state = .active
+            session.created = ContinuousClock.now - .milliseconds(Int64(min(age, 1e9) * 1000))
+            sessions[uid] = session
+            sessionsByClient[record.client, default: 0] += 1
+            portsByClient[record.client, default: 0] += record.ports.count
+            if let owner = record.owner { portsByOwner[owner, default: 0] += record.ports.count }
+            restored.append(record)
+        }
+        return restored
+    }
+
+    /// s2cs exits keeping its sessions for the next s2cs (`--keep-sessions-on-exit`): pending
+    /// requests fail, sessions that are not active (pending, starting, failed) end as at shutdown,
+    /// and active ones are let go with their proxies running and their records written. Returns
+    /// how many were kept and how many ended.
+    func shutdownKeepingActive() async -> (kept: Int, ended: Int) {
+        var keep: [SessionID] = []
+        for (uid, session) in sessions where session.state == .active && !session.udp {
+            if let record = record(of: session), await dataPlane.persist(record) { keep.append(uid) }
+        }
+        for uid in keep { sessions[uid] = nil }
+        let kept = await dataPlane.detachAll()
+        let ended = await shutdown()
+        return (kept, ended)
     }
 }
