@@ -85,13 +85,15 @@ extension TestbedSuites {
                 #expect(await Testbed.run("scripts/testbed cp consumers2:server.crt producer:consumers2.crt").status == 0)
                 mistakes.record("another gateway's certificate", await exec("producer", inbound + " --server_cert consumers2.crt"))
                 #expect(await exec("producers2", "bash -c 'mkdir -p byname && make-dev-cert.sh -o byname producers2'").status == 0)
-                try await start("producers2", "s2cs --port=5008 --listener-ip=192.168.10.11 --type=Mock --server_crt byname/server.crt --server_key byname/server.key", port: 5008)
+                // A second and a third s2cs on this host while the first runs: each needs a session
+                // folder of its own (the testbed sets HAPROXY_CONFIG_PATH, which one s2cs holds).
+                try await start("producers2", "s2cs --port=5008 --listener-ip=192.168.10.11 --type=Mock --server_crt byname/server.crt --server_key byname/server.key --config-folder=.scistream-5008", port: 5008)
                 #expect(await Testbed.run("scripts/testbed cp producers2:byname/server.crt producer:byname.crt").status == 0)
                 mistakes.record("certificate without the address", await exec("producer", "s2uc inbound_request --s2cs 192.168.10.11:5008 --server_cert byname.crt"))
 
                 // TLS on one end only.
                 mistakes.record("--ssl False against TLS", await exec("producer", inbound + " --ssl False"))
-                try await start("producers2", "s2cs --port=5009 --listener-ip=192.168.10.11 --type=Mock --ssl=False", port: 5009)
+                try await start("producers2", "s2cs --port=5009 --listener-ip=192.168.10.11 --type=Mock --ssl=False --config-folder=.scistream-5009", port: 5009)
                 mistakes.record("TLS against --ssl=False", await exec("producer", "s2uc inbound_request --s2cs 192.168.10.11:5009"))
 
                 // A session as in the tutorial, then port conflicts.
