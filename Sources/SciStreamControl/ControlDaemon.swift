@@ -67,9 +67,10 @@ public enum ControlDaemon {
             return Console.runtimeError(error)
         }
         await dataPlane.setCountsTraffic(config.trafficCounting)
-        // Sessions an earlier s2cs left running (--keep-sessions-on-exit, or killed) whose proxies
-        // are provably the ones it started are taken over; reapStale cleans up the rest.
-        let adopted = config.type == .mock ? [] : await dataPlane.adoptSessions()
+        // With --keep-sessions-on-exit, the sessions an earlier s2cs left running (it exited with the
+        // flag, or was killed) whose proxies are provably the ones it started are taken over;
+        // reapStale stops and cleans up the rest (without the flag: all of them, as before).
+        let adopted = config.type == .mock || !config.keepSessionsOnExit ? [] : await dataPlane.adoptSessions()
         let reaped = await dataPlane.reapStale()
         if reaped > 0 { logger.info("stopped proxies left by an earlier s2cs", ["count": "\(reaped)"]) }
 

@@ -85,15 +85,16 @@ extension TestbedSuites {
                 #expect(await Testbed.run("scripts/testbed cp consumers2:server.crt producer:consumers2.crt").status == 0)
                 mistakes.record("another gateway's certificate", await exec("producer", inbound + " --server_cert consumers2.crt"))
                 #expect(await exec("producers2", "bash -c 'mkdir -p byname && make-dev-cert.sh -o byname producers2'").status == 0)
-                // A second and a third s2cs on this host while the first runs: each needs a session
-                // folder of its own (the testbed sets HAPROXY_CONFIG_PATH, which one s2cs holds).
-                try await start("producers2", "s2cs --port=5008 --listener-ip=192.168.10.11 --type=Mock --server_crt byname/server.crt --server_key byname/server.key --config-folder=.scistream-5008", port: 5008)
+                // More s2cs on this host while the first runs: each needs a session folder of its own
+                // (the testbed sets HAPROXY_CONFIG_PATH, which the first s2cs holds).
+                func ownFolder(_ port: Int) -> String { Testbed.home("producers2").appendingPathComponent(".scistream-\(port)").path }
+                try await start("producers2", "s2cs --port=5008 --listener-ip=192.168.10.11 --type=Mock --server_crt byname/server.crt --server_key byname/server.key --config-folder=\(ownFolder(5008))", port: 5008)
                 #expect(await Testbed.run("scripts/testbed cp producers2:byname/server.crt producer:byname.crt").status == 0)
                 mistakes.record("certificate without the address", await exec("producer", "s2uc inbound_request --s2cs 192.168.10.11:5008 --server_cert byname.crt"))
 
                 // TLS on one end only.
                 mistakes.record("--ssl False against TLS", await exec("producer", inbound + " --ssl False"))
-                try await start("producers2", "s2cs --port=5009 --listener-ip=192.168.10.11 --type=Mock --ssl=False --config-folder=.scistream-5009", port: 5009)
+                try await start("producers2", "s2cs --port=5009 --listener-ip=192.168.10.11 --type=Mock --ssl=False --config-folder=\(ownFolder(5009))", port: 5009)
                 mistakes.record("TLS against --ssl=False", await exec("producer", "s2uc inbound_request --s2cs 192.168.10.11:5009"))
 
                 // A session as in the tutorial, then port conflicts.
@@ -104,7 +105,7 @@ extension TestbedSuites {
                 let outbound = await exec("consumer", "s2uc outbound_request --s2cs 192.168.30.10:5007 --receiver_ports 5100 \(uid) 192.168.10.11:5100")
                 #expect(outbound.status == 0, "\(outbound.stderr)")
                 mistakes.record("receiver port in use", await exec("consumer", "s2uc outbound_request --s2cs 192.168.30.10:5007 --receiver_ports 5100 4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3 192.168.10.11:5101"))
-                try await start("producers2", "s2cs --port=5010 --listener-ip=192.168.10.11 --type=Mock --port-range=5300-5301", port: 5010)
+                try await start("producers2", "s2cs --port=5010 --listener-ip=192.168.10.11 --type=Mock --port-range=5300-5301 --config-folder=\(ownFolder(5010))", port: 5010)
                 mistakes.record("port range exhausted", await exec("producer", "s2uc inbound_request --s2cs 192.168.10.11:5010 --remote_ip 192.168.10.10 --receiver_ports 5001"))
 
                 // uids.

@@ -106,7 +106,7 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("max-connections-per-client", value: "n", default: "512", help: "Most control connections one client address may hold at once."),
         OptionSpec("metrics", value: "host:port", help: "Serve Prometheus metrics at http://<host:port>/metrics (a loopback address unless --metrics-allow-remote; off by default)."),
         OptionSpec("traffic-counting", value: "bool", default: "True", help: "Have proxies count each session's connections and bytes (HAProxy stats socket, Nginx access log) for 's2uc list' and --metrics."),
-        OptionSpec("keep-sessions-on-exit", help: "On SIGTERM or SIGINT, leave active sessions' proxies running for the next s2cs on this folder to take over (restarts and upgrades keep the streams); SIGQUIT ends them. Default: every session ends with s2cs."),
+        OptionSpec("keep-sessions-on-exit", help: "On SIGTERM or SIGINT, leave active sessions' proxies running for the next s2cs on this folder to take over, and at start take over those an earlier s2cs left (restarts and upgrades keep the streams); SIGQUIT ends them. Default: every session ends with s2cs, and proxies left behind are stopped."),
         OptionSpec("audit-log", value: "file", help: "Append one JSON line per decision (request, hello, update, release, list, refusal, expiry) to this file; 'none' writes none. Default: audit.log in the config folder."),
         OptionSpec("metrics-allow-remote", help: "Allow --metrics on an address that is not loopback (anyone who reaches it sees session figures)."),
         OptionSpec("version", help: "Show the version."),
