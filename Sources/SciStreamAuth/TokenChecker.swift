@@ -118,7 +118,9 @@ public actor TokenChecker {
 
     private func introspect(_ token: String, key: String) async -> TokenVerdict {
         introspections += 1
-        let prefix = String(token.prefix(6)) + "…"
+        // The token came off the wire: its first characters are logged only if they look like a token.
+        let head = token.prefix(6)
+        let prefix = head.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } ? head + "…" : "(not a token)"
         let result: Introspection
         do {
             result = try await auth.introspect(token, clientID: clientID, clientSecret: clientSecret)

@@ -58,6 +58,17 @@ final class ManualClock: Sendable {
         #expect(fake.introspections == before)
     }
 
+    @Test func aTokenIsLoggedByItsFirstCharactersOnlyWhenTheyLookLikeOne() async {
+        defer { fake.stop() }
+        let checker = checker()
+        _ = await checker.check("abc123-rest-of-it")
+        _ = await checker.check("a b=c\nforged")
+        let lines = logs.recorded.filter { $0.contains("token refused") }
+        #expect(lines.count == 2, "\(lines)")
+        #expect(lines.first?.contains("token=abc123…") == true, "\(lines)")
+        #expect(lines.last?.contains("token=(not a token)") == true, "\(lines)")
+    }
+
     @Test func introspectionsInFlightAreBounded() async {
         defer { fake.stop() }
         fake.stalled = true
