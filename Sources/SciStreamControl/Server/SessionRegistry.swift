@@ -208,24 +208,8 @@ actor SessionRegistry {
     /// Records the hello: `checked` holds the session's targets as the handler parsed and (for PROD)
     /// checked them against the target policy, or why they were refused, which fails the request too.
     func hello(_ hello: Hello, uid: SessionID, caller: Caller, checked: Result<[String], StatusError>) async throws(StatusError) {
-        if sessions[uid] == nil {
-            // The hello may overtake its request on another connection: wait a little for it.
-            let found = recentFailures[uid] == nil ? await waitForSession(uid) : false
-            if let failure = recentFailures[uid] {
-                throw StatusError(failure.code, "the request for session \(uid.prefix) failed: \(failure.message)")
-            }
-            guard found else {
-                throw StatusError(.notFound, "no pending request for session \(uid.prefix) on this s2cs: send the request first (s2uc does)")
-            }
-        }
-        guard var session = sessions[uid] else {
-            throw StatusError(.notFound, "session \(uid.prefix) was released")
-        }
-        try authorize(session, caller)
-        guard session.role == hello.role else {
-            throw StatusError(.invalidArgument, "hello role \(hello.role) does not match session \(uid.prefix) role \(session.role)")
-        }
-        guard session.state == .pending, let waiter = session.helloWaiter else {
+        var session = try await helloSession(hello, uid: uid, caller: caller)
+        guard let waiter = session.helloWaiter else {
             throw StatusError(.alreadyExists, "session \(uid.prefix) already received its hello")
         }
         let targets: [String]
@@ -247,6 +231,42 @@ actor SessionRegistry {
         session.state = .ready
         sessions[uid] = session
         waiter.resume(returning: targets)
+    }
+
+    /// The most targets a hello for this session may name, once the session exists, belongs to the
+    /// caller and waits for this hello: the handler resolves the hello's names only after this
+    /// passed. A PROD session's listener i forwards to target i % count, so it needs no more targets
+    /// than listeners; a CONS hello names the producer-side listeners, at most as many as a session
+    /// may have.
+    func helloTargetLimit(_ hello: Hello, uid: SessionID, caller: Caller) async throws(StatusError) -> Int {
+        let session = try await helloSession(hello, uid: uid, caller: caller)
+        return session.role == .prod ? session.numConn : Self.maxConnectionsPerSession
+    }
+
+    /// The pending session a hello is for (waiting a little for a request it overtook), or why the
+    /// hello is refused.
+    private func helloSession(_ hello: Hello, uid: SessionID, caller: Caller) async throws(StatusError) -> Session {
+        if sessions[uid] == nil {
+            // The hello may overtake its request on another connection: wait a little for it.
+            let found = recentFailures[uid] == nil ? await waitForSession(uid) : false
+            if let failure = recentFailures[uid] {
+                throw StatusError(failure.code, "the request for session \(uid.prefix) failed: \(failure.message)")
+            }
+            guard found else {
+                throw StatusError(.notFound, "no pending request for session \(uid.prefix) on this s2cs: send the request first (s2uc does)")
+            }
+        }
+        guard let session = sessions[uid] else {
+            throw StatusError(.notFound, "session \(uid.prefix) was released")
+        }
+        try authorize(session, caller)
+        guard session.role == hello.role else {
+            throw StatusError(.invalidArgument, "hello role \(hello.role) does not match session \(uid.prefix) role \(session.role)")
+        }
+        guard session.state == .pending, session.helloWaiter != nil else {
+            throw StatusError(.alreadyExists, "session \(uid.prefix) already received its hello")
+        }
+        return session
     }
 
     private func waitForSession(_ uid: SessionID) async -> Bool {
