@@ -168,14 +168,16 @@ public actor DataPlane {
         return found
     }
 
-    /// Creates the folder (and missing parents) with mode 0700. An existing folder must be a
-    /// directory owned by us and not a shared one (sticky bit, like /tmp); if it is open to others,
-    /// it is tightened to 0700 with a warning.
+    /// Creates the folder (and missing parents) with mode 0700. The folder itself is opened without
+    /// following a symbolic link and checked and tightened through that descriptor, never by path: a
+    /// link planted where the folder should be (to /etc, say) is refused, never chmod'ed through. It
+    /// must be a directory owned by the user s2cs runs as and not a shared one (sticky bit, like
+    /// /tmp); if it is open to others, it is tightened to 0700 with a warning.
     static func prepareFolder(_ folder: String, logger: Logger) throws(DataPlaneError) {
         let shown = printable(folder, limit: 200)
         guard isConfigSafePath(folder) else {
             throw .folder(path: shown, reason: "the path must be absolute and use only letters, digits and . _ / + @ % = , - "
-                + "(it is written into proxy configs); choose another with $HAPROXY_CONFIG_PATH")
+                + "(it is written into proxy configs)")
         }
         var partial = ""
         for component in folder.split(separator: "/") {
@@ -184,17 +186,27 @@ public actor DataPlane {
                 throw .folder(path: shown, reason: "cannot create \(partial): \(Errno.current)")
             }
         }
+        // `partial` is the folder without a trailing slash, which would make open follow a link.
+        let fd = open(partial, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            let error = Errno.current
+            var link = stat()
+            if lstat(partial, &link) == 0 && (link.st_mode & S_IFMT) == S_IFLNK {
+                throw .folder(path: shown, reason: "it is a symbolic link: give the folder itself, not a link to it")
+            }
+            throw .folder(path: shown, reason: error.rawValue == ENOTDIR ? "it is not a directory" : error.description)
+        }
+        defer { close(fd) }
         var info = stat()
-        guard stat(folder, &info) == 0 else { throw .folder(path: shown, reason: Errno.current.description) }
-        guard (info.st_mode & S_IFMT) == S_IFDIR else { throw .folder(path: shown, reason: "it is not a directory") }
+        guard fstat(fd, &info) == 0 else { throw .folder(path: shown, reason: Errno.current.description) }
         guard info.st_uid == geteuid() else {
-            throw .folder(path: shown, reason: "it belongs to another user (uid \(info.st_uid)); choose another with $HAPROXY_CONFIG_PATH")
+            throw .folder(path: shown, reason: "it belongs to uid \(info.st_uid), not to the user s2cs runs as (uid \(geteuid()))")
         }
         guard info.st_mode & S_ISVTX == 0 else {
-            throw .folder(path: shown, reason: "it is a shared directory (sticky bit); choose a private one with $HAPROXY_CONFIG_PATH")
+            throw .folder(path: shown, reason: "it is a shared directory (sticky bit): give a private one")
         }
         if info.st_mode & 0o077 != 0 {
-            guard chmod(folder, 0o700) == 0 else { throw .folder(path: shown, reason: "cannot chmod 700: \(Errno.current)") }
+            guard fchmod(fd, 0o700) == 0 else { throw .folder(path: shown, reason: "cannot chmod 700: \(Errno.current)") }
             logger.warning("session folder was open to other users: now 0700",
                            ["folder": folder, "was": String(info.st_mode & 0o777, radix: 8)])
         }

@@ -135,3 +135,38 @@ import SciStreamControl
         }
     }
 }
+
+/// The session folder holds every session's keys: s2cs opens it without following a symbolic link
+/// and takes it only if it belongs to the user s2cs runs as, so that a link planted at its path
+/// makes s2cs neither chmod the folder it points to nor write keys there.
+@Suite struct ConfigFolderTests {
+    /// Starts s2cs on `folder` and expects the start-up error naming --config-folder and why.
+    func expectRefused(_ folder: String, because reason: String, sourceLocation: SourceLocation = #_sourceLocation) async {
+        let output = await Harness.run(Harness.s2cs, ["--port", "0", "--bind", "127.0.0.1", "--ssl=False", "--type", "Mock", "--config-folder", folder],
+                                       timeout: .seconds(15), sourceLocation: sourceLocation)
+        #expect(output.status == 1, "exit \(output.status): \(output.stderr)", sourceLocation: sourceLocation)
+        #expect(output.stderr.hasPrefix("Error: cannot use the session folder \(folder) (--config-folder"), "\(output.stderr)", sourceLocation: sourceLocation)
+        #expect(output.stderr.contains(reason), "\(output.stderr)", sourceLocation: sourceLocation)
+    }
+
+    @Test func aSymbolicLinkIsRefusedAndWhatItPointsToIsLeftAlone() async throws {
+        let base = Harness.temporaryFolder("config-link")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let real = base.appendingPathComponent("real").path, link = base.appendingPathComponent("link").path
+        #expect(mkdir(real, 0o755) == 0 && chmod(real, 0o755) == 0)
+        #expect(symlink(real, link) == 0)
+        await expectRefused(link, because: "it is a symbolic link")
+        var info = stat()
+        #expect(stat(real, &info) == 0 && info.st_mode & 0o777 == 0o755, "mode now \(String(info.st_mode & 0o777, radix: 8))")
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: real))?.isEmpty == true, "nothing written through the link")
+    }
+
+    @Test(.enabled(if: geteuid() == 0, "needs root to give the folder to another uid"))
+    func aFolderOfAnotherUserIsRefused() async throws {
+        let base = Harness.temporaryFolder("config-owner")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let folder = base.appendingPathComponent("theirs").path
+        #expect(mkdir(folder, 0o700) == 0 && chown(folder, 65534, 65534) == 0)
+        await expectRefused(folder, because: "it belongs to uid 65534, not to the user s2cs runs as (uid 0)")
+    }
+}
