@@ -494,12 +494,14 @@ public actor DataPlane {
 
     // MARK: - stale sessions
 
-    /// At s2cs start: finds session files left by an s2cs that was killed, stops the proxies named
-    /// by their `<uid>.pid` files, and removes the sessions' files (not the logs); then prunes old
-    /// logs (`SessionLog.prune`). A pid is
-    /// signalled only if /proc/<pid>/cmdline names haproxy, nginx or stunnel AND references that
-    /// session's config, and its parent is not another running s2cs. Returns how many proxies
-    /// were stopped.
+    /// At s2cs start: finds session files left by an s2cs that was killed, stops their proxies, and
+    /// removes the sessions' files (not the logs); then prunes old logs (`SessionLog.prune`). A
+    /// session's proxies are the pid its `<uid>.pid` names and every process whose command line runs
+    /// a proxy with that session's config: s2cs writes the config (and the launch link) before it
+    /// spawns the proxy and the pid file after, so a kill in between leaves a proxy that only its
+    /// command line names. A pid is signalled only if /proc/<pid>/cmdline names haproxy, nginx or
+    /// stunnel AND references that session's config, and its parent is not another running s2cs.
+    /// Returns how many proxies were stopped.
     public func reapStale() async -> Int {
         defer { pruneLogs() }
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return 0 }
@@ -512,22 +514,30 @@ public actor DataPlane {
             guard SessionFiles.removableExtensions.contains(String(rest)) || rest.hasSuffix(".tmp") else { continue }
             stale.insert(session.text)
         }
+        let running = stale.isEmpty ? [] : Self.runningCommandLines()
         var stopped = 0
         for key in stale.sorted() {
             guard let session = SessionID(key) else { continue }
             let files = SessionFiles(folder: folder, session: session)
-            var keepFiles = false
+            let isThisSessionsProxy = { (argv: [String]) in Self.isProxy(argv, using: files.launchConfig) || Self.isProxy(argv, using: files.config) }
+            var pids: [Int32] = []
             if let text = ProcessReaper.readSmallFile(files.pid, limit: 64),
                let pid = Int32(String(decoding: text, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 {
-                if let owner = Self.liveOwner(of: pid) {
-                    logger.info("stale session skipped: its proxy belongs to a running s2cs",
-                                ["session": session.prefix, "pid": String(pid), "s2cs_pid": String(owner)])
-                    continue
-                }
-                let outcome = await ProcessReaper.terminateForeign(pid: pid, grace: stopGrace) { argv in
-                    Self.isProxy(argv, using: files.launchConfig) || Self.isProxy(argv, using: files.config)
-                }
-                switch outcome {
+                pids.append(pid)
+            }
+            let unrecorded = running.filter { !pids.contains($0.pid) && isThisSessionsProxy($0.argv) }.map(\.pid)
+            if !unrecorded.isEmpty {
+                logger.warning("stale proxy found by its config, not by a pid file", ["session": session.prefix, "pids": unrecorded.map(String.init).joined(separator: ",")])
+            }
+            pids += unrecorded
+            if let owned = pids.lazy.compactMap({ pid in Self.liveOwner(of: pid).map { (pid, $0) } }).first {
+                logger.info("stale session skipped: its proxy belongs to a running s2cs",
+                            ["session": session.prefix, "pid": String(owned.0), "s2cs_pid": String(owned.1)])
+                continue
+            }
+            var keepFiles = false
+            for pid in pids {
+                switch await ProcessReaper.terminateForeign(pid: pid, grace: stopGrace, matches: isThisSessionsProxy) {
                 case .stopped:
                     stopped += 1
                     logger.info("stale proxy stopped", ["session": session.prefix, "pid": String(pid)])
@@ -548,6 +558,15 @@ public actor DataPlane {
             logger.info("stale session files removed", ["session": session.prefix])
         }
         return stopped
+    }
+
+    /// Every process but this one with its command line, from /proc (read once per `reapStale`).
+    static func runningCommandLines() -> [(pid: Int32, argv: [String])] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        return entries.compactMap { entry in
+            guard let pid = Int32(entry), pid > 1, pid != getpid(), let argv = ProcessReaper.commandLine(pid: pid) else { return nil }
+            return (pid, argv)
+        }
     }
 
     /// Whether `argv` (from /proc/<pid>/cmdline) is a proxy run with `config`. nginx rewrites its
