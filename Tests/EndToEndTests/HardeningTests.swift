@@ -4,17 +4,33 @@ import TestPorts
 import SciStreamWire
 import SciStreamSystem
 import SciStreamControl
+import FakeGlobusAuth
 
 /// Faults and limits: slow or vanished clients, full ranges, caps, unwritable folders, secrets on disk.
 @Suite struct HardeningTests {
+    /// `count` connections to `daemon` from each of `hosts`; with a `token`, each sends a `list` with
+    /// it and reads the answer (a connection that has sent a request), else each stays silent.
+    static func hold(_ daemon: Daemon, from hosts: [String], count: Int, token: String? = nil) async throws -> [Socket] {
+        var held: [Socket] = []
+        for host in hosts {
+            for _ in 0..<count {
+                let socket = try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: daemon.port),
+                                                      from: SocketAddress.resolve(host: host, port: 0), deadline: .now + .seconds(5))
+                held.append(socket)
+                if let token {
+                    try await socket.writeAll(Message.list(ListSessions(token: token)).encoded(), deadline: .now + .seconds(5))
+                    #expect(try await !socket.read(max: 65536, deadline: .now + .seconds(10)).isEmpty, "an answer to \(host)")
+                }
+            }
+        }
+        return held
+    }
+
     @Test func overTheConnectionCapClientsAreToldResourceExhausted() async throws {
         let daemon = try await Daemon(tls: false, ports: try .reserve(5), extra: ["--max-connections", "2"])
         defer { daemon.stop() }
-        var held: [Socket] = []
-        for _ in 0..<2 {
-            held.append(try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: daemon.port), deadline: .now + .seconds(5)))
-        }
-        try await Task.sleep(for: .milliseconds(100))
+        // Two connections that each sent a request (silent ones would make room: see below).
+        let held = try await Self.hold(daemon, from: ["127.0.0.1"], count: 2, token: "INVALID_TOKEN")
         let refused = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1"])
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("--max-connections 2"), "\(refused.stderr)")
@@ -27,6 +43,47 @@ import SciStreamControl
             served = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1"])
         }
         #expect(served.status == 0, "\(served.stderr)")
+    }
+
+    /// Silent connections from a few addresses, each within --max-connections-per-client, fill
+    /// --max-connections: a real client from another address still gets in, in the slot of the
+    /// oldest connection that has not finished its TLS handshake.
+    @Test func silentConnectionsFromAFewAddressesCannotKeepAClientOut() async throws {
+        let daemon = try await Daemon(ports: try .reserve(5), extra: ["--max-connections", "8", "--max-connections-per-client", "2", "--frame-timeout", "60"])
+        defer { daemon.stop() }
+        let held = try await Self.hold(daemon, from: ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"], count: 2)
+        defer { held.forEach { $0.close() } }
+        let served = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1"])
+        #expect(served.status == 0, "\(served.stderr)")
+        #expect(daemon.log.contains("connection dropped to make room"), "\(daemon.log)")
+    }
+
+    /// With authentication on, connections that sent a request with a made-up token, from addresses
+    /// never served, fill every slot: such a newcomer is refused, but an address whose token passed
+    /// before gets in (its share is a quarter of --max-connections).
+    @Test func anAddressServedBeforeKeepsAShare() async throws {
+        let fake = try FakeGlobusAuth(clientID: "abc", clientSecret: "xyz")
+        defer { fake.stop() }
+        let daemon = try await Daemon(tls: false, ports: try .reserve(5), extra: ["--client-id", "abc", "--client-secret", "xyz", "--max-connections", "8",
+                                                                      "--max-connections-per-client", "2", "--frame-timeout", "60"],
+                                      environment: ["GLOBUS_SDK_SERVICE_URL_AUTH": fake.baseURL])
+        defer { daemon.stop() }
+        let (token, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream")
+        guard case .listReply(let list) = try await callOnce(daemon.target, .list(ListSessions(token: token))) else { Issue.record("no list reply"); return }
+        #expect(list.status.code == .ok, "\(list.status)")
+        let held = try await Self.hold(daemon, from: ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"], count: 2, token: "made-up")
+        defer { held.forEach { $0.close() } }
+        // A newcomer never served is refused: the strangers' connections have sent requests.
+        let stranger = try await Self.hold(daemon, from: ["127.0.0.6"], count: 1)
+        defer { stranger.forEach { $0.close() } }
+        try await stranger[0].writeAll(Message.list(ListSessions(token: "made-up")).encoded(), deadline: .now + .seconds(5))
+        var decoder = FrameDecoder()
+        decoder.append(try await stranger[0].read(max: 65536, deadline: .now + .seconds(10)))
+        guard case .error(let status)? = try decoder.nextMessage() else { Issue.record("no error frame for the stranger"); return }
+        #expect(status.code == .resourceExhausted && status.message.contains("--max-connections 8"), "\(status)")
+        // The address served before sets a session up (request and hello: two connections).
+        let session = try await driveSession(daemon.target, token: token, targets: ["127.0.0.1:5001"])
+        #expect(session.update?.code == .ok, "\(session)")
     }
 
     @Test func sessionsPerClientAreCapped() async throws {

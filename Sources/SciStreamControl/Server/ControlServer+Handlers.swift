@@ -8,7 +8,9 @@ extension ControlServer {
         // With authentication on, nothing happens for a request whose token does not pass.
         let caller: Caller
         switch await authenticate(message, client: client, log: log) {
-        case .success(let who): caller = who
+        case .success(let who):
+            caller = who
+            connectionTable.served(client)
         case .failure(let refused): return refused.reply
         }
         switch message {
