@@ -53,7 +53,9 @@ final class ConnectionTable: Sendable {
 
     var count: Int { state.withLock { $0.entries.count } }
 
-    func admit(_ socket: Socket, client: String) -> Admission {
+    /// Admits a connection from `address` (counted by `IPAddress.clientKey`: an IPv6 client by its /64).
+    func admit(_ socket: Socket, client address: String) -> Admission {
+        let client = IPAddress.clientKey(address)
         let (admission, victim) = state.withLock { state -> (Admission, Entry?) in
             guard state.byClient[client, default: 0] < maxPerClient else { return (.refusedForClient, nil) }
             var dropped: Entry? = nil
@@ -101,7 +103,8 @@ final class ConnectionTable: Sendable {
     }
 
     /// `client` sent a request that passed authentication (any request, with authentication off).
-    func served(_ client: String) {
+    func served(_ address: String) {
+        let client = IPAddress.clientKey(address)
         state.withLock { state in
             state.knownClock &+= 1
             state.known[client] = state.knownClock

@@ -49,6 +49,9 @@ public struct ServerConfiguration: Sendable {
     public var maxPortsPerClient: Int? = nil
     /// `--max-connections-per-client`: control connections one client address may hold at once.
     public var maxConnectionsPerClient = 512
+    /// `--max-pending-ports`: listener ports that requests still waiting for their hello may hold
+    /// together, over every client (nil: half of `--port-range`).
+    public var maxPendingPorts: Int? = nil
     /// `--metrics`: where the Prometheus page is served (nil: not served); see Metrics+Configuration.swift.
     public var metrics: Endpoint? = nil
     /// `--traffic-counting`: proxies count each session's traffic for `list` and `--metrics`.
@@ -89,6 +92,7 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("peer-gateways", value: "cidrs", help: "With --data-plane-tls=False: the peer gateways' addresses, the only sources producer-side listeners accept (required for inbound sessions in that mode)."),
         OptionSpec("max-ports-per-client", value: "n", help: "Most listener ports one client address (and one identity) may hold at once. Default: half of --port-range."),
         OptionSpec("max-connections-per-client", value: "n", default: "512", help: "Most control connections one client address may hold at once."),
+        OptionSpec("max-pending-ports", value: "n", help: "Most listener ports that requests still waiting for their hello may hold together, over every client; past it a request first releases pending sessions whose hello is 5 s late. Default: half of --port-range."),
         OptionSpec("metrics", value: "host:port", help: "Serve Prometheus metrics at http://<host:port>/metrics (a loopback address unless --metrics-allow-remote; off by default)."),
         OptionSpec("traffic-counting", value: "bool", default: "True", help: "Have proxies count each session's connections and bytes (HAProxy stats socket, Nginx access log) for 's2uc list' and --metrics."),
         OptionSpec("metrics-allow-remote", help: "Allow --metrics on an address that is not loopback (anyone who reaches it sees session figures)."),
@@ -179,6 +183,9 @@ public struct ServerConfiguration: Sendable {
             config.maxPortsPerClient = try ArgumentParser.parseInt(text, option: "max-ports-per-client", range: 1...65535)
         }
         config.maxConnectionsPerClient = try ArgumentParser.parseInt(parsed.string("max_connections_per_client"), option: "max-connections-per-client", range: 1...1_000_000)
+        if let text = parsed.value("max_pending_ports") {
+            config.maxPendingPorts = try ArgumentParser.parseInt(text, option: "max-pending-ports", range: 1...65535)
+        }
         config.metrics = try metricsEndpoint(parsed)
         config.trafficCounting = try ArgumentParser.parseBool(parsed.string("traffic_counting"), option: "--traffic-counting")
         config.configFolder = parsed.value("config_folder") ?? DataPlane.defaultFolder(environment: environment)
@@ -190,6 +197,9 @@ public struct ServerConfiguration: Sendable {
 extension ServerConfiguration {
     /// Listener ports one client may hold: `--max-ports-per-client`, else half of `--port-range`.
     var portQuota: Int { maxPortsPerClient ?? max(1, (portRange.count + 1) / 2) }
+
+    /// Listener ports pending requests may hold together: `--max-pending-ports`, else half of `--port-range`.
+    var pendingPortCap: Int { maxPendingPorts ?? max(1, (portRange.count + 1) / 2) }
 
     /// The target policy this configuration asks for.
     /// Loopback targets are allowed (without `--allowed-targets`) only when this s2cs's producer-side

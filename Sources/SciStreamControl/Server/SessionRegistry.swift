@@ -49,6 +49,11 @@ actor SessionRegistry {
     private var portsByClient: [String: Int] = [:]
     private var portsByOwner: [String: Int] = [:]
     private let portQuota: Int
+    /// `--max-pending-ports`: what requests waiting for their hello may hold together.
+    private let pendingPortCap: Int
+    /// A pending session whose hello is this late (s2uc sends it right after the request) is released
+    /// to make room when a new request would pass `pendingPortCap`.
+    static let stalePending: Duration = .seconds(5)
     /// Authentication is on: sessions have owners.
     private let authenticated: Bool
     /// `--peer-gateways` as numeric CIDR blocks: in plaintext mode, the only sources PROD listeners accept.
@@ -75,6 +80,7 @@ actor SessionRegistry {
         self.advertisedProdIP = config.advertisedIP(for: .prod)
         self.maxSessionsPerClient = config.maxSessionsPerClient
         self.portQuota = config.portQuota
+        self.pendingPortCap = config.pendingPortCap
         self.authenticated = config.authenticationEnabled
         self.peerSources = config.peerGateways.map { $0.map(\.description) }
         self.plaintextDataPlane = !config.dataPlaneTLS
@@ -116,7 +122,8 @@ actor SessionRegistry {
 
     private func admit(_ request: Request, uid: SessionID, caller: Caller) throws(StatusError) {
         guard !shuttingDown else { throw StatusError(.unavailable, "s2cs is shutting down") }
-        let client = caller.address
+        // Caps and quotas count an IPv6 client by its /64 (IPAddress.clientKey).
+        let client = IPAddress.clientKey(caller.address)
         try Self.checkNewUID(uid)
         if uid.text == SessionID.mock {
             logger.warning("session uses the documented mock uid: its tunnel key is public, anyone who can reach its listeners can join it", ["session": uid.prefix])
@@ -147,6 +154,7 @@ actor SessionRegistry {
             let held = byIdentity ? heldByOwner : heldByClient
             throw StatusError(.resourceExhausted, "\(byIdentity ? "your identity" : "client \(client)") holds \(held) listener port\(held == 1 ? "" : "s") on this s2cs and asks for \(wanted) more, over the quota of \(portQuota) (--max-ports-per-client): release sessions first")
         }
+        try makePendingRoom(for: wanted)
         let ports: [UInt16]
         let ip = request.role == .prod ? bindIP.prod : bindIP.cons
         let isFree: (UInt16) -> Bool = { Socket.canBind(host: ip, port: $0) }
@@ -162,7 +170,7 @@ actor SessionRegistry {
             }
             ports = request.listenPorts
         }
-        var session = Session(uid: uid, role: request.role, client: client, owner: owner, numConn: ports.count, rate: Int(request.rate),
+        var session = Session(uid: uid, role: request.role, client: caller.address, owner: owner, numConn: ports.count, rate: Int(request.rate),
                               ports: ports, listeners: ports.map { Endpoint(host: ip, port: $0) })
         session.udp = request.udp
         session.expiry = expiryTask(for: uid)
@@ -415,13 +423,45 @@ actor SessionRegistry {
         freeSession(uid)
     }
 
+    /// Keeps the ports held by requests still waiting for their hello within `--max-pending-ports`:
+    /// the oldest whose hello is `stalePending` late are released to make room (their requests fail);
+    /// if that is not enough, this request is refused. A request alone may take more than the cap
+    /// (the range and the per-client quota bound it).
+    private func makePendingRoom(for wanted: Int) throws(StatusError) {
+        let pending = sessions.values.filter { $0.state == .pending }.sorted { $0.created < $1.created }
+        var held = pending.reduce(0) { $0 + $1.ports.count }
+        let now = ContinuousClock.now
+        for session in pending where held > 0 && held + wanted > pendingPortCap && now - session.created >= Self.stalePending {
+            held -= session.ports.count
+            dropPending(session.uid)
+        }
+        guard held == 0 || held + wanted <= pendingPortCap else {
+            throw StatusError(.resourceExhausted, "requests still waiting for their hello hold \(held) listener port\(held == 1 ? "" : "s") on this s2cs, and \(wanted) more would pass --max-pending-ports \(pendingPortCap): retry in a moment")
+        }
+    }
+
+    /// Releases a pending session (it has started nothing) and fails its request.
+    private func dropPending(_ uid: SessionID) {
+        guard var session = sessions[uid], session.state == .pending else { return }
+        logger.warning("pending session released to make room (--max-pending-ports)", ["session": uid.prefix, "client": session.client])
+        let waiter = session.helloWaiter
+        session.helloWaiter = nil
+        session.state = .releasing
+        session.expiry?.cancel()
+        sessions[uid] = session
+        freeSession(uid)
+        waiter?.resume(throwing: StatusError(.resourceExhausted,
+            "session \(uid.prefix) was released: its hello did not come while other requests waited for ports (--max-pending-ports)"))
+    }
+
     private func freeSession(_ uid: SessionID) {
         guard let session = sessions.removeValue(forKey: uid) else { return }
         allocator.release(session.ports)
-        let held = sessionsByClient[session.client, default: 1] - 1
-        sessionsByClient[session.client] = held > 0 ? held : nil
-        let ports = portsByClient[session.client, default: 0] - session.ports.count
-        portsByClient[session.client] = ports > 0 ? ports : nil
+        let client = IPAddress.clientKey(session.client)
+        let held = sessionsByClient[client, default: 1] - 1
+        sessionsByClient[client] = held > 0 ? held : nil
+        let ports = portsByClient[client, default: 0] - session.ports.count
+        portsByClient[client] = ports > 0 ? ports : nil
         if let owner = session.owner {
             let owned = portsByOwner[owner, default: 0] - session.ports.count
             portsByOwner[owner] = owned > 0 ? owned : nil

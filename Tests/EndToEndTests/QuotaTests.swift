@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+import SciStreamWire
+import SciStreamSystem
+@testable import SciStreamControl
+
+/// Per-client quotas count an IPv6 client by its /64, and requests waiting for their hello hold at
+/// most --max-pending-ports together.
+@Suite struct QuotaTests {
+    @Test func anIPv6ClientCountsByItsSlash64AnIPv4ClientByItsAddress() {
+        #expect(IPAddress.clientKey("2001:db8:1:2::1") == "2001:db8:1:2::/64")
+        #expect(IPAddress.clientKey("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64")
+        #expect(IPAddress.clientKey("2001:db8:1:3::1") == "2001:db8:1:3::/64")
+        #expect(IPAddress.clientKey("::1") == "::/64")
+        #expect(IPAddress.clientKey("fe80::1") == "fe80::/64")
+        #expect(IPAddress.clientKey("192.0.2.7") == "192.0.2.7")
+        #expect(IPAddress.clientKey("192.0.2.8") == "192.0.2.8")
+        #expect(IPAddress.clientKey("::ffff:192.0.2.7") == "192.0.2.7")
+        #expect(IPAddress.clientKey("unknown") == "unknown")
+    }
+
+    /// A request sent from `host` on a connection of its own, left waiting for its hello.
+    static func pendingRequest(_ daemon: Daemon, from host: String, numConn: UInt32 = 1) async throws -> Socket {
+        let socket = try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: daemon.port),
+                                              from: SocketAddress.resolve(host: host, port: 0), deadline: .now + .seconds(5))
+        let request = Request(token: "INVALID_TOKEN", uid: SessionID.random(), role: .prod, numConn: numConn, rate: 0, listenPorts: [])
+        try await socket.writeAll(Message.request(request).encoded(), deadline: .now + .seconds(5))
+        return socket
+    }
+
+    /// The reply a connection gets next.
+    static func reply(_ socket: Socket, within timeout: Duration = .seconds(10)) async throws -> Message? {
+        var decoder = FrameDecoder()
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let message = try decoder.nextMessage() { return message }
+            let bytes = try await socket.read(max: 65536, deadline: deadline)
+            if bytes.isEmpty { return nil }
+            decoder.append(bytes)
+        }
+        return nil
+    }
+
+    /// Waits (at most 10 s) until `s2uc list` shows `count` pending sessions; returns how many it shows.
+    static func pendingSessions(_ daemon: Daemon, reaching count: Int) async throws -> Int {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while true {
+            let list = await Harness.s2uc(["list"] + daemon.clientArguments)
+            let pending = list.stdout.split(separator: "\n").filter { $0.contains(" pending ") }.count
+            if pending >= count || ContinuousClock.now >= deadline { return pending }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// End to end over IPv4: two addresses have a quota each, one address its own only.
+    @Test func eachIPv4AddressHasItsOwnPortQuota() async throws {
+        let daemon = try await Daemon(tls: false, ports: try .reserve(10), extra: ["--max-ports-per-client", "2"])
+        defer { daemon.stop() }
+        let first = try await Self.pendingRequest(daemon, from: "127.0.0.2", numConn: 2)
+        defer { first.close() }
+        let over = try await Self.pendingRequest(daemon, from: "127.0.0.2")
+        defer { over.close() }
+        guard case .requestReply(let refused)? = try await Self.reply(over) else { Issue.record("no reply"); return }
+        #expect(refused.status.code == .resourceExhausted && refused.status.message.contains("client 127.0.0.2 holds 2") && refused.status.message.contains("--max-ports-per-client"), "\(refused.status)")
+        let other = try await Self.pendingRequest(daemon, from: "127.0.0.3", numConn: 2)
+        defer { other.close() }
+        // The other address's request was taken: it waits for its hello.
+        #expect(try await Self.pendingSessions(daemon, reaching: 2) == 2)
+    }
+
+    /// Requests that never send their hello, from several addresses, hold at most --max-pending-ports;
+    /// past it a new request is refused until the oldest is 5 s late, which is then released for it.
+    @Test func pendingRequestsHoldAtMostMaxPendingPorts() async throws {
+        let daemon = try await Daemon(tls: false, ports: try .reserve(10), extra: ["--max-pending-ports", "2"])
+        defer { daemon.stop() }
+        let oldest = try await Self.pendingRequest(daemon, from: "127.0.0.2")
+        defer { oldest.close() }
+        let next = try await Self.pendingRequest(daemon, from: "127.0.0.3")
+        defer { next.close() }
+        #expect(try await Self.pendingSessions(daemon, reaching: 2) == 2)
+        // A third request is refused until the oldest is 5 s late (retried until then).
+        var attempts: [WireSession] = []
+        let deadline = ContinuousClock.now + .seconds(20)
+        repeat {
+            attempts.append(try await driveSession(daemon.target, targets: ["127.0.0.1:5001"]))
+            if attempts.last?.request.code != .ok { try await Task.sleep(for: .milliseconds(200)) }
+        } while attempts.last?.request.code != .ok && ContinuousClock.now < deadline
+        let refusals = attempts.filter { $0.request.code == .resourceExhausted && $0.request.message.contains("--max-pending-ports 2") }
+        #expect(!refusals.isEmpty && refusals.count == attempts.count - 1, "\(attempts.map(\.request))")
+        #expect(attempts.last?.update?.code == .ok, "\(attempts.map(\.request))")
+        // The oldest pending request was released for it and told so.
+        guard case .requestReply(let released)? = try await Self.reply(oldest) else { Issue.record("no reply to the oldest request"); return }
+        #expect(released.status.code == .resourceExhausted && released.status.message.contains("--max-pending-ports"), "\(released.status)")
+        #expect(daemon.log.contains("pending session released to make room"), "\(daemon.log)")
+    }
+}
