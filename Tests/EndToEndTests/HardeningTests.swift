@@ -86,6 +86,40 @@ import FakeGlobusAuth
         #expect(session.update?.code == .ok, "\(session)")
     }
 
+    /// One address's made-up tokens, slow to check, take a share of the 32 introspections s2cs runs
+    /// at once, not all of them: another client's new token is checked at once meanwhile.
+    @Test func oneAddressesMadeUpTokensCannotHoldEveryIntrospection() async throws {
+        let fake = try FakeGlobusAuth(clientID: "abc", clientSecret: "xyz")
+        defer { fake.stop() }
+        fake.slowForUnknownTokens = .seconds(3)
+        let daemon = try await Daemon(tls: false, ports: try .reserve(5), extra: ["--client-id", "abc", "--client-secret", "xyz"],
+                                      environment: ["GLOBUS_SDK_SERVICE_URL_AUTH": fake.baseURL])
+        defer { daemon.stop() }
+        var sockets: [Socket] = []
+        defer { sockets.forEach { $0.close() } }
+        for index in 0..<32 {
+            let socket = try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: daemon.port),
+                                                  from: SocketAddress.resolve(host: "127.0.0.2", port: 0), deadline: .now + .seconds(5))
+            sockets.append(socket)
+            try await socket.writeAll(Message.list(ListSessions(token: "made-up-\(index)")).encoded(), deadline: .now + .seconds(5))
+        }
+        // Each made-up token has either reached Globus Auth or been answered at once.
+        let deadline = ContinuousClock.now + .seconds(10)
+        var settled = 0
+        repeat {
+            var answered = 0
+            for socket in sockets where (try? await socket.peek(max: 1, deadline: .now + .milliseconds(1)))?.isEmpty == false { answered += 1 }
+            settled = answered + fake.requests.filter { $0.hasSuffix("/introspect") }.count
+            if settled < 32 { try await Task.sleep(for: .milliseconds(20)) }
+        } while settled < 32 && ContinuousClock.now < deadline
+        #expect(settled >= 32)
+        let started = ContinuousClock.now
+        let (token, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream")
+        guard case .listReply(let list) = try await callOnce(daemon.target, .list(ListSessions(token: token))) else { Issue.record("no list reply"); return }
+        #expect(list.status.code == .ok, "\(list.status)")
+        #expect(ContinuousClock.now - started < .seconds(2), "waited \(ContinuousClock.now - started) for a slot")
+    }
+
     @Test func sessionsPerClientAreCapped() async throws {
         let daemon = try await Daemon( extra: ["--max-sessions-per-client", "2"])
         defer { daemon.stop() }
