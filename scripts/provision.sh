@@ -86,9 +86,10 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 
-# What s2cs and s2uc need at run time: the proxies, iperf3 and tcpdump (as scripts/install-deps),
-# and the libraries that static binaries (scripts/build-static) link dynamically.
-runtime_packages=(haproxy nginx-light libnginx-mod-stream stunnel4 iperf3 iproute2 tcpdump procps openssl libssl3 libcurl4)
+# What s2cs and s2uc need at run time: the proxies, iperf3 and tcpdump, and the libraries that
+# static binaries (scripts/build-static) link dynamically: groups run and box of scripts/packages.
+mapfile -t runtime_packages < <(awk '$1 == "run" || $1 == "box" { print $2 }' "$source_dir/scripts/packages" | sort -u)
+[ ${#runtime_packages[@]} -gt 0 ] || fail "no packages read from $source_dir/scripts/packages"
 
 if [ -x "$source_dir/dist/s2cs" ] && [ -x "$source_dir/dist/s2uc" ]; then
     echo "== packages (prebuilt s2uc and s2cs in $source_dir/dist)"
@@ -113,10 +114,10 @@ fi
 
 echo "== packages"
 apt-get update
-# The proxies, iperf3 and tcpdump (as scripts/install-deps), and the Swift toolchain's dependencies
-# for Debian 12 (swift.org, "Installation via Tarball").
-apt-get install -y --no-install-recommends \
-    libssl-dev openssl pkg-config haproxy nginx-light libnginx-mod-stream stunnel4 iperf3 iproute2 tcpdump procps \
+# Groups build, run and box of scripts/packages, and the Swift toolchain's dependencies for Debian 12
+# (swift.org, "Installation via Tarball").
+mapfile -t build_packages < <(awk '$1 == "build" { print $2 }' "$source_dir/scripts/packages")
+apt-get install -y --no-install-recommends "${build_packages[@]}" "${runtime_packages[@]}" \
     binutils-gold gcc git libcurl4-openssl-dev libedit-dev libicu-dev libncurses-dev libpython3-dev \
     libsqlite3-dev libxml2-dev tzdata uuid-dev ca-certificates curl gnupg
 

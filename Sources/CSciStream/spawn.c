@@ -84,8 +84,37 @@ static void mark_cloexec_from(int first) {
     }
 }
 
+/* Writes "NAME=<value>" into `buffer` (at least 40 bytes) without the C library's formatting. */
+static char *format_variable(char *buffer, const char *name, long value) {
+    char digits[24];
+    int count = 0;
+    do {
+        digits[count++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value > 0 && count < (int)sizeof(digits));
+    char *cursor = buffer;
+    while (*name) {
+        *cursor++ = *name++;
+    }
+    while (count > 0) {
+        *cursor++ = digits[--count];
+    }
+    *cursor = 0;
+    return buffer;
+}
+
+static int has_prefix(const char *text, const char *prefix) {
+    while (*prefix) {
+        if (*text++ != *prefix++) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 int scistream_spawn(const char *path, char *const argv[], char *const envp[], const char *log_path,
-                    int output_fd, long open_files, mode_t file_mask, pid_t *pid, int *pidfd, int *error_pipe) {
+                    int output_fd, long open_files, mode_t file_mask, const int *listen_fds, int listen_fd_count,
+                    pid_t *pid, int *pidfd, int *error_pipe) {
     int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null_fd < 0) {
         return errno;
@@ -135,29 +164,73 @@ int scistream_spawn(const char *path, char *const argv[], char *const envp[], co
             report_and_exit(pipe_fds[1]);
         }
         (void)umask(file_mask);
-        if (open_files > 0) {
-            struct rlimit files;
-            if (getrlimit(RLIMIT_NOFILE, &files) != 0) {
-                report_and_exit(pipe_fds[1]);
-            }
-            files.rlim_cur = (rlim_t)open_files;
-            if (files.rlim_max != RLIM_INFINITY && files.rlim_cur > files.rlim_max) {
-                files.rlim_cur = files.rlim_max;
-            }
-            if (setrlimit(RLIMIT_NOFILE, &files) != 0) {
-                report_and_exit(pipe_fds[1]);
-            }
-        }
         if (setsid() < 0) {
             report_and_exit(pipe_fds[1]);
         }
         if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(log_fd, STDOUT_FILENO) < 0 || dup2(log_fd, STDERR_FILENO) < 0) {
             report_and_exit(pipe_fds[1]);
         }
-        /* Everything above 2 (including null_fd, log_fd, and the error pipe's write end) closes on exec. */
-        mark_cloexec_from(STDERR_FILENO + 1);
-        execve(path, argv, envp);
-        report_and_exit(pipe_fds[1]);
+        /* Socket activation (sd_listen_fds(3)): the listening sockets become 3, 4, ... in order, open
+         * across the exec, announced by LISTEN_FDS and LISTEN_PID (this child's pid). Each is first
+         * moved above that range, so that no dup2 overwrites a descriptor still needed; before the
+         * RLIMIT_NOFILE below, which may be lower than the descriptors the parent holds. */
+        int error_fd = pipe_fds[1];
+        int first_free = STDERR_FILENO + 1 + (listen_fd_count > 0 ? listen_fd_count : 0);
+        if (listen_fd_count > 0) {
+            error_fd = fcntl(pipe_fds[1], F_DUPFD_CLOEXEC, first_free);
+            if (error_fd < 0) {
+                report_and_exit(pipe_fds[1]);
+            }
+            int moved[listen_fd_count];
+            for (int index = 0; index < listen_fd_count; index++) {
+                moved[index] = fcntl(listen_fds[index], F_DUPFD_CLOEXEC, first_free);
+                if (moved[index] < 0) {
+                    report_and_exit(error_fd);
+                }
+            }
+            for (int index = 0; index < listen_fd_count; index++) {
+                /* dup2 leaves the new descriptor without FD_CLOEXEC: it survives the exec. */
+                if (dup2(moved[index], STDERR_FILENO + 1 + index) < 0) {
+                    report_and_exit(error_fd);
+                }
+            }
+        }
+        if (open_files > 0) {
+            struct rlimit files;
+            if (getrlimit(RLIMIT_NOFILE, &files) != 0) {
+                report_and_exit(error_fd);
+            }
+            files.rlim_cur = (rlim_t)open_files;
+            if (files.rlim_max != RLIM_INFINITY && files.rlim_cur > files.rlim_max) {
+                files.rlim_cur = files.rlim_max;
+            }
+            if (setrlimit(RLIMIT_NOFILE, &files) != 0) {
+                report_and_exit(error_fd);
+            }
+        }
+        /* Everything else above 2 (null_fd, log_fd, the error pipe's write end) closes on exec. */
+        mark_cloexec_from(first_free);
+        if (listen_fd_count <= 0) {
+            execve(path, argv, envp);
+            report_and_exit(error_fd);
+        }
+        int variables = 0;
+        while (envp[variables] != NULL) {
+            variables++;
+        }
+        char *environment[variables + 3];
+        int kept = 0;
+        for (int index = 0; index < variables; index++) {
+            if (!has_prefix(envp[index], "LISTEN_PID=") && !has_prefix(envp[index], "LISTEN_FDS=")) {
+                environment[kept++] = envp[index];
+            }
+        }
+        char pid_variable[48], fds_variable[48];
+        environment[kept++] = format_variable(pid_variable, "LISTEN_PID=", (long)getpid());
+        environment[kept++] = format_variable(fds_variable, "LISTEN_FDS=", (long)listen_fd_count);
+        environment[kept] = NULL;
+        execve(path, argv, environment);
+        report_and_exit(error_fd);
     }
 
     int fork_error = errno;

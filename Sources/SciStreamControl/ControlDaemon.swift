@@ -42,13 +42,25 @@ public enum ControlDaemon {
         if let message = config.unbindableListenerAddress(canBind: { Socket.canBind(host: $0, port: 0) }) {
             return Console.runtimeError(StartupError(message))
         }
+        // The control port first: the default session folder is named after it.
+        let listener: Socket
+        do {
+            listener = try ControlServer.listen(config)
+        } catch {
+            return Console.runtimeError(error)
+        }
+        let folder = config.sessionFolder(controlPort: listener.localAddress?.port ?? config.port)
         let dataPlane: DataPlane
+        let folderLock: SessionFolderLock
         do {
             let runAs = try config.proxyIdentity(effectiveUID: geteuid())
-            dataPlane = try DataPlane(type: config.type, folder: config.configFolder, dataPlaneTLS: config.dataPlaneTLS,
+            dataPlane = try DataPlane(type: config.type, folder: folder, dataPlaneTLS: config.dataPlaneTLS,
                                       buffers: config.proxyBuffers, logger: logger, runAs: config.type == .mock ? nil : runAs,
                                       path: config.searchPATH)
+            // Before anything in the folder is read or written: no other s2cs uses it.
+            folderLock = try SessionFolderLock.acquire(folder: folder)
         } catch {
+            listener.close()
             return Console.runtimeError(error)
         }
         await dataPlane.setCountsTraffic(config.trafficCounting)
@@ -57,7 +69,7 @@ public enum ControlDaemon {
 
         let server: ControlServer
         do {
-            server = try ControlServer(config: config, dataPlane: dataPlane, tls: tls, logger: logger)
+            server = try ControlServer(config: config, dataPlane: dataPlane, tls: tls, logger: logger, listener: listener)
         } catch {
             return Console.runtimeError(error)
         }
@@ -72,7 +84,7 @@ public enum ControlDaemon {
         if let allowed = config.allowedTargets {
             logger.info("sessions may forward only to --allowed-targets", ["allowed": allowed.map(\.description).joined(separator: ",")])
         } else {
-            logger.info("sessions may forward anywhere but loopback, link-local and this gateway's own addresses (restrict with --allowed-targets)",
+            logger.info("sessions may forward anywhere but loopback, link-local, cloud metadata and carrier-grade NAT addresses and this gateway's own addresses (restrict with --allowed-targets)",
                         ["loopback": server.targetPolicy.allowLoopback ? "allowed (--listener-ip is loopback)" : "refused"])
         }
         if let ephemeral = ephemeralPortRange(), config.portRange.lower <= ephemeral.upperBound, ephemeral.lowerBound <= config.portRange.upper {
@@ -87,6 +99,14 @@ public enum ControlDaemon {
                 logger.warning("no --peer-gateways: inbound (PROD) sessions are refused in plaintext mode until the peer gateways' addresses are given")
             }
         }
+        let consumers = ConsumerSources(configured: config.consAllowedSources)
+        let consBind = config.bindIP(for: .cons)
+        if config.consAllowedSources == nil, let bind = IPAddress(numeric: consBind), bind.bytes.allSatisfy({ $0 == 0 }) {
+            logger.warning("consumer-side listeners bind every address of this host: only loopback and the address that requested each session may connect to them; name the consumer applications' addresses with \(ConsumerSources.flag)",
+                           ["cons_listeners": consBind, "allowed": consumers.summary])
+        } else {
+            logger.info("consumer-side listeners accept only these sources", ["allowed": consumers.summary])
+        }
         if !config.tls {
             logger.warning("control channel is PLAINTEXT (--ssl=False): development only")
         }
@@ -94,11 +114,12 @@ public enum ControlDaemon {
                                      "port_range": config.portRange.description, "listener_ip": config.listenerIP,
                                      "prod_listeners": "\(config.bindIP(for: .prod)) (told as \(config.advertisedIP(for: .prod)))",
                                      "cons_listeners": config.bindIP(for: .cons),
-                                     "folder": config.configFolder, "proxy_user": dataPlane.runAs?.user ?? "(as s2cs)"])
+                                     "folder": folder, "proxy_user": dataPlane.runAs?.user ?? "(as s2cs)"])
         var metricsServer: MetricsServer? = nil
         if let endpoint = config.metrics {
             do {
                 metricsServer = try MetricsServer(endpoint: endpoint, logger: logger) { await server.metricsText() }
+                if let bound = metricsServer?.boundAddress { server.servesMetrics(on: bound) }
             } catch {
                 return Console.runtimeError(error)
             }
@@ -116,6 +137,7 @@ public enum ControlDaemon {
         logger.info("stopping", ["signal": signal])
         await server.shutdown()
         serving.cancel()
+        folderLock.release()  // only once every proxy is stopped
         logger.info("s2cs stopped")
         return ExitCode.success
     }

@@ -254,6 +254,27 @@ public actor DataPlane {
         if case .failure(let error) = result { throw error }
     }
 
+    /// The listening sockets of a fenced stunnel session, one per listener in config order (stunnel
+    /// takes inherited sockets in the order of its sections), each with the session's source filter
+    /// attached before it listens.
+    private static func fencedListeners(_ plan: SessionPlan, addresses: [[SocketAddress]]) -> Result<[Socket], DataPlaneError> {
+        let filter = SourceFilter(allowing: plan.allowedSources)
+        var sockets: [Socket] = []
+        for (route, resolved) in zip(plan.routes, addresses) {
+            guard resolved.count == 1, let address = resolved.first else {
+                return .failure(.invalidSpec(session: plan.session.prefix, reason:
+                    "listener \(route.listener) stands for \(resolved.count) addresses: a fenced stunnel listener needs a numeric address"))
+            }
+            do {
+                sockets.append(try Socket.listen(on: address, prepare: { fd throws(Errno) in try filter.attach(to: fd) }))
+            } catch {
+                for socket in sockets { socket.close() }
+                return .failure(.listenerUnavailable(session: plan.session.prefix, listener: route.listener.description, reason: error.description))
+            }
+        }
+        return .success(sockets)
+    }
+
     private func shouldAbandon(_ key: String) -> Bool {
         Task.isCancelled || sessions[key]?.stopRequested == true
     }
@@ -284,6 +305,15 @@ public actor DataPlane {
                 }
             }
         }
+        // stunnel has no source ACL: fenced listeners are bound here, filtered, and handed over.
+        var handedOver: [Socket] = []
+        if type == .stunnel && !plan.allowedSources.isEmpty {
+            switch Self.fencedListeners(plan, addresses: addresses) {
+            case .success(let sockets): handedOver = sockets
+            case .failure(let error): return .failure(error)
+            }
+        }
+        defer { for socket in handedOver { socket.close() } }  // the proxy holds its own copies
         if plan.rateKbps > 0 && !type.supportsRateLimit {
             logger.info("rate limit not applied: \(type.name) cannot limit a connection's rate",
                         ["session": name, "rate_kbps": String(plan.rateKbps)])
@@ -332,7 +362,8 @@ public actor DataPlane {
             // stunnel has no connection cap of its own but its client limit, derived from RLIMIT_NOFILE.
             let openFiles = type == .stunnel ? SessionLimits.stunnelFileLimit(forClients: plan.maxConnections) : nil
             child = try await ChildProcess.spawn(executable: executable, arguments: runCommand(files), environment: Self.childEnvironment,
-                                                 output: .descriptor(log.childEnd), openFiles: openFiles)
+                                                 output: .descriptor(log.childEnd), openFiles: openFiles,
+                                                 listening: handedOver.map(\.fd))
         } catch {
             return await fail(.spawnFailed(type: type, session: name, reason: error.errno.description), log: log)
         }

@@ -11,6 +11,8 @@ public enum DataPlaneError: Error, Sendable, Equatable, CustomStringConvertible 
     case plaintextUnsupported(type: DataServerType)
     /// The session folder cannot be used.
     case folder(path: String, reason: String)
+    /// Another s2cs holds the session folder (`SessionFolderLock`); `pid` is the one it wrote.
+    case folderInUse(path: String, pid: Int32?)
     /// A session file cannot be written, read or removed.
     case file(path: String, reason: String)
     /// The uid is not a canonical UUID.
@@ -47,6 +49,8 @@ public enum DataPlaneError: Error, Sendable, Equatable, CustomStringConvertible 
             return "\(type.name) cannot forward plain TCP: use Haproxy or Nginx for a plaintext data plane"
         case .folder(let path, let reason):
             return "cannot use the session folder \(path): \(reason)"
+        case .folderInUse(let path, let pid):
+            return "the session folder \(path) is in use by another s2cs (\(pid.map { "pid \($0)" } ?? "pid not yet written"), holding \(path)/\(SessionFolderLock.fileName))"
         case .file(let path, let reason):
             return "cannot write \(path): \(reason)"
         case .invalidSessionID:

@@ -30,8 +30,8 @@ struct SessionPlan: Sendable {
     var udp = false
 
     static let maximumRateKbps = 1_000_000_000  // 1 Tbit/s
-    /// Sources the listeners accept (numeric CIDR blocks); empty: any.
-    let allowedSources: [String]
+    /// Sources the listeners accept; empty: any.
+    let allowedSources: [SourceBlock]
 
     /// Validates `spec` (again: every value that reaches a config). Nothing is written on failure.
     init(_ spec: ProxySpec, tls: Bool, folder: String, processors: Int, buffers: ProxyBuffers = .standard,
@@ -65,12 +65,7 @@ struct SessionPlan: Sendable {
         guard spec.rateKbps >= 0, spec.rateKbps <= Self.maximumRateKbps else {
             throw .invalidSpec(session: name, reason: "rate \(spec.rateKbps) kb/s is out of range (0 = unlimited, at most \(Self.maximumRateKbps))")
         }
-        for source in spec.allowedSources {
-            // Numeric CIDR only (the control layer renders them from parsed addresses): hex digits, '.', ':' and one '/'.
-            let valid = source.utf8.count <= 64 && source.filter({ $0 == "/" }).count == 1
-                && source.allSatisfy { $0.isASCII && ($0.isHexDigit || $0 == "." || $0 == ":" || $0 == "/") }
-            guard valid else { throw .invalidSpec(session: name, reason: "invalid allowed source '\(printable(source))' (a numeric CIDR block)") }
-        }
+        // Each block is valid by construction (SourceBlock): only their number is checked here.
         guard spec.allowedSources.count <= 256 else { throw .invalidSpec(session: name, reason: "too many allowed sources (at most 256)") }
         self.allowedSources = spec.allowedSources
         guard isConfigSafePath(folder) else {
@@ -183,7 +178,9 @@ enum ProxyConfig {
                 lines.append("    bind \(route.listener)")
             }
             if !plan.allowedSources.isEmpty {
-                lines.append("    tcp-request connection reject unless { src \(plan.allowedSources.joined(separator: " ")) }")
+                // Refused before anything is read or forwarded: the connection is closed at once.
+                lines.append("    acl allowed_source src \(plan.allowedSources.map(\.description).joined(separator: " "))")
+                lines.append("    tcp-request connection reject unless allowed_source")
             }
             if plan.tls && plan.role == .cons {
                 lines.append("    server s\(index) \(route.target) \(tlsCommon) verifyhost \(SessionKeys.peerName) sni str(\(SessionKeys.peerName))")

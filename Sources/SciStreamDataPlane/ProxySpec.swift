@@ -21,11 +21,12 @@ public struct ProxySpec: Sendable, Equatable {
     public var rateKbps: Int
     /// Forward UDP as well as TCP on every listener (Nginx with a plaintext hop only).
     public var udp = false
-    /// Numeric CIDR blocks (`192.0.2.0/24`, `2001:db8::/32`): when not empty, the only sources the
-    /// listeners accept (the peer gateways, in plaintext mode). Empty: any source.
-    public var allowedSources: [String]
+    /// When not empty, the only sources the listeners accept: on a producer-side proxy the peer
+    /// gateways (plaintext mode), on a consumer-side one the consumer applications' addresses
+    /// (`--cons-allowed-sources`, or loopback and the requester). Empty: any source.
+    public var allowedSources: [SourceBlock]
 
-    public init(uid: String, role: ProxyRole, listeners: [ProxyEndpoint], targets: [ProxyEndpoint], rateKbps: Int, allowedSources: [String] = []) {
+    public init(uid: String, role: ProxyRole, listeners: [ProxyEndpoint], targets: [ProxyEndpoint], rateKbps: Int, allowedSources: [SourceBlock] = []) {
         self.allowedSources = allowedSources
         self.uid = uid
         self.role = role

@@ -25,6 +25,8 @@ public struct TrafficFigures: Sendable, Equatable {
 ///   connection;
 /// - Stunnel: its log `<uid>.log`, `Service [..] accepted connection` and `Connection closed: A
 ///   byte(s) sent to TLS, B byte(s) sent to socket` (or `reset`) per connection.
+/// Only lines the proxies write are read, by their exact format (TrafficMeter+Lines.swift): the same
+/// logs carry text from outside, such as the subject of a client certificate a proxy refused.
 /// Logs are read incrementally (only what was appended since the last time); a log that shrank was
 /// cut short and is read again from its start, keeping what was counted. For Nginx and Stunnel the
 /// connections open now are the established TCP connections on the listener ports (sock_diag).
@@ -56,7 +58,7 @@ public actor TrafficMeter {
             guard var figures = readLog(files, initial: TrafficFigures(counting: .closedConnections), parse: Self.nginxLine) else { return nil }
             let open = Self.establishedConnections(localPorts: Set(listenerPorts))
             figures.openConnections = open
-            figures.totalConnections += open
+            figures.totalConnections = figures.totalConnections.addingSaturating(open)
             return figures
         case .stunnel:
             let parse: (Substring, inout TrafficFigures) -> Void = { line, figures in Self.stunnelLine(line, role: role, &figures) }
@@ -126,32 +128,6 @@ public actor TrafficMeter {
         }
     }
 
-    /// `<bytes received>,<bytes sent>` (nginx's `$bytes_received,$bytes_sent`).
-    static func nginxLine(_ line: Substring, _ figures: inout TrafficFigures) {
-        let fields = line.split(separator: ",")
-        guard fields.count == 2, let received = UInt64(fields[0]), let sent = UInt64(fields[1]) else { return }
-        figures.totalConnections += 1
-        figures.bytesIn += received
-        figures.bytesOut += sent
-    }
-
-    /// Stunnel's `Service [lN] accepted connection from ...` and
-    /// `Connection closed: A byte(s) sent to TLS, B byte(s) sent to socket` (or `Connection reset: ...`).
-    /// The producer side accepts TLS and sends plain to its targets: its bytes in are those "sent to
-    /// socket"; the consumer side accepts plain and sends TLS: its bytes in are those "sent to TLS".
-    static func stunnelLine(_ line: Substring, role: ProxyRole, _ figures: inout TrafficFigures) {
-        if line.contains("] accepted connection from ") {
-            figures.totalConnections += 1
-            return
-        }
-        guard let marker = line.range(of: "Connection closed: ") ?? line.range(of: "Connection reset: ") else { return }
-        let numbers = line[marker.upperBound...].split(whereSeparator: { !$0.isNumber }).compactMap { UInt64($0) }
-        guard numbers.count >= 2 else { return }
-        let (toTLS, toSocket) = (numbers[0], numbers[1])
-        figures.bytesIn += role == .prod ? toSocket : toTLS
-        figures.bytesOut += role == .prod ? toTLS : toSocket
-    }
-
     // MARK: HAProxy
 
     /// `show stat` on HAProxy's stats socket: the sum over its frontends (the listeners).
@@ -170,10 +146,9 @@ public actor TrafficMeter {
         for line in lines.dropFirst() {
             let fields = line.split(separator: ",", omittingEmptySubsequences: false)
             guard fields.count > max(sv, scur, stot, bin, bout), fields[sv] == "FRONTEND" else { continue }
-            figures.openConnections += Int(fields[scur]) ?? 0
-            figures.totalConnections += Int(fields[stot]) ?? 0
-            figures.bytesIn += UInt64(fields[bin]) ?? 0
-            figures.bytesOut += UInt64(fields[bout]) ?? 0
+            figures.openConnections = figures.openConnections.addingSaturating(Int(clamping: statField(fields[scur]) ?? 0))
+            figures.totalConnections = figures.totalConnections.addingSaturating(Int(clamping: statField(fields[stot]) ?? 0))
+            figures.addBytes(in: statField(fields[bin]) ?? 0, out: statField(fields[bout]) ?? 0)
         }
         return figures
     }

@@ -119,10 +119,12 @@ public final class ChildProcess: Sendable {
 
     /// As `spawn(executable:arguments:environment:logPath:fileMask:)`, with the output going to
     /// `output`, and with a soft RLIMIT_NOFILE of `openFiles` when given (stunnel derives its
-    /// connection limit from it).
+    /// connection limit from it), and with `listening` handed over by socket activation when not
+    /// empty (they become its descriptors 3, 4, ..., announced by LISTEN_FDS and LISTEN_PID; the
+    /// caller keeps its own and closes them).
     public static func spawn(
         executable: String, arguments: [String], environment: [String], output: Output, openFiles: Int? = nil,
-        fileMask: mode_t = 0o077
+        fileMask: mode_t = 0o077, listening: [Int32] = []
     ) async throws(SpawnError) -> ChildProcess {
         let argv = [executable] + arguments
         let (logPath, outputFD): (String, Int32) = switch output {
@@ -136,8 +138,10 @@ public final class ChildProcess: Sendable {
             var errorPipe: Int32 = -1
             let result = withCStringArray(argv) { argvPointer in
                 withCStringArray(environment) { envPointer in
-                    scistream_spawn(executable, argvPointer, envPointer, logPath, outputFD, openFiles ?? 0, fileMask,
-                                    &pid, &pidfd, &errorPipe)
+                    listening.withUnsafeBufferPointer { sockets in
+                        scistream_spawn(executable, argvPointer, envPointer, logPath, outputFD, openFiles ?? 0, fileMask,
+                                        sockets.baseAddress, Int32(sockets.count), &pid, &pidfd, &errorPipe)
+                    }
                 }
             }
             return (result, pid, pidfd, errorPipe)

@@ -101,7 +101,10 @@ public final class Socket: ByteStream, @unchecked Sendable {  // fd state behind
     }
 
     /// A listening socket on `address` with SO_REUSEADDR. Port 0 picks a free port (`localAddress` tells which).
-    public static func listen(on address: SocketAddress, backlog: Int32 = 1024) throws(Errno) -> Socket {
+    /// `prepare`, when given, runs on the bound socket before it listens (a socket filter set there
+    /// judges the very first connection).
+    public static func listen(on address: SocketAddress, backlog: Int32 = 1024,
+                              prepare: ((Int32) throws(Errno) -> Void)? = nil) throws(Errno) -> Socket {
         let socket = try make(family: address.family)
         var one: Int32 = 1
         _ = setsockopt(socket.fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -110,6 +113,7 @@ public final class Socket: ByteStream, @unchecked Sendable {  // fd state behind
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket.fd, $0, address.length) }
         }
         if bound != 0 { throw Errno.current }
+        try prepare?(socket.fd)
         if Glibc.listen(socket.fd, backlog) != 0 { throw Errno.current }
         return socket
     }

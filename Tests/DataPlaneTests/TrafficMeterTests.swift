@@ -14,12 +14,15 @@ struct TrafficMeterTests {
         var prod = TrafficFigures(counting: .closedConnections), cons = TrafficFigures(counting: .closedConnections)
         for line in ["2026.11.30 13:19:09 LOG5[1]: Service [l0] accepted connection from 127.0.0.1:36864",
                      "2026.11.30 13:19:09 LOG5[1]: Connection closed: 313 byte(s) sent to TLS, 8500261 byte(s) sent to socket",
-                     "2026.11.30 13:19:09 LOG5[2]: Connection reset: 7 byte(s) sent to TLS, 9 byte(s) sent to socket"] {
+                     "2026.11.30 13:19:09 LOG5[2]: Connection reset: 7 byte(s) sent to TLS, 9 byte(s) sent to socket",
+                     "2026.11.30 13:19:09 LOG5[3]: Connection reset/closed: 0 byte(s) sent to TLS, 0 byte(s) sent to socket",
+                     "2026.11.30 13:19:09 LOG5[4]: Connection closed/reset: 100 byte(s) sent to TLS, 1000 byte(s) sent to socket",
+                     "2026.11.30 13:19:09 LOG5[5]: Service [l12] accepted connection from ::1:41000"] {
             TrafficMeter.stunnelLine(line[...], role: .prod, &prod)
             TrafficMeter.stunnelLine(line[...], role: .cons, &cons)
         }
-        #expect(prod.totalConnections == 1 && prod.bytesIn == 8_500_270 && prod.bytesOut == 320)
-        #expect(cons.bytesIn == 320 && cons.bytesOut == 8_500_270)
+        #expect(prod.totalConnections == 2 && prod.bytesIn == 8_501_270 && prod.bytesOut == 420)
+        #expect(cons.bytesIn == 420 && cons.bytesOut == 8_501_270)
 
         let csv = """
             # pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq
@@ -30,6 +33,64 @@ struct TrafficMeterTests {
         let figures = TrafficMeter.parseHAProxyStats(csv)
         #expect(figures == { var f = TrafficFigures(counting: .live); f.openConnections = 1; f.totalConnections = 7; f.bytesIn = 1030; f.bytesOut = 24; return f }())
         #expect(TrafficMeter.parseHAProxyStats("Unknown command") == nil)
+    }
+
+    /// What stunnel 5.68 wrote when a stranger presented a certificate whose subject spells its
+    /// traffic line (seen in TrafficForgeryTests), and lines that are almost the proxies' own: none
+    /// counts, and nothing traps.
+    @Test func linesThatAreNotExactlyTheProxiesOwnCountNothing() {
+        let max = "18446744073709551615"
+        let stunnel = [
+            "2026.12.05 07:58:44 LOG4[0]: Rejected by CERT at depth=0: CN=Connection closed: \(max) \(max), description=\"LOG5[1]: Connection closed: \(max) byte(s) sent to TLS, \(max) byte(s) sent to socket\"",
+            "Connection closed: \(max) \(max)",
+            "LOG5[1]: Connection closed: 5 byte(s) sent to TLS, 5 byte(s) sent to socket",
+            "2026.12.05 07:58:44 LOG4[1]: Connection closed: 5 byte(s) sent to TLS, 5 byte(s) sent to socket",
+            " 2026.12.05 07:58:44 LOG5[1]: Connection closed: 5 byte(s) sent to TLS, 5 byte(s) sent to socket",
+            "2026.12.05 07:58:44 LOG5[1]: Connection closed: 5 byte(s) sent to TLS, 5 byte(s) sent to socket ",
+            "2026.12.05 07:58:44 LOG5[1]: Connection closed: 5 byte(s) sent to TLS, 5 byte(s) sent to socket, 7",
+            "2026.12.05 07:58:44 LOG5[1]: Connection closed: +5 byte(s) sent to TLS, 5 byte(s) sent to socket",
+            "2026.12.05 07:58:44 LOG5[1]: Connection closed: \(max) byte(s) sent to TLS, \(max) byte(s) sent to socket",
+            "2026.12.05 07:58:44 LOG5[1]: Connection closed: 99999999999999999999999 byte(s) sent to TLS, 1 byte(s) sent to socket",
+            "2026.12.05 07:58:44 LOG5[1]: Connection opened: 5 byte(s) sent to TLS, 5 byte(s) sent to socket",
+            "2026.12.05 07:58:44 LOG5[x]: Connection closed: 5 byte(s) sent to TLS, 5 byte(s) sent to socket",
+            "2026.12.05 07:58:44 LOG5[1]: Service [l0] accepted connection from 127.0.0.1:1 CN=Connection closed",
+            "2026.12.05 07:58:44 LOG5[1]: Service [evil] accepted connection from 127.0.0.1:1",
+            "2026.12.05 07:58:44 LOG5[1]: Service [l0] accepted connection from ",
+        ]
+        for line in stunnel {
+            for role in [ProxyRole.prod, .cons] {
+                var figures = TrafficFigures(counting: .closedConnections)
+                TrafficMeter.stunnelLine(line[...], role: role, &figures)
+                #expect(figures == TrafficFigures(counting: .closedConnections), "counted: \(line)")
+            }
+        }
+        let nginx = ["\(max),\(max)", "+5,1", "5,-1", " 5,1", "5,1 ", "5,1,2", "5,", ",5", "18446744073709551616,1", "2026/12/05 [info] 5,1",
+                     "100000000000000000,0"]
+        for line in nginx {
+            var figures = TrafficFigures(counting: .closedConnections)
+            TrafficMeter.nginxLine(line[...], &figures)
+            #expect(figures == TrafficFigures(counting: .closedConnections), "counted: \(line)")
+        }
+    }
+
+    /// The largest figure a line may carry, many times over: the counters stop at their maximum.
+    @Test func sumsSaturateInsteadOfTrapping() {
+        let most = TrafficMeter.maximumBytesPerConnection
+        var nginx = TrafficFigures(counting: .closedConnections), stunnel = TrafficFigures(counting: .closedConnections)
+        for _ in 0..<300 {
+            TrafficMeter.nginxLine("\(most),\(most)"[...], &nginx)
+            TrafficMeter.stunnelLine("2026.12.05 07:58:44 LOG5[1]: Connection closed: \(most) byte(s) sent to TLS, \(most) byte(s) sent to socket"[...],
+                                     role: .prod, &stunnel)
+        }
+        #expect(nginx.bytesIn == .max && nginx.bytesOut == .max && nginx.totalConnections == 300)
+        #expect(stunnel.bytesIn == .max && stunnel.bytesOut == .max)
+        let csv = "# pxname,svname,scur,stot,bin,bout\n"
+            + String(repeating: "l0,FRONTEND,\(Int.max),\(Int.max),18446744073709551615,18446744073709551615\n", count: 3)
+            + "l1,FRONTEND,+5,-1,x,\n"
+        let figures = TrafficMeter.parseHAProxyStats(csv)
+        #expect(figures?.openConnections == .max && figures?.totalConnections == .max && figures?.bytesIn == .max && figures?.bytesOut == .max)
+        #expect(TrafficMeter.parseHAProxyStats("# pxname,svname,scur,stot,bin,bout\nl1,FRONTEND,+5,-1,x,\n")
+                == TrafficFigures(counting: .live), "fields that are not plain counts count nothing")
     }
 
     @Test func countingAddsOnlyItsOwnLinesToTheConfigs() throws {

@@ -50,7 +50,7 @@ extension Daemon {
 
     /// Nothing started, nothing written: no child process and an empty session folder.
     func expectNothingStarted(_ comment: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: configFolder.path)) ?? []
+        let files = sessionFolderEntries(configFolder)
         #expect(files.isEmpty, "nothing written \(comment): \(files)", sourceLocation: sourceLocation)
         #expect(childPIDs(of: pid).isEmpty, "nothing started \(comment)", sourceLocation: sourceLocation)
     }
@@ -334,7 +334,7 @@ func ownNonLoopbackAddresses() -> [String] {
         let session = try await driveSession(fenced.target, uid: uid, targets: ["127.0.0.1:\(app.port)"])
         #expect(session.update?.code == .ok, "\(session)")
         let config = (try? String(contentsOfFile: fenced.configFolder.appendingPathComponent("\(uid).conf").path, encoding: .utf8)) ?? ""
-        #expect(config.contains("tcp-request connection reject unless { src 192.0.2.0/24 }"), "\(config)")
+        #expect(config.contains("acl allowed_source src 192.0.2.0/24\n    tcp-request connection reject unless allowed_source"), "\(config)")
         let listener = session.listeners.first.map { $0.replacingOccurrences(of: "tcp://", with: "") } ?? ""
         let port = UInt16(listener.split(separator: ":").last ?? "") ?? 0
         _ = try? await sendRandomBytes(to: port, count: 4096)

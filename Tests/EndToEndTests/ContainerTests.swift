@@ -17,9 +17,12 @@ import Glibc
 
     @Test func twoGatewaysInContainersCarryIperf3AndLeaveNothingBehind() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.podman),
-                     "podman is not installed: apt-get install podman runc debootstrap libcurl4-openssl-dev (see .ci/run)")
+                     "podman is not installed: scripts/install-deps test (the test group of scripts/packages)")
         let clock = ContinuousClock()
         let began = clock.now
+        // Every container here runs on the host network or on none: a container on podman's
+        // default bridge network makes netavark turn on the host's IP forwarding, and leave it on.
+        let sysctlsBefore = forwardingSysctls()
         var phases: [String] = []
         func lap(_ name: String, since start: ContinuousClock.Instant) {
             phases.append("\(name) \(String(format: "%.1f", Double((clock.now - start).components.seconds) + Double((clock.now - start).components.attoseconds) / 1e18)) s")
@@ -54,7 +57,7 @@ import Glibc
         #expect(built.lines.last == tag, "build-image prints the image name last: \(built.stdout)")
         lap("scripts/build-image --debug", since: start)
 
-        let inside = await Podman.run(["run", "--rm", "--entrypoint=/bin/sh", tag, "-c",
+        let inside = await Podman.run(["run", "--rm", "--net=none", "--entrypoint=/bin/sh", tag, "-c",
                                        "id -u; for p in s2cs s2uc haproxy nginx stunnel iperf3; do command -v $p; done; test -e /usr/lib/nginx/modules/ngx_stream_module.so && echo stream; test -e /opt/swift || echo no-toolchain"])
         #expect(inside.status == 0, "\(inside.stderr)")
         #expect(inside.lines == ["10001", "/usr/local/bin/s2cs", "/usr/local/bin/s2uc", "/usr/sbin/haproxy", "/usr/sbin/nginx",
@@ -136,6 +139,7 @@ import Glibc
             await Podman.run(["ps", "--all", "--quiet", "--filter", "name=\(prefix)"]).stdout.isEmpty
         }
         lap("release + podman stop", since: start)
+        #expect(forwardingSysctls() == sysctlsBefore, "the host's forwarding sysctls changed: before \(sysctlsBefore), after \(forwardingSysctls())")
         lap("total", since: began)
         print("ContainerTests timings: " + phases.joined(separator: "; "))
     }

@@ -186,7 +186,7 @@ import FakeGlobusAuth
         let output = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1"])
         #expect(output.status == 1)
         #expect(output.stderr.contains("RESOURCE_EXHAUSTED") && output.stderr.contains(daemon.ports.description), "\(output.stderr)")
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: daemon.configFolder.path)) ?? []
+        let files = sessionFolderEntries(daemon.configFolder)
         #expect(files.isEmpty, "nothing written: \(files)")
         #expect(childPIDs(of: daemon.pid).isEmpty)
         squatters.forEach { $0.close() }

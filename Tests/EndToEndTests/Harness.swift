@@ -69,9 +69,10 @@ enum Harness {
     }
 
     /// Runs a command to completion without blocking a cooperative thread, with stdin from `input`
-    /// (or /dev/null). Past `timeout` it gets
-    /// SIGTERM (a script then stops what it started), SIGKILL 10 s later, and is reaped; the test
-    /// fails with a message naming the command, and the output says so (status -1).
+    /// (or /dev/null). Foundation starts it as the leader of a process group of its own; past
+    /// `timeout` that whole group (a script and what it started) gets SIGTERM, SIGKILL 10 s later
+    /// or as soon as the command itself has exited, whichever is first, and the command is reaped;
+    /// the test fails with a message naming the command, and the output says so (status -1).
     static func run(_ path: String, _ arguments: [String], cwd: URL? = nil, environment: [String: String]? = nil,
                     input: URL? = nil, timeout: Duration = .seconds(60),
                     sourceLocation: SourceLocation = #_sourceLocation) async -> Output {
@@ -96,6 +97,7 @@ enum Harness {
             watchdog.start(pid: process.processIdentifier, after: timeout)
         }
         watchdog.cancel()
+        if watchdog.fired { watchdog.killGroup() }
         var stderr = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
         if watchdog.fired {
             let command = ([path] + arguments).joined(separator: " ")
@@ -121,8 +123,14 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
     /// Its `--port-range`: reserved for this test (see `PortBlock`), never a fixed range.
     let ports: PortBlock
 
+    /// The HOME it was started with, without `--config-folder` (nil: it was given one of its own).
+    let home: URL?
+
     var address: String { "127.0.0.1:\(port)" }
-    var configFolder: URL { folder.appendingPathComponent("scistream") }
+    /// Its session folder: the one it was given, or in `home` the default one of its control port.
+    var configFolder: URL {
+        home.map { $0.appendingPathComponent(".scistream/s2cs-\(port)") } ?? folder.appendingPathComponent("scistream")
+    }
     var log: String { (try? String(contentsOf: folder.appendingPathComponent("stderr"), encoding: .utf8)) ?? "" }
     var pid: Int32 { process.processIdentifier }
 
@@ -131,14 +139,18 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
         tls ? ["--s2cs", address, "--server_cert", Harness.certificates.crt] : ["--s2cs", address, "--ssl", "False"]
     }
 
-    init(type: String = "Mock", tls: Bool = true, ports: PortBlock? = nil, extra: [String] = [], environment: [String: String] = [:], verbose: Bool = true) async throws {
+    /// With `home`, s2cs runs with HOME set to it, no `$HAPROXY_CONFIG_PATH` and no `--config-folder`:
+    /// the default folder, as on a gateway where nobody chose one.
+    init(type: String = "Mock", tls: Bool = true, ports: PortBlock? = nil, extra: [String] = [], environment: [String: String] = [:],
+         verbose: Bool = true, home: URL? = nil) async throws {
         self.tls = tls
         self.ports = try ports ?? PortBlock.reserve()
+        self.home = home
         folder = Harness.temporaryFolder("s2cs")
         process.executableURL = URL(fileURLWithPath: Harness.s2cs)
-        var arguments = ["--port", "0", "--bind", "127.0.0.1", "--listener-ip", "127.0.0.1", "--type", type,
-                         "--config_folder", folder.appendingPathComponent("scistream").path,
-                         "--port-range", self.ports.description] + (verbose ? ["--verbose"] : [])
+        var arguments = ["--port", "0", "--bind", "127.0.0.1", "--listener-ip", "127.0.0.1", "--type", type]
+            + (home == nil ? ["--config_folder", folder.appendingPathComponent("scistream").path] : [])
+            + ["--port-range", self.ports.description] + (verbose ? ["--verbose"] : [])
         if tls {
             arguments += ["--server_crt", Harness.certificates.crt, "--server_key", Harness.certificates.key]
         } else {
@@ -146,6 +158,10 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
         }
         process.arguments = arguments + extra
         var env = ProcessInfo.processInfo.environment
+        if let home {
+            env["HOME"] = home.path
+            env.removeValue(forKey: "HAPROXY_CONFIG_PATH")
+        }
         env.merge(environment) { _, new in new }
         process.environment = env
         let out = folder.appendingPathComponent("stdout"), err = folder.appendingPathComponent("stderr")
@@ -188,24 +204,45 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
     }
 }
 
-/// Stops a process that outlives its time: SIGTERM, then SIGKILL 10 s later.
+/// What s2cs wrote in a session folder, without its lock file (`s2cs.lock`, there while s2cs runs
+/// and after).
+func sessionFolderEntries(_ folder: URL) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0 != "s2cs.lock" }
+}
+
+/// Stops a process group that outlives its time: SIGTERM to the group, then SIGKILL 10 s later.
+/// `pid` leads the group (Foundation's `Process` starts every child with `setpgid(0, 0)`), so a
+/// script's background children get the signals too, not only the script.
 final class Watchdog: Sendable {
-    private let state = Mutex<(fired: Bool, task: Task<Void, Never>?)>((false, nil))
+    private let state = Mutex<(fired: Bool, group: pid_t, task: Task<Void, Never>?)>((false, 0, nil))
 
     var fired: Bool { state.withLock { $0.fired } }
 
     func start(pid: Int32, after timeout: Duration) {
+        // Only a group this child leads: never signal the test runner's own group.
+        let group = getpgid(pid) == pid ? pid : 0
         let task = Task { [self] in
             guard (try? await Task.sleep(for: timeout)) != nil else { return }
             state.withLock { $0.fired = true }
-            kill(pid, SIGTERM)
+            Self.signal(pid: pid, group: group, SIGTERM)
             guard (try? await Task.sleep(for: .seconds(10))) != nil else { return }
-            kill(pid, SIGKILL)
+            Self.signal(pid: pid, group: group, SIGKILL)
         }
-        state.withLock { $0.task = task }
+        state.withLock { $0.group = group; $0.task = task }
     }
 
     func cancel() { state.withLock { $0.task?.cancel() } }
+
+    /// SIGKILL to what is left of the group once its leader has exited and been reaped: the group id
+    /// cannot have been reused while members remain.
+    func killGroup() {
+        let group = state.withLock { $0.group }
+        if group > 0 { kill(-group, SIGKILL) }
+    }
+
+    private static func signal(pid: pid_t, group: pid_t, _ signal: Int32) {
+        if group > 0 { kill(-group, signal) } else { kill(pid, signal) }
+    }
 }
 
 struct HarnessError: Error, CustomStringConvertible {

@@ -22,6 +22,23 @@ import SciStreamSystem
         #expect(processesMentioning(address).isEmpty, "s2uc still runs")
     }
 
+    @Test func aTimedOutScriptsBackgroundChildrenAreKilledToo() async throws {
+        // The script waits on a background child; on SIGTERM bash dies and, without the group's
+        // signal, the child would be left running (orphaned to init).
+        let folder = Harness.temporaryFolder("watchdog")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let pidFile = folder.appendingPathComponent("child.pid").path
+        await withKnownIssue("the harness records the timeout as a failure") {
+            _ = await Harness.run("/bin/bash", ["-c", "sleep 300 & echo $! >\(pidFile); wait"], timeout: .milliseconds(500))
+        }
+        let text = try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let child = try #require(Int32(text))
+        let deadline = ContinuousClock.now + .seconds(5)
+        while processExists(child) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(!processExists(child), "the script's background child \(child) still runs")
+        if processExists(child) { kill(child, SIGKILL) }
+    }
+
     @Test func aCommandThatFinishesInTimeRecordsNothing() async {
         let output = await Harness.run("/bin/sh", ["-c", "echo out; echo err >&2; exit 3"], timeout: .seconds(30))
         #expect(output.status == 3 && output.stdout == "out\n" && output.stderr == "err\n")

@@ -24,7 +24,7 @@ extension TestbedSuites {
             """
 
         @Test func aProducerSideGatewayBehindNATCarriesTheTutorialsSession() async throws {
-            try #require(FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft"), "nft is not installed: apt-get install nftables")
+            try #require(FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft"), "nft is not installed: scripts/install-deps test (nftables)")
             try await Testbed.withTestbed { started in
                 func exec(_ host: String, _ command: String) async -> Harness.Output { await Testbed.exec(host, command) }
                 for step in ["producers2 make-dev-cert.sh 192.168.10.11 192.168.20.10", "consumers2 make-dev-cert.sh 192.168.30.10 192.168.20.11"] {

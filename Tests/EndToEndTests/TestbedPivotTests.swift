@@ -23,7 +23,7 @@ extension TestbedSuites {
                 let attack = "s2uc inbound_request --s2cs 192.168.10.11:5007 --server_cert producers2.crt --num_conn 1"
                 let folder = Testbed.home("producers2").appendingPathComponent(".scistream")
                 func sessionFiles() -> [String] {
-                    ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { !$0.hasPrefix(".") }
+                    sessionFolderEntries(folder).filter { !$0.hasPrefix(".") }
                 }
 
                 // Default policy: the gateway's loopback (its listeners are not on loopback), link-local,

@@ -20,18 +20,42 @@ import SciStreamControl
 
     static func number(_ object: [String: Any], _ key: String) -> Int { (object[key] as? NSNumber)?.intValue ?? -1 }
 
+    /// A producer-side s2cs (with `--metrics`) and a consumer-side one of `type`, a producer
+    /// application that takes `connections` connections, and one session between them
+    /// (`stream_request --num_conn 1`): the consumer side listens on `consumerPort`.
+    struct Tunnel {
+        let producer: Daemon
+        let consumer: Daemon
+        let app: ProducerApp
+        var consumerPort: UInt16 { consumer.ports[5] }
+
+        func stop() {
+            producer.stop()
+            consumer.stop()
+            app.stop()
+        }
+    }
+
+    static func tunnel(type: String, connections: Int, producer given: Daemon? = nil, consumer givenConsumer: Daemon? = nil) async throws -> Tunnel {
+        let producer: Daemon, consumer: Daemon
+        if let given { producer = given } else { producer = try await Daemon(type: type, extra: ["--metrics", "127.0.0.1:0"]) }
+        if let givenConsumer { consumer = givenConsumer } else { consumer = try await Daemon(type: type) }
+        let tunnel = Tunnel(producer: producer, consumer: consumer, app: try ProducerApp(expectedConnections: connections))
+        let stream = await Harness.s2uc(["stream_request", "--json", "--prod_s2cs", tunnel.producer.address, "--cons_s2cs", tunnel.consumer.address,
+                                         "--server_cert", Harness.certificates.crt, "--remote_ip", "127.0.0.1", "--receiver_ports", "\(tunnel.app.port)",
+                                         "--cons_receiver_ports", "\(tunnel.consumerPort)", "--num_conn", "1"])
+        guard stream.status == 0 else {
+            tunnel.stop()
+            throw HarnessError("stream_request failed: \(stream.stderr)\n\(tunnel.producer.log)\n\(tunnel.consumer.log)")
+        }
+        return tunnel
+    }
+
     @Test(arguments: types)
     func aKnownNumberOfBytesIsCountedOnBothSides(type: String) async throws {
-        let producer = try await Daemon(type: type, extra: ["--metrics", "127.0.0.1:0"])
-        let consumer = try await Daemon(type: type)
-        defer { producer.stop(); consumer.stop() }
-        let app = try ProducerApp(expectedConnections: 2)
-        defer { app.stop() }
-        let consumerPort = consumer.ports[5]
-        let stream = await Harness.s2uc(["stream_request", "--json", "--prod_s2cs", producer.address, "--cons_s2cs", consumer.address,
-                                         "--server_cert", Harness.certificates.crt, "--remote_ip", "127.0.0.1", "--receiver_ports", "\(app.port)",
-                                         "--cons_receiver_ports", "\(consumerPort)", "--num_conn", "1"])
-        #expect(stream.status == 0, "\(stream.stderr)\n\(producer.log)\n\(consumer.log)")
+        let tunnel = try await Self.tunnel(type: type, connections: 2)
+        defer { tunnel.stop() }
+        let (producer, consumer, app, consumerPort) = (tunnel.producer, tunnel.consumer, tunnel.app, tunnel.consumerPort)
 
         // One connection held open: both sides see it open.
         let held = try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: consumerPort), deadline: .now + .seconds(5))
@@ -86,6 +110,45 @@ import SciStreamControl
         #expect(counted >= Double(expected) && counted <= Double(expected) * 1.03, "\(metrics.samples.filter { $0.key.hasPrefix("s2cs_session") })")
         #expect(metrics.samples["s2cs_session_connections_total{role=PROD,session=\(prefix)}"] == 2)
         #expect(metrics.samples["s2cs_session_connections{role=PROD,session=\(prefix)}"] == 0)
+    }
+
+    /// The README's two gateways on one machine, as a user starts them: one HOME, no `--config-folder`.
+    /// Both halves of a session have the same uid; each s2cs keeps its files (and reads its proxy's
+    /// access log) in a folder of its own, so each counts what crossed it once.
+    @Test func twoS2csOnOneHostWithTheDefaultFolderEachCountTheirOwnTraffic() async throws {
+        let home = Harness.temporaryFolder("home")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let tunnel = try await Self.tunnel(type: "Nginx", connections: 1,
+                                           producer: try await Daemon(type: "Nginx", extra: ["--metrics", "127.0.0.1:0"], home: home),
+                                           consumer: try await Daemon(type: "Nginx", home: home))
+        defer { tunnel.stop() }
+        let folders = [tunnel.producer.configFolder, tunnel.consumer.configFolder]
+        #expect(try FileManager.default.contentsOfDirectory(atPath: home.appendingPathComponent(".scistream").path).sorted()
+                == folders.map(\.lastPathComponent).sorted(), "one folder per control port, nothing else")
+        for (folder, role) in zip(folders, ["PROD", "CONS"]) {
+            let configs = sessionFolderEntries(folder).filter { $0.hasSuffix(".conf") && !$0.hasPrefix("s2ds-") }
+            #expect(configs.count == 1, "\(folder.path): \(sessionFolderEntries(folder))")
+            let config = configs.first.flatMap { try? String(contentsOf: folder.appendingPathComponent($0), encoding: .utf8) } ?? ""
+            #expect(config.split(separator: "\n").first?.hasSuffix(" (\(role)), generated by s2cs: do not edit") == true,
+                    "\(role)'s own config: \(config.prefix(120))")
+        }
+        #expect(sessionFolderEntries(folders[0]).filter { $0.hasSuffix(".conf") } == sessionFolderEntries(folders[1]).filter { $0.hasSuffix(".conf") },
+                "the same uid on both sides")
+
+        let size = 8 << 20
+        let sent = try await sendRandomBytes(to: tunnel.consumerPort, count: size)
+        #expect(await tunnel.app.results().map(\.sha256) == [sent])
+        for (daemon, role) in [(tunnel.consumer, "CONS"), (tunnel.producer, "PROD")] {
+            var traffic: [String: Any] = [:]
+            let deadline = ContinuousClock.now + .seconds(10)
+            repeat {
+                traffic = try await Self.listed(daemon).traffic
+                if Self.number(traffic, "bytes_in") >= size && Self.number(traffic, "open_connections") == 0 { break }
+                try await Task.sleep(for: .milliseconds(100))
+            } while ContinuousClock.now < deadline
+            #expect(Self.number(traffic, "bytes_in") == size, "\(role): \(traffic)")
+            #expect(Self.number(traffic, "total_connections") == 1, "\(role): \(traffic)")
+        }
     }
 
     @Test func mockSessionsAndCountingOffShowAgeWithoutTraffic() async throws {

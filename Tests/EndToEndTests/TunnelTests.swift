@@ -311,7 +311,7 @@ import TestPorts
             for pid in pids { #expect(!processExists(pid), "cycle \(cycle): proxy \(pid) left") }
         }
         for daemon in [producer, consumer] {
-            let files = (try? FileManager.default.contentsOfDirectory(atPath: daemon.configFolder.path)) ?? []
+            let files = sessionFolderEntries(daemon.configFolder)
             #expect(files.allSatisfy { $0.hasSuffix(".log") }, "files left: \(files)")
             #expect(childPIDs(of: daemon.pid).isEmpty, "children left: \(childPIDs(of: daemon.pid))")
         }

@@ -79,9 +79,9 @@ import Glibc
     /// of a hang later.
     static func preflight() async throws {
         try #require(getuid() == 0, "the Vagrant tutorial test runs as root (libvirtd, iptables, the box's file ownership)")
-        let tools = ["vagrant", "virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4", "rsync", "ssh", "iptables"]
+        let tools = ["vagrant", "virsh", "libvirtd", "virtlogd", "dnsmasq", "qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4", "rsync", "ssh", "iptables"]
         let missing = await Harness.run("/bin/bash", ["-c", "for t in \(tools.joined(separator: " ")); do command -v $t >/dev/null || echo $t; done"])
-        try #require(missing.stdout.isEmpty, "missing on this host: \(missing.lines.joined(separator: ", ")): apt-get install vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils debootstrap rsync openssh-client iptables (.ci/run does)")
+        try #require(missing.stdout.isEmpty, "missing on this host: \(missing.lines.joined(separator: ", ")): scripts/install-deps vm (the vm group of scripts/packages; .ci/run does)")
         let plugins = await Harness.run("/bin/bash", ["-c", "vagrant plugin list --no-color"], environment: ["PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "VAGRANT_HOME": cache.appendingPathComponent("vagrant-home").path, "VAGRANT_CHECKPOINT_DISABLE": "1"], timeout: .seconds(120))
         try #require(plugins.stdout.contains("vagrant-libvirt"), "the vagrant-libvirt plugin is not installed (apt-get install vagrant-libvirt): \(plugins.stdout) \(plugins.stderr)")
         let meminfo = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
@@ -108,6 +108,16 @@ import Glibc
 extension Harness.Output {
     /// The end of what a long command printed, for failure messages.
     var tail: String { "\(stdout.suffix(2000))\n\(stderr.prefix(1500))\(stderr.count > 3000 ? "\n...\n" : "")\(stderr.dropFirst(1500).suffix(1500))" }
+}
+
+/// The host's forwarding sysctls, which a container engine or libvirt turns on when it starts a
+/// network of its own (the suite must leave them as it found them).
+func forwardingSysctls() -> [String: String] {
+    var sysctls: [String: String] = [:]
+    for name in ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"] {
+        sysctls[name] = (try? String(contentsOfFile: "/proc/sys/\(name)", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+    return sysctls
 }
 
 /// What the test checks is the same after it as before it: the processes of the virtualisation
@@ -137,9 +147,7 @@ struct HostState {
                 for chain in listed.lines { state.chains.insert("\(command) \(table) \(chain)") }
             }
         }
-        for name in ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"] {
-            state.sysctls[name] = (try? String(contentsOfFile: "/proc/sys/\(name)", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
+        state.sysctls = forwardingSysctls()
         return state
     }
 }

@@ -247,12 +247,18 @@ import Testing
     @Test func theBoxHasEverythingProvisioningInstalls() async throws {
         let provision = try String(contentsOfFile: Self.provision, encoding: .utf8)
         let makeBox = try String(contentsOf: Harness.repoRoot.appendingPathComponent("scripts/make-box"), encoding: .utf8)
-        let runtime = provision.firstMatch(of: /runtime_packages=\(([a-z0-9 .+-]+)\)/).map { Set($0.1.split(separator: " ")) }
-        let preinstalled = makeBox.firstMatch(of: /RUNTIME="([a-z0-9 .+-]+)"/).map { Set($0.1.split(separator: " ")) }
-        #expect(runtime != nil && preinstalled != nil)
-        #expect(runtime == preinstalled, "provision.sh installs \(runtime ?? []), make-box preinstalls \(preinstalled ?? [])")
+        // Both read the same groups of the one list, scripts/packages: run and box.
+        let selection = "awk '$1 == \"run\" || $1 == \"box\" { print $2 }'"
+        #expect(provision.contains("runtime_packages < <(\(selection) \"$source_dir/scripts/packages\" | sort -u)"))
+        #expect(makeBox.contains("RUNTIME=$(\(selection) \"$(dirname \"$0\")/packages\" | sort -u | tr '\\n' ' ')"))
+        let list = try String(contentsOf: Harness.repoRoot.appendingPathComponent("scripts/packages"), encoding: .utf8)
+        var runtime: Set<String> = []
+        for line in list.split(separator: "\n") {
+            let words = line.split(separator: " ")
+            if words.count >= 2 && (words[0] == "run" || words[0] == "box") { runtime.insert(String(words[1])) }
+        }
         for package in ["haproxy", "nginx-light", "libnginx-mod-stream", "stunnel4", "iperf3", "tcpdump", "libcurl4", "libssl3"] {
-            #expect(runtime?.contains(Substring(package)) == true, "\(package)")
+            #expect(runtime.contains(package), "\(package)")
         }
         // Prebuilt binaries come from dist/, which scripts/build-static fills.
         #expect(provision.contains("install -m 755 \"$source_dir/dist/s2uc\" \"$source_dir/dist/s2cs\""))
@@ -287,13 +293,12 @@ import Testing
         #expect(text.contains("swift_version=${SWIFT_VERSION:-6.3.1}"))
         #expect(text.contains("gpg --batch --verify"))
         #expect(text.contains("install -m 755 \"$bin/s2uc\" \"$bin/s2cs\" \"$source_dir/certs/make-dev-cert.sh\" /usr/local/bin/"))
-        // The packages are those CI installs, plus the toolchain's.
-        let ci = try String(contentsOf: Harness.repoRoot.appendingPathComponent("scripts/install-deps"), encoding: .utf8)
-        let ciPackages = ci.split(separator: "\n").first { $0.contains("haproxy") }?.split(separator: " ").map(String.init) ?? []
-        #expect(!ciPackages.isEmpty)
-        for package in ciPackages where package.first?.isLetter == true {
-            #expect(text.contains(" \(package)"), "provision.sh does not install \(package)")
-        }
+        // The packages are groups run and box of the one list (scripts/packages), and build's plus the
+        // toolchain's when it builds in the machine.
+        #expect(text.contains("awk '$1 == \"run\" || $1 == \"box\" { print $2 }' \"$source_dir/scripts/packages\""))
+        #expect(text.contains("awk '$1 == \"build\" { print $2 }' \"$source_dir/scripts/packages\""))
+        let box = try String(contentsOf: Harness.repoRoot.appendingPathComponent("scripts/make-box"), encoding: .utf8)
+        #expect(box.contains("awk '$1 == \"run\" || $1 == \"box\" { print $2 }' \"$(dirname \"$0\")/packages\""))
 
         let unknown = await Harness.run("/bin/bash", [Self.provision, "router"])
         #expect(unknown.status == 64)

@@ -10,6 +10,9 @@
  * stderr to `output_fd` when it is >= 0 (such as a pipe's write end; the caller keeps and closes
  * it), else appended to `log_path` (created 0600 if missing; O_NOFOLLOW), a soft RLIMIT_NOFILE of
  * `open_files` when it is > 0 (at most the hard limit), and every other descriptor closed on exec.
+ * With `listen_fd_count` > 0, the descriptors `listen_fds` are handed over by socket activation
+ * (sd_listen_fds(3)): they become 3, 4, ... in that order, stay open across the exec, and the
+ * environment gets LISTEN_FDS=<count> and LISTEN_PID=<the child's pid>.
  *
  * Returns 0 on success and sets *pid, *pidfd (close-on-exec; -1 if pidfd_open failed) and
  * *error_pipe: the read end (non-blocking, close-on-exec) of a close-on-exec pipe. Reading it
@@ -18,7 +21,8 @@
  * Returns an errno value if nothing was started (the log file could not be opened, fork failed...).
  */
 int scistream_spawn(const char *path, char *const argv[], char *const envp[], const char *log_path,
-                    int output_fd, long open_files, mode_t file_mask, pid_t *pid, int *pidfd, int *error_pipe);
+                    int output_fd, long open_files, mode_t file_mask, const int *listen_fds, int listen_fd_count,
+                    pid_t *pid, int *pidfd, int *error_pipe);
 
 /* pipe2(2) with both ends close-on-exec and the read end (fds[0]) non-blocking: a child's output
  * pipe. Returns 0, or an errno value. */

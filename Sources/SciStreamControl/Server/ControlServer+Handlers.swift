@@ -65,15 +65,17 @@ extension ControlServer {
 
     /// The targets a hello names, parsed: for PROD, the producer application's addresses, checked
     /// against the target policy and resolved to numeric addresses; for CONS, the producer-side
-    /// gateway's listeners (checked at the update, where they become targets).
+    /// gateway's listeners, checked against the same policy (and again at the update, where they become targets).
     private func helloTargets(_ hello: Hello, log: Logger) async throws(StatusError) -> [String] {
         if hello.role == .cons {
-            var listeners: [String] = []
+            var listeners: [GatewayListener] = []
             for text in hello.prodListeners {
-                do { listeners.append(try GatewayListener.parse(text).description) }
+                do { listeners.append(try GatewayListener.parse(text)) }
                 catch { throw StatusError(.invalidArgument, "bad producer listener in hello: \(error)") }
             }
-            return listeners
+            // Checked here too, so that a refused target ends the session at once (the update checks again).
+            _ = try await allowedTargets(listeners.map(\.endpoint), uid: hello.uid, log: log)
+            return listeners.map(\.description)
         }
         var endpoints: [Endpoint] = []
         for text in hello.prodListeners {
@@ -83,8 +85,8 @@ extension ControlServer {
         return try await allowedTargets(endpoints, uid: hello.uid, log: log).map(\.description)
     }
 
-    /// The update's remote listeners as endpoints: PROD targets (and CONS targets in plaintext mode)
-    /// checked against the target policy and resolved to numeric addresses.
+    /// The update's remote listeners as endpoints, checked against the target policy and resolved to
+    /// numeric addresses (PROD and CONS alike).
     private func updateTargets(_ update: Update, log: Logger) async throws(StatusError) -> [Endpoint] {
         let plaintext = registry.plaintextDataPlane
         var endpoints: [Endpoint] = []
@@ -99,8 +101,8 @@ extension ControlServer {
             }
             endpoints.append(listener.endpoint)
         }
-        // With TLS between gateways, a CONS target only ever sees a TLS client keyed by the session.
-        guard update.role == .prod || plaintext else { return endpoints }
+        // CONS targets too, in every mode: a CONS proxy connects wherever it is pointed, and even a
+        // TLS client's connection attempt reaches (and may disturb) what listens there.
         return try await allowedTargets(endpoints, uid: update.uid, log: log)
     }
 

@@ -16,8 +16,10 @@ public final class ControlServer: Sendable {
     let dataPlane: DataPlane
     /// Checks every request's token (Globus Auth introspection); nil when authentication is off.
     let tokenChecker: TokenChecker?
-    /// Where sessions may forward (`--allowed-targets`, or the default policy).
-    let targetPolicy: TargetPolicy
+    /// Where sessions may forward (`--allowed-targets`, or the default policy), with this s2cs's own
+    /// ports as bound (`servesMetrics(on:)` adds the metrics port once it is).
+    var targetPolicy: TargetPolicy { policy.withLock { $0 } }
+    private let policy: Mutex<TargetPolicy>
     /// What `--metrics` serves (Metrics.swift).
     let metrics = Metrics()
     /// Reads sessions' traffic from their proxies for `list` and `--metrics` (ControlServer+Traffic.swift).
@@ -32,7 +34,8 @@ public final class ControlServer: Sendable {
     /// Set by `shutdown`: the accept loop ends instead of retrying.
     private let stopping = Mutex(false)
 
-    public init(config: ServerConfiguration, dataPlane: DataPlane, tls: TLSContext?, logger: Logger) throws {
+    /// Serves on `listener` (from `listen(_:)`), or binds `--bind`:`--port` itself.
+    public init(config: ServerConfiguration, dataPlane: DataPlane, tls: TLSContext?, logger: Logger, listener: Socket? = nil) throws {
         self.config = config
         self.logger = logger
         self.dataPlane = dataPlane
@@ -40,13 +43,27 @@ public final class ControlServer: Sendable {
         self.registry = SessionRegistry(config: config, dataPlane: dataPlane, logger: logger)
         self.connectionTable = ConnectionTable(maxConnections: config.maxConnections, maxPerClient: config.maxConnectionsPerClient)
         self.tokenChecker = try config.makeTokenChecker(logger: logger)
-        self.targetPolicy = config.targetPolicy
+        let listener = try listener ?? Self.listen(config)
+        self.listener = listener
+        var policy = config.targetPolicy
+        if let bound = listener.localAddress?.port { policy.servicePorts.insert(bound) }
+        self.policy = Mutex(policy)
+    }
+
+    /// Binds the control port (`--bind`, `--port`; with `--port 0` the kernel picks one): s2cs
+    /// binds it first, since its default session folder is named after it.
+    public static func listen(_ config: ServerConfiguration) throws -> Socket {
         let address = try SocketAddress.resolve(host: config.bindAddress, port: config.port)
         do {
-            self.listener = try Socket.listen(on: address, backlog: 4096)
+            return try Socket.listen(on: address, backlog: 4096)
         } catch {
             throw ServerError.cannotListen(address: "\(config.bindAddress):\(config.port)", reason: "\(error)")
         }
+    }
+
+    /// The metrics page is served on `address`: its port is never a session's target on this host.
+    func servesMetrics(on address: SocketAddress) {
+        policy.withLock { _ = $0.servicePorts.insert(address.port) }
     }
 
     /// The address the control port is bound to (with the real port when `--port 0`).

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SciStreamSystem
 
 /// A numeric IPv4 (4 bytes) or IPv6 (16 bytes) address, as the kernel sees it: the form that target
 /// policy decides on and that goes into proxy configs, whatever spelling or name it came from.
@@ -44,6 +45,13 @@ struct IPAddress: Hashable, Sendable, CustomStringConvertible {
         return nil
     }
 
+    /// The IPv4 address a NAT64 gateway reaches for an address in the well-known prefix `64:ff9b::/96`
+    /// (RFC 6052). Not the same host as `canonical` (a NAT64 gateway is in between): policy judges both.
+    var nat64IPv4: IPAddress? {
+        guard bytes.count == 16, bytes[0..<12] == [0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0] else { return nil }
+        return IPAddress(bytes: Array(bytes[12..<16]))
+    }
+
     /// The address as policy judges it: the embedded IPv4 address for mapped forms, else itself.
     var canonical: IPAddress { embeddedIPv4 ?? self }
 
@@ -56,16 +64,7 @@ struct IPAddress: Hashable, Sendable, CustomStringConvertible {
         return prefix.description + "/64"
     }
 
-    var description: String {
-        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
-        var copy = bytes
-        let family = isIPv4 ? AF_INET : AF_INET6
-        let written = copy.withUnsafeMutableBytes { raw in
-            inet_ntop(family, raw.baseAddress, &buffer, socklen_t(buffer.count))
-        }
-        guard written != nil else { return "?" }
-        return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    var description: String { NumericAddress.text(bytes) ?? "?" }
 
     /// Whether the first `prefix` bits equal those of `network` (same family).
     func matches(_ network: IPAddress, prefix: Int) -> Bool {

@@ -34,6 +34,9 @@ public struct ServerConfiguration: Sendable {
     /// Set by `parse` from `--config-folder`, else the environment it is given (`$HAPROXY_CONFIG_PATH`,
     /// else `~/.scistream`).
     public var configFolder = ""
+    /// Neither `--config-folder` nor `$HAPROXY_CONFIG_PATH` was given: `configFolder` is `~/.scistream`,
+    /// and session files go to a subfolder per control port (`sessionFolder(controlPort:)`).
+    public var configFolderIsDefault = false
     /// The PATH of the environment s2cs was started with: where proxies are looked for (with the
     /// standard directories), read at the edge and passed in.
     public var searchPATH: String? = nil
@@ -45,6 +48,12 @@ public struct ServerConfiguration: Sendable {
     public var allowedIdentities: [String]? = nil
     /// `--peer-gateways`: with `--data-plane-tls=False`, the only sources producer-side listeners accept.
     var peerGateways: [AddressRule]? = nil
+    /// `--cons-allowed-sources`: the only sources consumer-side listeners accept (nil: loopback and
+    /// each session's requester; see ConsumerSources).
+    var consAllowedSources: [AddressRule]? = nil
+    /// `KUBERNETES_SERVICE_HOST` from the environment s2cs was started with (numeric): the Kubernetes
+    /// API service of the pod it runs in, which the default target policy refuses.
+    var kubernetesServiceHost: IPAddress? = nil
     /// `--max-ports-per-client`: listener ports one client (address, and identity) may hold at once.
     public var maxPortsPerClient: Int? = nil
     /// `--max-connections-per-client`: control connections one client address may hold at once.
@@ -85,11 +94,12 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("max-connections", value: "n", default: "4096", help: "Most control connections served at once; more are answered RESOURCE_EXHAUSTED."),
         OptionSpec("frame-timeout", value: "seconds", default: "10", help: "How long a TLS handshake or one request frame may take to arrive."),
         OptionSpec("max-sessions-per-client", value: "n", default: "1000", help: "Most sessions one client address may hold at once."),
-        OptionSpec("config-folder", value: "dir", help: "Where configs, keys, logs and pid files go (default $HAPROXY_CONFIG_PATH or ~/.scistream)."),
+        OptionSpec("config-folder", value: "dir", help: "Where configs, keys, logs and pid files go, for this s2cs alone (default $HAPROXY_CONFIG_PATH, else ~/.scistream/s2cs-<control port>)."),
         OptionSpec("proxy-user", value: "user", help: "When s2cs runs as root, the unprivileged user its proxies drop to (default: nobody)."),
         OptionSpec("allowed-targets", value: "cidrs", help: "Where sessions may forward: CIDR blocks, each optionally with :PORT or :PORT-PORT (IPv6 in brackets), comma-separated. Default: anywhere but loopback (unless --listener-ip is loopback), link-local and this gateway's own addresses."),
         OptionSpec("allowed-identities", value: "users", help: "With authentication on, the Globus usernames allowed to use this s2cs, comma-separated; *@domain allows a whole domain. Default: any identity whose token has the scope."),
         OptionSpec("peer-gateways", value: "cidrs", help: "With --data-plane-tls=False: the peer gateways' addresses, the only sources producer-side listeners accept (required for inbound sessions in that mode)."),
+        OptionSpec("cons-allowed-sources", value: "cidrs", help: "The only sources consumer-side (CONS) listeners accept: CIDR blocks, comma-separated (IPv6 as 2001:db8::/32). Default: 127.0.0.1, ::1 and the address that requested the session."),
         OptionSpec("max-ports-per-client", value: "n", help: "Most listener ports one client address (and one identity) may hold at once. Default: half of --port-range."),
         OptionSpec("max-connections-per-client", value: "n", default: "512", help: "Most control connections one client address may hold at once."),
         OptionSpec("max-pending-ports", value: "n", help: "Most listener ports that requests still waiting for their hello may hold together, over every client; past it a request first releases pending sessions whose hello is 5 s late. Default: half of --port-range."),
@@ -173,6 +183,9 @@ public struct ServerConfiguration: Sendable {
                 throw UsageError("--peer-gateways is for --data-plane-tls=False: with TLS between gateways, the session's key already decides who may connect")
             }
         }
+        if let text = parsed.value("cons_allowed_sources") {
+            do { config.consAllowedSources = try AddressRule.parseList(text, allowPorts: false) } catch { throw UsageError("bad \(ConsumerSources.flag): \(error)") }
+        }
         if let text = parsed.value("allowed_identities") {
             config.allowedIdentities = try IdentityPattern.parseList(text)
             guard config.clientSecret != nil else {
@@ -188,13 +201,24 @@ public struct ServerConfiguration: Sendable {
         }
         config.metrics = try metricsEndpoint(parsed)
         config.trafficCounting = try ArgumentParser.parseBool(parsed.string("traffic_counting"), option: "--traffic-counting")
-        config.configFolder = parsed.value("config_folder") ?? DataPlane.defaultFolder(environment: environment)
+        let chosenFolder = parsed.value("config_folder") ?? environment["HAPROXY_CONFIG_PATH"].flatMap { $0.isEmpty ? nil : $0 }
+        config.configFolder = chosenFolder ?? DataPlane.defaultFolder(environment: environment)
+        config.configFolderIsDefault = chosenFolder == nil
         config.searchPATH = environment["PATH"]
+        config.kubernetesServiceHost = environment["KUBERNETES_SERVICE_HOST"].flatMap { IPAddress(numeric: $0) }
         return (config, parsed)
     }
 }
 
 extension ServerConfiguration {
+    /// Where this s2cs keeps its session files once its control port is bound: the folder it was
+    /// given (`--config-folder`, `$HAPROXY_CONFIG_PATH`), or by default `~/.scistream/s2cs-<port>`,
+    /// so that two s2cs of one user on one host (the two gateways of a session, both writing
+    /// `<uid>.conf`) never share one. Either way `SessionFolderLock` keeps a second s2cs out.
+    public func sessionFolder(controlPort: UInt16) -> String {
+        configFolderIsDefault ? "\(configFolder)/s2cs-\(controlPort)" : configFolder
+    }
+
     /// Listener ports one client may hold: `--max-ports-per-client`, else half of `--port-range`.
     var portQuota: Int { maxPortsPerClient ?? max(1, (portRange.count + 1) / 2) }
 
@@ -206,9 +230,12 @@ extension ServerConfiguration {
     /// listeners are themselves on loopback: a single-host demo, not a way into the gateway.
     var targetPolicy: TargetPolicy {
         let prodBind = prodListenerIP ?? listenerIP
-        return TargetPolicy(allowed: allowedTargets, allowLoopback: IPAddress(numeric: prodBind).map { address in
+        var policy = TargetPolicy(allowed: allowedTargets, allowLoopback: IPAddress(numeric: prodBind).map { address in
             TargetPolicy.isLoopback(address)
-        } ?? (prodBind == "localhost"))
+        } ?? (prodBind == "localhost"), kubernetesAPI: kubernetesServiceHost)
+        policy.servicePorts = Set([port, metrics?.port].compactMap { $0 }.filter { $0 != 0 })
+        policy.advertised = advertiseIP.flatMap { IPAddress(numeric: $0) }
+        return policy
     }
 }
 

@@ -56,8 +56,10 @@ actor SessionRegistry {
     static let stalePending: Duration = .seconds(5)
     /// Authentication is on: sessions have owners.
     private let authenticated: Bool
-    /// `--peer-gateways` as numeric CIDR blocks: in plaintext mode, the only sources PROD listeners accept.
-    private let peerSources: [String]?
+    /// `--peer-gateways`: in plaintext mode, the only sources PROD listeners accept.
+    private let peerSources: [SourceBlock]?
+    /// Who may connect to CONS listeners (`--cons-allowed-sources`, or loopback and the requester).
+    private let consumerSources: ConsumerSources
     private var allocator: PortAllocator
     /// Where PROD and CONS listeners bind, and what clients are told for PROD listeners.
     private let bindIP: (prod: String, cons: String)
@@ -82,7 +84,8 @@ actor SessionRegistry {
         self.portQuota = config.portQuota
         self.pendingPortCap = config.pendingPortCap
         self.authenticated = config.authenticationEnabled
-        self.peerSources = config.peerGateways.map { $0.map(\.description) }
+        self.peerSources = config.peerGateways.map { $0.map(\.sourceBlock) }
+        self.consumerSources = ConsumerSources(configured: config.consAllowedSources)
         self.plaintextDataPlane = !config.dataPlaneTLS
         self.helloTimeout = config.helloTimeout
         self.earlyHelloWait = min(config.helloTimeout, .seconds(10))
@@ -366,7 +369,10 @@ actor SessionRegistry {
         let restart = session.state != .ready
         session.expiry?.cancel()
         session.expiry = nil
-        let sources = plaintextDataPlane && session.role == .prod ? (peerSources ?? []) : []
+        // Every listener is fenced: CONS ones to the consumer applications, PROD ones (plaintext mode)
+        // to the peer gateways; a TLS PROD listener admits whoever holds the session key.
+        let sources = session.role == .cons ? consumerSources.blocks(requester: session.client)
+            : plaintextDataPlane ? (peerSources ?? []) : []
         var spec = ProxySpec(uid: uid.text, role: session.role, listeners: session.listeners, targets: targets, rateKbps: session.rate, allowedSources: sources)
         spec.udp = session.udp
         let dataPlane = self.dataPlane

@@ -9,10 +9,15 @@ import SciStreamWire
 /// With `--allowed-targets`, a target must fall in one of its blocks (and port ranges). Without it,
 /// everything is allowed except what no remote user should reach through a gateway: loopback (unless
 /// this s2cs itself serves loopback listeners, as in single-host demos), link-local addresses (cloud
-/// metadata services live there), and the gateway's own addresses. Unspecified, multicast and
-/// broadcast addresses are refused in every case. IPv4-mapped and IPv4-compatible IPv6 forms are judged
-/// as the IPv4 address they reach. The decision is made on the numeric address a name resolves to, and
-/// that numeric address is what the proxy config gets: a later DNS answer cannot change it.
+/// metadata services live there), the other cloud metadata and platform addresses (AWS IMDS over
+/// IPv6, Alibaba's, Azure's), the carrier-grade NAT block 100.64.0.0/10 (a cloud provider's internal
+/// network), the Kubernetes API service when s2cs runs in a pod (`KUBERNETES_SERVICE_HOST`), and the
+/// gateway's own addresses. Unspecified, multicast and broadcast addresses, and this s2cs's own
+/// control and metrics ports on any address of this host, are refused in every case. IPv4-mapped,
+/// IPv4-compatible and NAT64 (`64:ff9b::/96`) IPv6 forms are judged as the IPv4 address they reach. The
+/// decision is made on the numeric address a name resolves to (so `0x64.0x64.0x64.0xc8` and
+/// `1684300999` are judged as the 100.100.100.200 the resolver makes of them), and that numeric address
+/// is what the proxy config gets: a later DNS answer cannot change it.
 struct TargetPolicy: Sendable {
     /// `--allowed-targets`; nil: the default policy above.
     let allowed: [AddressRule]?
@@ -24,9 +29,20 @@ struct TargetPolicy: Sendable {
 
     static let flag = "--allowed-targets"
 
-    init(allowed: [AddressRule]?, allowLoopback: Bool, ownAddresses: (@Sendable () -> Set<IPAddress>)? = nil) {
+    /// The Kubernetes API service's address (`KUBERNETES_SERVICE_HOST` of the pod s2cs runs in), if any.
+    /// The service network's block cannot be learned from inside a pod: only this address is refused.
+    let kubernetesAPI: IPAddress?
+    /// This s2cs's own services (the control port, the metrics port): never a target on an address of
+    /// this host, whatever `--allowed-targets` says. Filled in once they are bound (`--port 0`).
+    var servicePorts: Set<UInt16> = []
+    /// `--advertise-ip` when numeric: an address that reaches this gateway from outside (a NAT's).
+    var advertised: IPAddress? = nil
+
+    init(allowed: [AddressRule]?, allowLoopback: Bool, kubernetesAPI: IPAddress? = nil,
+         ownAddresses: (@Sendable () -> Set<IPAddress>)? = nil) {
         self.allowed = allowed
         self.allowLoopback = allowLoopback
+        self.kubernetesAPI = kubernetesAPI
         self.ownAddresses = ownAddresses
     }
 
@@ -39,12 +55,20 @@ struct TargetPolicy: Sendable {
     ]
     private static let loopback: [AddressRule] = [rule("127.0.0.0/8"), rule("::1/128")]
     private static let linkLocal: [AddressRule] = [rule("169.254.0.0/16"), rule("fe80::/10")]
+    /// Refused by the default policy: cloud metadata and platform services outside link-local space,
+    /// and the carrier-grade NAT block that cloud providers use internally.
+    private static let cloudPlatform: [(AddressRule, String)] = [
+        (rule("fd00:ec2::254/128"), "the AWS instance metadata service (IPv6)"),
+        (rule("100.100.100.200/32"), "the Alibaba Cloud metadata service"),
+        (rule("168.63.129.16/32"), "the Azure platform service (WireServer)"),
+        (rule("100.64.0.0/10"), "in the carrier-grade NAT block 100.64.0.0/10"),
+    ]
 
     static func isLoopback(_ address: IPAddress) -> Bool {
         loopback.contains { $0.contains(address.canonical) }
     }
 
-    private static func rule(_ text: String) -> AddressRule {
+    static func rule(_ text: String) -> AddressRule {
         // safe: the literals above are valid rules (checked by TargetPolicyTests)
         try! AddressRule.parse(text)
     }
@@ -52,8 +76,14 @@ struct TargetPolicy: Sendable {
     /// Why `address:port` may not be a target, or nil when it may. The reason is for the server log.
     func refusal(_ address: IPAddress, port: UInt16) -> String? {
         let judged = address.canonical
+        if let reached = judged.nat64IPv4, let reason = refusal(reached, port: port) {
+            return "\(judged) reaches \(reached) through NAT64: \(reason)"
+        }
         for (rule, what) in Self.never where rule.contains(judged) {
             return "\(judged) is \(what)"
+        }
+        if servicePorts.contains(port) && isThisHost(judged, address) {
+            return "\(judged) port \(port) is this s2cs's own control or metrics port"
         }
         if let allowed {
             guard allowed.contains(where: { $0.contains(judged, port: port) || $0.contains(address, port: port) }) else {
@@ -67,11 +97,24 @@ struct TargetPolicy: Sendable {
         if Self.linkLocal.contains(where: { $0.contains(judged) }) {
             return "\(judged) is a link-local address (allow it with \(Self.flag))"
         }
+        for (rule, what) in Self.cloudPlatform where rule.contains(judged) {
+            return "\(judged) is \(what) (allow it with \(Self.flag))"
+        }
+        if let kubernetesAPI, kubernetesAPI.canonical == judged {
+            return "\(judged) is the Kubernetes API service (KUBERNETES_SERVICE_HOST; allow it with \(Self.flag))"
+        }
         let own = (ownAddresses ?? Self.interfaceAddresses)()
         if own.contains(judged) || own.contains(address) {
             return "\(judged) is an address of this gateway (allow it with \(Self.flag))"
         }
         return nil
+    }
+
+    /// Whether a connection to `judged` (the canonical form of `address`) reaches this host.
+    private func isThisHost(_ judged: IPAddress, _ address: IPAddress) -> Bool {
+        if Self.isLoopback(judged) || judged == advertised?.canonical { return true }
+        let own = (ownAddresses ?? Self.interfaceAddresses)()
+        return own.contains(judged) || own.contains(address)
     }
 
     /// The addresses of this host's interfaces (getifaddrs), each in its canonical form.
