@@ -26,20 +26,19 @@ extension ControlServer {
 
         case .hello(let hello):
             log.debug("hello", ["session": SessionID.shortPrefix(hello.uid), "role": "\(hello.role)"])
-            do {
+            do throws(StatusError) {
                 // Nothing is resolved for a hello whose uid is bad or whose session does not wait for
                 // it, nor for more names than the session has use for.
                 let uid = try SessionRegistry.sessionID(hello.uid)
-                let limit = try await registry.helloTargetLimit(hello, uid: uid, caller: caller)
-                guard hello.prodListeners.count <= limit else {
-                    log.info("hello refused: more targets than listeners", ["session": uid.prefix, "targets": "\(hello.prodListeners.count)", "max": "\(limit)"])
-                    return .helloReply(Status(.invalidArgument, "the hello names \(hello.prodListeners.count) targets, more than session \(uid.prefix) has listeners (num_conn \(limit)): name at most \(limit)"))
-                }
+                try await registry.claimHello(hello, uid: uid, caller: caller)
                 let checked: Result<[String], StatusError>
                 do {
                     checked = .success(try await helloTargets(hello, log: log))
                 } catch let refusal where refusal.status.code == .permissionDenied {
                     checked = .failure(refusal)
+                } catch {
+                    await registry.releaseHelloClaim(uid)
+                    throw error
                 }
                 try await registry.hello(hello, uid: uid, caller: caller, checked: checked)
                 return .helloReply(.ok)

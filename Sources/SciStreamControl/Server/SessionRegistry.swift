@@ -40,6 +40,9 @@ actor SessionRegistry {
         var created = ContinuousClock.now
         /// UDP as well as TCP (`s2uc --protocol udp`; SessionRegistry+UDP.swift).
         var udp = false
+        /// A hello passed `claimHello` and its targets are being resolved: no other hello may take
+        /// the session, and its expiry waits for that hello's outcome.
+        var helloClaimed = false
     }
 
     private var sessions: [SessionID: Session] = [:]
@@ -219,7 +222,13 @@ actor SessionRegistry {
     /// Records the hello: `checked` holds the session's targets as the handler parsed and (for PROD)
     /// checked them against the target policy, or why they were refused, which fails the request too.
     func hello(_ hello: Hello, uid: SessionID, caller: Caller, checked: Result<[String], StatusError>) async throws(StatusError) {
-        var session = try await helloSession(hello, uid: uid, caller: caller)
+        var session: Session
+        if let claimed = sessions[uid], claimed.helloClaimed, claimed.state == .pending {
+            session = claimed  // checked by claimHello
+        } else {
+            session = try await helloSession(hello, uid: uid, caller: caller)
+        }
+        session.helloClaimed = false
         guard let waiter = session.helloWaiter else {
             throw StatusError(.alreadyExists, "session \(uid.prefix) already received its hello")
         }
@@ -244,14 +253,26 @@ actor SessionRegistry {
         waiter.resume(returning: targets)
     }
 
-    /// The most targets a hello for this session may name, once the session exists, belongs to the
-    /// caller and waits for this hello: the handler resolves the hello's names only after this
-    /// passed. A PROD session's listener i forwards to target i % count, so it needs no more targets
-    /// than listeners; a CONS hello names the producer-side listeners, at most as many as a session
-    /// may have.
-    func helloTargetLimit(_ hello: Hello, uid: SessionID, caller: Caller) async throws(StatusError) -> Int {
-        let session = try await helloSession(hello, uid: uid, caller: caller)
-        return session.role == .prod ? session.numConn : Self.maxConnectionsPerSession
+    /// Takes the session for this hello before its names are resolved (the handler resolves them
+    /// only after this passed, then calls `hello`, or `releaseHelloClaim` if they are malformed):
+    /// the session exists, belongs to the caller and waits for a hello, and the hello names no
+    /// more targets than the session uses. A PROD session's listener i forwards to target
+    /// i % count, so it needs no more targets than listeners; a CONS hello names the producer-side
+    /// listeners, at most as many as a session may have.
+    func claimHello(_ hello: Hello, uid: SessionID, caller: Caller) async throws(StatusError) {
+        var session = try await helloSession(hello, uid: uid, caller: caller)
+        let limit = session.role == .prod ? session.numConn : Self.maxConnectionsPerSession
+        guard hello.prodListeners.count <= limit else {
+            logger.info("hello refused: more targets than listeners", ["session": uid.prefix, "targets": "\(hello.prodListeners.count)", "max": "\(limit)"])
+            throw StatusError(.invalidArgument, "the hello names \(hello.prodListeners.count) targets, more than session \(uid.prefix) has listeners (num_conn \(limit)): name at most \(limit)")
+        }
+        session.helloClaimed = true
+        sessions[uid] = session
+    }
+
+    /// The claimed hello was malformed: the session waits for another one.
+    func releaseHelloClaim(_ uid: SessionID) {
+        sessions[uid]?.helloClaimed = false
     }
 
     /// The pending session a hello is for (waiting a little for a request it overtook), or why the
@@ -274,7 +295,7 @@ actor SessionRegistry {
         guard session.role == hello.role else {
             throw StatusError(.invalidArgument, "hello role \(hello.role) does not match session \(uid.prefix) role \(session.role)")
         }
-        guard session.state == .pending, session.helloWaiter != nil else {
+        guard session.state == .pending, session.helloWaiter != nil, !session.helloClaimed else {
             throw StatusError(.alreadyExists, "session \(uid.prefix) already received its hello")
         }
         return session
@@ -475,9 +496,9 @@ actor SessionRegistry {
         logger.debug("session released", ["session": uid.prefix])
     }
 
-    /// After --hello-timeout, unless cancelled first (the session moved on): `expire(uid)`.
-    private func expiryTask(for uid: SessionID) -> Task<Void, Never> {
-        let timeout = helloTimeout
+    /// After --hello-timeout (or `after`), unless cancelled first (the session moved on): `expire(uid)`.
+    private func expiryTask(for uid: SessionID, after: Duration? = nil) -> Task<Void, Never> {
+        let timeout = after ?? helloTimeout
         return Task { [weak self] in
             try? await Task.sleep(for: timeout)
             if Task.isCancelled { return }
@@ -490,6 +511,11 @@ actor SessionRegistry {
     private func expire(_ uid: SessionID) async {
         guard var session = sessions[uid] else { return }
         switch session.state {
+        case .pending where session.helloClaimed:
+            // Its hello's targets are being resolved: expire only if that hello fails.
+            session.expiry = expiryTask(for: uid, after: .milliseconds(100))
+            sessions[uid] = session
+            return
         case .pending, .ready:
             break
         case .failed:
