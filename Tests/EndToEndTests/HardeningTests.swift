@@ -47,11 +47,18 @@ import FakeGlobusAuth
 
     /// Silent connections from a few addresses, each within --max-connections-per-client, fill
     /// --max-connections: a real client from another address still gets in, in the slot of the
-    /// oldest connection that has not finished its TLS handshake.
-    @Test func silentConnectionsFromAFewAddressesCannotKeepAClientOut() async throws {
-        let daemon = try await Daemon(ports: try .reserve(5), extra: ["--max-connections", "8", "--max-connections-per-client", "2", "--frame-timeout", "60"])
+    /// oldest connection that has not finished its TLS handshake (with TLS), or that has sent no
+    /// request (in plaintext, also when each address made itself known with a request first).
+    @Test(arguments: [(tls: true, madeKnown: false), (tls: false, madeKnown: true)])
+    func silentConnectionsFromAFewAddressesCannotKeepAClientOut(tls: Bool, madeKnown: Bool) async throws {
+        // (One more per address when each first made itself known: s2cs may not have seen that close yet.)
+        let daemon = try await Daemon(tls: tls, ports: try .reserve(5), extra: ["--max-connections", "8", "--max-connections-per-client", madeKnown ? "3" : "2", "--frame-timeout", "60"])
         defer { daemon.stop() }
-        let held = try await Self.hold(daemon, from: ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"], count: 2)
+        let attackers = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
+        if madeKnown {
+            try await Self.hold(daemon, from: attackers, count: 1, token: "INVALID_TOKEN").forEach { $0.close() }
+        }
+        let held = try await Self.hold(daemon, from: attackers, count: 2)
         defer { held.forEach { $0.close() } }
         let served = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1"])
         #expect(served.status == 0, "\(served.stderr)")

@@ -8,12 +8,14 @@ import SciStreamSystem
 /// A connection is *unproven* until its first complete request frame (so, with TLS, until its
 /// handshake is done); an address is *known* once a request from it passed authentication (any
 /// request, with authentication off). Under pressure the newcomer takes the slot of, in this order:
-/// 1. the oldest unproven connection of an address that is not known;
-/// 2. for a newcomer from a known address, while known addresses hold fewer than `knownShare`
+/// 1. the oldest unproven connection of another address that is not known;
+/// 2. the oldest unproven connection of another address (one that made itself known, then went
+///    silent). Never the newcomer's own address's: it may be its client's request on its way;
+/// 3. for a newcomer from a known address, while known addresses hold fewer than `knownShare`
 ///    slots, the oldest connection of an address that is not known.
-/// Otherwise it is refused (RESOURCE_EXHAUSTED naming the flag). Known addresses' connections are
-/// never dropped to make room. The dropped connection is shut down;
-/// its own task closes it.
+/// Otherwise it is refused (RESOURCE_EXHAUSTED naming the flag). A known address's connection that
+/// has sent a request is never dropped to make room. The dropped connection is shut down; its own
+/// task closes it.
 final class ConnectionTable: Sendable {
     enum Admission {
         /// Admitted; `dropped` names the address whose connection was shut down to make room.
@@ -76,18 +78,21 @@ final class ConnectionTable: Sendable {
     /// The connection a newcomer from `client` may take the slot of (ids grow with age: the smallest is the oldest).
     private static func victim(in state: State, for client: String, knownShare: Int) -> UInt64? {
         let newcomerKnown = state.known[client] != nil
-        var unprovenStranger: UInt64? = nil, stranger: UInt64? = nil
+        var unprovenStranger: UInt64? = nil, unprovenOther: UInt64? = nil, stranger: UInt64? = nil
         var knownHeld = 0
         for (id, entry) in state.entries {
+            // Never the newcomer's own address's connection in handshake: it may be its client's
+            // request, still on its way.
+            let unproven = !entry.proven && entry.client != client
+            if unproven { unprovenOther = min(id, unprovenOther ?? id) }
             guard state.known[entry.client] == nil else {
                 knownHeld += 1
                 continue
             }
-            if !entry.proven { unprovenStranger = min(id, unprovenStranger ?? id) }
+            if unproven { unprovenStranger = min(id, unprovenStranger ?? id) }
             stranger = min(id, stranger ?? id)
         }
-        if let unprovenStranger { return unprovenStranger }
-        return newcomerKnown && knownHeld < knownShare ? stranger : nil
+        return unprovenStranger ?? unprovenOther ?? (newcomerKnown && knownHeld < knownShare ? stranger : nil)
     }
 
     private static func remove(_ id: UInt64, from state: inout State) -> Entry? {
