@@ -36,6 +36,9 @@ import SciStreamWire
         let tooMany = try await helloConnection.hello(Hello(token: "INVALID_TOKEN", uid: uid, role: .prod, prodListeners: [Self.unresolvable, "127.0.0.1:5002"]))
         #expect(tooMany.code == .invalidArgument && tooMany.message.contains("num_conn 1"), "\(tooMany)")
         #expect(!daemon.log.contains("cannot resolve"), "a name was resolved: \(daemon.log)")
+        // A malformed target: refused, and the session still waits for a good hello.
+        let malformed = try await helloConnection.hello(Hello(token: "INVALID_TOKEN", uid: uid, role: .prod, prodListeners: ["127.0.0.1:99999"]))
+        #expect(malformed.code == .invalidArgument, "\(malformed)")
         let one = try await helloConnection.hello(Hello(token: "INVALID_TOKEN", uid: uid, role: .prod, prodListeners: ["127.0.0.1:5002"]))
         #expect(one.code == .ok, "\(one)")
         let reply = try await pending.value
