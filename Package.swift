@@ -17,6 +17,8 @@ let package = Package(
         .target(name: "CSciStream"),
         // The control protocol: frames, messages, validators. Pure, no I/O.
         .target(name: "SciStreamWire"),
+        // The original's gRPC service on the control port: HTTP/2 frames, HPACK, protobuf messages. Pure, no I/O.
+        .target(name: "SciStreamGRPC"),
         // Errno, descriptors, sockets, the poll reactor, logging, child processes.
         .target(name: "SciStreamSystem", dependencies: ["CSciStream"]),
         // OpenSSL contexts, TLS streams, per-session key material for the data plane.
@@ -26,18 +28,18 @@ let package = Package(
         // Globus Auth: token store (s2uc), token checker with introspection cache (s2cs), HTTP client, PKCE.
         .target(name: "SciStreamAuth", dependencies: ["COpenSSL", "SciStreamSystem"]),
         // Control server, session registry, port allocator, control client, CLI conventions.
-        .target(name: "SciStreamControl", dependencies: ["CSciStream", "SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamDataPlane", "SciStreamAuth"]),
+        .target(name: "SciStreamControl", dependencies: ["CSciStream", "SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamDataPlane", "SciStreamAuth", "SciStreamGRPC"]),
         .executableTarget(name: "s2cs", dependencies: ["SciStreamControl"]),
         .executableTarget(name: "s2uc", dependencies: ["SciStreamControl"]),
         // Benchmarks: drives a running s2cs over the real protocol (see bench/run, docs/benchmarks.md).
         .executableTarget(name: "s2bench", dependencies: ["COpenSSL", "SciStreamControl", "SciStreamSystem", "SciStreamWire", "SciStreamTLS"],
                           path: "bench/Sources/s2bench"),
 
-        .testTarget(name: "WireTests", dependencies: ["SciStreamWire", "SciStreamControl"]),
+        .testTarget(name: "WireTests", dependencies: ["SciStreamWire", "SciStreamControl", "SciStreamGRPC"]),
         .testTarget(name: "SystemTests", dependencies: ["SciStreamSystem"]),
         .testTarget(name: "TLSTests", dependencies: ["SciStreamTLS", "SciStreamSystem", "SciStreamControl"]),
         .testTarget(name: "DataPlaneTests", dependencies: ["COpenSSL", "SciStreamDataPlane", "SciStreamTLS", "SciStreamSystem", "SciStreamWire", "SciStreamControl", "TestPorts"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["COpenSSL", "SciStreamControl", "SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamAuth", "FakeGlobusAuth", "TestPorts"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["COpenSSL", "SciStreamControl", "SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamAuth", "SciStreamGRPC", "FakeGlobusAuth", "TestPorts"]),
         .testTarget(name: "AuthTests", dependencies: ["SciStreamAuth", "SciStreamSystem", "SciStreamControl", "FakeGlobusAuth"]),
         // A fake Globus Auth server on loopback, for AuthTests and EndToEndTests only.
         .target(name: "FakeGlobusAuth", dependencies: ["COpenSSL"], path: "Tests/FakeGlobusAuth"),

@@ -37,7 +37,7 @@ public enum TokenVerdict: Sendable, Equatable {
 public actor TokenChecker {
     public nonisolated let clientID: String
     public nonisolated let requiredScope: String
-    private let clientSecret: String
+    private var clientSecret: String
     private let auth: GlobusAuthClient
     private let logger: Logger
     private let negativeTTL: Duration
@@ -83,6 +83,14 @@ public actor TokenChecker {
         self.maxEntries = maxEntries
         self.now = now
         self.describe = describe
+    }
+
+    /// A new client secret (a reload after the secret was rotated): checks from now on use it, and
+    /// the cached verdicts stay (they were Globus Auth's answers about the tokens, not the secret).
+    public func setClientSecret(_ secret: String) {
+        clientSecret = secret
+        unavailableUntil = nil
+        lastUnavailable = nil
     }
 
     /// Where introspection goes.

@@ -5,13 +5,14 @@ import SciStreamSystem
 import SciStreamTLS
 import SciStreamDataPlane
 
-/// `s2cs`: parse, build, serve until SIGINT/SIGTERM, then stop every proxy and exit.
+/// `s2cs`: parse, build, serve until SIGINT/SIGTERM/SIGQUIT, then stop every proxy and exit.
+/// SIGHUP reloads, SIGUSR1 starts draining and SIGUSR2 ends it (`DaemonSignal`).
 public enum ControlDaemon {
-    public static func main(_ arguments: [String]) async -> Int32 {
+    public static func main(_ arguments: [String], environment: [String: String] = ProcessInfo.processInfo.environment) async -> Int32 {
         let config: ServerConfiguration
         let parsed: ParsedArguments
         do {
-            (config, parsed) = try ServerConfiguration.parse(arguments, environment: ProcessInfo.processInfo.environment)
+            (config, parsed) = try ServerConfiguration.parse(arguments, environment: environment)
         } catch {
             return Console.usageError(error, command: ServerConfiguration.command, usage: ServerConfiguration.usage)
         }
@@ -27,7 +28,9 @@ public enum ControlDaemon {
         }
 
         signal(SIGPIPE, SIG_IGN)
-        unblockShutdownSignals()
+        // Caught from here on (a signal that arrives during start-up waits for the loop below).
+        let signals = DaemonSignal.events()
+        let notifier = ServiceNotifier(environment: environment)
         raiseDescriptorLimit()
         let logger = Logger(label: "s2cs", level: config.verbose ? .debug : .info)
 
@@ -118,7 +121,7 @@ public enum ControlDaemon {
         var metricsServer: MetricsServer? = nil
         if let endpoint = config.metrics {
             do {
-                metricsServer = try MetricsServer(endpoint: endpoint, logger: logger) { await server.metricsText() }
+                metricsServer = try MetricsServer(endpoint: endpoint, logger: logger) { await server.metricsPage($0) }
                 if let bound = metricsServer?.boundAddress { server.servesMetrics(on: bound) }
             } catch {
                 return Console.runtimeError(error)
@@ -133,48 +136,81 @@ public enum ControlDaemon {
         }
 
         let serving = Task { await server.run() }
-        let signal = await shutdownSignal()
-        logger.info("stopping", ["signal": signal])
+        notifier.ready(status: "serving on \(bound)")
+        // Watchdog pings only while the registry answers: a hung s2cs stops pinging and systemd
+        // restarts it (WatchdogSec= in the unit).
+        let pinging = notifier.watchdogInterval.map { interval in
+            Task {
+                while !Task.isCancelled {
+                    if await server.isHealthy(timeout: interval) { notifier.watchdog() }
+                    try? await Task.sleep(for: interval)
+                }
+            }
+        }
+        var stopSignal = "end of signals"
+        for await event in signals.stream {
+            switch event {
+            case .stop(let name):
+                stopSignal = name
+            case .reload:
+                notifier.reloading()
+                logger.info("reloading", ["signal": "SIGHUP"])
+                do {
+                    let (new, _) = try ServerConfiguration.parse(arguments, environment: environment)
+                    let outcome = await server.reload(new)
+                    for failure in outcome.failed { logger.error("reload: kept the old value", ["what": failure]) }
+                    logger.info("reloaded", ["what": outcome.reloaded.joined(separator: "; ")])
+                } catch {
+                    logger.error("reload failed: everything stays as it was", ["error": error.description])
+                }
+                notifier.ready(status: "serving on \(bound)")
+            case .drain(let on):
+                server.setDraining(on)
+                notifier.status(on ? "draining on \(bound): no new sessions" : "serving on \(bound)")
+            }
+            if case .stop = event { break }
+        }
+        withExtendedLifetime(signals.sources) {}
+        notifier.stopping()
+        pinging?.cancel()
+        logger.info("stopping", ["signal": stopSignal])
         await server.shutdown()
         serving.cancel()
         folderLock.release()  // only once every proxy is stopped
         logger.info("s2cs stopped")
         return ExitCode.success
     }
-
-    /// Waits for the first of SIGINT, SIGTERM, SIGHUP (the terminal that started s2cs closed) and
-    /// SIGQUIT, and returns its name: each stops s2cs the same way.
-    private static func shutdownSignal() async -> String {
-        let signals: [(Int32, String)] = [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP"), (SIGQUIT, "SIGQUIT")]
-        let fired = Mutex<CheckedContinuation<String, Never>?>(nil)
-        var sources: [any DispatchSourceSignal] = []
-        let name = await withCheckedContinuation { continuation in
-            fired.withLock { $0 = continuation }
-            for (number, name) in signals {
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-                source.setEventHandler {
-                    fired.withLock { pending in
-                        pending?.resume(returning: name)
-                        pending = nil
-                    }
-                }
-                source.resume()
-                sources.append(source)
-            }
-        }
-        withExtendedLifetime(sources) {}
-        return name
-    }
 }
 
-/// A parent may start s2cs with SIGINT/SIGTERM (or SIGHUP/SIGQUIT) blocked (a mask is inherited across exec): unblock
-/// them, or shutdown would never be noticed and the proxies would outlive s2cs.
-private func unblockShutdownSignals() {
-    var set = sigset_t()
-    sigemptyset(&set)
-    for number in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] { sigaddset(&set, number) }
-    pthread_sigmask(SIG_UNBLOCK, &set, nil)
+/// What a signal asks of s2cs: SIGINT, SIGTERM and SIGQUIT stop it (every session ended); SIGHUP
+/// reloads (the service manager's `reload`; a daemon has no terminal whose hang-up should stop it);
+/// SIGUSR1 starts draining, SIGUSR2 ends it.
+enum DaemonSignal: Sendable {
+    case stop(String)
+    case reload
+    case drain(Bool)
+
+    /// The signals as a stream of events, caught from the call on. A parent may start s2cs with them
+    /// blocked (a mask is inherited across exec): they are unblocked, or shutdown would never be
+    /// noticed and the proxies would outlive s2cs.
+    static func events() -> (stream: AsyncStream<DaemonSignal>, sources: [any DispatchSourceSignal]) {
+        let table: [(Int32, DaemonSignal)] = [(SIGINT, .stop("SIGINT")), (SIGTERM, .stop("SIGTERM")), (SIGQUIT, .stop("SIGQUIT")),
+                                              (SIGHUP, .reload), (SIGUSR1, .drain(true)), (SIGUSR2, .drain(false))]
+        let (stream, continuation) = AsyncStream<DaemonSignal>.makeStream(bufferingPolicy: .unbounded)
+        var sources: [any DispatchSourceSignal] = []
+        var set = sigset_t()
+        sigemptyset(&set)
+        for (number, event) in table {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { continuation.yield(event) }
+            source.resume()
+            sources.append(source)
+            sigaddset(&set, number)
+        }
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        return (stream, sources)
+    }
 }
 
 /// The kernel's ephemeral port range (net.ipv4.ip_local_port_range), if readable.

@@ -22,7 +22,7 @@ public actor DataPlane {
     let stopGrace: Duration
     let readinessTimeout: Duration
     /// The proxy's executable, found once at construction (nil for Mock).
-    let executable: String?
+    public nonisolated let executable: String?
     /// Connections one session's proxy holds at once (`SessionLimits.defaultMaxConnections`).
     let maxConnections: Int
     /// The size at which a session's log is rotated (`SessionLog.defaultLimit`).

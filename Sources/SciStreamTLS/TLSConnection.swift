@@ -383,4 +383,16 @@ final class TLSConnection: Sendable {
             return String(cString: version)
         }
     }
+
+    /// The protocol agreed by ALPN ("h2"), or nil when none was (or once closed).
+    var alpnProtocol: String? {
+        state.withLock { state -> String? in
+            guard let ssl = state.ssl else { return nil }
+            var data: UnsafePointer<UInt8>? = nil
+            var length: UInt32 = 0
+            SSL_get0_alpn_selected(ssl, &data, &length)
+            guard let data, length > 0 else { return nil }
+            return String(decoding: UnsafeBufferPointer(start: data, count: Int(length)), as: UTF8.self)
+        }
+    }
 }

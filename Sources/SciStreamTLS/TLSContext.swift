@@ -107,6 +107,15 @@ public final class TLSContext: @unchecked Sendable {
         "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
     ].joined(separator: ":")
 
+    /// When the context's own certificate stops being valid (its notAfter), as seconds since the
+    /// epoch; nil without a certificate.
+    public var certificateNotAfter: Double? {
+        guard let certificate = SSL_CTX_get0_certificate(context), let notAfter = X509_get0_notAfter(certificate) else { return nil }
+        var time = tm()
+        guard ASN1_TIME_to_tm(notAfter, &time) == 1 else { return nil }
+        return Double(timegm(&time))
+    }
+
     /// A new SSL_CTX with the settings both sides share.
     private static func make(method: OpaquePointer?, side: TLSError.Side) throws(TLSError) -> TLSContext {
         OpenSSLErrorQueue.clear()

@@ -37,6 +37,9 @@ public final class TLSStream: ByteStream, @unchecked Sendable {
     /// The negotiated protocol ("TLSv1.3"), or nil once closed.
     public var protocolVersion: String? { connection.protocolVersion }
 
+    /// The protocol agreed by ALPN ("h2" for a gRPC client), or nil.
+    public var alpnProtocol: String? { connection.alpnProtocol }
+
     // MARK: - Opening
 
     /// Client side: the TLS handshake over a connected socket, verifying the server's certificate

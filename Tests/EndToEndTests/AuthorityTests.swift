@@ -348,7 +348,7 @@ func ownNonLoopbackAddresses() -> [String] {
 
     // MARK: 8. leaks
 
-    @Test func sighupStopsS2csLikeSigterm() async throws {
+    @Test func sighupReloadsAndSigquitStopsS2csLikeSigterm() async throws {
         let app = try ProducerApp(expectedConnections: 1)
         defer { app.stop() }
         let daemon = try await Daemon(type: "Haproxy", ports: try .reserve(10))
@@ -357,7 +357,12 @@ func ownNonLoopbackAddresses() -> [String] {
         #expect(session.update?.code == .ok)
         let proxies = childPIDs(of: daemon.pid)
         #expect(!proxies.isEmpty)
+        // SIGHUP is a reload: s2cs and its proxies go on.
         kill(daemon.pid, SIGHUP)
+        try await waitUntil("s2cs logs the reload") { daemon.log.contains("reloaded") }
+        #expect(daemon.process.isRunning)
+        for pid in proxies { #expect(processExists(pid), "proxy \(pid) ended on SIGHUP") }
+        kill(daemon.pid, SIGQUIT)
         daemon.process.waitUntilExit()
         #expect(daemon.process.terminationStatus == 0)
         for pid in proxies { #expect(!processExists(pid), "proxy \(pid) outlived s2cs") }

@@ -64,7 +64,7 @@ import Glibc
         for (flag, value) in [("--prod-listener-ip", "192.0.2.1"), ("--cons-listener-ip", "192.0.2.1"), ("--listener-ip", "192.0.2.1")] {
             let output = await start([flag, value])
             #expect(output.status == 1)
-            #expect(output.stderr == "Error: \(flag) \(value) is not an address of this host: session listeners could not bind to it (use one of this host's addresses, or 0.0.0.0)\n", "\(output.stderr)")
+            #expect(output.stderr == "Error: \(flag) \(value) is not an address of this host: session listeners could not bind to it (use one of this host's addresses, or 0.0.0.0; behind NAT, bind a local address and give the public one with --advertise-ip)\n", "\(output.stderr)")
         }
         let badHost = await start(["--advertise-ip", "gate way"])
         #expect(badHost.status == 64)

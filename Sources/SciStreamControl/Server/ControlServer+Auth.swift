@@ -53,23 +53,29 @@ extension ControlServer {
         let verdict = await checker.check(token, client: IPAddress.clientKey(client))
         switch verdict {
         case .valid(let username, let subject):
-            if let patterns = config.allowedIdentities, !IdentityPattern.allows(patterns, username: username) {
+            if let patterns = allowedIdentities, !IdentityPattern.allows(patterns, username: username) {
                 log.warning("request refused: identity not in --allowed-identities", ["user": username ?? "?"])
+                metrics.authenticated("identity_refused")
                 return .failure(RefusedRequest(message.refusal(Status(.permissionDenied, "this s2cs does not serve your identity: ask its operator to add it to --allowed-identities"))))
             }
             // Without a `sub`, the username is the identity (both are stable for a Globus account); a
             // token with neither names nobody, and a session must belong to somebody.
             guard let identity = subject ?? username, !identity.isEmpty else {
                 log.warning("request refused: the token names no identity (no sub, no username)")
+                metrics.authenticated("invalid")
                 return .failure(RefusedRequest(message.refusal(Status(.unauthenticated, "the token names no identity: log in again with s2uc login"))))
             }
+            metrics.authenticated("valid")
             return .success(Caller(address: client, subject: identity, username: username))
         case .missing(let text):
             (status, reason) = (Status(.unauthenticated, text), "no token")
+            metrics.authenticated("missing")
         case .invalid(let text, let why):
             (status, reason) = (Status(.unauthenticated, text), why)
+            metrics.authenticated("invalid")
         case .unavailable, .credentialsRefused:
             (status, reason) = (Status(.unavailable, ErrorWording.tokenVerdict(verdict, clientID: checker.clientID)), "cannot check tokens")
+            metrics.authenticated("unavailable")
         }
         // Never the token itself: the kind of request, the verdict and why.
         log.info("request refused", ["kind": "0x\(String(message.kind, radix: 16))", "status": "\(status.code)", "reason": reason])

@@ -11,11 +11,27 @@ extension ControlServer {
         case .success(let who):
             caller = who
             connectionTable.served(client)
-        case .failure(let refused): return refused.reply
+        case .failure(let refused):
+            var entry = AuditEntry(message, reply: refused.reply, client: client, identity: nil)
+            entry.event = "refused"
+            audit?.record(entry)
+            return refused.reply
         }
+        let reply = await answer(message, caller: caller, log: log)
+        audit?.record(AuditEntry(message, reply: reply, client: client, identity: caller.username ?? caller.subject))
+        return reply
+    }
+
+    /// The reply to one request from an authenticated (or, without authentication, any) caller.
+    private func answer(_ message: Message, caller: Caller, log: Logger) async -> Message {
         switch message {
         case .request(let request):
             log.debug("request", ["session": SessionID.shortPrefix(request.uid), "role": "\(request.role)", "num_conn": "\(request.numConn)"])
+            if isDraining {
+                log.info("request refused: draining", ["session": SessionID.shortPrefix(request.uid)])
+                return .requestReply(RequestReply(status: Status(.unavailable, "this s2cs is draining: it takes no new sessions (its sessions go on); use another gateway or retry later"),
+                                                  listeners: [], prodListeners: []))
+            }
             do {
                 let uid = try SessionRegistry.sessionID(request.uid)
                 return .requestReply(try await registry.request(request, uid: uid, caller: caller))
@@ -159,6 +175,9 @@ extension ControlServer {
     private func handleRelease(_ release: Release, caller: Caller, log: Logger) async -> Status {
         do {
             let uid = try SessionRegistry.sessionID(release.uid)
+            // Its last figures, before its proxy stops, go into the gateway-wide totals (read
+            // whoever asks: nothing of them goes back to the caller).
+            metrics.observe(await sessionTraffic(for: nil, only: uid))
             let note = try await registry.release(uid, caller: caller)
             log.info("session released", ["session": uid.prefix])
             return Status(.ok, "session \(uid.prefix) released" + (note.map { "; note: \($0)" } ?? ""))

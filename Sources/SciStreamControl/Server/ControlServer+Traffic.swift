@@ -5,9 +5,9 @@ extension ControlServer {
     /// Each session's age, and its traffic as its proxy counts it (TrafficMeter), for `list` and `/metrics`.
     /// The figures of the sessions whose details `caller` may see (see `sessionInfos(for:)`); a nil
     /// caller is the operator (the metrics page): every session.
-    func sessionTraffic(for caller: Caller?) async -> [SessionTraffic] {
+    func sessionTraffic(for caller: Caller?, only uid: SessionID? = nil) async -> [SessionTraffic] {
         let all = await registry.snapshot()
-        let sessions = all.filter { session in caller.map { registry.mayInspect(session, $0) } ?? true }
+        let sessions = all.filter { session in (uid.map { session.uid == $0 } ?? true) && (caller.map { registry.mayInspect(session, $0) } ?? true) }
         let now = ContinuousClock.now
         var result: [SessionTraffic] = []
         for session in sessions {
@@ -22,7 +22,7 @@ extension ControlServer {
             }
             result.append(entry)
         }
-        await traffic.keep(only: Set(all.map(\.uid.text)))
+        if uid == nil { await traffic.keep(only: Set(all.map(\.uid.text))) }
         return result
     }
 }

@@ -16,15 +16,26 @@ public final class ControlServer: Sendable {
     let dataPlane: DataPlane
     /// Checks every request's token (Globus Auth introspection); nil when authentication is off.
     let tokenChecker: TokenChecker?
+    /// What a reload (SIGHUP) may change: the target policy (`--allowed-targets`, or the default) and
+    /// `--allowed-identities`, read again from their `@FILE`s.
+    private struct ReloadablePolicy {
+        var targetPolicy: TargetPolicy
+        var allowedIdentities: [String]?
+    }
+    private let policy: Mutex<ReloadablePolicy>
     /// Where sessions may forward (`--allowed-targets`, or the default policy), with this s2cs's own
     /// ports as bound (`servesMetrics(on:)` adds the metrics port once it is).
-    var targetPolicy: TargetPolicy { policy.withLock { $0 } }
-    private let policy: Mutex<TargetPolicy>
+    var targetPolicy: TargetPolicy { policy.withLock { $0.targetPolicy } }
+    /// `--allowed-identities` (nil: any).
+    var allowedIdentities: [String]? { policy.withLock { $0.allowedIdentities } }
+    /// `--audit-log`: one JSON line per decision (AuditLog.swift); nil with `--audit-log none`.
+    let audit: AuditLog?
     /// What `--metrics` serves (Metrics.swift).
     let metrics = Metrics()
     /// Reads sessions' traffic from their proxies for `list` and `--metrics` (ControlServer+Traffic.swift).
     let traffic = TrafficMeter()
-    private let tls: TLSContext?
+    /// The control channel's TLS context; a reload swaps it (connections keep the one they began with).
+    private let tlsContext: Mutex<TLSContext?>
     private let listener: Socket
     /// Control connections open now (`--max-connections`, `--max-connections-per-client`), and who
     /// makes room for whom when they are all taken.
@@ -33,21 +44,28 @@ public final class ControlServer: Sendable {
     static let maxRefusalsInFlight = 64
     /// Set by `shutdown`: the accept loop ends instead of retrying.
     private let stopping = Mutex(false)
+    /// Draining (SIGUSR1, until SIGUSR2): new sessions are refused, existing ones go on.
+    private let drainingState = Mutex(false)
+    /// Set while the accept loop runs (for `/readyz`).
+    private let accepting = Mutex(false)
 
     /// Serves on `listener` (from `listen(_:)`), or binds `--bind`:`--port` itself.
     public init(config: ServerConfiguration, dataPlane: DataPlane, tls: TLSContext?, logger: Logger, listener: Socket? = nil) throws {
         self.config = config
         self.logger = logger
         self.dataPlane = dataPlane
-        self.tls = tls
-        self.registry = SessionRegistry(config: config, dataPlane: dataPlane, logger: logger)
+        self.tlsContext = Mutex(tls)
+        let auditPath = config.auditLog == "none" ? nil : config.auditLog ?? dataPlane.folder + "/audit.log"
+        self.audit = try auditPath.map { path throws(StartupError) in try AuditLog(path: path, logger: logger) }
+        self.registry = SessionRegistry(config: config, dataPlane: dataPlane, logger: logger, audit: audit)
         self.connectionTable = ConnectionTable(maxConnections: config.maxConnections, maxPerClient: config.maxConnectionsPerClient)
         self.tokenChecker = try config.makeTokenChecker(logger: logger)
         let listener = try listener ?? Self.listen(config)
         self.listener = listener
         var policy = config.targetPolicy
         if let bound = listener.localAddress?.port { policy.servicePorts.insert(bound) }
-        self.policy = Mutex(policy)
+        self.policy = Mutex(ReloadablePolicy(targetPolicy: policy, allowedIdentities: config.allowedIdentities))
+        tls?.selectHTTP2WhenOffered()
     }
 
     /// Binds the control port (`--bind`, `--port`; with `--port 0` the kernel picks one): s2cs
@@ -63,7 +81,7 @@ public final class ControlServer: Sendable {
 
     /// The metrics page is served on `address`: its port is never a session's target on this host.
     func servesMetrics(on address: SocketAddress) {
-        policy.withLock { _ = $0.servicePorts.insert(address.port) }
+        policy.withLock { _ = $0.targetPolicy.servicePorts.insert(address.port) }
     }
 
     /// The address the control port is bound to (with the real port when `--port 0`).
@@ -72,6 +90,8 @@ public final class ControlServer: Sendable {
     /// Accepts connections until the task is cancelled.
     public func run() async {
         var lastAcceptError: ContinuousClock.Instant? = nil
+        accepting.withLock { $0 = true }
+        defer { accepting.withLock { $0 = false } }
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled {
                 let socket: Socket
@@ -140,6 +160,78 @@ public final class ControlServer: Sendable {
         logger.info("sessions ended", ["sessions": "\(count)"])
     }
 
+    /// A reload (SIGHUP): `new` is the command line parsed again, which read its files again (the
+    /// control certificate and key, `--client-secret-file`, `@FILE` lists). Each part that loads is
+    /// taken; one that does not keeps the old value and says why. Sessions are not touched.
+    /// Returns what was reloaded and what failed, for the log.
+    public func reload(_ new: ServerConfiguration) async -> (reloaded: [String], failed: [String]) {
+        var reloaded: [String] = [], failed: [String] = []
+        if config.tls {
+            do {
+                let context = try TLSContext.server(certificatePath: new.serverCertificate, keyPath: new.serverKey)
+                context.selectHTTP2WhenOffered()  // the original's gRPC clients, as at start
+                tlsContext.withLock { $0 = context }
+                reloaded.append("certificate \(new.serverCertificate)")
+            } catch {
+                failed.append("certificate \(new.serverCertificate): \(ErrorWording.text(error)) (the old one stays)")
+            }
+        }
+        if let checker = tokenChecker, let secret = new.clientSecret {
+            await checker.setClientSecret(secret)
+            reloaded.append("client secret")
+        }
+        policy.withLock { current in
+            var targets = new.targetPolicy
+            targets.servicePorts = current.targetPolicy.servicePorts  // the ports bound at start stay this s2cs's own
+            current = ReloadablePolicy(targetPolicy: targets, allowedIdentities: new.allowedIdentities)
+        }
+        await registry.setSources(peerGateways: new.peerGateways, consumers: new.consAllowedSources)
+        reloaded.append("--allowed-targets, --allowed-identities, --peer-gateways, --cons-allowed-sources")
+        return (reloaded, failed)
+    }
+
+    /// The control certificate's notAfter (seconds since the epoch), as served now.
+    var certificateNotAfter: Double? { tlsContext.withLock { $0 }?.certificateNotAfter }
+
+    /// Whether new sessions are refused while existing ones go on.
+    public var isDraining: Bool { drainingState.withLock { $0 } }
+
+    /// Starts (true) or ends (false) draining; returns whether that changed anything.
+    @discardableResult
+    public func setDraining(_ draining: Bool) -> Bool {
+        let changed = drainingState.withLock { state -> Bool in
+            defer { state = draining }
+            return state != draining
+        }
+        if changed {
+            logger.info(draining ? "draining: new sessions are refused, existing ones go on (SIGUSR2 ends it)" : "draining ended: new sessions are accepted")
+        }
+        return changed
+    }
+
+    /// Alive: the session registry answers within `timeout` (a hung actor or a starved pool does not).
+    public func isHealthy(timeout: Duration = .seconds(2)) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { _ = await self.registry.sessionCount(); return true }
+            group.addTask { try? await Task.sleep(for: timeout); return false }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+
+    /// Ready for new sessions: nil when it is, else why not (for `/readyz` and the log).
+    public func notReadyReason() async -> String? {
+        if stopping.withLock({ $0 }) { return "stopping" }
+        if !accepting.withLock({ $0 }) { return "the control port is not accepting" }
+        if isDraining { return "draining (SIGUSR1): no new sessions" }
+        if let executable = dataPlane.executable, access(executable, X_OK) != 0 {
+            return "the proxy \(executable) cannot be run: \(String(cString: strerror(errno)))"
+        }
+        guard await isHealthy() else { return "the session registry did not answer within 2 s" }
+        return nil
+    }
+
     /// Serves connection `id` of the table; with `refusing`, answers its first request with that
     /// status and closes.
     private func serve(_ socket: Socket, id: UInt64? = nil, refusing: Status? = nil) async {
@@ -148,10 +240,10 @@ public final class ControlServer: Sendable {
         let peer = peerAddress.map(\.description) ?? "unknown"
         let client = peerAddress?.host ?? "unknown"
         let log = logger.with("peer", peer)
-        let stream: any ByteStream
-        if let tls {
+        let opened: any ByteStream
+        if let tls = tlsContext.withLock({ $0 }) {
             do {
-                stream = try await TLSStream.accept(socket: socket, context: tls, deadline: accepted + config.frameTimeout)
+                opened = try await TLSStream.accept(socket: socket, context: tls, deadline: accepted + config.frameTimeout)
             } catch {
                 if error.kind == .peerIsPlaintext {
                     log.warning("plaintext client on the TLS control port: told it to use TLS")
@@ -177,8 +269,11 @@ public final class ControlServer: Sendable {
                 socket.close()
                 return
             }
-            stream = socket
+            opened = socket
         }
+        // The original's gRPC clients on the same port (ControlServer+GRPC.swift).
+        guard let stream = await routeGRPC(opened, client: client, log: log, refusing: refusing, deadline: accepted + config.frameTimeout,
+                                           onCall: { [connectionTable] in if let id { connectionTable.proven(id) } }) else { return }
         defer { stream.close() }
         if let refusing {
             // Read the request first: closing with unread bytes would reset the connection before

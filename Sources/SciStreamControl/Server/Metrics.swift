@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 import SciStreamWire
 import SciStreamSystem
@@ -19,9 +20,52 @@ final class Metrics: Sendable {
         var durationBuckets = [Int](repeating: 0, count: Metrics.durationBounds.count)
         var durationSum = 0.0
         var durationCount = 0
+        /// Token checks by result (`valid`, `missing`, `invalid`, `unavailable`, `identity_refused`).
+        var auth: [String: Int] = [:]
+        /// Bytes of sessions that have ended, and the figures last seen of those that run (by uid
+        /// prefix): the gateway-wide totals survive session ends.
+        var retiredBytes: (in: UInt64, out: UInt64) = (0, 0)
+        var lastSeen: [String: (in: UInt64, out: UInt64)] = [:]
     }
 
+    /// The steps and statuses whose failure counters are shown from 0 (a rate over a series that
+    /// appears only with its first failure misses that failure).
+    static let failureSteps = ["request", "hello", "update", "release", "list"]
+    static let commonFailures: [StatusCode] = [.invalidArgument, .notFound, .permissionDenied, .resourceExhausted, .unauthenticated, .unavailable, .internalError]
+    static let authResults = ["valid", "missing", "invalid", "unavailable", "identity_refused"]
+    /// When this process started, seconds since the epoch.
+    let startTime = Date().timeIntervalSince1970
+
     private let counters = Mutex(Counters())
+
+    /// A token check's result (one of `authResults`).
+    func authenticated(_ result: String) {
+        counters.withLock { $0.auth[result, default: 0] += 1 }
+    }
+
+    /// Sessions' traffic as read now: the figures of each running session, kept for the totals.
+    func observe(_ traffic: [SessionTraffic]) {
+        counters.withLock { counters in
+            for entry in traffic where entry.counting != .none {
+                let last = counters.lastSeen[entry.uid] ?? (0, 0)
+                counters.lastSeen[entry.uid] = (max(last.in, entry.bytesIn), max(last.out, entry.bytesOut))
+            }
+        }
+    }
+
+    /// The gateway-wide byte totals with the sessions running now (`current`): a session seen before
+    /// and gone now has ended, and its last figures move to the retired total.
+    private func totals(current: [SessionTraffic]) -> (in: UInt64, out: UInt64) {
+        observe(current)
+        return counters.withLock { counters in
+            let running = Set(current.map(\.uid))
+            for (uid, bytes) in counters.lastSeen where !running.contains(uid) {
+                counters.retiredBytes = (counters.retiredBytes.in &+ bytes.in, counters.retiredBytes.out &+ bytes.out)
+                counters.lastSeen[uid] = nil
+            }
+            return counters.lastSeen.values.reduce(counters.retiredBytes) { ($0.in &+ $1.in, $0.out &+ $1.out) }
+        }
+    }
 
     /// A request arrived (counted before it is handled: a request waits for its hello).
     func received(_ message: Message) {
@@ -66,11 +110,31 @@ final class Metrics: Sendable {
 
     /// The exposition text: these counters, the sessions by state, role and type, and the proxies
     /// that exited without being asked to.
-    func render(sessions: [SessionInfo], traffic: [SessionTraffic], type: String, unexpectedExits: Int) -> String {
+    func render(sessions: [SessionInfo], traffic: [SessionTraffic], type: String, unexpectedExits: Int, draining: Bool,
+                ports: (size: Int, held: Int), certificateNotAfter: Double?) -> String {
+        let bytes = totals(current: traffic)
         let counters = self.counters.withLock { $0 }
         var text = PrometheusText()
+        text.family("process_start_time_seconds", "gauge", "Start time of the s2cs process since the Unix epoch, in seconds.")
+        text.sample("process_start_time_seconds", [:], startTime.rounded(.down))
+        text.family("s2cs_bytes_total", "counter", "Bytes through every session's proxy since s2cs started, ended sessions included: in = towards the targets, out = the way back.")
+        text.sample("s2cs_bytes_total", ["direction": "in"], Double(bytes.in))
+        text.sample("s2cs_bytes_total", ["direction": "out"], Double(bytes.out))
+        text.family("s2cs_port_pool_ports", "gauge", "Ports of --port-range: size, and held by sessions now.")
+        text.sample("s2cs_port_pool_ports", ["state": "size"], Double(ports.size))
+        text.sample("s2cs_port_pool_ports", ["state": "held"], Double(ports.held))
+        if let certificateNotAfter {
+            text.family("s2cs_certificate_expiry_timestamp_seconds", "gauge", "When the control channel's certificate (as served now) expires, seconds since the Unix epoch.")
+            text.sample("s2cs_certificate_expiry_timestamp_seconds", [:], certificateNotAfter)
+        }
+        text.family("s2cs_auth_checks_total", "counter", "Token checks of requests, by result (with authentication on).")
+        for result in Self.authResults {
+            text.sample("s2cs_auth_checks_total", ["result": result], Double(counters.auth[result, default: 0]))
+        }
         text.family("s2cs_info", "gauge", "This s2cs: its version and data server type.")
         text.sample("s2cs_info", ["version": SciStreamVersion.string, "type": type], 1)
+        text.family("s2cs_draining", "gauge", "1 while this s2cs drains (SIGUSR1): new sessions are refused, existing ones go on.")
+        text.sample("s2cs_draining", [:], draining ? 1 : 0)
 
         text.family("s2cs_sessions", "gauge", "Sessions held now, by state, role and data server type.")
         let states = ["pending", "ready", "starting", "active", "failed", "releasing"]
@@ -90,7 +154,11 @@ final class Metrics: Sendable {
             text.sample("s2cs_setups_total", ["role": "\(role)"], Double(counters.setups[role, default: 0]))
         }
         text.family("s2cs_failures_total", "counter", "Requests answered with an error, by step (request, hello, update, release, list; frame: a message that is not a request) and status.")
-        for (step, byStatus) in counters.failures.sorted(by: { $0.key < $1.key }) {
+        var failures = counters.failures
+        for step in Self.failureSteps {
+            for code in Self.commonFailures { failures[step, default: [:]][code.description, default: 0] += 0 }
+        }
+        for (step, byStatus) in failures.sorted(by: { $0.key < $1.key }) {
             for (status, count) in byStatus.sorted(by: { $0.key < $1.key }) {
                 text.sample("s2cs_failures_total", ["step": step, "status": status], Double(count))
             }
@@ -161,13 +229,28 @@ struct PrometheusText {
 }
 
 extension ControlServer {
+    /// A page of the metrics listener: `/metrics`, `/healthz` (alive: the registry answers) or
+    /// `/readyz` (ready for new sessions: accepting, not draining, the proxy runnable), 503 when not.
+    func metricsPage(_ path: String) async -> MetricsPage {
+        switch path {
+        case "/healthz":
+            return await isHealthy() ? MetricsPage(body: "ok\n") : MetricsPage(status: "503 Service Unavailable", body: "unhealthy: the session registry did not answer within 2 s\n")
+        case "/readyz":
+            if let reason = await notReadyReason() { return MetricsPage(status: "503 Service Unavailable", body: "not ready: \(reason)\n") }
+            return MetricsPage(body: "ready\n")
+        default:
+            return MetricsPage(contentType: MetricsPage.prometheusType, body: await metricsText())
+        }
+    }
+
     /// The `/metrics` page of this s2cs.
     func metricsText() async -> String {
         // The exit count first: a proxy that dies while the page is made then shows as an exit and,
         // at the latest on the next scrape, as a failed session, never the other way round.
         let exits = await dataPlane.unexpectedExits
         return metrics.render(sessions: await sessionInfos(for: nil), traffic: await sessionTraffic(for: nil), type: config.type.name,
-                              unexpectedExits: exits)
+                              unexpectedExits: exits, draining: isDraining, ports: await registry.portPool(),
+                              certificateNotAfter: certificateNotAfter)
     }
 }
 

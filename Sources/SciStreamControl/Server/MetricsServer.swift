@@ -2,9 +2,19 @@ import Foundation
 import SciStreamWire
 import SciStreamSystem
 
+/// One page of the metrics listener: its status line and body.
+struct MetricsPage: Sendable {
+    var status = "200 OK"
+    var contentType = "text/plain; charset=utf-8"
+    var body: String
+
+    static let prometheusType = "text/plain; version=0.0.4; charset=utf-8"
+}
+
 /// `s2cs --metrics HOST:PORT`: a minimal HTTP/1.1 server on the project's own sockets and reactor
-/// that answers `GET /metrics` with the Prometheus text format, one request per connection.
-/// Anything else gets a short error page; a slow or oversized request is cut off.
+/// that answers `GET /metrics` with the Prometheus text format, and `/healthz` and `/readyz` for
+/// probes, one request per connection. Anything else gets a short error page; a slow or oversized
+/// request is cut off.
 ///
 /// Idle connections cannot keep a scraper out: when all `maxConnections` slots are taken, a
 /// newcomer takes the slot of the oldest connection that has not sent its whole request head (the
@@ -12,6 +22,8 @@ import SciStreamSystem
 /// `requestTimeout` (5 s: a third of a 15 s scrape interval, and a scraper sends its request at
 /// once; 2 s was tried and cut off the test suite's own scrapes on a loaded machine).
 final class MetricsServer: Sendable {
+    static let paths = ["/metrics", "/healthz", "/readyz"]
+
     static let maxRequestBytes = 8192
     static let requestTimeout: Duration = .seconds(5)
     static let maxConnections = 64
@@ -19,11 +31,12 @@ final class MetricsServer: Sendable {
     static let answerTimeout: Duration = .seconds(10)
 
     private let listener: Socket
-    private let page: @Sendable () async -> String
+    private let page: @Sendable (String) async -> MetricsPage
     private let logger: Logger
     private let connections = ConnectionTable(maxConnections: MetricsServer.maxConnections, maxPerClient: .max)
 
-    init(endpoint: Endpoint, logger: Logger, page: @escaping @Sendable () async -> String) throws(ServerError) {
+    /// `page` answers each of `paths`.
+    init(endpoint: Endpoint, logger: Logger, page: @escaping @Sendable (String) async -> MetricsPage) throws(ServerError) {
         do {
             listener = try Socket.listen(on: SocketAddress.resolve(host: endpoint.host, port: endpoint.port), backlog: 256)
         } catch {
@@ -92,16 +105,16 @@ final class MetricsServer: Sendable {
         }
         let method = parts[0], target = parts[1]
         let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        guard path == "/metrics" else {
-            await send(socket, status: "404 Not Found", body: "no such page: the metrics are at /metrics\n", deadline: deadline)
+        guard Self.paths.contains(String(path)) else {
+            await send(socket, status: "404 Not Found", body: "no such page: the metrics are at /metrics, the probes at /healthz and /readyz\n", deadline: deadline)
             return
         }
         guard method == "GET" || method == "HEAD" else {
             await send(socket, status: "405 Method Not Allowed", extra: "Allow: GET, HEAD\r\n", body: "use GET\n", deadline: deadline)
             return
         }
-        let body = await page()
-        await send(socket, status: "200 OK", contentType: "text/plain; version=0.0.4; charset=utf-8", body: body,
+        let answer = await page(String(path))
+        await send(socket, status: answer.status, contentType: answer.contentType, body: answer.body,
                    withBody: method == "GET", deadline: deadline)
     }
 

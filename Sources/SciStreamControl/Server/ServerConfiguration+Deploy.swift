@@ -16,36 +16,8 @@ extension ServerConfiguration {
             throw UsageError("--client-secret and --client-secret-file are exclusive: give the secret one way (the file keeps it out of 'ps')")
         }
         guard !path.isEmpty else { throw UsageError("--client-secret-file is empty: give the path of a file holding the client secret") }
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)
-        guard fd >= 0 else {
-            throw UsageError("cannot read --client-secret-file \(path): \(Errno.current) (it must be readable by the user s2cs runs as)")
-        }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw UsageError("cannot read --client-secret-file \(path): \(Errno.current)") }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw UsageError("--client-secret-file \(path) is not a regular file: give the file holding the client secret")
-        }
-        guard info.st_mode & 0o077 == 0 else {
-            let mode = String(info.st_mode & 0o777, radix: 8)
-            throw UsageError("--client-secret-file \(path) is readable by other users (mode \(mode)): make it private with 'chmod 600 \(path)'")
-        }
-        guard info.st_size <= secretFileLimit else {
-            throw UsageError("--client-secret-file \(path) is \(info.st_size) bytes: it must hold only the client secret (at most \(secretFileLimit) bytes)")
-        }
-        var bytes = [UInt8](repeating: 0, count: secretFileLimit + 1)
-        var count = 0
-        while count < bytes.count {
-            let got = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, $0.count - count) }  // non-empty buffer
-            if got < 0 && errno == EINTR { continue }
-            guard got >= 0 else { throw UsageError("cannot read --client-secret-file \(path): \(Errno.current)") }
-            if got == 0 { break }
-            count += got
-        }
-        guard count <= secretFileLimit else {
-            throw UsageError("--client-secret-file \(path) is longer than \(secretFileLimit) bytes: it must hold only the client secret")
-        }
-        var text = Substring(decoding: bytes.prefix(count), as: UTF8.self)
+        let bytes = try readSmallFile(path, option: "--client-secret-file", what: "the client secret", limit: secretFileLimit, mustBePrivate: true)
+        var text = Substring(decoding: bytes, as: UTF8.self)
         if text.hasSuffix("\n") { text = text.dropLast() }  // "\r\n" is one Character
         guard !text.isEmpty, !text.allSatisfy({ $0 == " " || $0 == "\t" }) else {
             throw UsageError("--client-secret-file \(path) is empty: put the Globus Auth client secret in it, or leave out --client-id and the secret to run without authentication")
@@ -54,6 +26,62 @@ extension ServerConfiguration {
             throw UsageError("--client-secret-file \(path) holds more than one line: it must hold only the client secret")
         }
         return String(text)
+    }
+
+    /// A small regular file's bytes, for a flag that names it: at most `limit` bytes; with
+    /// `mustBePrivate`, readable by its owner only. Every failure names the flag and the file.
+    static func readSmallFile(_ path: String, option: String, what: String, limit: Int, mustBePrivate: Bool) throws(UsageError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else {
+            throw UsageError("cannot read \(option) \(path): \(Errno.current) (it must be readable by the user s2cs runs as)")
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw UsageError("cannot read \(option) \(path): \(Errno.current)") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw UsageError("\(option) \(path) is not a regular file: give the file holding \(what)")
+        }
+        guard !mustBePrivate || info.st_mode & 0o077 == 0 else {
+            let mode = String(info.st_mode & 0o777, radix: 8)
+            throw UsageError("\(option) \(path) is readable by other users (mode \(mode)): make it private with 'chmod 600 \(path)'")
+        }
+        guard info.st_size <= limit else {
+            throw UsageError("\(option) \(path) is \(info.st_size) bytes: it must hold only \(what) (at most \(limit) bytes)")
+        }
+        var bytes = [UInt8](repeating: 0, count: limit + 1)
+        var count = 0
+        while count < bytes.count {
+            let got = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + count, $0.count - count) }  // non-empty buffer
+            if got < 0 && errno == EINTR { continue }
+            guard got >= 0 else { throw UsageError("cannot read \(option) \(path): \(Errno.current)") }
+            if got == 0 { break }
+            count += got
+        }
+        guard count <= limit else {
+            throw UsageError("\(option) \(path) is longer than \(limit) bytes: it must hold only \(what)")
+        }
+        return Array(bytes.prefix(count))
+    }
+
+    static let listFileLimit = 1 << 20
+
+    /// The value of a list flag (`--allowed-targets`, `--allowed-identities`, `--peer-gateways`):
+    /// as given, or with `@FILE` the file's entries (one or more per line, separated by commas or
+    /// white space; `#` starts a comment), joined with commas. A file is read again on every
+    /// reload (SIGHUP), so that the list can change without a restart.
+    static func listValue(_ text: String, option: String) throws(UsageError) -> String {
+        guard text.hasPrefix("@") else { return text }
+        let path = String(text.dropFirst())
+        guard !path.isEmpty else { throw UsageError("\(option) @ needs a file name: \(option) @/etc/scistream/\(option.dropFirst(2))") }
+        let bytes = try readSmallFile(path, option: option, what: "the list", limit: listFileLimit, mustBePrivate: false)
+        let entries = String(decoding: bytes, as: UTF8.self).split(separator: "\n").flatMap { line in
+            (line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+                .split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\t" || $0 == "\r" })
+        }
+        guard !entries.isEmpty else {
+            throw UsageError("\(option) \(path) lists nothing: put one entry per line in it, or leave out \(option)")
+        }
+        return entries.joined(separator: ",")
     }
 }
 
@@ -102,7 +130,7 @@ extension ServerConfiguration {
                      ("--prod-listener-ip", prodListenerIP ?? "", prodListenerIP != nil),
                      ("--cons-listener-ip", consListenerIP ?? "", consListenerIP != nil)]
         for (flag, address, used) in given where used && !canBind(address) {
-            return "\(flag) \(address) is not an address of this host: session listeners could not bind to it (use one of this host's addresses, or 0.0.0.0)"
+            return "\(flag) \(address) is not an address of this host: session listeners could not bind to it (use one of this host's addresses, or 0.0.0.0; behind NAT, bind a local address and give the public one with --advertise-ip)"
         }
         return nil
     }

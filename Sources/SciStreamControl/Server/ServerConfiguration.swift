@@ -63,6 +63,8 @@ public struct ServerConfiguration: Sendable {
     public var maxPendingPorts: Int? = nil
     /// `--metrics`: where the Prometheus page is served (nil: not served); see Metrics+Configuration.swift.
     public var metrics: Endpoint? = nil
+    /// `--audit-log`: the audit log's file; nil: `audit.log` in the session folder; `none`: not written.
+    public var auditLog: String? = nil
     /// `--traffic-counting`: proxies count each session's traffic for `list` and `--metrics`.
     public var trafficCounting = true
 
@@ -73,14 +75,14 @@ public struct ServerConfiguration: Sendable {
     public static var usage: String { ArgumentParser.usageLine(command, every: options) }
 
     public static let options: [OptionSpec] = [
-        OptionSpec("listener-ip", value: "ip", default: "0.0.0.0", help: "Address the data-plane listeners bind to and that clients are told (unless the three options below say otherwise)."),
+        OptionSpec("listener-ip", aliases: ["l"], value: "ip", default: "0.0.0.0", help: "Address the data-plane listeners bind to and that clients are told (unless the three options below say otherwise)."),
         OptionSpec("prod-listener-ip", value: "ip", help: "Address producer-side (PROD, peer-facing) listeners bind to. Default: --listener-ip."),
         OptionSpec("cons-listener-ip", value: "ip", help: "Address consumer-side (CONS, application-facing) listeners bind to. Default: --listener-ip."),
         OptionSpec("advertise-ip", value: "host", help: "Address clients are told for PROD listeners when peers reach them through NAT or a port mapping (need not be local). Default: their bind address."),
         OptionSpec("port", value: "port", default: "5000", help: "Control port (0 picks a free port and prints it)."),
         OptionSpec("bind", value: "ip", default: "0.0.0.0", help: "Address the control port binds to."),
         OptionSpec("port-range", value: "start-end", default: "5100-5200", help: "Ports handed out to session listeners."),
-        OptionSpec("type", value: "type", default: "Haproxy", help: "Data server: Haproxy, Nginx, Stunnel, HaproxySubprocess, StunnelSubprocess or Mock."),
+        OptionSpec("type", aliases: ["t"], value: "type", default: "Haproxy", help: "Data server: Haproxy, Nginx, Stunnel, HaproxySubprocess, StunnelSubprocess or Mock."),
         OptionSpec("verbose", aliases: ["v"], help: "Log every request (debug level)."),
         OptionSpec("client-id", value: "id", help: "Globus Auth client id of this s2cs: users log in with 's2uc login --scope <id>'."),
         OptionSpec("client-secret", value: "secret", help: "Globus Auth client secret; with it every request's token is checked, without it authentication is off."),
@@ -105,6 +107,7 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("max-pending-ports", value: "n", help: "Most listener ports that requests still waiting for their hello may hold together, over every client; past it a request first releases pending sessions whose hello is 5 s late. Default: half of --port-range."),
         OptionSpec("metrics", value: "host:port", help: "Serve Prometheus metrics at http://<host:port>/metrics (a loopback address unless --metrics-allow-remote; off by default)."),
         OptionSpec("traffic-counting", value: "bool", default: "True", help: "Have proxies count each session's connections and bytes (HAProxy stats socket, Nginx access log) for 's2uc list' and --metrics."),
+        OptionSpec("audit-log", value: "file", help: "Append one JSON line per decision (request, hello, update, release, list, refusal, expiry) to this file; 'none' writes none. Default: audit.log in the config folder."),
         OptionSpec("metrics-allow-remote", help: "Allow --metrics on an address that is not loopback (anyone who reaches it sees session figures)."),
         OptionSpec("version", help: "Show the version."),
     ]
@@ -174,19 +177,19 @@ public struct ServerConfiguration: Sendable {
         }
         config.frameTimeout = .milliseconds(Int64(frameSeconds * 1000))
         config.proxyUser = parsed.value("proxy_user")
-        if let text = parsed.value("allowed_targets") {
+        if let text = try parsed.value("allowed_targets").map({ value throws(UsageError) in try listValue(value, option: "--allowed-targets") }) {
             do { config.allowedTargets = try AddressRule.parseList(text) } catch { throw UsageError("bad --allowed-targets: \(error)") }
         }
-        if let text = parsed.value("peer_gateways") {
+        if let text = try parsed.value("peer_gateways").map({ value throws(UsageError) in try listValue(value, option: "--peer-gateways") }) {
             do { config.peerGateways = try AddressRule.parseList(text, allowPorts: false) } catch { throw UsageError("bad --peer-gateways: \(error)") }
             guard !config.dataPlaneTLS else {
                 throw UsageError("--peer-gateways is for --data-plane-tls=False: with TLS between gateways, the session's key already decides who may connect")
             }
         }
-        if let text = parsed.value("cons_allowed_sources") {
+        if let text = try parsed.value("cons_allowed_sources").map({ value throws(UsageError) in try listValue(value, option: ConsumerSources.flag) }) {
             do { config.consAllowedSources = try AddressRule.parseList(text, allowPorts: false) } catch { throw UsageError("bad \(ConsumerSources.flag): \(error)") }
         }
-        if let text = parsed.value("allowed_identities") {
+        if let text = try parsed.value("allowed_identities").map({ value throws(UsageError) in try listValue(value, option: "--allowed-identities") }) {
             config.allowedIdentities = try IdentityPattern.parseList(text)
             guard config.clientSecret != nil else {
                 throw UsageError("--allowed-identities needs authentication (--client-id and --client-secret): without it s2cs does not know who asks")
@@ -201,6 +204,8 @@ public struct ServerConfiguration: Sendable {
         }
         config.metrics = try metricsEndpoint(parsed)
         config.trafficCounting = try ArgumentParser.parseBool(parsed.string("traffic_counting"), option: "--traffic-counting")
+        config.auditLog = parsed.value("audit_log")
+        if config.auditLog?.isEmpty == true { throw UsageError("--audit-log is empty: give a file, or 'none' to write no audit log") }
         let chosenFolder = parsed.value("config_folder") ?? environment["HAPROXY_CONFIG_PATH"].flatMap { $0.isEmpty ? nil : $0 }
         config.configFolder = chosenFolder ?? DataPlane.defaultFolder(environment: environment)
         config.configFolderIsDefault = chosenFolder == nil

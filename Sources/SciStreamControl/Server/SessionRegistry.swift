@@ -60,9 +60,9 @@ actor SessionRegistry {
     /// Authentication is on: sessions have owners.
     private let authenticated: Bool
     /// `--peer-gateways`: in plaintext mode, the only sources PROD listeners accept.
-    private let peerSources: [SourceBlock]?
+    private var peerSources: [SourceBlock]?
     /// Who may connect to CONS listeners (`--cons-allowed-sources`, or loopback and the requester).
-    private let consumerSources: ConsumerSources
+    private var consumerSources: ConsumerSources
     private var allocator: PortAllocator
     /// Where PROD and CONS listeners bind, and what clients are told for PROD listeners.
     private let bindIP: (prod: String, cons: String)
@@ -79,7 +79,11 @@ actor SessionRegistry {
     private let logger: Logger
     static let maxConnectionsPerSession = SessionLimits.maxConnectionsPerSession
 
-    init(config: ServerConfiguration, dataPlane: DataPlane, logger: Logger) {
+    /// Where expiries are recorded (`--audit-log`); nil: not recorded.
+    private let audit: AuditLog?
+
+    init(config: ServerConfiguration, dataPlane: DataPlane, logger: Logger, audit: AuditLog? = nil) {
+        self.audit = audit
         self.allocator = PortAllocator(range: config.portRange)
         self.bindIP = (config.bindIP(for: .prod), config.bindIP(for: .cons))
         self.advertisedProdIP = config.advertisedIP(for: .prod)
@@ -520,6 +524,8 @@ actor SessionRegistry {
             break
         case .failed:
             logger.warning("failed session not released in time; released", ["session": uid.prefix])
+            audit?.record(AuditEntry(event: "expired", client: session.client, identity: session.owner, session: uid.prefix,
+                                     role: "\(session.role)".uppercased(), reason: "failed, not released within --hello-timeout"))
             session.state = .releasing
             session.expiry = nil
             sessions[uid] = session
@@ -530,6 +536,8 @@ actor SessionRegistry {
         }
         let seconds = Double(helloTimeout.components.seconds) + Double(helloTimeout.components.attoseconds) / 1e18
         logger.warning("session expired before setup finished; released", ["session": uid.prefix, "timeout": "\(seconds)s"])
+        audit?.record(AuditEntry(event: "expired", client: session.client, identity: session.owner, session: uid.prefix,
+                                 role: "\(session.role)".uppercased(), reason: "setup not finished within --hello-timeout (\(seconds)s)"))
         let waiter = session.helloWaiter
         session.helloWaiter = nil
         session.state = .releasing
@@ -584,6 +592,19 @@ actor SessionRegistry {
 
     /// Refuses new work, fails every pending request, then ends every session (proxies stopped and
     /// reaped, ports freed), starts in progress included. Returns how many sessions there were.
+    /// `--peer-gateways` and `--cons-allowed-sources` after a reload: sessions started from now on
+    /// accept only these sources (running proxies keep theirs).
+    func setSources(peerGateways: [AddressRule]?, consumers: [AddressRule]?) {
+        peerSources = peerGateways.map { $0.map(\.sourceBlock) }
+        consumerSources = ConsumerSources(configured: consumers)
+    }
+
+    /// The port pool: ports in `--port-range`, and those held by sessions now.
+    func portPool() -> (size: Int, held: Int) { (allocator.range.count, allocator.range.count - allocator.freeCount) }
+
+    /// Sessions held now (any state).
+    func sessionCount() -> Int { sessions.count }
+
     func shutdown() async -> Int {
         shuttingDown = true
         var ending: [SessionID] = []
