@@ -556,7 +556,11 @@ public actor DataPlane {
                let pid = Int32(String(decoding: text, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 {
                 pids.append(pid)
             }
-            let unrecorded = running.filter { !pids.contains($0.pid) && isThisSessionsProxy($0.argv) }.map(\.pid)
+            // The proxy itself, not its workers (HAProxy -W runs one with the same command line).
+            let found = running.filter { !pids.contains($0.pid) && isThisSessionsProxy($0.argv) }.map(\.pid)
+            let unrecorded = found.filter { pid in
+                ProcessReaper.stat(pid: pid).map { !pids.contains($0.parent) && !found.contains($0.parent) } ?? false
+            }
             if !unrecorded.isEmpty {
                 logger.warning("stale proxy found by its config, not by a pid file", ["session": session.prefix, "pids": unrecorded.map(String.init).joined(separator: ",")])
             }
