@@ -48,9 +48,14 @@ final class ConnectionTable: Sendable {
 
     private let state = Mutex(State())
 
-    init(maxConnections: Int, maxPerClient: Int) {
+    /// Whether a newcomer may take the slot of its own address's connection (the metrics listener:
+    /// one request per connection, so none of them waits on another).
+    let dropsOwnAddress: Bool
+
+    init(maxConnections: Int, maxPerClient: Int, dropsOwnAddress: Bool = false) {
         self.maxConnections = maxConnections
         self.maxPerClient = maxPerClient
+        self.dropsOwnAddress = dropsOwnAddress
     }
 
     var count: Int { state.withLock { $0.entries.count } }
@@ -62,7 +67,7 @@ final class ConnectionTable: Sendable {
             guard state.byClient[client, default: 0] < maxPerClient else { return (.refusedForClient, nil) }
             var dropped: Entry? = nil
             if state.entries.count >= maxConnections {
-                guard let victim = Self.victim(in: state, for: client, knownShare: knownShare),
+                guard let victim = Self.victim(in: state, for: client, knownShare: knownShare, dropsOwnAddress: dropsOwnAddress),
                       let entry = Self.remove(victim, from: &state) else { return (.refusedFull, nil) }
                 dropped = entry
             }
@@ -76,14 +81,14 @@ final class ConnectionTable: Sendable {
     }
 
     /// The connection a newcomer from `client` may take the slot of (ids grow with age: the smallest is the oldest).
-    private static func victim(in state: State, for client: String, knownShare: Int) -> UInt64? {
+    private static func victim(in state: State, for client: String, knownShare: Int, dropsOwnAddress: Bool) -> UInt64? {
         let newcomerKnown = state.known[client] != nil
         var unprovenStranger: UInt64? = nil, unprovenOther: UInt64? = nil, stranger: UInt64? = nil
         var knownHeld = 0
         for (id, entry) in state.entries {
             // Never the newcomer's own address's connection in handshake: it may be its client's
             // request, still on its way.
-            let unproven = !entry.proven && entry.client != client
+            let unproven = !entry.proven && (dropsOwnAddress || entry.client != client)
             if unproven { unprovenOther = min(id, unprovenOther ?? id) }
             guard state.known[entry.client] == nil else {
                 knownHeld += 1

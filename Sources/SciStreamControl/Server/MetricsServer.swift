@@ -33,7 +33,7 @@ final class MetricsServer: Sendable {
     private let listener: Socket
     private let page: @Sendable (String) async -> MetricsPage
     private let logger: Logger
-    private let connections = ConnectionTable(maxConnections: MetricsServer.maxConnections, maxPerClient: .max)
+    private let connections = ConnectionTable(maxConnections: MetricsServer.maxConnections, maxPerClient: .max, dropsOwnAddress: true)
 
     /// `page` answers each of `paths`.
     init(endpoint: Endpoint, logger: Logger, page: @escaping @Sendable (String) async -> MetricsPage) throws(ServerError) {
