@@ -55,6 +55,10 @@ public actor TokenChecker {
     private var cache: [String: Entry] = [:]
     private var inFlight: [String: Task<TokenVerdict, Never>] = [:]
     private let maxConcurrentIntrospections: Int
+    /// Introspections one client may have in flight: a share of `maxConcurrentIntrospections`, so
+    /// that one address's made-up tokens cannot take them all.
+    private let maxIntrospectionsPerClient: Int
+    private var inFlightByClient: [String: Int] = [:]
     private let failureBackoff: Duration
     private var unavailableUntil: Date? = nil
     private var lastUnavailable: TokenVerdict? = nil
@@ -63,10 +67,11 @@ public actor TokenChecker {
 
     public init(clientID: String, clientSecret: String, auth: GlobusAuthClient, logger: Logger,
                 negativeTTL: Duration = .seconds(10), fallbackTTL: Duration = .seconds(60), maxEntries: Int = 10_000,
-                maxConcurrentIntrospections: Int = 32, failureBackoff: Duration = .seconds(1),
+                maxConcurrentIntrospections: Int = 32, maxIntrospectionsPerClient: Int? = nil, failureBackoff: Duration = .seconds(1),
                 now: @escaping @Sendable () -> Date = { Date() },
                 describe: @escaping @Sendable (TokenVerdict) -> String = TokenVerdict.text) {
         self.maxConcurrentIntrospections = maxConcurrentIntrospections
+        self.maxIntrospectionsPerClient = maxIntrospectionsPerClient ?? max(1, maxConcurrentIntrospections / 4)
         self.failureBackoff = failureBackoff
         self.clientID = clientID
         self.clientSecret = clientSecret
@@ -94,8 +99,9 @@ public actor TokenChecker {
     var missingMessage: String { "Authentication token is missing for scope \(clientID)" }
     var invalidMessage: String { "Authentication token is invalid for scope \(clientID)" }
 
-    /// Checks one RPC's token.
-    public func check(_ token: String) async -> TokenVerdict {
+    /// Checks one RPC's token, sent by `client` (who shares the introspection limit: at most
+    /// `maxIntrospectionsPerClient` of its checks wait for Globus Auth at once; nil: not counted).
+    public func check(_ token: String, client: String? = nil) async -> TokenVerdict {
         if token.isEmpty || token == GlobusAuth.noToken {
             return .missing(message: missingMessage)
         }
@@ -108,6 +114,10 @@ public actor TokenChecker {
             return await pending.value
         }
         // Bounded: a flood of made-up tokens must not open thousands of connections to Globus Auth.
+        if let client, inFlightByClient[client, default: 0] >= maxIntrospectionsPerClient {
+            logger.warning("token check refused: too many checks in flight for one client", ["client": client, "max": "\(maxIntrospectionsPerClient)"])
+            return .unavailable(message: "s2cs is checking too many tokens from your address at once: retry in a moment")
+        }
         guard inFlight.count < maxConcurrentIntrospections else {
             logger.warning("token check refused: too many checks in flight", ["max": "\(maxConcurrentIntrospections)"])
             return .unavailable(message: "s2cs is checking too many tokens at once: retry in a moment")
@@ -119,14 +129,21 @@ public actor TokenChecker {
         }
         let task = Task { await self.introspect(token, key: key) }
         inFlight[key] = task
+        if let client { inFlightByClient[client, default: 0] += 1 }
         let verdict = await task.value
         inFlight[key] = nil
+        if let client {
+            let left = inFlightByClient[client, default: 1] - 1
+            inFlightByClient[client] = left > 0 ? left : nil
+        }
         return verdict
     }
 
     private func introspect(_ token: String, key: String) async -> TokenVerdict {
         introspections += 1
-        let prefix = String(token.prefix(6)) + "…"
+        // The token came off the wire: its first characters are logged only if they look like a token.
+        let head = token.prefix(6)
+        let prefix = head.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } ? head + "…" : "(not a token)"
         let result: Introspection
         do {
             result = try await auth.introspect(token, clientID: clientID, clientSecret: clientSecret)

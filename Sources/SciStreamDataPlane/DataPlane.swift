@@ -168,14 +168,16 @@ public actor DataPlane {
         return found
     }
 
-    /// Creates the folder (and missing parents) with mode 0700. An existing folder must be a
-    /// directory owned by us and not a shared one (sticky bit, like /tmp); if it is open to others,
-    /// it is tightened to 0700 with a warning.
+    /// Creates the folder (and missing parents) with mode 0700. The folder itself is opened without
+    /// following a symbolic link and checked and tightened through that descriptor, never by path: a
+    /// link planted where the folder should be (to /etc, say) is refused, never chmod'ed through. It
+    /// must be a directory owned by the user s2cs runs as and not a shared one (sticky bit, like
+    /// /tmp); if it is open to others, it is tightened to 0700 with a warning.
     static func prepareFolder(_ folder: String, logger: Logger) throws(DataPlaneError) {
         let shown = printable(folder, limit: 200)
         guard isConfigSafePath(folder) else {
             throw .folder(path: shown, reason: "the path must be absolute and use only letters, digits and . _ / + @ % = , - "
-                + "(it is written into proxy configs); choose another with $HAPROXY_CONFIG_PATH")
+                + "(it is written into proxy configs)")
         }
         var partial = ""
         for component in folder.split(separator: "/") {
@@ -184,17 +186,27 @@ public actor DataPlane {
                 throw .folder(path: shown, reason: "cannot create \(partial): \(Errno.current)")
             }
         }
+        // `partial` is the folder without a trailing slash, which would make open follow a link.
+        let fd = open(partial, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            let error = Errno.current
+            var link = stat()
+            if lstat(partial, &link) == 0 && (link.st_mode & S_IFMT) == S_IFLNK {
+                throw .folder(path: shown, reason: "it is a symbolic link: give the folder itself, not a link to it")
+            }
+            throw .folder(path: shown, reason: error.rawValue == ENOTDIR ? "it is not a directory" : error.description)
+        }
+        defer { close(fd) }
         var info = stat()
-        guard stat(folder, &info) == 0 else { throw .folder(path: shown, reason: Errno.current.description) }
-        guard (info.st_mode & S_IFMT) == S_IFDIR else { throw .folder(path: shown, reason: "it is not a directory") }
+        guard fstat(fd, &info) == 0 else { throw .folder(path: shown, reason: Errno.current.description) }
         guard info.st_uid == geteuid() else {
-            throw .folder(path: shown, reason: "it belongs to another user (uid \(info.st_uid)); choose another with $HAPROXY_CONFIG_PATH")
+            throw .folder(path: shown, reason: "it belongs to uid \(info.st_uid), not to the user s2cs runs as (uid \(geteuid()))")
         }
         guard info.st_mode & S_ISVTX == 0 else {
-            throw .folder(path: shown, reason: "it is a shared directory (sticky bit); choose a private one with $HAPROXY_CONFIG_PATH")
+            throw .folder(path: shown, reason: "it is a shared directory (sticky bit): give a private one")
         }
         if info.st_mode & 0o077 != 0 {
-            guard chmod(folder, 0o700) == 0 else { throw .folder(path: shown, reason: "cannot chmod 700: \(Errno.current)") }
+            guard fchmod(fd, 0o700) == 0 else { throw .folder(path: shown, reason: "cannot chmod 700: \(Errno.current)") }
             logger.warning("session folder was open to other users: now 0700",
                            ["folder": folder, "was": String(info.st_mode & 0o777, radix: 8)])
         }
@@ -513,12 +525,14 @@ public actor DataPlane {
 
     // MARK: - stale sessions
 
-    /// At s2cs start: finds session files left by an s2cs that was killed, stops the proxies named
-    /// by their `<uid>.pid` files, and removes the sessions' files (not the logs); then prunes old
-    /// logs (`SessionLog.prune`). A pid is
-    /// signalled only if /proc/<pid>/cmdline names haproxy, nginx or stunnel AND references that
-    /// session's config, and its parent is not another running s2cs. Returns how many proxies
-    /// were stopped.
+    /// At s2cs start: finds session files left by an s2cs that was killed, stops their proxies, and
+    /// removes the sessions' files (not the logs); then prunes old logs (`SessionLog.prune`). A
+    /// session's proxies are the pid its `<uid>.pid` names and every process whose command line runs
+    /// a proxy with that session's config: s2cs writes the config (and the launch link) before it
+    /// spawns the proxy and the pid file after, so a kill in between leaves a proxy that only its
+    /// command line names. A pid is signalled only if /proc/<pid>/cmdline names haproxy, nginx or
+    /// stunnel AND references that session's config, and its parent is not another running s2cs.
+    /// Returns how many proxies were stopped.
     public func reapStale() async -> Int {
         defer { pruneLogs() }
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return 0 }
@@ -531,22 +545,34 @@ public actor DataPlane {
             guard SessionFiles.removableExtensions.contains(String(rest)) || rest.hasSuffix(".tmp") else { continue }
             stale.insert(session.text)
         }
+        let running = stale.isEmpty ? [] : Self.runningCommandLines()
         var stopped = 0
         for key in stale.sorted() {
             guard let session = SessionID(key) else { continue }
             let files = SessionFiles(folder: folder, session: session)
-            var keepFiles = false
+            let isThisSessionsProxy = { (argv: [String]) in Self.isProxy(argv, using: files.launchConfig) || Self.isProxy(argv, using: files.config) }
+            var pids: [Int32] = []
             if let text = ProcessReaper.readSmallFile(files.pid, limit: 64),
                let pid = Int32(String(decoding: text, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 {
-                if let owner = Self.liveOwner(of: pid) {
-                    logger.info("stale session skipped: its proxy belongs to a running s2cs",
-                                ["session": session.prefix, "pid": String(pid), "s2cs_pid": String(owner)])
-                    continue
-                }
-                let outcome = await ProcessReaper.terminateForeign(pid: pid, grace: stopGrace) { argv in
-                    Self.isProxy(argv, using: files.launchConfig) || Self.isProxy(argv, using: files.config)
-                }
-                switch outcome {
+                pids.append(pid)
+            }
+            // The proxy itself, not its workers (HAProxy -W runs one with the same command line).
+            let found = running.filter { !pids.contains($0.pid) && isThisSessionsProxy($0.argv) }.map(\.pid)
+            let unrecorded = found.filter { pid in
+                ProcessReaper.stat(pid: pid).map { !pids.contains($0.parent) && !found.contains($0.parent) } ?? false
+            }
+            if !unrecorded.isEmpty {
+                logger.warning("stale proxy found by its config, not by a pid file", ["session": session.prefix, "pids": unrecorded.map(String.init).joined(separator: ",")])
+            }
+            pids += unrecorded
+            if let owned = pids.lazy.compactMap({ pid in Self.liveOwner(of: pid).map { (pid, $0) } }).first {
+                logger.info("stale session skipped: its proxy belongs to a running s2cs",
+                            ["session": session.prefix, "pid": String(owned.0), "s2cs_pid": String(owned.1)])
+                continue
+            }
+            var keepFiles = false
+            for pid in pids {
+                switch await ProcessReaper.terminateForeign(pid: pid, grace: stopGrace, matches: isThisSessionsProxy) {
                 case .stopped:
                     stopped += 1
                     logger.info("stale proxy stopped", ["session": session.prefix, "pid": String(pid)])
@@ -567,6 +593,15 @@ public actor DataPlane {
             logger.info("stale session files removed", ["session": session.prefix])
         }
         return stopped
+    }
+
+    /// Every process but this one with its command line, from /proc (read once per `reapStale`).
+    static func runningCommandLines() -> [(pid: Int32, argv: [String])] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        return entries.compactMap { entry in
+            guard let pid = Int32(entry), pid > 1, pid != getpid(), let argv = ProcessReaper.commandLine(pid: pid) else { return nil }
+            return (pid, argv)
+        }
     }
 
     /// Whether `argv` (from /proc/<pid>/cmdline) is a proxy run with `config`. nginx rewrites its

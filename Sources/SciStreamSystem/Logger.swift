@@ -39,11 +39,38 @@ public struct Logger: Sendable {
     public func log(_ level: Level, _ message: @autoclosure () -> String, _ metadata: [String: String] = [:]) {
         guard level >= self.level else { return }
         let merged = self.metadata.merging(metadata) { _, new in new }
-        var line = "\(Logger.timestamp()) \(level) \(label): \(message())"
+        var line = "\(Logger.timestamp()) \(level) \(label): \(Logger.oneLine(message()))"
         for key in merged.keys.sorted() {
-            line += " \(key)=\(merged[key]!)"  // safe: key comes from merged.keys
+            line += " \(key)=\(Logger.oneLine(merged[key]!))"  // safe: key comes from merged.keys
         }
         sink.write(line)
+    }
+
+    /// The log's own guarantee, whatever a call site passes (a value may come from the wire, a
+    /// token, a proxy's output): one line per call, and nothing a terminal or a log viewer would act
+    /// on. Control characters (C0, DEL, C1), format characters (bidirectional overrides) and line or
+    /// paragraph separators are written as `\u{XX}`; a line feed, carriage return or tab as `\n`,
+    /// `\r`, `\t`.
+    static func oneLine(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isUnsafeInLog) else { return text }
+        var result = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case _ where isUnsafeInLog(scalar): result += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+
+    private static func isUnsafeInLog(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator: true
+        default: false
+        }
     }
 
     public func debug(_ message: @autoclosure () -> String, _ metadata: [String: String] = [:]) { log(.debug, message(), metadata) }

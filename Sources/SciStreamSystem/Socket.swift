@@ -84,6 +84,15 @@ public final class Socket: ByteStream, @unchecked Sendable {  // fd state behind
         if fd >= 0 { _ = Glibc.close(fd) }
     }
 
+    /// Shuts both directions down, from any task: the owner's pending read or write wakes up and
+    /// sees the end of the connection, and closes it. Under the same lock as `close`, so that a
+    /// descriptor number already closed (and perhaps reused) is never touched.
+    public func shutdown() {
+        descriptor.withLock { fd in
+            if fd >= 0 { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+        }
+    }
+
     private static func make(family: Int32) throws(Errno) -> Socket {
         let fd = try retryingInterrupts {
             socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -174,9 +183,17 @@ public final class Socket: ByteStream, @unchecked Sendable {  // fd state behind
         }
     }
 
-    /// Connects to `address`, suspending until connected, refused, or the deadline passes.
-    public static func connect(to address: SocketAddress, deadline: ContinuousClock.Instant? = nil) async throws -> Socket {
+    /// Connects to `address` (from `source`, port 0, when given), suspending until connected, refused,
+    /// or the deadline passes.
+    public static func connect(to address: SocketAddress, from source: SocketAddress? = nil,
+                               deadline: ContinuousClock.Instant? = nil) async throws -> Socket {
         let socket = try make(family: address.family)
+        if var local = source?.storage, let length = source?.length {
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(socket.fd, $0, length) }
+            }
+            if bound != 0 { throw Errno.current }
+        }
         var storage = address.storage
         let status = withUnsafePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(socket.fd, $0, address.length) }

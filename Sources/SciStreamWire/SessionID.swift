@@ -86,9 +86,14 @@ public struct SessionID: Sendable, Hashable, CustomStringConvertible {
         return text
     }
 
-    /// The first 8 characters, to name a session in logs (`session=4f8583bc`).
+    /// The first 8 characters, to name a session in logs (`session=4f8583bc`). The uid may not have
+    /// been validated yet (it is logged as it came off the wire): anything but hex digits and dashes
+    /// comes back quoted and escaped (`session='\u{1B}[2J x='`), so that it can neither break the
+    /// line nor pass for another field.
     public static func shortPrefix(_ uid: String) -> String {
-        String(uid.prefix(8))
+        let prefix = String(uid.prefix(8))
+        let plain = prefix.utf8.allSatisfy { isHexDigit($0) || $0 == UInt8(ascii: "-") }
+        return plain ? prefix : quote(prefix)
     }
 }
 

@@ -58,6 +58,32 @@ final class ManualClock: Sendable {
         #expect(fake.introspections == before)
     }
 
+    @Test func aTokenIsLoggedByItsFirstCharactersOnlyWhenTheyLookLikeOne() async {
+        defer { fake.stop() }
+        let checker = checker()
+        _ = await checker.check("abc123-rest-of-it")
+        _ = await checker.check("a b=c\nforged")
+        let lines = logs.recorded.filter { $0.contains("token refused") }
+        #expect(lines.count == 2, "\(lines)")
+        #expect(lines.first?.contains("token=abc123…") == true, "\(lines)")
+        #expect(lines.last?.contains("token=(not a token)") == true, "\(lines)")
+    }
+
+    @Test func oneClientGetsAShareOfTheIntrospectionsInFlight() async {
+        defer { fake.stop() }
+        fake.stalled = true
+        let checker = checker(timeout: .seconds(2), maxConcurrent: 8)
+        let verdicts = await withTaskGroup(of: TokenVerdict.self) { group in
+            for index in 0..<6 { group.addTask { await checker.check("made-up-\(index)", client: "192.0.2.7") } }
+            var all: [TokenVerdict] = []
+            for await verdict in group { all.append(verdict) }
+            return all
+        }
+        // A quarter of the 8 went to the (stalled) server for that client; the rest were refused at once.
+        #expect(verdicts.filter { $0 == .unavailable(message: "s2cs is checking too many tokens from your address at once: retry in a moment") }.count == 4, "\(verdicts)")
+        #expect(await checker.introspections == 2)
+    }
+
     @Test func introspectionsInFlightAreBounded() async {
         defer { fake.stop() }
         fake.stalled = true

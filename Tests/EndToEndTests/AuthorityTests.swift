@@ -393,8 +393,9 @@ func ownNonLoopbackAddresses() -> [String] {
         #expect(empty.status == 64 && empty.stderr.contains("standard input is empty"), "\(empty.stderr)")
     }
 
-    @Test func s2ucEscapesControlCharactersAServerSends() async throws {
-        // A hostile "s2cs" answers a release with a message full of terminal escapes and newlines.
+    /// A hostile "s2cs" answers a release with a message full of terminal escapes and newlines, in
+    /// the release's own reply frame or in an `error` frame.
+    @Test(arguments: [false, true]) func s2ucEscapesControlCharactersAServerSends(inErrorFrame: Bool) async throws {
         let listener = try Socket.listen(on: SocketAddress.resolve(host: "127.0.0.1", port: 0))
         defer { listener.close() }
         let port = listener.localAddress?.port ?? 0
@@ -402,7 +403,8 @@ func ownNonLoopbackAddresses() -> [String] {
             let socket = try await listener.accept()
             defer { socket.close() }
             _ = try await socket.read(max: 65536, deadline: .now + .seconds(10))
-            let reply = Message.releaseReply(Status(.notFound, "gone\u{1B}]0;pwned\u{07}\n\u{1B}[2JError: fake line"))
+            let status = Status(.notFound, "gone\u{1B}]0;pwned\u{07}\n\u{1B}[2JError: fake line")
+            let reply = inErrorFrame ? Message.error(status) : Message.releaseReply(status)
             try await socket.writeAll(reply.encoded(), deadline: .now + .seconds(5))
         }
         let output = await Harness.s2uc(["release", SessionID.random(), "--s2cs", "127.0.0.1:\(port)", "--ssl", "False"])

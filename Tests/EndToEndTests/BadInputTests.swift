@@ -14,6 +14,7 @@ import SciStreamControl
         (["inbound_request", "--num_conn", "0"], "--num_conn"),
         (["inbound_request", "--num_conn", "-3"], "--num_conn"),
         (["inbound_request", "--num_conn", "100000"], "1 to 100"),
+        (["inbound_request", "--receiver_ports", "5001,5002", "--num_conn", "1"], "--receiver_ports lists 2 ports, more than --num_conn 1"),
         (["inbound_request", "--s2cs", "localhost"], "--s2cs"),
         (["inbound_request", "--s2cs", "local host:5000"], "--s2cs"),
         (["inbound_request", "--remote_ip", "10.0.0.1\nserver evil 1.2.3.4:1"], "--remote_ip"),

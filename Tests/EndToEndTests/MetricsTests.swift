@@ -133,6 +133,22 @@ import SciStreamControl
         #expect(await Harness.s2uc(["list"] + daemon.clientArguments).status == 0)
     }
 
+    /// Idle connections in every slot of the metrics listener do not hold a scrape up: the newest
+    /// connection takes the slot of the oldest idle one, at once.
+    @Test func idleConnectionsDoNotBlockAScrape() async throws {
+        let daemon = try await Daemon(extra: ["--metrics", "127.0.0.1:0"])
+        defer { daemon.stop() }
+        let port = try Self.metricsPort(daemon)
+        var idle: [Socket] = []
+        defer { idle.forEach { $0.close() } }
+        for _ in 0..<64 {
+            idle.append(try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: port), deadline: .now + .seconds(5)))
+        }
+        let started = ContinuousClock.now
+        #expect(try await Self.scrape(port).samples["s2cs_releases_total{}"] == 0)
+        #expect(ContinuousClock.now - started < .seconds(1), "the scrape waited \(ContinuousClock.now - started)")
+    }
+
     @Test func onlyLoopbackUnlessAllowedAndOffByDefault() async throws {
         let refused = await Harness.run(Harness.s2cs, ["--metrics", "0.0.0.0:9100", "--ssl=False"])
         #expect(refused.status == 64)

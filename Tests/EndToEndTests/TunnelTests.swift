@@ -237,6 +237,36 @@ import TestPorts
         #expect(inbound.status == 0, "\(inbound.stderr)")
     }
 
+    /// s2cs writes a session's config, then spawns its proxy, then writes `<uid>.pid`: a SIGKILL in
+    /// between leaves a proxy no pid file names. That moment is made here by removing the pid file
+    /// after the kill; the next s2cs on the folder finds the proxy by its config and stops it.
+    @Test(arguments: TunnelTests.types)
+    func aProxyWithoutAPidFileIsFoundByItsConfigAtTheNextStart(type: String) async throws {
+        let daemon = try await Daemon(type: type)
+        defer { daemon.stop() }
+        let inbound = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--remote_ip", "127.0.0.1", "--receiver_ports", "\(try Self.freePort())", "--num_conn", "1"])
+        #expect(inbound.status == 0, "\(inbound.stderr)")
+        let folder = daemon.configFolder.path
+        let pidFiles = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".pid") && !$0.hasSuffix(".nginx.pid") }
+        let proxy = try #require(pidFiles.count == 1 ? try? String(contentsOfFile: folder + "/" + pidFiles[0], encoding: .utf8) : nil)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let pid = try #require(Int32(proxy))
+        defer { if processExists(pid) { kill(pid, SIGKILL) } }
+        kill(daemon.pid, SIGKILL)
+        daemon.process.waitUntilExit()
+        #expect(unlink(folder + "/" + pidFiles[0]) == 0)
+        #expect(processExists(pid))
+
+        let successor = try await Daemon(type: type, ports: daemon.ports, extra: ["--config-folder", folder])
+        defer { successor.stop() }
+        #expect(!processExists(pid), "the proxy no pid file named must be stopped at start: \(successor.log)")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init).filter { other in
+            other != successor.pid && processExists(other) && (try? String(contentsOfFile: "/proc/\(other)/cmdline", encoding: .utf8))?.contains(folder) == true
+        } ?? []
+        #expect(left.isEmpty, "processes still running from \(folder): \(left)")
+        #expect(successor.log.contains("stale proxy found by its config, not by a pid file"), "\(successor.log)")
+    }
+
     @Test func twoSessionsOnOneS2csCarryTheirOwnBytes() async throws {
         let appA = try ProducerApp(expectedConnections: 1), appB = try ProducerApp(expectedConnections: 1)
         defer { appA.stop(); appB.stop() }

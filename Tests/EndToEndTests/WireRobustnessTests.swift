@@ -32,6 +32,35 @@ import SciStreamControl
         return messages
     }
 
+    /// Every field a client controls, filled with terminal escapes, a line break that would start a
+    /// forged log line, and a bidirectional override: s2cs's log (at --verbose) stays one line per
+    /// entry, in its own format, with nothing a terminal acts on. The uid prefix is logged before the
+    /// uid is validated, so it is where this showed first.
+    @Test func nothingFromTheWireReachesTheLogUnescaped() async throws {
+        let daemon = try await Daemon(tls: false)
+        defer { daemon.stop() }
+        let forged = "2026-01-01T00:00:00.000Z error s2cs: forged"
+        let hostile = "\u{1B}[2J\n\(forged)\u{07}\u{202E}"
+        let listener = "127.0.0.1:80\n\(forged)\u{1B}]0;x\u{07}"
+        let token = "\u{1B}[1m\n\(forged)"
+        let target = daemon.target
+        _ = try await callOnce(target, .request(Request(token: token, uid: hostile, role: .prod, numConn: 1, rate: 0, listenPorts: [])))
+        _ = try await callOnce(target, .hello(Hello(token: token, uid: hostile, role: .prod, prodListeners: [listener])))
+        _ = try await callOnce(target, .hello(Hello(token: token, uid: SessionID.random(), role: .cons, prodListeners: [listener])))
+        _ = try await callOnce(target, .update(Update(token: token, uid: hostile, role: .prod, remoteListeners: [listener])))
+        _ = try await callOnce(target, .release(Release(token: token, uid: hostile)))
+
+        let log = daemon.log
+        #expect(log.contains("session='\\u{1B}[2J\\n202'"), "the hostile uid's prefix is logged, escaped: \(log)")
+        for character in ["\u{1B}", "\u{07}", "\u{202E}"] {
+            #expect(!log.contains(character), "\(character.debugDescription) in the log: \(log.debugDescription)")
+        }
+        let format = #/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (debug|info|warning|error) s2cs: /#
+        for line in log.split(separator: "\n") {
+            #expect(line.prefixMatch(of: format) != nil && !line.hasPrefix(forged), "not a line of s2cs's own: \(line.debugDescription)")
+        }
+    }
+
     @Test func hugeLengthPrefixGetsAnErrorAndAClose() async throws {
         let daemon = try await Daemon(tls: false)
         defer { daemon.stop() }

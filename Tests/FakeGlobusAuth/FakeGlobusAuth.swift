@@ -54,6 +54,7 @@ public final class FakeGlobusAuth: Sendable {
         var grants: [String] = []
         var accessTokenLifetime = 3600
         var stalled = false
+        var slowForUnknownTokens: Duration? = nil
         var redirect: String? = nil
         var open: Set<Int32> = []
         var listener: Int32 = -1
@@ -138,6 +139,12 @@ public final class FakeGlobusAuth: Sendable {
     public var stalled: Bool {
         get { state.withLock { $0.stalled } }
         set { state.withLock { $0.stalled = newValue } }
+    }
+    /// When set, the introspection of a token this server never issued (a made-up one) is answered
+    /// only after this long.
+    public var slowForUnknownTokens: Duration? {
+        get { state.withLock { $0.slowForUnknownTokens } }
+        set { state.withLock { $0.slowForUnknownTokens = newValue } }
     }
     /// When set, every request is answered `307 Temporary Redirect` to this base URL.
     public var redirect: String? {
@@ -289,9 +296,12 @@ public final class FakeGlobusAuth: Sendable {
         guard let token = request.form["token"], !token.isEmpty else {
             return (400, ["error": "invalid_request", "error_description": "token is required"])
         }
-        let issued = state.withLock { state -> Issued? in
+        let (issued, slow) = state.withLock { state -> (Issued?, Duration?) in
             state.introspections += 1
-            return state.access[token]
+            return (state.access[token], state.slowForUnknownTokens)
+        }
+        if issued == nil, let slow {
+            Thread.sleep(forTimeInterval: Double(slow.components.seconds) + Double(slow.components.attoseconds) / 1e18)
         }
         guard let issued, issued.active, issued.expiresAt > Self.now else { return (200, ["active": false]) }
         return (200, ["active": true, "scope": issued.scope, "client_id": "4787c84e-9c55-4881-b941-cb6720cea11c",

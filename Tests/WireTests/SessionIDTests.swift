@@ -53,5 +53,8 @@ import Testing
         #expect(SessionID.shortPrefix(SessionID.mock) == "4f8583bc")
         #expect(SessionID.shortPrefix("abc") == "abc")
         #expect(SessionID.shortPrefix("") == "")
+        // Not yet validated: anything but hex digits and dashes is quoted and escaped.
+        #expect(SessionID.shortPrefix("ab x=y\u{1B}[2J") == "'ab x=y\\u{1B}['")
+        #expect(SessionID.shortPrefix("a'\nb") == "'a\\'\\nb'")
     }
 }

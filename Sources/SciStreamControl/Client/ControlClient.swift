@@ -96,7 +96,7 @@ public final class ControlConnection {
             do {
                 if let reply = try decoder.nextMessage() {
                     if case .error(let status) = reply {
-                        throw ClientError("s2cs at \(target.display) refused the request: \(status.message)", status: status)
+                        throw ClientError("s2cs at \(target.display) refused the request: \(escapedForTerminal(status.message))", status: status)
                     }
                     return reply
                 }

@@ -88,7 +88,7 @@ extension UserClient {
 
     static func runStreamRequest(_ parsed: ParsedArguments) async throws {
         let (numConn, rate, mock, udp) = try sessionValues(parsed)
-        let application = try producerApplication(parsed)
+        let application = try producerApplication(parsed, numConn: numConn)
         let consumerPorts = try ports(parsed, "cons_receiver_ports")
         let (prod, cons) = try await sides(parsed)
         let uid = mock ? mockUID : SessionID.random()

@@ -222,12 +222,16 @@ public enum UserClient {
         do { return try Port.parseList(text) } catch { throw UsageError("bad --\(option): \(error)") }
     }
 
-    /// Inbound: the producer application's addresses, `--remote_ip` with each of `--receiver_ports` (5074).
-    static func producerApplication(_ parsed: ParsedArguments) throws -> [String] {
+    /// Inbound: the producer application's addresses, `--remote_ip` with each of `--receiver_ports` (5074):
+    /// at most `numConn` of them (each listener forwards to one; s2cs refuses a hello with more).
+    static func producerApplication(_ parsed: ParsedArguments, numConn: Int) throws -> [String] {
         let remoteText = parsed.string("remote_ip")
         let remoteIP: String
         do { remoteIP = try Endpoint.validateHost(remoteText) } catch { throw UsageError("bad --remote_ip: \(error)") }
         let receiverPorts = try ports(parsed, "receiver_ports")
+        guard receiverPorts.count <= numConn else {
+            throw UsageError("--receiver_ports lists \(receiverPorts.count) ports, more than --num_conn \(numConn): each listener forwards to one of them; give at most \(numConn), or raise --num_conn")
+        }
         return (receiverPorts.isEmpty ? [5074] : receiverPorts).map { Endpoint(host: remoteIP, port: $0).description }
     }
 
@@ -239,7 +243,7 @@ public enum UserClient {
         var listenPorts: [UInt16] = []
         switch role {
         case .prod:
-            prodListeners = try producerApplication(parsed)
+            prodListeners = try producerApplication(parsed, numConn: numConn)
             uid = mock ? mockUID : SessionID.random()
         case .cons:
             // The uid may come from $SCISTREAM_UID (then only the listeners are given) or from standard

@@ -82,6 +82,8 @@ public enum ErrorWording {
         switch error {
         case .plaintextUnsupported(let type):
             return "\(type.name) cannot forward plain TCP: use --type Haproxy or --type Nginx with --data-plane-tls=False"
+        case .folder(let path, let reason):
+            return "cannot use the session folder \(path) (--config-folder): \(reason)"
         case .folderInUse:
             return "\(error): give each s2cs a --config-folder of its own"
         default:

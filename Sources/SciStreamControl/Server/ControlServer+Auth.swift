@@ -49,7 +49,8 @@ extension ControlServer {
         guard let checker = tokenChecker, let token = message.bearerToken else { return .success(.anonymous(client)) }
         let status: Status
         let reason: String
-        let verdict = await checker.check(token)
+        // One address (an IPv6 client: its /64) gets a share of the introspections in flight.
+        let verdict = await checker.check(token, client: IPAddress.clientKey(client))
         switch verdict {
         case .valid(let username, let subject):
             if let patterns = allowedIdentities, !IdentityPattern.allows(patterns, username: username) {

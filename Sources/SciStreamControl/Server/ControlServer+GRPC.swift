@@ -14,15 +14,15 @@ extension ControlServer {
     /// Serves the connection as gRPC when it is one; otherwise returns the stream for SciStream's
     /// own protocol (with any bytes read to tell them apart put back). Nil: nothing left to serve.
     func routeGRPC(_ stream: any ByteStream, client: String, log: Logger, refusing: Status?,
-                   deadline: ContinuousClock.Instant) async -> (any ByteStream)? {
+                   deadline: ContinuousClock.Instant, onCall: @escaping @Sendable () -> Void = {}) async -> (any ByteStream)? {
         let preface = Array(http2Preface.prefix(3))  // "PRI"
         if let socket = stream as? Socket {
             guard let first = try? await socket.peek(max: 3, deadline: deadline), first == preface else { return stream }
-            await serveGRPC(stream, initial: [], client: client, log: log, refusing: refusing)
+            await serveGRPC(stream, initial: [], client: client, log: log, refusing: refusing, onCall: onCall)
             return nil
         }
         if let tls = stream as? TLSStream, tls.alpnProtocol == "h2" {
-            await serveGRPC(stream, initial: [], client: client, log: log, refusing: refusing)
+            await serveGRPC(stream, initial: [], client: client, log: log, refusing: refusing, onCall: onCall)
             return nil
         }
         // TLS without ALPN: the first bytes decide.
@@ -35,7 +35,7 @@ extension ControlServer {
             first += bytes
         }
         guard first.starts(with: preface) else { return PrefixedStream(stream, first) }
-        await serveGRPC(stream, initial: first, client: client, log: log, refusing: refusing)
+        await serveGRPC(stream, initial: first, client: client, log: log, refusing: refusing, onCall: onCall)
         return nil
     }
 
@@ -48,7 +48,9 @@ extension ControlServer {
     /// One HTTP/2 connection: a reader task feeds bytes, each complete call runs in its own task
     /// (a req waits for its hello, which comes on another stream of the same connection), and this
     /// task alone writes. Closes the stream when done.
-    private func serveGRPC(_ stream: any ByteStream, initial: [UInt8], client: String, log parent: Logger, refusing: Status?) async {
+    /// `onCall` runs for each complete call (the connection has proven itself: `ConnectionTable`).
+    private func serveGRPC(_ stream: any ByteStream, initial: [UInt8], client: String, log parent: Logger, refusing: Status?,
+                           onCall: @escaping @Sendable () -> Void) async {
         let log = parent.with("protocol", "grpc")
         let timeout = config.frameTimeout
         var connection = HTTP2ServerConnection()
@@ -115,6 +117,7 @@ extension ControlServer {
                     }
                     open = await send(received.output)
                     for call in received.calls {
+                        onCall()
                         lastProgress = .now
                         if let refusing {
                             open = await send(connection.respond(call.streamID, .failure(code: Int(refusing.code.rawValue), message: refusing.message)))

@@ -8,7 +8,9 @@ extension ControlServer {
         // With authentication on, nothing happens for a request whose token does not pass.
         let caller: Caller
         switch await authenticate(message, client: client, log: log) {
-        case .success(let who): caller = who
+        case .success(let who):
+            caller = who
+            connectionTable.served(client)
         case .failure(let refused):
             var entry = AuditEntry(message, reply: refused.reply, client: client, identity: nil)
             entry.event = "refused"
@@ -40,16 +42,20 @@ extension ControlServer {
 
         case .hello(let hello):
             log.debug("hello", ["session": SessionID.shortPrefix(hello.uid), "role": "\(hello.role)"])
-            let checked: Result<[String], StatusError>
-            do {
-                checked = .success(try await helloTargets(hello, log: log))
-            } catch let refusal where refusal.status.code == .permissionDenied {
-                checked = .failure(refusal)
-            } catch {
-                return .helloReply(error.status)
-            }
-            do {
+            do throws(StatusError) {
+                // Nothing is resolved for a hello whose uid is bad or whose session does not wait for
+                // it, nor for more names than the session has use for.
                 let uid = try SessionRegistry.sessionID(hello.uid)
+                try await registry.claimHello(hello, uid: uid, caller: caller)
+                let checked: Result<[String], StatusError>
+                do {
+                    checked = .success(try await helloTargets(hello, log: log))
+                } catch let refusal where refusal.status.code == .permissionDenied {
+                    checked = .failure(refusal)
+                } catch {
+                    await registry.releaseHelloClaim(uid)
+                    throw error
+                }
                 try await registry.hello(hello, uid: uid, caller: caller, checked: checked)
                 return .helloReply(.ok)
             } catch {

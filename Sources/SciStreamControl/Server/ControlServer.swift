@@ -37,9 +37,9 @@ public final class ControlServer: Sendable {
     /// The control channel's TLS context; a reload swaps it (connections keep the one they began with).
     private let tlsContext: Mutex<TLSContext?>
     private let listener: Socket
-    private let connections = Mutex(0)
-    /// Control connections open now, by client address (`--max-connections-per-client`).
-    private let connectionsByClient = Mutex<[String: Int]>([:])
+    /// Control connections open now (`--max-connections`, `--max-connections-per-client`), and who
+    /// makes room for whom when they are all taken.
+    let connectionTable: ConnectionTable
     private let refusals = Mutex(0)
     static let maxRefusalsInFlight = 64
     /// Set by `shutdown`: the accept loop ends instead of retrying.
@@ -58,6 +58,7 @@ public final class ControlServer: Sendable {
         let auditPath = config.auditLog == "none" ? nil : config.auditLog ?? dataPlane.folder + "/audit.log"
         self.audit = try auditPath.map { path throws(StartupError) in try AuditLog(path: path, logger: logger) }
         self.registry = SessionRegistry(config: config, dataPlane: dataPlane, logger: logger, audit: audit)
+        self.connectionTable = ConnectionTable(maxConnections: config.maxConnections, maxPerClient: config.maxConnectionsPerClient)
         self.tokenChecker = try config.makeTokenChecker(logger: logger)
         let listener = try listener ?? Self.listen(config)
         self.listener = listener
@@ -100,58 +101,46 @@ public final class ControlServer: Sendable {
                     if Task.isCancelled || stopping.withLock({ $0 }) { break }
                     // Out of descriptors (EMFILE) or memory: say so at most once a second, back off, retry.
                     if lastAcceptError.map({ ContinuousClock.now - $0 > .seconds(1) }) ?? true {
-                        logger.error("accept failed; retrying", ["error": ErrorWording.text(error), "connections": "\(connections.withLock { $0 })"])
+                        logger.error("accept failed; retrying", ["error": ErrorWording.text(error), "connections": "\(connectionTable.count)"])
                         lastAcceptError = .now
                     }
                     try? await Task.sleep(for: .milliseconds(50))
                     continue
                 }
                 let client = socket.peerAddress?.host ?? "unknown"
-                let admitted = connections.withLock { count -> Bool in
-                    guard count < config.maxConnections else { return false }
+                let perClient: Bool
+                switch connectionTable.admit(socket, client: client) {
+                case .admitted(let admitted, let dropped):
+                    if let dropped {
+                        logger.info("connection dropped to make room: it had sent no request yet", ["client": dropped, "for": client, "max": "\(config.maxConnections)"])
+                    }
+                    group.addTask {
+                        await self.serve(socket, id: admitted)
+                        // After a burst, hand the memory of its connections back to the system.
+                        if self.connectionTable.remove(admitted) == 0 { _ = scistream_malloc_trim() }
+                    }
+                    continue
+                case .refusedForClient: perClient = true
+                case .refusedFull: perClient = false
+                }
+                // Over the cap: answer RESOURCE_EXHAUSTED (a few such answers at a time), then close.
+                let answering = refusals.withLock { count -> Bool in
+                    guard count < Self.maxRefusalsInFlight else { return false }
                     count += 1
                     return true
                 }
-                let clientAdmitted = admitted && connectionsByClient.withLock { table -> Bool in
-                    guard table[client, default: 0] < config.maxConnectionsPerClient else { return false }
-                    table[client, default: 0] += 1
-                    return true
-                }
-                if admitted && !clientAdmitted { connections.withLock { $0 -= 1 } }
-                guard clientAdmitted else {
-                    // Over the cap: answer RESOURCE_EXHAUSTED (a few such answers at a time), then close.
-                    let answering = refusals.withLock { count -> Bool in
-                        guard count < Self.maxRefusalsInFlight else { return false }
-                        count += 1
-                        return true
-                    }
-                    let status = admitted
-                        ? Status(.resourceExhausted, "this s2cs is serving the most control connections it allows from one address (--max-connections-per-client \(config.maxConnectionsPerClient)): close some, or retry later")
-                        : Status(.resourceExhausted, "this s2cs is serving its most control connections (--max-connections \(config.maxConnections)): retry later")
-                    logger.warning(admitted ? "connection refused: too many control connections from one address" : "connection refused: too many control connections",
-                                   ["client": client, "max": "\(admitted ? config.maxConnectionsPerClient : config.maxConnections)"])
-                    guard answering else {
-                        socket.close()
-                        continue
-                    }
-                    group.addTask {
-                        await self.serve(socket, refusing: status)
-                        self.refusals.withLock { $0 -= 1 }
-                    }
+                let status = perClient
+                    ? Status(.resourceExhausted, "this s2cs is serving the most control connections it allows from one address (--max-connections-per-client \(config.maxConnectionsPerClient)): close some, or retry later")
+                    : Status(.resourceExhausted, "this s2cs is serving its most control connections (--max-connections \(config.maxConnections)): retry later")
+                logger.warning(perClient ? "connection refused: too many control connections from one address" : "connection refused: too many control connections",
+                               ["client": client, "max": "\(perClient ? config.maxConnectionsPerClient : config.maxConnections)"])
+                guard answering else {
+                    socket.close()
                     continue
                 }
                 group.addTask {
-                    await self.serve(socket)
-                    self.connectionsByClient.withLock { table in
-                        let left = table[client, default: 1] - 1
-                        table[client] = left > 0 ? left : nil
-                    }
-                    let remaining = self.connections.withLock { count -> Int in
-                        count -= 1
-                        return count
-                    }
-                    // After a burst, hand the memory of its connections back to the system.
-                    if remaining == 0 { _ = scistream_malloc_trim() }
+                    await self.serve(socket, refusing: status)
+                    self.refusals.withLock { $0 -= 1 }
                 }
             }
         }
@@ -259,8 +248,9 @@ public final class ControlServer: Sendable {
         return nil
     }
 
-    /// Serves one connection; with `refusing`, answers its first request with that status and closes.
-    private func serve(_ socket: Socket, refusing: Status? = nil) async {
+    /// Serves connection `id` of the table; with `refusing`, answers its first request with that
+    /// status and closes.
+    private func serve(_ socket: Socket, id: UInt64? = nil, refusing: Status? = nil) async {
         let accepted = ContinuousClock.now
         let peerAddress = socket.peerAddress
         let peer = peerAddress.map(\.description) ?? "unknown"
@@ -298,7 +288,8 @@ public final class ControlServer: Sendable {
             opened = socket
         }
         // The original's gRPC clients on the same port (ControlServer+GRPC.swift).
-        guard let stream = await routeGRPC(opened, client: client, log: log, refusing: refusing, deadline: accepted + config.frameTimeout) else { return }
+        guard let stream = await routeGRPC(opened, client: client, log: log, refusing: refusing, deadline: accepted + config.frameTimeout,
+                                           onCall: { [connectionTable] in if let id { connectionTable.proven(id) } }) else { return }
         defer { stream.close() }
         if let refusing {
             // Read the request first: closing with unread bytes would reset the connection before
@@ -336,6 +327,7 @@ public final class ControlServer: Sendable {
                 }
                 decoder.append(bytes)
                 while let message = try decoder.nextMessage() {
+                    if let id { connectionTable.proven(id) }
                     metrics.received(message)
                     let started = ContinuousClock.now
                     let reply = await handle(message, client: client, log: log)

@@ -55,6 +55,15 @@ struct IPAddress: Hashable, Sendable, CustomStringConvertible {
     /// The address as policy judges it: the embedded IPv4 address for mapped forms, else itself.
     var canonical: IPAddress { embeddedIPv4 ?? self }
 
+    /// What per-client caps and quotas count by: an IPv4 address (in any spelling, IPv4-mapped
+    /// included) is one client; an IPv6 address counts with its whole /64 (`2001:db8:1:2::/64`), which
+    /// one host or one LAN gets and may take any address from. Text that is not an address is its own key.
+    static func clientKey(_ address: String) -> String {
+        guard let ip = IPAddress(numeric: address)?.canonical else { return address }
+        guard !ip.isIPv4, let prefix = IPAddress(bytes: Array(ip.bytes[0..<8]) + [UInt8](repeating: 0, count: 8)) else { return ip.description }
+        return prefix.description + "/64"
+    }
+
     var description: String { NumericAddress.text(bytes) ?? "?" }
 
     /// Whether the first `prefix` bits equal those of `network` (same family).

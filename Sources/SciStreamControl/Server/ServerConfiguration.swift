@@ -58,6 +58,9 @@ public struct ServerConfiguration: Sendable {
     public var maxPortsPerClient: Int? = nil
     /// `--max-connections-per-client`: control connections one client address may hold at once.
     public var maxConnectionsPerClient = 512
+    /// `--max-pending-ports`: listener ports that requests still waiting for their hello may hold
+    /// together, over every client (nil: half of `--port-range`).
+    public var maxPendingPorts: Int? = nil
     /// `--metrics`: where the Prometheus page is served (nil: not served); see Metrics+Configuration.swift.
     public var metrics: Endpoint? = nil
     /// `--keep-sessions-on-exit`: on SIGTERM/SIGINT, active sessions' proxies go on for the next
@@ -104,6 +107,7 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("cons-allowed-sources", value: "cidrs", help: "The only sources consumer-side (CONS) listeners accept: CIDR blocks, comma-separated (IPv6 as 2001:db8::/32). Default: 127.0.0.1, ::1 and the address that requested the session."),
         OptionSpec("max-ports-per-client", value: "n", help: "Most listener ports one client address (and one identity) may hold at once. Default: half of --port-range."),
         OptionSpec("max-connections-per-client", value: "n", default: "512", help: "Most control connections one client address may hold at once."),
+        OptionSpec("max-pending-ports", value: "n", help: "Most listener ports that requests still waiting for their hello may hold together, over every client; past it a request first releases pending sessions whose hello is 5 s late. Default: half of --port-range."),
         OptionSpec("metrics", value: "host:port", help: "Serve Prometheus metrics at http://<host:port>/metrics (a loopback address unless --metrics-allow-remote; off by default)."),
         OptionSpec("traffic-counting", value: "bool", default: "True", help: "Have proxies count each session's connections and bytes (HAProxy stats socket, Nginx access log) for 's2uc list' and --metrics."),
         OptionSpec("keep-sessions-on-exit", help: "On SIGTERM or SIGINT, leave active sessions' proxies running for the next s2cs on this folder to take over, and at start take over those an earlier s2cs left (restarts and upgrades keep the streams); SIGQUIT ends them. Default: every session ends with s2cs, and proxies left behind are stopped."),
@@ -199,6 +203,9 @@ public struct ServerConfiguration: Sendable {
             config.maxPortsPerClient = try ArgumentParser.parseInt(text, option: "max-ports-per-client", range: 1...65535)
         }
         config.maxConnectionsPerClient = try ArgumentParser.parseInt(parsed.string("max_connections_per_client"), option: "max-connections-per-client", range: 1...1_000_000)
+        if let text = parsed.value("max_pending_ports") {
+            config.maxPendingPorts = try ArgumentParser.parseInt(text, option: "max-pending-ports", range: 1...65535)
+        }
         config.metrics = try metricsEndpoint(parsed)
         config.trafficCounting = try ArgumentParser.parseBool(parsed.string("traffic_counting"), option: "--traffic-counting")
         config.keepSessionsOnExit = parsed.isSet("keep_sessions_on_exit")
@@ -224,6 +231,9 @@ extension ServerConfiguration {
 
     /// Listener ports one client may hold: `--max-ports-per-client`, else half of `--port-range`.
     var portQuota: Int { maxPortsPerClient ?? max(1, (portRange.count + 1) / 2) }
+
+    /// Listener ports pending requests may hold together: `--max-pending-ports`, else half of `--port-range`.
+    var pendingPortCap: Int { maxPendingPorts ?? max(1, (portRange.count + 1) / 2) }
 
     /// The target policy this configuration asks for.
     /// Loopback targets are allowed (without `--allowed-targets`) only when this s2cs's producer-side

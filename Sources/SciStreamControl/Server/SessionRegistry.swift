@@ -41,6 +41,9 @@ actor SessionRegistry {
         var created = ContinuousClock.now
         /// UDP as well as TCP (`s2uc --protocol udp`; SessionRegistry+UDP.swift).
         var udp = false
+        /// A hello passed `claimHello` and its targets are being resolved: no other hello may take
+        /// the session, and its expiry waits for that hello's outcome.
+        var helloClaimed = false
     }
 
     var sessions: [SessionID: Session] = [:]
@@ -50,6 +53,11 @@ actor SessionRegistry {
     var portsByClient: [String: Int] = [:]
     var portsByOwner: [String: Int] = [:]
     private let portQuota: Int
+    /// `--max-pending-ports`: what requests waiting for their hello may hold together.
+    private let pendingPortCap: Int
+    /// A pending session whose hello is this late (s2uc sends it right after the request) is released
+    /// to make room when a new request would pass `pendingPortCap`.
+    static let stalePending: Duration = .seconds(5)
     /// Authentication is on: sessions have owners.
     private let authenticated: Bool
     /// `--peer-gateways`: in plaintext mode, the only sources PROD listeners accept.
@@ -82,6 +90,7 @@ actor SessionRegistry {
         self.advertisedProdIP = config.advertisedIP(for: .prod)
         self.maxSessionsPerClient = config.maxSessionsPerClient
         self.portQuota = config.portQuota
+        self.pendingPortCap = config.pendingPortCap
         self.authenticated = config.authenticationEnabled
         self.peerSources = config.peerGateways.map { $0.map(\.sourceBlock) }
         self.consumerSources = ConsumerSources(configured: config.consAllowedSources)
@@ -124,7 +133,8 @@ actor SessionRegistry {
 
     private func admit(_ request: Request, uid: SessionID, caller: Caller) throws(StatusError) {
         guard !shuttingDown else { throw StatusError(.unavailable, "s2cs is shutting down") }
-        let client = caller.address
+        // Caps and quotas count an IPv6 client by its /64 (IPAddress.clientKey).
+        let client = IPAddress.clientKey(caller.address)
         try Self.checkNewUID(uid)
         if uid.text == SessionID.mock {
             logger.warning("session uses the documented mock uid: its tunnel key is public, anyone who can reach its listeners can join it", ["session": uid.prefix])
@@ -155,6 +165,7 @@ actor SessionRegistry {
             let held = byIdentity ? heldByOwner : heldByClient
             throw StatusError(.resourceExhausted, "\(byIdentity ? "your identity" : "client \(client)") holds \(held) listener port\(held == 1 ? "" : "s") on this s2cs and asks for \(wanted) more, over the quota of \(portQuota) (--max-ports-per-client): release sessions first")
         }
+        try makePendingRoom(for: wanted)
         let ports: [UInt16]
         let ip = request.role == .prod ? bindIP.prod : bindIP.cons
         let isFree: (UInt16) -> Bool = { Socket.canBind(host: ip, port: $0) }
@@ -170,7 +181,7 @@ actor SessionRegistry {
             }
             ports = request.listenPorts
         }
-        var session = Session(uid: uid, role: request.role, client: client, owner: owner, numConn: ports.count, rate: Int(request.rate),
+        var session = Session(uid: uid, role: request.role, client: caller.address, owner: owner, numConn: ports.count, rate: Int(request.rate),
                               ports: ports, listeners: ports.map { Endpoint(host: ip, port: $0) })
         session.udp = request.udp
         session.expiry = expiryTask(for: uid)
@@ -216,24 +227,14 @@ actor SessionRegistry {
     /// Records the hello: `checked` holds the session's targets as the handler parsed and (for PROD)
     /// checked them against the target policy, or why they were refused, which fails the request too.
     func hello(_ hello: Hello, uid: SessionID, caller: Caller, checked: Result<[String], StatusError>) async throws(StatusError) {
-        if sessions[uid] == nil {
-            // The hello may overtake its request on another connection: wait a little for it.
-            let found = recentFailures[uid] == nil ? await waitForSession(uid) : false
-            if let failure = recentFailures[uid] {
-                throw StatusError(failure.code, "the request for session \(uid.prefix) failed: \(failure.message)")
-            }
-            guard found else {
-                throw StatusError(.notFound, "no pending request for session \(uid.prefix) on this s2cs: send the request first (s2uc does)")
-            }
+        var session: Session
+        if let claimed = sessions[uid], claimed.helloClaimed, claimed.state == .pending {
+            session = claimed  // checked by claimHello
+        } else {
+            session = try await helloSession(hello, uid: uid, caller: caller)
         }
-        guard var session = sessions[uid] else {
-            throw StatusError(.notFound, "session \(uid.prefix) was released")
-        }
-        try authorize(session, caller)
-        guard session.role == hello.role else {
-            throw StatusError(.invalidArgument, "hello role \(hello.role) does not match session \(uid.prefix) role \(session.role)")
-        }
-        guard session.state == .pending, let waiter = session.helloWaiter else {
+        session.helloClaimed = false
+        guard let waiter = session.helloWaiter else {
             throw StatusError(.alreadyExists, "session \(uid.prefix) already received its hello")
         }
         let targets: [String]
@@ -255,6 +256,54 @@ actor SessionRegistry {
         session.state = .ready
         sessions[uid] = session
         waiter.resume(returning: targets)
+    }
+
+    /// Takes the session for this hello before its names are resolved (the handler resolves them
+    /// only after this passed, then calls `hello`, or `releaseHelloClaim` if they are malformed):
+    /// the session exists, belongs to the caller and waits for a hello, and the hello names no
+    /// more targets than the session uses. A PROD session's listener i forwards to target
+    /// i % count, so it needs no more targets than listeners; a CONS hello names the producer-side
+    /// listeners, at most as many as a session may have.
+    func claimHello(_ hello: Hello, uid: SessionID, caller: Caller) async throws(StatusError) {
+        var session = try await helloSession(hello, uid: uid, caller: caller)
+        let limit = session.role == .prod ? session.numConn : Self.maxConnectionsPerSession
+        guard hello.prodListeners.count <= limit else {
+            logger.info("hello refused: more targets than listeners", ["session": uid.prefix, "targets": "\(hello.prodListeners.count)", "max": "\(limit)"])
+            throw StatusError(.invalidArgument, "the hello names \(hello.prodListeners.count) targets, more than session \(uid.prefix) has listeners (num_conn \(limit)): name at most \(limit)")
+        }
+        session.helloClaimed = true
+        sessions[uid] = session
+    }
+
+    /// The claimed hello was malformed: the session waits for another one.
+    func releaseHelloClaim(_ uid: SessionID) {
+        sessions[uid]?.helloClaimed = false
+    }
+
+    /// The pending session a hello is for (waiting a little for a request it overtook), or why the
+    /// hello is refused.
+    private func helloSession(_ hello: Hello, uid: SessionID, caller: Caller) async throws(StatusError) -> Session {
+        if sessions[uid] == nil {
+            // The hello may overtake its request on another connection: wait a little for it.
+            let found = recentFailures[uid] == nil ? await waitForSession(uid) : false
+            if let failure = recentFailures[uid] {
+                throw StatusError(failure.code, "the request for session \(uid.prefix) failed: \(failure.message)")
+            }
+            guard found else {
+                throw StatusError(.notFound, "no pending request for session \(uid.prefix) on this s2cs: send the request first (s2uc does)")
+            }
+        }
+        guard let session = sessions[uid] else {
+            throw StatusError(.notFound, "session \(uid.prefix) was released")
+        }
+        try authorize(session, caller)
+        guard session.role == hello.role else {
+            throw StatusError(.invalidArgument, "hello role \(hello.role) does not match session \(uid.prefix) role \(session.role)")
+        }
+        guard session.state == .pending, session.helloWaiter != nil, !session.helloClaimed else {
+            throw StatusError(.alreadyExists, "session \(uid.prefix) already received its hello")
+        }
+        return session
     }
 
     private func waitForSession(_ uid: SessionID) async -> Bool {
@@ -409,13 +458,45 @@ actor SessionRegistry {
         freeSession(uid)
     }
 
+    /// Keeps the ports held by requests still waiting for their hello within `--max-pending-ports`:
+    /// the oldest whose hello is `stalePending` late are released to make room (their requests fail);
+    /// if that is not enough, this request is refused. A request alone may take more than the cap
+    /// (the range and the per-client quota bound it).
+    private func makePendingRoom(for wanted: Int) throws(StatusError) {
+        let pending = sessions.values.filter { $0.state == .pending }.sorted { $0.created < $1.created }
+        var held = pending.reduce(0) { $0 + $1.ports.count }
+        let now = ContinuousClock.now
+        for session in pending where held > 0 && held + wanted > pendingPortCap && now - session.created >= Self.stalePending {
+            held -= session.ports.count
+            dropPending(session.uid)
+        }
+        guard held == 0 || held + wanted <= pendingPortCap else {
+            throw StatusError(.resourceExhausted, "requests still waiting for their hello hold \(held) listener port\(held == 1 ? "" : "s") on this s2cs, and \(wanted) more would pass --max-pending-ports \(pendingPortCap): retry in a moment")
+        }
+    }
+
+    /// Releases a pending session (it has started nothing) and fails its request.
+    private func dropPending(_ uid: SessionID) {
+        guard var session = sessions[uid], session.state == .pending else { return }
+        logger.warning("pending session released to make room (--max-pending-ports)", ["session": uid.prefix, "client": session.client])
+        let waiter = session.helloWaiter
+        session.helloWaiter = nil
+        session.state = .releasing
+        session.expiry?.cancel()
+        sessions[uid] = session
+        freeSession(uid)
+        waiter?.resume(throwing: StatusError(.resourceExhausted,
+            "session \(uid.prefix) was released: its hello did not come while other requests waited for ports (--max-pending-ports)"))
+    }
+
     private func freeSession(_ uid: SessionID) {
         guard let session = sessions.removeValue(forKey: uid) else { return }
         allocator.release(session.ports)
-        let held = sessionsByClient[session.client, default: 1] - 1
-        sessionsByClient[session.client] = held > 0 ? held : nil
-        let ports = portsByClient[session.client, default: 0] - session.ports.count
-        portsByClient[session.client] = ports > 0 ? ports : nil
+        let client = IPAddress.clientKey(session.client)
+        let held = sessionsByClient[client, default: 1] - 1
+        sessionsByClient[client] = held > 0 ? held : nil
+        let ports = portsByClient[client, default: 0] - session.ports.count
+        portsByClient[client] = ports > 0 ? ports : nil
         if let owner = session.owner {
             let owned = portsByOwner[owner, default: 0] - session.ports.count
             portsByOwner[owner] = owned > 0 ? owned : nil
@@ -423,9 +504,9 @@ actor SessionRegistry {
         logger.debug("session released", ["session": uid.prefix])
     }
 
-    /// After --hello-timeout, unless cancelled first (the session moved on): `expire(uid)`.
-    private func expiryTask(for uid: SessionID) -> Task<Void, Never> {
-        let timeout = helloTimeout
+    /// After --hello-timeout (or `after`), unless cancelled first (the session moved on): `expire(uid)`.
+    private func expiryTask(for uid: SessionID, after: Duration? = nil) -> Task<Void, Never> {
+        let timeout = after ?? helloTimeout
         return Task { [weak self] in
             try? await Task.sleep(for: timeout)
             if Task.isCancelled { return }
@@ -438,6 +519,11 @@ actor SessionRegistry {
     private func expire(_ uid: SessionID) async {
         guard var session = sessions[uid] else { return }
         switch session.state {
+        case .pending where session.helloClaimed:
+            // Its hello's targets are being resolved: expire only if that hello fails.
+            session.expiry = expiryTask(for: uid, after: .milliseconds(100))
+            sessions[uid] = session
+            return
         case .pending, .ready:
             break
         case .failed:
