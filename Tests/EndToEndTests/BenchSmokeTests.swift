@@ -89,6 +89,20 @@ import Glibc
         #expect(output.stdout.contains("receiver: ") && !output.stdout.contains("receiver: GiB"), "\(output.stdout)")
     }
 
+    /// bench/restart --quick: a real HAProxy tunnel whose producer-side s2cs is restarted during
+    /// 4 s of iperf3: the stream goes on, on its one connection, and the figures are printed.
+    @Test func restartRunsAndTheStreamGoesOn() async throws {
+        let ports = try PortBlock.reserve(30)
+        let script = Harness.repoRoot.appendingPathComponent("bench/restart").path
+        let output = await Harness.run("/bin/bash", [script, "--quick", "--bin", Harness.productsFolder.path, "--port-base", "\(ports.lower)"],
+                                       timeout: .seconds(90))
+        #expect(output.status == 0, "exit \(output.status); stdout: \(output.stdout) stderr: \(output.stderr)")
+        #expect(output.stdout.contains("connections          1 "), "\(output.stdout)")
+        for row in ["restart_ms", "stream_gap_ms", "slowest_interval", "reload_ms_median"] {
+            #expect(output.stdout.split(separator: "\n").contains { $0.hasPrefix(row + " ") && $0.dropFirst(row.count).trimmingCharacters(in: .whitespaces).first?.isNumber == true }, "\(row): \(output.stdout)")
+        }
+    }
+
     /// bench/generated-buffers: two real Nginx tunnels (default and 64k buffers), one 1-second round;
     /// every row carries a figure and a ratio to the first size.
     @Test func generatedBuffersRunsAndPrintsEverySize() async throws {
