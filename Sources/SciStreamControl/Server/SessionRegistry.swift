@@ -687,8 +687,10 @@ extension SessionRegistry {
             session.state = .active
             session.created = ContinuousClock.now - .milliseconds(Int64(min(age, 1e9) * 1000))
             sessions[uid] = session
-            sessionsByClient[record.client, default: 0] += 1
-            portsByClient[record.client, default: 0] += record.ports.count
+            // Counted as `admit` counts them (an IPv6 client by its /64), so that release evens them out.
+            let client = IPAddress.clientKey(record.client)
+            sessionsByClient[client, default: 0] += 1
+            portsByClient[client, default: 0] += record.ports.count
             if let owner = record.owner { portsByOwner[owner, default: 0] += record.ports.count }
             restored.append(record)
         }
