@@ -448,6 +448,18 @@ public actor DataPlane {
         }
     }
 
+    /// For each of `uids` whose proxy runs: how many bytes its log has been appended
+    /// (`SessionLog.appendedBytes`), which changes only when the proxy wrote something. One call for
+    /// all sessions (TrafficMeter), not one per session.
+    public func logMarks(_ uids: [String]) -> [String: Int] {
+        var marks: [String: Int] = [:]
+        for uid in uids {
+            guard let entry = sessions[uid], case .running = entry.phase else { continue }
+            marks[uid] = entry.log?.appendedBytes ?? 0
+        }
+        return marks
+    }
+
     /// The uids of the sessions this data plane holds (for diagnostics and shutdown).
     public var sessionIDs: [String] { Array(sessions.keys) }
 
