@@ -393,6 +393,11 @@ public actor DataPlane {
                 let pid = child.pid
                 let owned = await BlockingWork.run { ListenerProbe.socketInodes(ofProcessGroup: pid) }
                 missing = bound.first { $0.1.isDisjoint(with: owned) }?.0
+                if missing != nil {
+                    // Not below the proxy: maybe a member of its group elsewhere (all of /proc, rarely).
+                    let everyMember = await BlockingWork.run { ListenerProbe.socketInodes(ofProcessGroup: pid, everyMember: true) }
+                    missing = bound.first { $0.1.isDisjoint(with: everyMember) }?.0
+                }
             }
             // Every listener is the proxy's: it is ready unless it has exited meanwhile (an exit the
             // reaper has not published yet shows as a zombie).
