@@ -33,6 +33,13 @@ public enum ControlDaemon {
         let notifier = ServiceNotifier(environment: environment)
         raiseDescriptorLimit()
         let logger = Logger(label: "s2cs", level: config.verbose ? .debug : .info)
+        // Before anything is bound: a range the limits cannot hold fails now, not at its 900th session.
+        if let message = LimitCheck.apply(range: config.portRange, type: config.type, processors: ProcessInfo.processInfo.activeProcessorCount,
+                                          isRoot: getuid() == 0, raised: { name, from, to in
+            logger.info("raised a soft limit for --port-range", ["limit": name, "from": from, "to": "\(to)"])
+        }) {
+            return Console.runtimeError(StartupError(message))
+        }
 
         var tls: TLSContext? = nil
         if config.tls {

@@ -405,6 +405,11 @@ public actor DataPlane {
                 let pid = child.pid
                 let owned = await BlockingWork.run { ListenerProbe.socketInodes(ofProcessGroup: pid) }
                 missing = bound.first { $0.1.isDisjoint(with: owned) }?.0
+                if missing != nil {
+                    // Not below the proxy: maybe a member of its group elsewhere (all of /proc, rarely).
+                    let everyMember = await BlockingWork.run { ListenerProbe.socketInodes(ofProcessGroup: pid, everyMember: true) }
+                    missing = bound.first { $0.1.isDisjoint(with: everyMember) }?.0
+                }
             }
             // Every listener is the proxy's: it is ready unless it has exited meanwhile (an exit the
             // reaper has not published yet shows as a zombie).
@@ -458,6 +463,18 @@ public actor DataPlane {
         case .exited(_, let status): return .exited(description: status.description)
         case .mock, .starting, .stopping: return nil
         }
+    }
+
+    /// For each of `uids` whose proxy runs: how many bytes its log has been appended
+    /// (`SessionLog.appendedBytes`), which changes only when the proxy wrote something. One call for
+    /// all sessions (TrafficMeter), not one per session.
+    public func logMarks(_ uids: [String]) -> [String: Int] {
+        var marks: [String: Int] = [:]
+        for uid in uids {
+            guard let entry = sessions[uid], case .running = entry.phase else { continue }
+            marks[uid] = entry.log?.appendedBytes ?? 0
+        }
+        return marks
     }
 
     /// The uids of the sessions this data plane holds (for diagnostics and shutdown).

@@ -50,10 +50,14 @@ enum ListenerProbe {
     }
 
     /// The inodes of the sockets that the processes of group `group` hold (/proc/<pid>/fd links
-    /// "socket:[inode]"): which LISTEN sockets are the proxy's own.
-    static func socketInodes(ofProcessGroup group: Int32) -> Set<UInt64> {
+    /// "socket:[inode]"): which LISTEN sockets are the proxy's own. By default the group's leader
+    /// (the proxy s2cs started) and the processes below it that are in its group, found through the
+    /// kernel's lists of children, so that the cost does not grow with the machine's processes (a
+    /// gateway with a thousand sessions runs thousands of proxy processes); `everyMember` walks all
+    /// of /proc for the group's members instead, wherever they are.
+    static func socketInodes(ofProcessGroup group: Int32, everyMember: Bool = false) -> Set<UInt64> {
         var inodes = Set<UInt64>()
-        for pid in ProcessReaper.members(ofGroup: group) {
+        for pid in everyMember ? ProcessReaper.members(ofGroup: group) : tree(ofLeader: group) {
             guard let directory = opendir("/proc/\(pid)/fd") else { continue }
             defer { closedir(directory) }
             var target = [CChar](repeating: 0, count: 64)
@@ -71,6 +75,27 @@ enum ListenerProbe {
             }
         }
         return inodes
+    }
+
+    /// `leader` and every process below it in its process group (/proc/<pid>/task/<tid>/children).
+    static func tree(ofLeader leader: Int32) -> [Int32] {
+        var found: [Int32] = [], queue = [leader]
+        var seen: Set<Int32> = [leader]
+        while let pid = queue.popLast() {
+            guard let info = ProcessReaper.stat(pid: pid), info.processGroup == leader else { continue }
+            found.append(pid)
+            guard let tasks = opendir("/proc/\(pid)/task") else { continue }
+            defer { closedir(tasks) }
+            while let entry = readdir(tasks) {
+                let task = withUnsafeBytes(of: entry.pointee.d_name) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+                guard Int(task) != nil, let text = ProcessReaper.readSmallFile("/proc/\(pid)/task/\(task)/children", limit: 65536) else { continue }
+                for child in text.split(separator: UInt8(ascii: " ")).compactMap({ Int32(String(decoding: $0, as: UTF8.self)) })
+                where seen.insert(child).inserted {
+                    queue.append(child)
+                }
+            }
+        }
+        return found
     }
 
     /// The address bytes of a socket address (4 for IPv4, 16 for IPv6).

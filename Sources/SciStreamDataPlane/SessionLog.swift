@@ -31,6 +31,9 @@ final class SessionLog: Sendable {
     }
 
     private let state: Mutex<State>
+    /// Bytes appended to the log so far (across rotations): a reader that saw this figure has
+    /// nothing new to read while it stays the same (TrafficMeter).
+    private let appended = Atomic<Int>(0)
     private let readEnd: Int32
     private let path: String
     private let rotatedPath: String
@@ -74,6 +77,10 @@ final class SessionLog: Sendable {
         }
         if open { _ = close(childEnd) }
     }
+
+    /// How many bytes this log has been appended since it was opened; it changes after the bytes are
+    /// in the file.
+    var appendedBytes: Int { appended.load(ordering: .acquiring) }
 
     /// What the proxy wrote since this log was opened (its last `recentLimit` bytes).
     var recentText: String { String(decoding: state.withLock { $0.recent }, as: UTF8.self) }
@@ -137,6 +144,7 @@ final class SessionLog: Sendable {
                 offset += written
             }
             size += offset
+            appended.add(count, ordering: .releasing)  // the lines are in the file: readers may look
         }
     }
 

@@ -17,6 +17,19 @@ public struct TrafficFigures: Sendable, Equatable {
     public init(counting: SessionTraffic.Counting) { self.counting = counting }
 }
 
+/// One session whose traffic is asked for: its whole uid, its role, and its listener ports.
+public struct MeteredSession: Sendable {
+    public let uid: String
+    public let role: ProxyRole
+    public let listenerPorts: [UInt16]
+
+    public init(uid: String, role: ProxyRole, listenerPorts: [UInt16]) {
+        self.uid = uid
+        self.role = role
+        self.listenerPorts = listenerPorts
+    }
+}
+
 /// Reads each session's traffic from its proxy, when asked (`s2uc list`, `/metrics`), never on the
 /// data path:
 /// - HAProxy: `show stat` on the session's stats socket (`<uid>.sock`): the listeners' (frontends')
@@ -30,6 +43,14 @@ public struct TrafficFigures: Sendable, Equatable {
 /// Logs are read incrementally (only what was appended since the last time); a log that shrank was
 /// cut short and is read again from its start, keeping what was counted. For Nginx and Stunnel the
 /// connections open now are the established TCP connections on the listener ports (sock_diag).
+///
+/// What a request costs does not grow with idle sessions: one sock_diag dump for every session's
+/// listener ports; a log is read only when s2cs appended to it since the last read (`DataPlane.logMarks`);
+/// a HAProxy stats socket is asked only when the session has a connection open now, its log (a line
+/// per connection that ended, `option tcplog`) grew, it was never asked, or (at most
+/// `staleRefreshesPerCall` per request, the stalest first) its figures are older than `maxStatsAge`;
+/// at most `statsParallelism` sockets at once. Otherwise its last figures stand: they cannot have
+/// changed without a connection.
 public actor TrafficMeter {
     private struct LogState {
         /// The log file read so far (its inode): another one at the same path means a rotation.
@@ -37,42 +58,90 @@ public actor TrafficMeter {
         var offset: Int = 0
         var pending: [UInt8] = []
         var figures: TrafficFigures
+        /// `SessionLog.appendedBytes` when last read (nil: never read).
+        var mark: Int? = nil
     }
 
+    private struct StatsState {
+        var figures: TrafficFigures?
+        var mark: Int
+        var readAt: ContinuousClock.Instant
+    }
+
+    /// Per session (whole uid).
     private var logs: [String: LogState] = [:]
+    private var stats: [String: StatsState] = [:]
     /// At most this much of a log is read per call (the rest next time).
     static let maxReadPerCall = 16 << 20
+    /// HAProxy stats sockets asked at once.
+    static let statsParallelism = 8
+    /// Figures of an idle HAProxy session older than this are read again, a few per request.
+    static let maxStatsAge: Duration = .seconds(30)
+    static let staleRefreshesPerCall = 8
 
     public init() {}
 
-    /// The traffic of session `uid` (whole uid) on this data plane; nil when not counted.
-    public func figures(uid: String, role: ProxyRole, listenerPorts: [UInt16], dataPlane: DataPlane) async -> TrafficFigures? {
-        guard let session = SessionID(uid), await dataPlane.countsTraffic else { return nil }
-        guard case .running? = await dataPlane.status(uid: uid) else { return nil }
-        let files = SessionFiles(folder: dataPlane.folder, session: session)
+    /// The traffic of each of `sessions` whose proxy runs and counts, by whole uid. `fresh`: ask every
+    /// HAProxy stats socket now (a session's last figures, at its release).
+    public func figures(for sessions: [MeteredSession], dataPlane: DataPlane, fresh: Bool = false) async -> [String: TrafficFigures] {
+        guard dataPlane.type != .mock, !sessions.isEmpty, await dataPlane.countsTraffic else { return [:] }
+        let marks = await dataPlane.logMarks(sessions.map(\.uid))
+        let running = sessions.filter { marks[$0.uid] != nil }
+        let open = Self.establishedConnections(localPorts: Set(running.flatMap(\.listenerPorts)))
+        func openNow(_ session: MeteredSession) -> Int {
+            session.listenerPorts.reduce(0) { $0.addingSaturating(open[$1] ?? 0) }
+        }
+        var result: [String: TrafficFigures] = [:]
         switch dataPlane.type {
         case .haproxy:
-            return await Self.haproxyStats(files.statsSocket)
+            let now = ContinuousClock.now
+            var due: [MeteredSession] = [], stale: [(MeteredSession, ContinuousClock.Instant)] = []
+            for session in running {
+                guard let state = stats[session.uid] else { due.append(session); continue }
+                if fresh || state.mark != marks[session.uid] || openNow(session) > 0 || state.figures == nil {
+                    due.append(session)
+                } else if now - state.readAt > Self.maxStatsAge {
+                    stale.append((session, state.readAt))
+                }
+            }
+            due += stale.sorted { $0.1 < $1.1 }.prefix(Self.staleRefreshesPerCall).map(\.0)
+            let folder = dataPlane.folder
+            let read = await Self.haproxyStats(due.compactMap { session in
+                SessionID(session.uid).map { (session.uid, SessionFiles(folder: folder, session: $0).statsSocket) }
+            })
+            for session in due {
+                // The mark from before the read: a line logged meanwhile makes the next request read again.
+                stats[session.uid] = StatsState(figures: read[session.uid], mark: marks[session.uid] ?? 0, readAt: now)
+            }
+            for session in running { if let figures = stats[session.uid]?.figures { result[session.uid] = figures } }
         case .nginx:
             // Its access log lines are in <uid>.log (nginx writes them to stderr, which s2cs captures).
-            guard var figures = readLog(files, initial: TrafficFigures(counting: .closedConnections), parse: Self.nginxLine) else { return nil }
-            let open = Self.establishedConnections(localPorts: Set(listenerPorts))
-            figures.openConnections = open
-            figures.totalConnections = figures.totalConnections.addingSaturating(open)
-            return figures
+            for session in running {
+                guard var figures = readLog(session.uid, folder: dataPlane.folder, mark: marks[session.uid],
+                                            initial: TrafficFigures(counting: .closedConnections), parse: Self.nginxLine) else { continue }
+                figures.openConnections = openNow(session)
+                figures.totalConnections = figures.totalConnections.addingSaturating(figures.openConnections)
+                result[session.uid] = figures
+            }
         case .stunnel:
-            let parse: (Substring, inout TrafficFigures) -> Void = { line, figures in Self.stunnelLine(line, role: role, &figures) }
-            guard var figures = readLog(files, initial: TrafficFigures(counting: .closedConnections), parse: parse) else { return nil }
-            figures.openConnections = Self.establishedConnections(localPorts: Set(listenerPorts))
-            return figures
+            for session in running {
+                let role = session.role
+                let parse: (Substring, inout TrafficFigures) -> Void = { line, figures in Self.stunnelLine(line, role: role, &figures) }
+                guard var figures = readLog(session.uid, folder: dataPlane.folder, mark: marks[session.uid],
+                                            initial: TrafficFigures(counting: .closedConnections), parse: parse) else { continue }
+                figures.openConnections = openNow(session)
+                result[session.uid] = figures
+            }
         case .mock:
-            return nil
+            break
         }
+        return result
     }
 
-    /// Forgets the logs of sessions that are gone (call with the uids that remain).
+    /// Forgets the sessions that are gone (call with the uids that remain).
     public func keep(only uids: Set<String>) {
-        logs = logs.filter { path, _ in uids.contains { path.contains($0) } }
+        logs = logs.filter { uids.contains($0.key) }
+        stats = stats.filter { uids.contains($0.key) }
     }
 
     // MARK: logs
@@ -80,11 +149,16 @@ public actor TrafficMeter {
     /// Reads what the session's log gained since the last call, line by line, into the figures kept
     /// for it. A log found shorter than what was read was rotated (`SessionLog`): the rest of its old
     /// part, `<uid>.log.1`, is read first, then the new one from its start.
-    private func readLog(_ files: SessionFiles, initial: TrafficFigures, parse: (Substring, inout TrafficFigures) -> Void) -> TrafficFigures? {
+    /// Nothing is read while `mark` (`SessionLog.appendedBytes`) is the one seen at the last read.
+    private func readLog(_ uid: String, folder: String, mark: Int?, initial: TrafficFigures,
+                         parse: (Substring, inout TrafficFigures) -> Void) -> TrafficFigures? {
+        guard let session = SessionID(uid) else { return nil }
+        var state = logs[uid] ?? LogState(figures: initial)
+        if let mark, state.mark == mark { return state.figures }
+        let files = SessionFiles(folder: folder, session: session)
         let path = files.log
-        var state = logs[path] ?? LogState(figures: initial)
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { return logs[path]?.figures ?? initial }
+        guard fd >= 0 else { return logs[uid]?.figures ?? initial }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { return state.figures }
@@ -103,7 +177,10 @@ public actor TrafficMeter {
         }
         state.inode = UInt64(info.st_ino)
         Self.readLines(fd, into: &state, budget: Self.maxReadPerCall, parse: parse)
-        logs[path] = state
+        // Seen only if read to its end: a log with more than the budget left is read on next time.
+        var after = stat()
+        state.mark = fstat(fd, &after) == 0 && Int(after.st_size) <= state.offset ? mark : nil
+        logs[uid] = state
         return state.figures
     }
 
@@ -134,6 +211,23 @@ public actor TrafficMeter {
     static func haproxyStats(_ path: String) async -> TrafficFigures? {
         guard let csv = await unixExchange(path, "show stat\n") else { return nil }
         return parseHAProxyStats(csv)
+    }
+
+    /// `haproxyStats` of each (uid, socket path), at most `statsParallelism` at once.
+    static func haproxyStats(_ sockets: [(uid: String, path: String)]) async -> [String: TrafficFigures] {
+        await withTaskGroup(of: (String, TrafficFigures?).self) { group in
+            var result: [String: TrafficFigures] = [:]
+            var next = sockets.makeIterator()
+            for _ in 0..<statsParallelism {
+                guard let (uid, path) = next.next() else { break }
+                group.addTask { (uid, await haproxyStats(path)) }
+            }
+            while let (uid, figures) = await group.next() {
+                if let figures { result[uid] = figures }
+                if let (uid, path) = next.next() { group.addTask { (uid, await haproxyStats(path)) } }
+            }
+            return result
+        }
     }
 
     static func parseHAProxyStats(_ csv: String) -> TrafficFigures? {
@@ -190,11 +284,14 @@ public actor TrafficMeter {
 
     // MARK: open connections
 
-    /// Established TCP connections whose local port is one of `localPorts` (the listeners' accepted
-    /// connections), asked of the kernel for those ports and that state only (sock_diag).
-    static func establishedConnections(localPorts: Set<UInt16>) -> Int {
+    /// Established TCP connections per local port, for the ports of `localPorts` (the listeners'
+    /// accepted connections): one question to the kernel for all of them, that state and the span of
+    /// those ports only (sock_diag).
+    static func establishedConnections(localPorts: Set<UInt16>) -> [UInt16: Int] {
         guard let low = localPorts.min(), let high = localPorts.max(),
-              let sockets = try? TCPSocket.find([.established], ports: low...high) else { return 0 }
-        return sockets.filter { localPorts.contains($0.port) }.count
+              let sockets = try? TCPSocket.find([.established], ports: low...high) else { return [:] }
+        var counts: [UInt16: Int] = [:]
+        for socket in sockets where localPorts.contains(socket.port) { counts[socket.port, default: 0] += 1 }
+        return counts
     }
 }

@@ -10,7 +10,7 @@ import Glibc
 /// that every path of the benchmark still runs, without an error, and prints its whole tables: the
 /// control plane's, and the data plane's for one type (Nginx: a real tunnel through two s2cs, its
 /// hand-configured pair from bench/reference/, iperf3, setup latency and release, idle and with
-/// sockets in TIME_WAIT, and `list` while setups run).
+/// sockets in TIME_WAIT, and `list` while setups run), and the scale section with 20 Nginx sessions.
 @Suite struct BenchSmokeTests {
     static let rows = [
         "| Figure | Median | Min – max | Runs | Target |",
@@ -30,6 +30,7 @@ import Glibc
         "| Type | Condition | inbound_request | outbound_request | Connect + first byte | Setup total |",
         "| Figure | Median | p99 | Largest | Target |",
         "| Type | Setting (both sides) | -P 1 (Gbit/s) | -P 1 × defaults | -P 4 (Gbit/s) | -P 4 × defaults |",
+        "| Type | N | list at 10 (ms) | list at N (ms) | list N / 10 | scrape at 10 (ms) | scrape at N (ms) |",
     ]
 
     /// Data-plane rows that must carry figures (a failed measurement prints "-").
@@ -50,6 +51,9 @@ import Glibc
         #"^\| Nginx \| TIME_WAIT \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| ≤ 1.25 × idle: [0-9.]+, [^|]+ \| [0-9.]+ \| [0-9.]+ \| 1 \|$"#,
         // list while setups run: median, p99, largest
         #"^\| list, connect to reply \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| "#,
+        // scale: 20 Nginx sessions on one s2cs: list, scrape, s2uc list, setup first and last, RSS,
+        // PSS per session, processes (a master and a worker per session), release, nothing left
+        #"^\| Nginx \| 20 \| [0-9.]+ \| [0-9.]+ [^|]+\| [0-9.]+ [^|]+\| [0-9.]+ \| [0-9.]+ [^|]+\| [0-9.]+ [^|]+\| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ [^|]+\| [0-9.]+ [^|]+\| [0-9.]+ \| 40 \| [0-9.]+ \| 0 processes, 0 ports: [^|]+\|$"#,
     ]
 
     @Test func quickBenchmarkRunsAndPrintsItsTable() async throws {

@@ -9,11 +9,14 @@ extension ControlServer {
         let all = await registry.snapshot()
         let sessions = all.filter { session in (uid.map { session.uid == $0 } ?? true) && (caller.map { registry.mayInspect(session, $0) } ?? true) }
         let now = ContinuousClock.now
+        // All at once (one socket dump, only the logs that grew); one session's at its release: read now.
+        let counted = await traffic.figures(for: sessions.map { MeteredSession(uid: $0.uid.text, role: $0.role, listenerPorts: $0.listeners.map(\.port)) },
+                                            dataPlane: dataPlane, fresh: uid != nil)
         var result: [SessionTraffic] = []
         for session in sessions {
             let age = now - session.created
             var entry = SessionTraffic(uid: session.uid.prefix, ageSeconds: UInt32(clamping: age.components.seconds), counting: .none)
-            if let figures = await traffic.figures(uid: session.uid.text, role: session.role, listenerPorts: session.listeners.map(\.port), dataPlane: dataPlane) {
+            if let figures = counted[session.uid.text] {
                 entry.counting = figures.counting
                 entry.openConnections = UInt32(clamping: figures.openConnections)
                 entry.totalConnections = UInt64(clamping: figures.totalConnections)

@@ -32,6 +32,18 @@ enum Bench {
         OptionSpec("hold_connections", help: "Keep every connection open to the end (2N at the peak) instead of closing each when s2uc would."),
     ]
 
+    static let scaleOptions: [OptionSpec] = connectionOptions + [
+        OptionSpec("sessions", value: "n", default: "1000", help: "Sessions held active at once."),
+        OptionSpec("concurrency", value: "c", default: "8", help: "Setups and releases in flight at once (the bulk between the timed ones)."),
+        OptionSpec("probe", value: "n", default: "10", help: "Sessions set up one at a time (and timed) first and last."),
+        OptionSpec("runs", value: "n", default: "20", help: "Timed lists and scrapes at each size."),
+        OptionSpec("metrics", value: "host:port", help: "The s2cs's --metrics address: time a scrape of /metrics too."),
+        OptionSpec("server_pid", value: "pid", help: "The s2cs's pid: its RSS, and the PSS of every process below it (the proxies)."),
+        OptionSpec("leftover_timeout", value: "seconds", default: "30", help: "Longest wait, after releasing all, for the proxies to be gone and the ports free."),
+        OptionSpec("s2uc", value: "path", help: "Also time this s2uc's whole 'list' process at N."),
+    ]
+    static let scaleUsage = "s2bench scale --s2cs <host:port> (--tls <cert> | --plain) [--sessions <n>] [--concurrency <c>] [--probe <n>] [--runs <n>] [--metrics <host:port>] [--server-pid <pid>] [--leftover-timeout <seconds>] [--s2uc <path>] [--num-conn <n>]"
+
     static let soakOptions: [OptionSpec] = [
         OptionSpec("prod", value: "host:port", help: "The producer-side s2cs (required)."),
         OptionSpec("cons", value: "host:port", help: "The consumer-side s2cs (required)."),
@@ -89,6 +101,9 @@ enum Bench {
           pending   N requests all pending at once (waiting for their hello); checks that the server still
                     answers (list, one more session), then sends the N hellos, the updates and the releases;
                     prints the times, and the s2cs's RSS and descriptors with --server-pid.
+          scale     N sessions with real proxies held at once: setup of the first and last few, list and a
+                    /metrics scrape at a few and at N, the s2cs's RSS and the proxies' PSS per session; then
+                    all released, and nothing may be left (processes, listening ports).
           echo      An echo server (the producer application of bench/run's data-plane setup latency):
                     prints the address it listens on, then echoes every byte until stopped.
           listprobe Lists an s2cs's sessions again and again as 's2uc list' does (connect, TLS, list) until a
@@ -124,6 +139,10 @@ enum Bench {
             return await runCommand(rest, name: "pending", usage: pendingUsage, options: pendingOptions,
                                     abstract: "Holds N requests pending at once, then completes them all.",
                                     run: runPending)
+        case "scale":
+            return await runCommand(rest, name: "scale", usage: scaleUsage, options: scaleOptions,
+                                    abstract: "Holds N sessions with real proxies at once; times setup, list and a scrape at a few and at N; then releases all.",
+                                    run: runScale)
         case "soak":
             return await runCommand(rest, name: "soak", usage: soakUsage, options: soakOptions,
                                     abstract: "For a while, C clients loop over whole tunnels (set up, bytes verified, release) through two s2cs; counts leaks.",
@@ -227,6 +246,38 @@ enum Bench {
         printLines(lines)
         for error in result.errors { Console.err("Error: session failed: \(error)") }
         return result.errorCount == 0 ? ExitCode.success : ExitCode.failure
+    }
+
+    static func runScale(_ parsed: ParsedArguments) async throws -> Int32 {
+        let steps = try steps(parsed)
+        let sessions = try ArgumentParser.parseInt(parsed.value("sessions") ?? "1000", option: "sessions", range: 2...100_000)
+        let concurrency = try ArgumentParser.parseInt(parsed.value("concurrency") ?? "8", option: "concurrency", range: 1...1000)
+        let probe = try ArgumentParser.parseInt(parsed.value("probe") ?? "10", option: "probe", range: 1...1000)
+        guard 2 * probe <= sessions else { throw UsageError("--probe \(probe) needs at least \(2 * probe) --sessions (first and last)") }
+        let runs = try ArgumentParser.parseInt(parsed.value("runs") ?? "20", option: "runs", range: 1...10_000)
+        let leftover = try ArgumentParser.parseInt(parsed.value("leftover_timeout") ?? "30", option: "leftover-timeout", range: 1...3600)
+        var metrics: Endpoint? = nil
+        if let text = parsed.value("metrics") {
+            do { metrics = try Endpoint.parse(text) } catch { throw UsageError("bad --metrics '\(text)': \(error)") }
+        }
+        var pid: Int32? = nil
+        if let text = parsed.value("server_pid") {
+            pid = Int32(try ArgumentParser.parseInt(text, option: "server-pid", range: 1...Int(Int32.max)))
+            guard let pid, FileManager.default.fileExists(atPath: "/proc/\(pid)/status") else { throw UsageError("no process \(text) (--server-pid)") }
+        }
+        // The whole `s2uc list`, as an operator runs it.
+        var listCommand: [String]? = nil
+        if let s2uc = parsed.value("s2uc"), let text = parsed.value("s2cs") {
+            guard FileManager.default.isExecutableFile(atPath: s2uc) else { throw UsageError("no executable at --s2uc '\(s2uc)'") }
+            listCommand = [s2uc, "list", "--s2cs", text] + (parsed.value("tls").map { ["--server_cert", $0] } ?? ["--ssl", "False"])
+        }
+        ProcessProbe.raiseDescriptorLimit()
+        let benchmark = ScaleBenchmark(steps: steps, sessions: sessions, concurrency: concurrency, probe: probe, runs: runs,
+                                       metrics: metrics, serverPID: pid, leftoverTimeout: .seconds(leftover), listCommand: listCommand)
+        let report = await benchmark.run()
+        printLines([("mode", "scale"), ("tls", steps.target.tls == nil ? "off" : "on")] + report.lines.filter { $0.0 != "error" })
+        for (key, message) in report.lines where key == "error" { Console.err("Error: \(message)") }
+        return report.failed ? ExitCode.failure : ExitCode.success
     }
 
     static func runPending(_ parsed: ParsedArguments) async throws -> Int32 {

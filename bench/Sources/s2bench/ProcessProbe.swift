@@ -82,3 +82,41 @@ extension ProcessProbe {
         }
     }
 }
+
+extension ProcessProbe {
+    /// Every live process below `pid` (children, their children, ...), from the kernel's
+    /// /proc/<pid>/task/<tid>/children lists: no walk over all of /proc.
+    static func descendants(of pid: Int32) -> [Int32] {
+        var found: [Int32] = [], seen: Set<Int32> = [pid], queue = [pid]
+        while let parent = queue.popLast() {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(parent)/task")) ?? []
+            for task in tasks {
+                guard let text = try? String(contentsOfFile: "/proc/\(parent)/task/\(task)/children", encoding: .utf8) else { continue }
+                for child in text.split(separator: " ").compactMap({ Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
+                where !seen.contains(child) && !isZombie(child) {
+                    seen.insert(child)
+                    found.append(child)
+                    queue.append(child)
+                }
+            }
+        }
+        return found
+    }
+
+    /// The proportional set size of `pid` in KiB (Pss in /proc/<pid>/smaps_rollup): its private
+    /// pages, and its share of the pages it shares with others (the proxy binary, libraries).
+    static func proportionalKiB(pid: Int32) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("Pss:") {
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            return fields.count >= 2 ? Int(fields[1]) : nil
+        }
+        return nil
+    }
+
+    private static func isZombie(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return true }  // gone
+        return stat[stat.index(after: close)...].split(separator: " ").first == "Z"
+    }
+}

@@ -76,10 +76,9 @@ struct SessionSteps: Sendable {
         return counts
     }
 
-    /// One whole session, as s2uc inbound_request and then s2uc release do it. The release goes on the
-    /// hello's connection, or on a connection of its own (as a separate `s2uc release` does) when
-    /// `separateRelease` is set.
-    func complete(separateRelease: Bool) async throws(BenchError) {
+    /// Request, hello and update, as `s2uc inbound_request` does: the uid, the listeners the reply
+    /// named, and the hello's connection. The session stays until released.
+    func establish() async throws(BenchError) -> (uid: String, listeners: [String], connection: ControlConnection) {
         let uid = SessionID.random()
         let requestConnection = try await open()
         let request = request(uid: uid)
@@ -94,6 +93,14 @@ struct SessionSteps: Sendable {
         do { reply = try await pendingReply.value } catch { throw BenchError("request: \(error)") }
         let targets = try checkRequestReply(reply)
         try await sendUpdate(uid: uid, targets: targets, on: helloConnection)
+        return (uid, reply.listeners, helloConnection)
+    }
+
+    /// One whole session, as s2uc inbound_request and then s2uc release do it. The release goes on the
+    /// hello's connection, or on a connection of its own (as a separate `s2uc release` does) when
+    /// `separateRelease` is set.
+    func complete(separateRelease: Bool) async throws(BenchError) {
+        let (uid, _, helloConnection) = try await establish()
         if separateRelease {
             let releaseConnection = try await open()
             try await sendRelease(uid: uid, on: releaseConnection)
