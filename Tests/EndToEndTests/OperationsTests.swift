@@ -165,13 +165,20 @@ import SciStreamSystem
         guard made.status == 0 else { throw HarnessError("make-dev-cert.sh: \(made.stderr)") }
     }
 
+    /// A certificate and key in `folder`, and a copy of the certificate as `kept` (to pin it later):
+    /// the paths of the certificate, the key and the copy.
+    static func certificateWithCopy(in folder: URL, kept: String) throws -> (crt: String, key: String, copy: String) {
+        try makeCertificate(in: folder)
+        let crt = folder.appendingPathComponent("server.crt").path, key = folder.appendingPathComponent("server.key").path
+        let copy = folder.appendingPathComponent(kept).path
+        try FileManager.default.copyItem(atPath: crt, toPath: copy)
+        return (crt, key, copy)
+    }
+
     @Test func aRenewedCertificateIsServedAfterSIGHUPWhileATunnelCarriesData() async throws {
         let certs = Harness.temporaryFolder("renew")
         defer { try? FileManager.default.removeItem(at: certs) }
-        try Self.makeCertificate(in: certs)
-        let crt = certs.appendingPathComponent("server.crt").path, key = certs.appendingPathComponent("server.key").path
-        let old = certs.appendingPathComponent("old.crt").path
-        try FileManager.default.copyItem(atPath: crt, toPath: old)
+        let (crt, key, old) = try Self.certificateWithCopy(in: certs, kept: "old.crt")
         let producer = try await Daemon(type: "Haproxy", extra: ["--server_crt", crt, "--server_key", key])
         let pinnedOld = ["--s2cs", producer.address, "--server_cert", old]
 
@@ -214,10 +221,7 @@ import SciStreamSystem
     @Test func aBadNewCertificateKeepsTheOldOne() async throws {
         let certs = Harness.temporaryFolder("renew-bad")
         defer { try? FileManager.default.removeItem(at: certs) }
-        try Self.makeCertificate(in: certs)
-        let crt = certs.appendingPathComponent("server.crt").path, key = certs.appendingPathComponent("server.key").path
-        let good = certs.appendingPathComponent("good.crt").path
-        try FileManager.default.copyItem(atPath: crt, toPath: good)
+        let (crt, key, good) = try Self.certificateWithCopy(in: certs, kept: "good.crt")
         let daemon = try await Daemon(extra: ["--server_crt", crt, "--server_key", key])
         try "not a certificate\n".write(toFile: crt, atomically: true, encoding: .utf8)
         kill(daemon.pid, SIGHUP)
