@@ -44,11 +44,13 @@ import TestPorts
         #expect(try ControlProto.Response(decoding: Array(try #require(update.body).dropFirst(5)))
                 == ControlProto.Response(listeners: reply.listeners, prodListeners: ["127.0.0.1:\(app.port)", "127.0.0.1:\(app.port)"]))
 
-        // Outbound, with the original s2uc's hello: role PROD, its list the consumer's receivers.
+        // Outbound, with the original s2uc's hello: role PROD, its list the consumer's receivers. The
+        // original sends req and hello at once; here the hello goes first, the order that once left
+        // it taken for a PROD hello and both calls unanswered.
         let outbound = try await Self.connect(consumer)
         defer { outbound.close() }
-        let consReq = try await outbound.send("req", ControlProto.Request(uid: uid, role: "CONS", numConn: 1, rate: 10000).encoded)
         let consHello = try await outbound.send("hello", ControlProto.Hello(uid: uid, prodListeners: ["localhost:5074"], role: "PROD").encoded)
+        let consReq = try await outbound.send("req", ControlProto.Request(uid: uid, role: "CONS", numConn: 1, rate: 10000).encoded)
         let consAnswers = try await outbound.wait([consReq, consHello])
         #expect(consAnswers.map(\.status) == [0, 0], "\(consAnswers.map(\.message)) \(consumer.log)")
         let consReply = try ControlProto.Response(decoding: Array(try #require(consAnswers[0].body).dropFirst(5)))

@@ -184,9 +184,11 @@ extension ControlServer {
                 var role = try Self.role(hello.role)
                 var listeners = hello.prodListeners
                 let uid = SessionID(hello.uid)
+                // The req may still be on its way (its stream is handled concurrently): wait for it
+                // as the hello itself would.
                 func session() async -> SessionRegistry.Session? {
                     guard let uid else { return nil }
-                    return await registry.snapshot().first { $0.uid == uid }
+                    return await registry.sessionAwaitingItsRequest(uid)
                 }
                 if role == .prod, let found = await session(), found.role == .cons {
                     // The original s2uc (1.2.1) says PROD in the hello of an outbound request and the

@@ -306,6 +306,13 @@ actor SessionRegistry {
         return session
     }
 
+    /// The session `uid`, waiting a little (as a hello does) for a request still on its way: the
+    /// original's client sends its req and hello at once, on streams that are handled concurrently.
+    func sessionAwaitingItsRequest(_ uid: SessionID) async -> Session? {
+        if sessions[uid] == nil, recentFailures[uid] == nil { _ = await waitForSession(uid) }
+        return sessions[uid]
+    }
+
     private func waitForSession(_ uid: SessionID) async -> Bool {
         nextWatcherID &+= 1
         let id = nextWatcherID
