@@ -73,6 +73,13 @@ public enum ControlDaemon {
             listener.close()
             return Console.runtimeError(error)
         }
+        // Stunnel's listeners are fenced by socket filters, which the kernel allows only with
+        // CAP_NET_ADMIN: sources the operator named must be enforced, or s2cs does not start.
+        if let refusal = dataPlane.sourceFenceRefusal, config.consAllowedSources != nil {
+            folderLock.release()
+            listener.close()
+            return Console.runtimeError(StartupError("\(ConsumerSources.flag) cannot be enforced with --type Stunnel: \(refusal). Run s2cs with CAP_NET_ADMIN (systemd: AmbientCapabilities=CAP_NET_ADMIN) or as root, or use --type Haproxy or Nginx, whose configs limit sources themselves"))
+        }
         await dataPlane.setCountsTraffic(config.trafficCounting)
         // With --keep-sessions-on-exit, the sessions an earlier s2cs left running (it exited with the
         // flag, or was killed) whose proxies are provably the ones it started are taken over;
@@ -119,7 +126,10 @@ public enum ControlDaemon {
         }
         let consumers = ConsumerSources(configured: config.consAllowedSources)
         let consBind = config.bindIP(for: .cons)
-        if config.consAllowedSources == nil, let bind = IPAddress(numeric: consBind), bind.bytes.allSatisfy({ $0 == 0 }) {
+        if let refusal = dataPlane.sourceFenceRefusal {
+            logger.warning("consumer-side listeners accept any source that reaches them: --type Stunnel has no source ACL and \(refusal); run s2cs with CAP_NET_ADMIN or as root to limit them to loopback and each session's requester, or use --type Haproxy or Nginx",
+                           ["cons_listeners": consBind])
+        } else if config.consAllowedSources == nil, let bind = IPAddress(numeric: consBind), bind.bytes.allSatisfy({ $0 == 0 }) {
             logger.warning("consumer-side listeners bind every address of this host: only loopback and the address that requested each session may connect to them; name the consumer applications' addresses with \(ConsumerSources.flag)",
                            ["cons_listeners": consBind, "allowed": consumers.summary])
         } else {

@@ -31,6 +31,10 @@ public actor DataPlane {
     let checkListenersBeforeLaunch: Bool
     /// Who proxies drop to after start-up (s2cs runs as root); nil: they run as s2cs does.
     public nonisolated let runAs: ProxyIdentity?
+    /// Why this data plane cannot limit who connects to its listeners, or nil when it can. Only
+    /// Stunnel depends on this process: it has no source ACL, so s2cs filters its listening sockets,
+    /// which the kernel allows only with CAP_NET_ADMIN (`SourceFilter.refusal`).
+    public nonisolated let sourceFenceRefusal: String?
 
     enum Phase {
         case mock
@@ -144,6 +148,7 @@ public actor DataPlane {
         self.checkListenersBeforeLaunch = checkListenersBeforeLaunch
         self.maxConnections = maxConnections
         self.logLimit = logLimit
+        self.sourceFenceRefusal = type == .stunnel ? SourceFilter.refusal().map { "the kernel refuses socket filters to this process (SO_ATTACH_FILTER: \($0)); it needs CAP_NET_ADMIN" } : nil
         if !dataPlaneTLS && !type.supportsPlaintext { throw .plaintextUnsupported(type: type) }
         self.executable = try Self.locateBinary(type, searchPath: searchPath, requireTrusted: requireTrustedBinary)
         try Self.prepareFolder(folder, logger: logger)

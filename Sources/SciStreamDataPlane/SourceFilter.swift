@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CSciStream
 import SciStreamSystem
 
@@ -6,7 +9,7 @@ import SciStreamSystem
 /// the listener, attaches the filter before it listens, and hands it to stunnel by socket activation.
 /// The kernel drops a stranger's SYN before a connection exists: the stranger's connect gets no
 /// answer and nothing reaches the proxy.
-struct SourceFilter {
+public struct SourceFilter {
     struct Instruction: Equatable {
         var code: UInt16
         var jt: UInt8 = 0
@@ -86,6 +89,17 @@ struct SourceFilter {
             program[index].k = UInt32(acceptIndex - index - 1)
         }
         return program
+    }
+
+    /// Why this process cannot attach a socket filter, or nil when it can. Seen on Linux 6.1 and
+    /// 6.18: without CAP_NET_ADMIN, SO_ATTACH_FILTER fails with EPERM even for a one-instruction
+    /// program, so an unprivileged s2cs cannot fence a stunnel listener.
+    public static func refusal() -> Errno? {
+        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return Errno.current }
+        defer { _ = Glibc.close(fd) }
+        do { try SourceFilter(allowing: []).attach(to: fd) } catch { return error }
+        return nil
     }
 
     /// Attaches the program to `fd` (SO_ATTACH_FILTER).

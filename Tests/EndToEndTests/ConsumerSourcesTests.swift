@@ -116,6 +116,50 @@ import Glibc
         try await check(type: type, consumerExtra: ["--cons-allowed-sources", "127.0.0.9/32"], admitted: "127.0.0.9", refused: "127.0.0.1")
     }
 
+    /// Stunnel has no source ACL, and the kernel lets only a process with CAP_NET_ADMIN filter a
+    /// socket: an unprivileged s2cs (a user's shell, the tutorial's machines) still serves consumer
+    /// sessions, says at start that their listeners accept any source, and does not start at all
+    /// when the operator named sources it could not enforce.
+    @Test func anUnprivilegedStunnelS2csSaysItsConsumerListenersAreOpenAndRefusesNamedSources() async throws {
+        try #require(getuid() == 0, "starting s2cs as another user needs root")
+        let nobody: [String] = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        let folders = Harness.temporaryFolder("unprivileged")
+        defer { try? FileManager.default.removeItem(at: folders) }
+        func ownFolder(_ name: String) throws -> URL {
+            let url = folders.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+            #expect(chown(folders.path, 65534, 65534) == 0 && chown(url.path, 65534, 65534) == 0)
+            return url
+        }
+
+        // Named sources it cannot enforce: exit 1, the flag and the remedy named, nothing written.
+        let refusedFolder = try ownFolder("refused")
+        let refused = await Harness.run(nobody[0], Array(nobody.dropFirst()) + [Harness.s2cs, "--port", "0", "--bind", "127.0.0.1", "--ssl=False", "--type", "Stunnel",
+                                                    "--config-folder", refusedFolder.path, "--cons-allowed-sources", "127.0.0.1/32"])
+        #expect(refused.status == 1, "\(refused.stdout) \(refused.stderr)")
+        #expect(refused.stderr.contains("--cons-allowed-sources cannot be enforced with --type Stunnel") && refused.stderr.contains("CAP_NET_ADMIN"), "\(refused.stderr)")
+        #expect(!refused.stdout.contains("s2cs listening on"))
+        #expect(sessionFolderEntries(refusedFolder).isEmpty)
+
+        // Without the flag: warned at start, and a tunnel through an unprivileged consumer side works.
+        let app = try ProducerApp(expectedConnections: 1)
+        defer { app.stop() }
+        let producer = try await Daemon(type: "Stunnel", tls: false)
+        let consumer = try await Daemon(type: "Stunnel", tls: false, sessionFolder: try ownFolder("consumer"), launcher: nobody)
+        defer { producer.stop(); consumer.stop() }
+        let warning = consumer.log.split(separator: "\n").first { $0.contains("consumer-side listeners accept any source") } ?? ""
+        #expect(warning.contains(" warning ") && warning.contains("CAP_NET_ADMIN") && warning.contains("SO_ATTACH_FILTER"), "\(consumer.log)")
+        let tunnel = try await TunnelTests.setUp(type: "Stunnel", appPort: app.port, consumerPort: consumer.ports.ports.last ?? 0,
+                                                 producer: producer, consumer: consumer)
+        let payload = Self.randomBytes(256 << 10)
+        #expect(await Self.attempt(from: "127.0.0.1", to: tunnel.consumerPort, payload: payload) == .closed)
+        let received = await app.results()
+        #expect(received.count == 1 && received.first?.sha256 == Self.digest(payload), "\(received)\n\(consumer.log)")
+        for daemon in [producer, consumer] {
+            #expect(await Harness.s2uc(["release", tunnel.uid] + daemon.clientArguments).status == 0)
+        }
+    }
+
     @Test func aBadValueIsAUsageErrorNamingTheFlag() async {
         for value in ["10.0.0.0/33", "example.org", "10.0.0.1:5000", "", "10.0.0.1,,10.0.0.2", "10.0.0.1\nlisten x"] {
             let output = await Harness.run(Harness.s2cs, ["--port", "0", "--ssl=False", "--type", "Mock", "--cons-allowed-sources", value])

@@ -144,14 +144,16 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
     /// With `home`, s2cs runs with HOME set to it, no `$HAPROXY_CONFIG_PATH` and no `--config-folder`:
     /// the default folder, as on a gateway where nobody chose one.
     init(type: String = "Mock", tls: Bool = true, ports: PortBlock? = nil, extra: [String] = [], environment: [String: String] = [:],
-         verbose: Bool = true, home: URL? = nil, sessionFolder: URL? = nil, executable: String = Harness.s2cs) async throws {
+         verbose: Bool = true, home: URL? = nil, sessionFolder: URL? = nil, executable: String = Harness.s2cs,
+         launcher: [String] = []) async throws {
         self.tls = tls
         self.ports = try ports ?? PortBlock.reserve()
         self.home = home
         self.sessionFolder = sessionFolder
         folder = Harness.temporaryFolder("s2cs")
-        process.executableURL = URL(fileURLWithPath: executable)
-        var arguments = ["--port", "0", "--bind", "127.0.0.1", "--listener-ip", "127.0.0.1", "--type", type]
+        // `launcher` runs s2cs (setpriv to start it as another user): its program, then its arguments.
+        process.executableURL = URL(fileURLWithPath: launcher.first ?? executable)
+        var arguments = Array(launcher.dropFirst()) + (launcher.isEmpty ? [] : [executable]) + ["--port", "0", "--bind", "127.0.0.1", "--listener-ip", "127.0.0.1", "--type", type]
             + (home == nil ? ["--config_folder", (sessionFolder ?? folder.appendingPathComponent("scistream")).path] : [])
             + ["--port-range", self.ports.description] + (verbose ? ["--verbose"] : [])
         if tls {

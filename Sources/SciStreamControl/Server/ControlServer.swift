@@ -201,8 +201,15 @@ public final class ControlServer: Sendable {
             targets.servicePorts = current.targetPolicy.servicePorts  // the ports bound at start stay this s2cs's own
             current = ReloadablePolicy(targetPolicy: targets, allowedIdentities: new.allowedIdentities)
         }
-        await registry.setSources(peerGateways: new.peerGateways, consumers: new.consAllowedSources)
-        reloaded.append("--allowed-targets, --allowed-identities, --peer-gateways, --cons-allowed-sources")
+        if let refusal = dataPlane.sourceFenceRefusal, new.consAllowedSources != nil {
+            // As at start: sources that cannot be enforced are not taken.
+            await registry.setSources(peerGateways: new.peerGateways, consumers: nil)
+            reloaded.append("--allowed-targets, --allowed-identities, --peer-gateways")
+            failed.append("\(ConsumerSources.flag): cannot be enforced with --type Stunnel (\(refusal)); consumer-side listeners still accept any source")
+        } else {
+            await registry.setSources(peerGateways: new.peerGateways, consumers: new.consAllowedSources)
+            reloaded.append("--allowed-targets, --allowed-identities, --peer-gateways, --cons-allowed-sources")
+        }
         return (reloaded, failed)
     }
 

@@ -94,6 +94,7 @@ actor SessionRegistry {
         self.authenticated = config.authenticationEnabled
         self.peerSources = config.peerGateways.map { $0.map(\.sourceBlock) }
         self.consumerSources = ConsumerSources(configured: config.consAllowedSources)
+        self.consumerSources.enforced = config.consAllowedSources != nil || dataPlane.sourceFenceRefusal == nil
         self.plaintextDataPlane = !config.dataPlaneTLS
         self.helloTimeout = config.helloTimeout
         self.earlyHelloWait = min(config.helloTimeout, .seconds(10))
@@ -607,7 +608,9 @@ actor SessionRegistry {
     /// accept only these sources (running proxies keep theirs).
     func setSources(peerGateways: [AddressRule]?, consumers: [AddressRule]?) {
         peerSources = peerGateways.map { $0.map(\.sourceBlock) }
+        let enforced = consumerSources.enforced
         consumerSources = ConsumerSources(configured: consumers)
+        consumerSources.enforced = enforced || consumers != nil
     }
 
     /// The port pool: ports in `--port-range`, and those held by sessions now.
