@@ -22,6 +22,7 @@ public struct Errno: Error, Equatable, Hashable, Sendable, CustomStringConvertib
     public static let badFileDescriptor = Errno(EBADF)
     public static let brokenPipe = Errno(EPIPE)
     public static let connectionReset = Errno(ECONNRESET)
+    public static let nameTooLong = Errno(ENAMETOOLONG)
 }
 
 /// Runs a system call that returns -1 on failure, retrying on EINTR, and turns errno into a thrown `Errno`.

@@ -90,6 +90,12 @@ public struct SessionID: Sendable, Hashable, CustomStringConvertible {
     /// been validated yet (it is logged as it came off the wire): anything but hex digits and dashes
     /// comes back quoted and escaped (`session='\u{1B}[2J x='`), so that it can neither break the
     /// line nor pass for another field.
+    /// Whether `text` could be the start of a uid as `s2uc list` shows it: 8 to 35 hexadecimal digits
+    /// and dashes (an operator names a session that way).
+    public static func looksLikePrefix(_ text: String) -> Bool {
+        (8..<36).contains(text.utf8.count) && text.utf8.allSatisfy { isHexDigit($0) || $0 == UInt8(ascii: "-") }
+    }
+
     public static func shortPrefix(_ uid: String) -> String {
         let prefix = String(uid.prefix(8))
         let plain = prefix.utf8.allSatisfy { isHexDigit($0) || $0 == UInt8(ascii: "-") }

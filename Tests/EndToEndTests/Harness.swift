@@ -210,9 +210,10 @@ final class Daemon: @unchecked Sendable {  // used by one test at a time
 }
 
 /// What s2cs wrote in a session folder for its sessions: without its lock file (`s2cs.lock`, there
-/// while s2cs runs and after) and its audit log (`audit.log`, kept).
+/// while s2cs runs and after), its audit log (`audit.log`, kept) and its admin socket (`admin.sock`,
+/// there while it runs).
 func sessionFolderEntries(_ folder: URL) -> [String] {
-    ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0 != "s2cs.lock" && !$0.hasPrefix("audit.log") }
+    ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0 != "s2cs.lock" && !$0.hasPrefix("audit.log") && $0 != "admin.sock" }
 }
 
 /// Stops a process group that outlives its time: SIGTERM to the group, then SIGKILL 10 s later.

@@ -21,12 +21,19 @@ public struct ControlTarget: Sendable {
     public let host: String
     public let port: UInt16
     public let tls: TLSContext?
-    public var display: String { Endpoint(host: host, port: port).description }
+    /// `--s2cs unix:PATH`: an s2cs's local admin socket (plaintext; the file's mode is the access control).
+    public var unixPath: String? = nil
+    public var display: String { unixPath.map { "unix:\($0)" } ?? Endpoint(host: host, port: port).description }
 
     public init(host: String, port: UInt16, tls: TLSContext?) {
         self.host = host
         self.port = port
         self.tls = tls
+    }
+
+    public init(unixPath: String) {
+        self.init(host: "localhost", port: 0, tls: nil)
+        self.unixPath = unixPath
     }
 }
 
@@ -48,6 +55,15 @@ public final class ControlConnection {
     var targetDisplay: String { target.display }
 
     public static func open(_ target: ControlTarget) async throws(ClientError) -> ControlConnection {
+        if let path = target.unixPath {
+            do {
+                return ControlConnection(stream: try Socket.connectUnix(path: path), target: target)
+            } catch {
+                let hint = error == .connectionRefused || error.rawValue == ENOENT ? "is s2cs running with this --admin-socket?"
+                    : error.rawValue == EACCES ? "only s2cs's own user (and root) may use its admin socket" : "check the path"
+                throw ClientError("cannot connect to the s2cs admin socket \(path): \(error); \(hint)")
+            }
+        }
         let deadline = ContinuousClock.now + connectTimeout
         let address: SocketAddress
         do {

@@ -184,6 +184,14 @@ public enum UserClient {
     /// with `--prod_server_cert`, else `--server_cert`); errors name the option that was used.
     static func target(_ parsed: ParsedArguments, s2csOption: String = "s2cs", certOptions: [String] = ["server_cert"]) throws -> ControlTarget {
         let text = parsed.string(s2csOption)
+        // An s2cs's local admin socket (s2cs --admin-socket): list and release every session there.
+        if text.hasPrefix("unix:") {
+            let path = String(text.dropFirst(5))
+            guard !path.isEmpty, path.utf8.count <= Socket.maxUnixPathLength else {
+                throw UsageError("bad --\(s2csOption) '\(text)': unix: needs the path of an s2cs admin socket (at most \(Socket.maxUnixPathLength) bytes)")
+            }
+            return ControlTarget(unixPath: path)
+        }
         let endpoint: Endpoint
         do { endpoint = try Endpoint.parse(text) } catch { throw UsageError("bad --\(s2csOption) '\(text)': \(error)") }
         let useTLS = try ArgumentParser.parseBool(parsed.string("ssl"), option: "--ssl")
@@ -347,7 +355,7 @@ public enum UserClient {
         guard let text = parsed.positionals.first ?? (parsed.environment[uidVariable] != nil ? "$" + uidVariable : nil) else {
             throw UsageError("missing the uid of the session to release: s2uc release <uid> --s2cs <host:port> (or '-' to read it from standard input, or set \(uidVariable))")
         }
-        let uid = try sessionUID(text, environment: parsed.environment)
+        let uid = try sessionUID(text, environment: parsed.environment, allowPrefix: true)
         let target = try target(parsed)
         output.set("uid", uid)
         output.set("s2cs", target.display)
@@ -427,7 +435,9 @@ public enum UserClient {
     static let uidVariable = "SCISTREAM_UID"
 
     /// A uid argument: the uid itself, `-` (one line of standard input), or `$SCISTREAM_UID`.
-    static func sessionUID(_ argument: String, environment: [String: String]) throws -> String {
+    /// With `allowPrefix` (release), also the uid prefix `s2uc list` shows (8 or more characters):
+    /// an s2cs takes it only from an operator (`--admin-identities`, or its admin socket).
+    static func sessionUID(_ argument: String, environment: [String: String], allowPrefix: Bool = false) throws -> String {
         var text = argument
         var source = "uid"
         if argument == "-" {
@@ -440,7 +450,10 @@ public enum UserClient {
             text = (environment[uidVariable] ?? "").trimmingCharacters(in: .whitespaces)
             source = "uid in \(uidVariable)"
         }
-        do { return try SessionID.validate(text) } catch { throw UsageError("bad \(source): \(error)") }
+        do { return try SessionID.validate(text) } catch {
+            if allowPrefix && SessionID.looksLikePrefix(text) { return text.lowercased() }
+            throw UsageError("bad \(source): \(error)")
+        }
     }
 
     static func failure(_ step: String, _ status: Status, _ target: ControlTarget, uid: String?) -> ClientError {

@@ -19,6 +19,8 @@ struct AuditEntry: Encodable {
     /// The status answered (`OK`, `PERMISSION_DENIED`, ...).
     var status: String? = nil
     var reason: String? = nil
+    /// True when an operator acted (`--admin-identities`, or the local admin socket); absent otherwise.
+    var admin: Bool? = nil
 }
 
 /// `s2cs --audit-log`: one JSON object per line for each decision (what a facility's security

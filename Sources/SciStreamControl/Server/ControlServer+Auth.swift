@@ -38,14 +38,21 @@ struct Caller: Sendable {
     let subject: String?
     /// The identity's username, for logs and `--allowed-identities`.
     let username: String?
+    /// An operator: an identity in `--admin-identities`, or whoever reaches the local admin socket.
+    /// It sees every session with its owner and may release any; what it does is audited as admin.
+    var admin = false
 
     static func anonymous(_ address: String) -> Caller { Caller(address: address, subject: nil, username: nil) }
+
+    /// Whoever reaches the local admin socket (`--admin-socket`, mode 0600: s2cs's own user or root).
+    static let localAdmin = Caller(address: "local", subject: nil, username: "admin-socket", admin: true)
 }
 
 extension ControlServer {
     /// Checks the token of a request before anything else happens: the caller to go on with, or the
     /// refusal to send. With authentication off, every request goes on, anonymously.
-    func authenticate(_ message: Message, client: String, log: Logger) async -> Result<Caller, RefusedRequest> {
+    func authenticate(_ message: Message, client: String, log: Logger, localAdmin: Bool = false) async -> Result<Caller, RefusedRequest> {
+        if localAdmin { return .success(.localAdmin) }
         guard let checker = tokenChecker, let token = message.bearerToken else { return .success(.anonymous(client)) }
         let status: Status
         let reason: String
@@ -53,7 +60,8 @@ extension ControlServer {
         let verdict = await checker.check(token, client: IPAddress.clientKey(client))
         switch verdict {
         case .valid(let username, let subject):
-            if let patterns = allowedIdentities, !IdentityPattern.allows(patterns, username: username) {
+            let admin = adminIdentities.map { IdentityPattern.allows($0, username: username) } ?? false
+            if !admin, let patterns = allowedIdentities, !IdentityPattern.allows(patterns, username: username) {
                 log.warning("request refused: identity not in --allowed-identities", ["user": username ?? "?"])
                 metrics.authenticated("identity_refused")
                 return .failure(RefusedRequest(message.refusal(Status(.permissionDenied, "this s2cs does not serve your identity: ask its operator to add it to --allowed-identities"))))
@@ -66,7 +74,7 @@ extension ControlServer {
                 return .failure(RefusedRequest(message.refusal(Status(.unauthenticated, "the token names no identity: log in again with s2uc login"))))
             }
             metrics.authenticated("valid")
-            return .success(Caller(address: client, subject: identity, username: username))
+            return .success(Caller(address: client, subject: identity, username: username, admin: admin))
         case .missing(let text):
             (status, reason) = (Status(.unauthenticated, text), "no token")
             metrics.authenticated("missing")

@@ -4,10 +4,10 @@ import SciStreamDataPlane
 
 extension ControlServer {
     /// Answers one request message. Never throws: every failure becomes a status in the reply.
-    func handle(_ message: Message, client: String, log: Logger) async -> Message {
+    func handle(_ message: Message, client: String, log: Logger, localAdmin: Bool = false) async -> Message {
         // With authentication on, nothing happens for a request whose token does not pass.
         let caller: Caller
-        switch await authenticate(message, client: client, log: log) {
+        switch await authenticate(message, client: client, log: log, localAdmin: localAdmin) {
         case .success(let who):
             caller = who
             connectionTable.served(client)
@@ -18,7 +18,9 @@ extension ControlServer {
             return refused.reply
         }
         let reply = await answer(message, caller: caller, log: log)
-        audit?.record(AuditEntry(message, reply: reply, client: client, identity: caller.username ?? caller.subject))
+        var entry = AuditEntry(message, reply: reply, client: client, identity: caller.username ?? caller.subject)
+        if caller.admin { entry.admin = true }
+        audit?.record(entry)
         return reply
     }
 
@@ -173,13 +175,22 @@ extension ControlServer {
     }
 
     private func handleRelease(_ release: Release, caller: Caller, log: Logger) async -> Status {
-        do {
-            let uid = try SessionRegistry.sessionID(release.uid)
+        do throws(StatusError) {
+            // An admin may name a session by the prefix `list` shows.
+            let named = caller.admin ? try await registry.sessionID(adminPrefix: release.uid) : nil
+            let uid: SessionID
+            if let named {
+                uid = named
+            } else if !caller.admin && SessionID(release.uid) == nil && SessionID.looksLikePrefix(release.uid) {
+                throw StatusError(.invalidArgument, "a uid prefix names a session only for this s2cs's operators (--admin-identities, or its admin socket): give the whole uid")
+            } else {
+                uid = try SessionRegistry.sessionID(release.uid)
+            }
             // Its last figures, before its proxy stops, go into the gateway-wide totals (read
             // whoever asks: nothing of them goes back to the caller).
             metrics.observe(await sessionTraffic(for: nil, only: uid))
             let note = try await registry.release(uid, caller: caller)
-            log.info("session released", ["session": uid.prefix])
+            log.info("session released", caller.admin ? ["session": uid.prefix, "admin": caller.username ?? "?"] : ["session": uid.prefix])
             return Status(.ok, "session \(uid.prefix) released" + (note.map { "; note: \($0)" } ?? ""))
         } catch {
             return error.status
@@ -207,6 +218,11 @@ extension ControlServer {
             if state == "active", case .exited(let description) = await dataPlane.status(uid: session.uid.text) {
                 state = "failed"
                 note = "proxy exited unexpectedly (\(description))"
+            }
+            // An operator sees whose session it is.
+            if caller?.admin == true {
+                let owner = "owner " + (session.owner.map { session.ownerName ?? "identity \($0)" } ?? "\(session.client) (no authentication)")
+                note = note.isEmpty ? owner : "\(owner); \(note)"
             }
             // Only a prefix of the uid: the whole uid is the session secret.
             infos.append(SessionInfo(uid: session.uid.prefix, role: session.role, state: state,

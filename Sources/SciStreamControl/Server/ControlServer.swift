@@ -21,6 +21,7 @@ public final class ControlServer: Sendable {
     private struct ReloadablePolicy {
         var targetPolicy: TargetPolicy
         var allowedIdentities: [String]?
+        var adminIdentities: [String]?
     }
     private let policy: Mutex<ReloadablePolicy>
     /// Where sessions may forward (`--allowed-targets`, or the default policy), with this s2cs's own
@@ -28,6 +29,8 @@ public final class ControlServer: Sendable {
     var targetPolicy: TargetPolicy { policy.withLock { $0.targetPolicy } }
     /// `--allowed-identities` (nil: any).
     var allowedIdentities: [String]? { policy.withLock { $0.allowedIdentities } }
+    /// `--admin-identities` (nil: none).
+    var adminIdentities: [String]? { policy.withLock { $0.adminIdentities } }
     /// `--audit-log`: one JSON line per decision (AuditLog.swift); nil with `--audit-log none`.
     let audit: AuditLog?
     /// What `--metrics` serves (Metrics.swift).
@@ -37,6 +40,9 @@ public final class ControlServer: Sendable {
     /// The control channel's TLS context; a reload swaps it (connections keep the one they began with).
     private let tlsContext: Mutex<TLSContext?>
     private let listener: Socket
+    /// The local admin channel (`--admin-socket`): a Unix socket, mode 0600, whose callers are
+    /// operators (`Caller.localAdmin`); nil with `--admin-socket none`.
+    private let adminListener: (socket: Socket, path: String)?
     /// Control connections open now (`--max-connections`, `--max-connections-per-client`), and who
     /// makes room for whom when they are all taken.
     let connectionTable: ConnectionTable
@@ -62,9 +68,21 @@ public final class ControlServer: Sendable {
         self.tokenChecker = try config.makeTokenChecker(logger: logger)
         let listener = try listener ?? Self.listen(config)
         self.listener = listener
+        let adminPath = config.adminSocket == "none" ? nil : config.adminSocket ?? dataPlane.folder + "/admin.sock"
+        do {
+            self.adminListener = try adminPath.map { path throws(Errno) in (try Socket.listenUnix(path: path, mode: 0o600), path) }
+        } catch {
+            // The one the operator named must open; the default one is a convenience (a folder path
+            // too long for a Unix socket, say): s2cs serves without it and says so.
+            guard config.adminSocket == nil else {
+                throw ServerError.cannotListen(address: adminPath ?? "", reason: "\(error) (--admin-socket; 'none' opens no admin channel)")
+            }
+            logger.warning("no local admin socket: cannot open it in the session folder; name one with --admin-socket", ["path": adminPath ?? "", "error": "\(error)"])
+            self.adminListener = nil
+        }
         var policy = config.targetPolicy
         if let bound = listener.localAddress?.port { policy.servicePorts.insert(bound) }
-        self.policy = Mutex(ReloadablePolicy(targetPolicy: policy, allowedIdentities: config.allowedIdentities))
+        self.policy = Mutex(ReloadablePolicy(targetPolicy: policy, allowedIdentities: config.allowedIdentities, adminIdentities: config.adminIdentities))
         tls?.selectHTTP2WhenOffered()
     }
 
@@ -87,12 +105,18 @@ public final class ControlServer: Sendable {
     /// The address the control port is bound to (with the real port when `--port 0`).
     public var boundAddress: SocketAddress? { listener.localAddress }
 
+    /// The local admin channel's path, if there is one.
+    public var adminSocketPath: String? { adminListener?.path }
+
     /// Accepts connections until the task is cancelled.
     public func run() async {
         var lastAcceptError: ContinuousClock.Instant? = nil
         accepting.withLock { $0 = true }
         defer { accepting.withLock { $0 = false } }
         await withDiscardingTaskGroup { group in
+            if let admin = adminListener?.socket {
+                group.addTask { await self.runAdmin(admin) }
+            }
             while !Task.isCancelled {
                 let socket: Socket
                 do {
@@ -146,6 +170,20 @@ public final class ControlServer: Sendable {
         }
     }
 
+    /// Accepts local admin connections (a few at a time: only the operator reaches this socket).
+    private func runAdmin(_ admin: Socket) async {
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled {
+                guard let socket = try? await admin.accept() else {
+                    if Task.isCancelled || stopping.withLock({ $0 }) { break }
+                    try? await Task.sleep(for: .milliseconds(50))
+                    continue
+                }
+                group.addTask { await self.serve(socket, localAdmin: true) }
+            }
+        }
+    }
+
     /// The one way s2cs stops (SIGINT, SIGTERM, SIGHUP, SIGQUIT): stop accepting, refuse new work
     /// (an update that arrives now starts nothing), end every session (proxies stopped and reaped,
     /// files removed, ports freed). The caller then exits.
@@ -155,6 +193,10 @@ public final class ControlServer: Sendable {
         stopping.withLock { $0 = true }
         // Wakes the accept loop (accept fails on a listening socket shut down), which then ends.
         _ = Glibc.shutdown(listener.fd, Int32(SHUT_RDWR))
+        if let (admin, path) = adminListener {
+            _ = Glibc.shutdown(admin.fd, Int32(SHUT_RDWR))
+            _ = unlink(path)
+        }
         logger.info("shutting down")
         if keepingSessions {
             let (kept, ended) = await registry.shutdownKeepingActive()
@@ -199,16 +241,16 @@ public final class ControlServer: Sendable {
         policy.withLock { current in
             var targets = new.targetPolicy
             targets.servicePorts = current.targetPolicy.servicePorts  // the ports bound at start stay this s2cs's own
-            current = ReloadablePolicy(targetPolicy: targets, allowedIdentities: new.allowedIdentities)
+            current = ReloadablePolicy(targetPolicy: targets, allowedIdentities: new.allowedIdentities, adminIdentities: new.adminIdentities)
         }
         if let refusal = dataPlane.sourceFenceRefusal, new.consAllowedSources != nil {
             // As at start: sources that cannot be enforced are not taken.
             await registry.setSources(peerGateways: new.peerGateways, consumers: nil)
-            reloaded.append("--allowed-targets, --allowed-identities, --peer-gateways")
+            reloaded.append("--allowed-targets, --allowed-identities, --admin-identities, --peer-gateways")
             failed.append("\(ConsumerSources.flag): cannot be enforced with --type Stunnel (\(refusal)); consumer-side listeners still accept any source")
         } else {
             await registry.setSources(peerGateways: new.peerGateways, consumers: new.consAllowedSources)
-            reloaded.append("--allowed-targets, --allowed-identities, --peer-gateways, --cons-allowed-sources")
+            reloaded.append("--allowed-targets, --allowed-identities, --admin-identities, --peer-gateways, --cons-allowed-sources")
         }
         return (reloaded, failed)
     }
@@ -257,14 +299,16 @@ public final class ControlServer: Sendable {
 
     /// Serves connection `id` of the table; with `refusing`, answers its first request with that
     /// status and closes.
-    private func serve(_ socket: Socket, id: UInt64? = nil, refusing: Status? = nil) async {
+    private func serve(_ socket: Socket, id: UInt64? = nil, refusing: Status? = nil, localAdmin: Bool = false) async {
         let accepted = ContinuousClock.now
-        let peerAddress = socket.peerAddress
-        let peer = peerAddress.map(\.description) ?? "unknown"
-        let client = peerAddress?.host ?? "unknown"
+        let peerAddress = localAdmin ? nil : socket.peerAddress
+        let peer = localAdmin ? "admin-socket" : peerAddress.map(\.description) ?? "unknown"
+        let client = localAdmin ? "local" : peerAddress?.host ?? "unknown"
         let log = logger.with("peer", peer)
         let opened: any ByteStream
-        if let tls = tlsContext.withLock({ $0 }) {
+        if localAdmin {
+            opened = socket  // SciStream's own protocol in plaintext: the socket file's mode is the access control
+        } else if let tls = tlsContext.withLock({ $0 }) {
             do {
                 opened = try await TLSStream.accept(socket: socket, context: tls, deadline: accepted + config.frameTimeout)
             } catch {
@@ -295,7 +339,7 @@ public final class ControlServer: Sendable {
             opened = socket
         }
         // The original's gRPC clients on the same port (ControlServer+GRPC.swift).
-        guard let stream = await routeGRPC(opened, client: client, log: log, refusing: refusing, deadline: accepted + config.frameTimeout,
+        guard let stream = localAdmin ? opened : await routeGRPC(opened, client: client, log: log, refusing: refusing, deadline: accepted + config.frameTimeout,
                                            onCall: { [connectionTable] in if let id { connectionTable.proven(id) } }) else { return }
         defer { stream.close() }
         if let refusing {
@@ -337,7 +381,7 @@ public final class ControlServer: Sendable {
                     if let id { connectionTable.proven(id) }
                     metrics.received(message)
                     let started = ContinuousClock.now
-                    let reply = await handle(message, client: client, log: log)
+                    let reply = await handle(message, client: client, log: log, localAdmin: localAdmin)
                     metrics.answered(message, with: reply, elapsed: .now - started)
                     try await stream.writeAll(Self.frame(reply, log: log), deadline: .now + config.frameTimeout)
                     deadline = .now + config.frameTimeout

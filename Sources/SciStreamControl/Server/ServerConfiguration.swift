@@ -1,6 +1,7 @@
 import Foundation
 import SciStreamWire
 import SciStreamDataPlane
+import SciStreamSystem
 
 /// Everything `s2cs` was told on its command line, validated.
 public struct ServerConfiguration: Sendable {
@@ -46,6 +47,12 @@ public struct ServerConfiguration: Sendable {
     var allowedTargets: [AddressRule]? = nil
     /// `--allowed-identities`: Globus usernames (or `*@domain`) that may use this s2cs (nil: any).
     public var allowedIdentities: [String]? = nil
+    /// `--admin-identities`: Globus usernames (or `*@domain`) that may list every session with its
+    /// owner and release any (nil: nobody over the network).
+    public var adminIdentities: [String]? = nil
+    /// `--admin-socket`: the local admin channel's Unix socket; nil: `admin.sock` in the session
+    /// folder; `none`: no admin channel.
+    public var adminSocket: String? = nil
     /// `--peer-gateways`: with `--data-plane-tls=False`, the only sources producer-side listeners accept.
     var peerGateways: [AddressRule]? = nil
     /// `--cons-allowed-sources`: the only sources consumer-side listeners accept (nil: loopback and
@@ -103,6 +110,8 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("proxy-user", value: "user", help: "When s2cs runs as root, the unprivileged user its proxies drop to (default: nobody)."),
         OptionSpec("allowed-targets", value: "cidrs", help: "Where sessions may forward: CIDR blocks, each optionally with :PORT or :PORT-PORT (IPv6 in brackets), comma-separated. Default: anywhere but loopback (unless --listener-ip is loopback), link-local and this gateway's own addresses."),
         OptionSpec("allowed-identities", value: "users", help: "With authentication on, the Globus usernames allowed to use this s2cs, comma-separated; *@domain allows a whole domain. Default: any identity whose token has the scope."),
+        OptionSpec("admin-identities", value: "users", help: "With authentication on, the Globus usernames (or *@domain) who may list every session with its owner and release any, comma-separated (or @FILE, read again on SIGHUP). Default: none."),
+        OptionSpec("admin-socket", value: "path", help: "The local admin channel: a Unix socket (mode 0600) where s2uc list and s2uc release act on every session (s2uc --s2cs unix:PATH); 'none' opens none. Default: admin.sock in the config folder."),
         OptionSpec("peer-gateways", value: "cidrs", help: "With --data-plane-tls=False: the peer gateways' addresses, the only sources producer-side listeners accept (required for inbound sessions in that mode)."),
         OptionSpec("cons-allowed-sources", value: "cidrs", help: "The only sources consumer-side (CONS) listeners accept: CIDR blocks, comma-separated (IPv6 as 2001:db8::/32). Default: 127.0.0.1, ::1 and the address that requested the session."),
         OptionSpec("max-ports-per-client", value: "n", help: "Most listener ports one client address (and one identity) may hold at once. Default: half of --port-range."),
@@ -199,6 +208,18 @@ public struct ServerConfiguration: Sendable {
                 throw UsageError("--allowed-identities needs authentication (--client-id and --client-secret): without it s2cs does not know who asks")
             }
         }
+        if let text = try parsed.value("admin_identities").map({ value throws(UsageError) in try listValue(value, option: "--admin-identities") }) {
+            config.adminIdentities = try IdentityPattern.parseList(text, option: "--admin-identities")
+            guard config.clientSecret != nil else {
+                throw UsageError("--admin-identities needs authentication (--client-id and --client-secret): without it s2cs does not know who asks; the local admin channel (--admin-socket) needs none")
+            }
+        }
+        config.adminSocket = parsed.value("admin_socket")
+        if let path = config.adminSocket, path != "none" {
+            guard !path.isEmpty, path.utf8.count <= Socket.maxUnixPathLength, !path.contains("\0") else {
+                throw UsageError("bad --admin-socket '\(escapedForTerminal(path, limit: 120))': give a path of at most \(Socket.maxUnixPathLength) bytes, or 'none'")
+            }
+        }
         if let text = parsed.value("max_ports_per_client") {
             config.maxPortsPerClient = try ArgumentParser.parseInt(text, option: "max-ports-per-client", range: 1...65535)
         }
@@ -251,7 +272,7 @@ extension ServerConfiguration {
 
 /// One `--allowed-identities` item: a Globus username (`ada@example.org`) or a domain (`*@example.org`).
 enum IdentityPattern {
-    static func parseList(_ text: String) throws(UsageError) -> [String] {
+    static func parseList(_ text: String, option: String = "--allowed-identities") throws(UsageError) -> [String] {
         let items = text.split(separator: ",", omittingEmptySubsequences: false).map { String($0) }
         var patterns: [String] = []
         for item in items {
@@ -260,7 +281,7 @@ enum IdentityPattern {
             let starOK = !item.contains("*") || (item.hasPrefix("*@") && item.dropFirst().firstIndex(of: "*") == nil)
             guard !bad, let at, at != item.startIndex || item.hasPrefix("*"), item.index(after: at) != item.endIndex, starOK,
                   item.filter({ $0 == "@" }).count == 1 else {
-                throw UsageError("bad --allowed-identities: '\(item)' is not a username such as ada@example.org or a domain pattern such as *@example.org (comma-separated, no spaces)")
+                throw UsageError("bad \(option): '\(item)' is not a username such as ada@example.org or a domain pattern such as *@example.org (comma-separated, no spaces)")
             }
             patterns.append(item.lowercased())
         }

@@ -27,6 +27,8 @@ actor SessionRegistry {
         /// With authentication on, the identity (Globus `sub`) whose token created it: only it may
         /// send the session's hello, update and release, and see its details.
         let owner: String?
+        /// The owner's username when its token named one (what an admin's `list` shows).
+        var ownerName: String? = nil
         let numConn: Int
         let rate: Int
         let ports: [UInt16]
@@ -185,6 +187,7 @@ actor SessionRegistry {
         var session = Session(uid: uid, role: request.role, client: caller.address, owner: owner, numConn: ports.count, rate: Int(request.rate),
                               ports: ports, listeners: ports.map { Endpoint(host: ip, port: $0) })
         session.udp = request.udp
+        if owner != nil { session.ownerName = caller.username }
         session.expiry = expiryTask(for: uid)
         sessions[uid] = session
         sessionsByClient[client, default: 0] += 1
@@ -312,6 +315,19 @@ actor SessionRegistry {
     func sessionAwaitingItsRequest(_ uid: SessionID) async -> Session? {
         if sessions[uid] == nil, recentFailures[uid] == nil { _ = await waitForSession(uid) }
         return sessions[uid]
+    }
+
+    /// For an admin, who sees only uid prefixes in `list`: the one session whose uid starts with
+    /// `prefix` (at least the 8 characters `list` shows). Nil when `prefix` is a whole uid.
+    func sessionID(adminPrefix prefix: String) throws(StatusError) -> SessionID? {
+        guard SessionID(prefix) == nil else { return nil }
+        guard SessionID.looksLikePrefix(prefix) else {
+            throw StatusError(.invalidArgument, "'\(SessionID.shortPrefix(prefix))' is neither a uid nor a uid prefix of at least 8 characters as s2uc list shows it")
+        }
+        let matches = sessions.keys.filter { $0.text.hasPrefix(prefix.lowercased()) }
+        guard let uid = matches.first else { throw StatusError(.notFound, "no session whose uid starts with \(SessionID.shortPrefix(prefix)) on this s2cs") }
+        guard matches.count == 1 else { throw StatusError(.invalidArgument, "\(matches.count) sessions' uids start with \(SessionID.shortPrefix(prefix)): give more of the uid") }
+        return uid
     }
 
     private func waitForSession(_ uid: SessionID) async -> Bool {
@@ -565,6 +581,10 @@ actor SessionRegistry {
     /// With authentication on, only the identity that created a session may act on it.
     private func authorize(_ session: Session, _ caller: Caller) throws(StatusError) {
         guard let owner = session.owner, owner != caller.subject else { return }
+        if caller.admin {
+            logger.info("admin acts on another identity's session", ["session": session.uid.prefix, "admin": caller.username ?? "?"])
+            return
+        }
         logger.warning("request refused: session belongs to another identity", ["session": session.uid.prefix, "user": caller.username ?? "?"])
         throw StatusError(.permissionDenied, "session \(session.uid.prefix) belongs to another identity")
     }
@@ -572,6 +592,7 @@ actor SessionRegistry {
     /// Whether `caller` may see a session's details (targets, notes) in `list`: with authentication
     /// on, its owner; without, a caller from the address that requested it.
     nonisolated func mayInspect(_ session: Session, _ caller: Caller) -> Bool {
+        if caller.admin { return true }
         if let owner = session.owner { return owner == caller.subject }
         return session.client == caller.address
     }
@@ -722,3 +743,4 @@ extension SessionRegistry {
         return (kept, ended)
     }
 }
+
