@@ -41,7 +41,7 @@ public struct Logger: Sendable {
         let merged = self.metadata.merging(metadata) { _, new in new }
         var line = "\(Logger.timestamp()) \(level) \(label): \(Logger.oneLine(message()))"
         for key in merged.keys.sorted() {
-            line += " \(key)=\(Logger.oneLine(merged[key]!))"  // safe: key comes from merged.keys
+            line += " \(key)=\(Logger.value(merged[key]!))"  // safe: key comes from merged.keys
         }
         sink.write(line)
     }
@@ -64,6 +64,21 @@ public struct Logger: Sendable {
             }
         }
         return result
+    }
+
+    /// A metadata value as logfmt writes it: `oneLine`, then quoted when it is empty or holds a
+    /// space, `=` or `"` (`error="no route to host"`), with `"` and `\` escaped as `\"` and `\\`;
+    /// as it is otherwise.
+    static func value(_ text: String) -> String {
+        let line = oneLine(text)
+        // By scalar: a quote followed by a combining mark is still a quote.
+        guard line.isEmpty || line.unicodeScalars.contains(where: { $0 == " " || $0 == "=" || $0 == "\"" }) else { return line }
+        var quoted = "\""
+        for scalar in line.unicodeScalars {
+            if scalar == "\"" || scalar == "\\" { quoted.unicodeScalars.append("\\") }
+            quoted.unicodeScalars.append(scalar)
+        }
+        return quoted + "\""
     }
 
     private static func isUnsafeInLog(_ scalar: Unicode.Scalar) -> Bool {
