@@ -41,9 +41,9 @@ public struct Logger: Sendable {
         let merged = self.metadata.merging(metadata) { _, new in new }
         var line = "\(Logger.timestamp()) \(level) \(label): \(Logger.oneLine(message()))"
         for key in merged.keys.sorted() {
-            line += " \(key)=\(Logger.oneLine(merged[key]!))"  // safe: key comes from merged.keys
+            line += " \(key)=\(Logger.value(merged[key]!))"  // safe: key comes from merged.keys
         }
-        sink.write(line)
+        sink.write(line, level: level)
     }
 
     /// The log's own guarantee, whatever a call site passes (a value may come from the wire, a
@@ -64,6 +64,21 @@ public struct Logger: Sendable {
             }
         }
         return result
+    }
+
+    /// A metadata value as logfmt writes it: `oneLine`, then quoted when it is empty or holds a
+    /// space, `=` or `"` (`error="no route to host"`), with `"` and `\` escaped as `\"` and `\\`;
+    /// as it is otherwise.
+    static func value(_ text: String) -> String {
+        let line = oneLine(text)
+        // By scalar: a quote followed by a combining mark is still a quote.
+        guard line.isEmpty || line.unicodeScalars.contains(where: { $0 == " " || $0 == "=" || $0 == "\"" }) else { return line }
+        var quoted = "\""
+        for scalar in line.unicodeScalars {
+            if scalar == "\"" || scalar == "\\" { quoted.unicodeScalars.append("\\") }
+            quoted.unicodeScalars.append(scalar)
+        }
+        return quoted + "\""
     }
 
     private static func isUnsafeInLog(_ scalar: Unicode.Scalar) -> Bool {
@@ -90,26 +105,65 @@ public struct Logger: Sendable {
     }
 }
 
-/// Where log lines go: standard error (flushed per line) or memory (for tests).
+/// Where log lines go: standard error (flushed per line) or memory (for tests). When standard error
+/// is systemd's journal, each line starts with its sd-daemon priority (`<3>` error, `<4>` warning,
+/// `<6>` info, `<7>` debug), so that `journalctl -p warning` finds warnings and errors.
 public final class LogSink: Sendable {
     private let lines: Mutex<[String]>
-    private let toStandardError: Bool
+    /// Where lines are written; nil: kept in memory.
+    private let fd: Int32?
+    /// `fd` is a journal stream: lines carry their priority.
+    public let journal: Bool
 
-    private init(toStandardError: Bool) {
+    private init(fd: Int32?, journal: Bool) {
         self.lines = Mutex([])
-        self.toStandardError = toStandardError
+        self.fd = fd
+        self.journal = journal
     }
 
-    public static let standardError = LogSink(toStandardError: true)
-    public static func memory() -> LogSink { LogSink(toStandardError: false) }
+    /// Lines to `fd`, with their priority when `journalStream` (systemd's `JOURNAL_STREAM`,
+    /// `DEVICE:INODE`) names `fd` itself (a program whose stderr was redirected since keeps the
+    /// variable but writes elsewhere).
+    public convenience init(fileDescriptor fd: Int32, journalStream: String?) {
+        self.init(fd: fd, journal: Self.isJournal(fd, journalStream: journalStream))
+    }
 
-    public func write(_ line: String) {
-        if toStandardError {
-            lines.withLock { _ in  // the lock keeps lines from interleaving
-                FileHandle.standardError.write(Data((line + "\n").utf8))
-            }
-        } else {
+    public static let standardError = LogSink(fileDescriptor: 2, journalStream: ProcessInfo.processInfo.environment["JOURNAL_STREAM"])
+    public static func memory() -> LogSink { LogSink(fd: nil, journal: false) }
+
+    /// Whether `journalStream` is `fd`'s device and inode, as fstat(2) gives them.
+    static func isJournal(_ fd: Int32, journalStream: String?) -> Bool {
+        let parts = journalStream?.split(separator: ":", omittingEmptySubsequences: false) ?? []
+        guard parts.count == 2, let device = UInt64(parts[0]), let inode = UInt64(parts[1]) else { return false }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return false }
+        return UInt64(info.st_dev) == device && UInt64(info.st_ino) == inode
+    }
+
+    /// The sd-daemon prefix of a level (sd-daemon.h: SD_ERR, SD_WARNING, SD_INFO, SD_DEBUG).
+    static func priority(_ level: Logger.Level) -> String {
+        switch level {
+        case .error: "<3>"
+        case .warning: "<4>"
+        case .info: "<6>"
+        case .debug: "<7>"
+        }
+    }
+
+    public func write(_ line: String, level: Logger.Level = .info) {
+        guard let fd else {
             lines.withLock { $0.append(line) }
+            return
+        }
+        let bytes = Array(((journal ? Self.priority(level) : "") + line + "\n").utf8)
+        lines.withLock { _ in  // the lock keeps lines from interleaving
+            var offset = 0
+            while offset < bytes.count {
+                let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+                if written < 0 && errno == EINTR { continue }
+                guard written > 0 else { return }  // nowhere to report it: the line is lost
+                offset += written
+            }
         }
     }
 

@@ -66,7 +66,7 @@ final class ManualClock: Sendable {
         let lines = logs.recorded.filter { $0.contains("token refused") }
         #expect(lines.count == 2, "\(lines)")
         #expect(lines.first?.contains("token=abc123…") == true, "\(lines)")
-        #expect(lines.last?.contains("token=(not a token)") == true, "\(lines)")
+        #expect(lines.last?.contains("token=\"(not a token)\"") == true, "\(lines)")
     }
 
     @Test func oneClientGetsAShareOfTheIntrospectionsInFlight() async {

@@ -135,7 +135,7 @@ struct LifecycleTests {
             let line = sink.recorded.first { $0.contains("proxy exited unexpectedly") }
             #expect(line?.contains("session=\(uid.prefix(8))") == true)
             #expect(line?.contains("pid=\(pid)") == true)
-            #expect(line?.contains("status=killed by SIGKILL") == true)
+            #expect(line?.contains("status=\"killed by SIGKILL\"") == true)
             // Its workers went with it (nginx's would keep serving): nobody listens any more.
             let addresses = try ListenerProbe.addresses(of: ConfigEndpoint(loopback(port))!)
             #expect(!ListenerProbe.isListening(addresses, in: try ListenerProbe.listeningSockets(on: addresses)))

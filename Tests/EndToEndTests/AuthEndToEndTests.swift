@@ -266,8 +266,8 @@ import FakeGlobusAuth
         let wrongScope = await s2uc(["release", "4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3", "--scope", "abc"] + daemon.clientArguments)
         #expect(wrongScope.status == 1)
         #expect(wrongScope.stderr == "Error: release failed at s2cs \(daemon.address): UNAUTHENTICATED: \(invalid)\n", "\(wrongScope.stderr)")
-        #expect(daemon.log.contains("info s2cs: request refused kind=0x4") && daemon.log.contains("reason=lacks the scope https://auth.globus.org/scopes/abc/scistream"), "\(daemon.log)")
-        #expect(daemon.log.contains("reason=no token status=UNAUTHENTICATED"))
+        #expect(daemon.log.contains("info s2cs: request refused kind=0x4") && daemon.log.contains("reason=\"lacks the scope https://auth.globus.org/scopes/abc/scistream\""), "\(daemon.log)")
+        #expect(daemon.log.contains("reason=\"no token\" status=UNAUTHENTICATED"))
 
         // Nothing was set up by the refused requests.
         let (valid, _) = fake.mint(scope: "https://auth.globus.org/scopes/abc/scistream")

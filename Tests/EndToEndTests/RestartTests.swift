@@ -31,17 +31,24 @@ import COpenSSL
         return digest.finish()
     }
 
+    /// A work folder (the caller removes it), a session folder and port block of the test's own, and
+    /// an s2cs with --keep-sessions-on-exit on them (a restarted one is given the same).
+    static func keepingDaemon(_ name: String) async throws -> (work: URL, sessions: URL, ports: PortBlock, daemon: Daemon) {
+        let work = Harness.temporaryFolder(name)
+        let sessions = work.appendingPathComponent("sessions")
+        let ports = try PortBlock.reserve()
+        let daemon = try await Daemon(type: "Haproxy", ports: ports, extra: ["--keep-sessions-on-exit"], sessionFolder: sessions)
+        return (work, sessions, ports, daemon)
+    }
+
     enum Restart: String, CaseIterable { case sigkill, keepOnExit, upgrade }
 
     @Test(arguments: Restart.allCases)
     func aStreamGoesOnAcrossARestartOfTheProducerSideS2cs(restart: Restart) async throws {
-        let work = Harness.temporaryFolder("restart")
+        let (work, sessions, ports, first) = try await Self.keepingDaemon("restart")
         defer { try? FileManager.default.removeItem(at: work) }
-        let sessions = work.appendingPathComponent("sessions")
-        let ports = try PortBlock.reserve()
         let app = try ProducerApp(expectedConnections: 1)
         defer { app.stop() }
-        let first = try await Daemon(type: "Haproxy", ports: ports, extra: ["--keep-sessions-on-exit"], sessionFolder: sessions)
         let tunnel = try await TunnelTests.setUp(type: "Haproxy", appPort: app.port, consumerPort: try TunnelTests.freePort(), producer: first)
         defer { tunnel.consumer.stop() }
         let proxy = try #require(tunnel.proxyPID(first))
@@ -83,11 +90,8 @@ import COpenSSL
     }
 
     @Test func aRecordWhoseProxyIsNotTheOneRecordedIsNotTakenOverAndItsProxyIsStopped() async throws {
-        let work = Harness.temporaryFolder("restart-forged")
+        let (work, sessions, ports, first) = try await Self.keepingDaemon("restart-forged")
         defer { try? FileManager.default.removeItem(at: work) }
-        let sessions = work.appendingPathComponent("sessions")
-        let ports = try PortBlock.reserve()
-        let first = try await Daemon(type: "Haproxy", ports: ports, extra: ["--keep-sessions-on-exit"], sessionFolder: sessions)
         let session = try await driveSession(first.target, targets: ["127.0.0.1:5001"])
         #expect(session.update?.code == .ok)
         let records = sessionFolderEntries(sessions).filter { $0.hasSuffix(".session") }

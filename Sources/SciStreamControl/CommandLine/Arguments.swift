@@ -194,6 +194,23 @@ public enum ArgumentParser {
         return value
     }
 
+    /// Parses a duration option: a number of seconds, or a number with the unit `s`, `m`, `h` or `d`
+    /// (`36h`, `90m`, `3600s`, `1.5h`), from a millisecond to 10 years.
+    public static func parseDuration(_ text: String, option: String) throws(UsageError) -> Duration {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        var number = Substring(text)
+        var scale = 1.0
+        if let last = number.last, let unit = units[last] {
+            number = number.dropLast()
+            scale = unit
+        }
+        let isDecimal = !number.isEmpty && number.allSatisfy { $0.isASCII && ($0.isNumber || $0 == ".") } && number.filter { $0 == "." }.count <= 1
+        guard isDecimal, let value = Double(number), (0.001...(10 * 365 * 86_400)).contains(value * scale) else {
+            throw UsageError("'\(text)' is not valid for '--\(option)': use a duration such as 36h, 90m, 3600s or 3600 (seconds), from 0.001s to 3650d")
+        }
+        return .milliseconds(Int64((value * scale * 1000).rounded()))
+    }
+
     /// The help text of a command: usage, description, options with defaults.
     public static func help(usage: String, abstract: String, options: [OptionSpec], discussion: String = "") -> String {
         var text = "OVERVIEW: \(abstract)\n\nUSAGE: \(usage)\n"

@@ -77,6 +77,9 @@ public struct ServerConfiguration: Sendable {
     public var auditLog: String? = nil
     /// `--traffic-counting`: proxies count each session's traffic for `list` and `--metrics`.
     public var trafficCounting = true
+    /// `--max-session-lifetime`: a session this old (since its request) is ended as a release ends
+    /// it (nil: no limit).
+    public var maxSessionLifetime: Duration? = nil
 
     public init() {}
 
@@ -120,6 +123,7 @@ public struct ServerConfiguration: Sendable {
         OptionSpec("metrics", value: "host:port", help: "Serve Prometheus metrics at http://<host:port>/metrics (a loopback address unless --metrics-allow-remote; off by default)."),
         OptionSpec("traffic-counting", value: "bool", default: "True", help: "Have proxies count each session's connections and bytes (HAProxy stats socket, Nginx access log) for 's2uc list' and --metrics."),
         OptionSpec("keep-sessions-on-exit", help: "On SIGTERM or SIGINT, leave active sessions' proxies running for the next s2cs on this folder to take over, and at start take over those an earlier s2cs left (restarts and upgrades keep the streams); SIGQUIT ends them. Default: every session ends with s2cs, and proxies left behind are stopped."),
+        OptionSpec("max-session-lifetime", value: "duration", help: "End every session this long after it was requested, as a release would: 36h, 90m, 3600s or seconds. Default: no limit."),
         OptionSpec("audit-log", value: "file", help: "Append one JSON line per decision (request, hello, update, release, list, refusal, expiry) to this file; 'none' writes none. Default: audit.log in the config folder."),
         OptionSpec("metrics-allow-remote", help: "Allow --metrics on an address that is not loopback (anyone who reaches it sees session figures)."),
         OptionSpec("version", help: "Show the version."),
@@ -230,6 +234,9 @@ public struct ServerConfiguration: Sendable {
         config.metrics = try metricsEndpoint(parsed)
         config.trafficCounting = try ArgumentParser.parseBool(parsed.string("traffic_counting"), option: "--traffic-counting")
         config.keepSessionsOnExit = parsed.isSet("keep_sessions_on_exit")
+        if let text = parsed.value("max_session_lifetime") {
+            config.maxSessionLifetime = try ArgumentParser.parseDuration(text, option: "max-session-lifetime")
+        }
         config.auditLog = parsed.value("audit_log")
         if config.auditLog?.isEmpty == true { throw UsageError("--audit-log is empty: give a file, or 'none' to write no audit log") }
         let chosenFolder = parsed.value("config_folder") ?? environment["HAPROXY_CONFIG_PATH"].flatMap { $0.isEmpty ? nil : $0 }

@@ -74,6 +74,8 @@ actor SessionRegistry {
     /// reported as `tcp://host:port`.
     let plaintextDataPlane: Bool
     private let helloTimeout: Duration
+    /// `--max-session-lifetime`: a session this old (since its request) is ended (nil: no limit).
+    private let maxLifetime: Duration?
     private let earlyHelloWait: Duration
     private var helloWatchers: [SessionID: [UInt64: CheckedContinuation<Bool, Never>]] = [:]
     private var nextWatcherID: UInt64 = 0
@@ -99,6 +101,7 @@ actor SessionRegistry {
         self.consumerSources.enforced = config.consAllowedSources != nil || dataPlane.sourceFenceRefusal == nil
         self.plaintextDataPlane = !config.dataPlaneTLS
         self.helloTimeout = config.helloTimeout
+        self.maxLifetime = config.maxSessionLifetime
         self.earlyHelloWait = min(config.helloTimeout, .seconds(10))
         self.dataPlane = dataPlane
         self.logger = logger
@@ -188,7 +191,7 @@ actor SessionRegistry {
                               ports: ports, listeners: ports.map { Endpoint(host: ip, port: $0) })
         session.udp = request.udp
         if owner != nil { session.ownerName = caller.username }
-        session.expiry = expiryTask(for: uid)
+        session.expiry = expiryTask(for: uid, created: session.created, setup: helloTimeout)
         sessions[uid] = session
         sessionsByClient[client, default: 0] += 1
         portsByClient[client, default: 0] += ports.count
@@ -378,14 +381,14 @@ actor SessionRegistry {
             let remote = ControlServer.remoteStatus(failure, session: prefix)
             session.state = .failed(remote.message)
             // A failed session holds its ports only as long as a pending one would: then it is released.
-            session.expiry = expiryTask(for: uid)
+            session.expiry = expiryTask(for: uid, created: session.created, setup: helloTimeout)
             sessions[uid] = session
             logger.error("update failed", ["session": prefix, "error": ErrorWording.text(failure)])
             throw StatusError(remote)
         }
         session.state = .active
         session.expiry?.cancel()
-        session.expiry = nil
+        session.expiry = expiryTask(for: uid, created: session.created, setup: nil)
         sessions[uid] = session
         // Its record, so that a restarted s2cs takes it over (written while it runs: an s2cs killed
         // with SIGKILL leaves it too).
@@ -528,9 +531,12 @@ actor SessionRegistry {
         logger.debug("session released", ["session": uid.prefix])
     }
 
-    /// After --hello-timeout (or `after`), unless cancelled first (the session moved on): `expire(uid)`.
-    private func expiryTask(for uid: SessionID, after: Duration? = nil) -> Task<Void, Never> {
-        let timeout = after ?? helloTimeout
+    /// After `setup` (--hello-timeout while the session is being set up; nil once it is active) or
+    /// when the session created at `created` reaches --max-session-lifetime, whichever comes first,
+    /// unless cancelled first (the session moved on): `expire(uid)`. Nil when neither applies.
+    private func expiryTask(for uid: SessionID, created: ContinuousClock.Instant, setup: Duration?) -> Task<Void, Never>? {
+        let lifetimeLeft = maxLifetime.map { max(.zero, created + $0 - ContinuousClock.now) }
+        guard let timeout = [setup, lifetimeLeft].compactMap({ $0 }).min() else { return nil }
         return Task { [weak self] in
             try? await Task.sleep(for: timeout)
             if Task.isCancelled { return }
@@ -538,14 +544,19 @@ actor SessionRegistry {
         }
     }
 
-    /// A session's expiry: one still pending or ready (the hello or the update never came) is
-    /// released and its pending request failed; a failed one nobody released is released.
+    /// A session's expiry: one past --max-session-lifetime is ended (`endAtLifetime`); one still
+    /// pending or ready (the hello or the update never came) is released and its pending request
+    /// failed; a failed one nobody released is released.
     private func expire(_ uid: SessionID) async {
         guard var session = sessions[uid] else { return }
+        if let maxLifetime, ContinuousClock.now - session.created >= maxLifetime, session.state != .starting, session.state != .releasing {
+            await endAtLifetime(uid, maxLifetime)
+            return
+        }
         switch session.state {
         case .pending where session.helloClaimed:
             // Its hello's targets are being resolved: expire only if that hello fails.
-            session.expiry = expiryTask(for: uid, after: .milliseconds(100))
+            session.expiry = expiryTask(for: uid, created: session.created, setup: .milliseconds(100))
             sessions[uid] = session
             return
         case .pending, .ready:
@@ -559,10 +570,15 @@ actor SessionRegistry {
             sessions[uid] = session
             await retire(uid)
             return
+        case .active:
+            // Woken before its lifetime (a clock's rounding): wait again.
+            session.expiry = expiryTask(for: uid, created: session.created, setup: nil)
+            sessions[uid] = session
+            return
         default:
             return
         }
-        let seconds = Double(helloTimeout.components.seconds) + Double(helloTimeout.components.attoseconds) / 1e18
+        let seconds = Self.seconds(helloTimeout)
         logger.warning("session expired before setup finished; released", ["session": uid.prefix, "timeout": "\(seconds)s"])
         audit?.record(AuditEntry(event: "expired", client: session.client, identity: session.owner, session: uid.prefix,
                                  role: "\(session.role)".uppercased(), reason: "setup not finished within --hello-timeout (\(seconds)s)"))
@@ -574,6 +590,30 @@ actor SessionRegistry {
         // Told once it is true: the session is gone and its ports are free.
         waiter?.resume(throwing: StatusError(.deadlineExceeded,
             "no hello for session \(uid.prefix) within \(seconds) s; the session was released"))
+    }
+
+    /// Ends a session that reached --max-session-lifetime, as a release would: its proxy stopped and
+    /// reaped, its ports freed, its files and record removed; a request still waiting is failed.
+    private func endAtLifetime(_ uid: SessionID, _ lifetime: Duration) async {
+        guard var session = sessions[uid] else { return }
+        let age = Self.seconds(ContinuousClock.now - session.created)
+        let limit = Self.seconds(lifetime)
+        logger.info("session reached --max-session-lifetime; released", ["session": uid.prefix, "age": String(format: "%.0fs", age), "limit": "\(limit)s"])
+        audit?.record(AuditEntry(event: "expired", client: session.client, identity: session.owner, session: uid.prefix,
+                                 role: "\(session.role)".uppercased(), reason: "max session lifetime (--max-session-lifetime \(limit)s)"))
+        let waiter = session.helloWaiter
+        session.helloWaiter = nil
+        session.helloClaimed = false
+        session.state = .releasing
+        session.expiry = nil
+        sessions[uid] = session
+        await retire(uid)
+        waiter?.resume(throwing: StatusError(.deadlineExceeded,
+            "session \(uid.prefix) reached this s2cs's --max-session-lifetime (\(limit) s) and was released"))
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     // MARK: owners
@@ -686,8 +726,7 @@ extension SessionRegistry {
     /// relay runs inside s2cs).
     func record(of session: Session) -> SessionRecord? {
         guard !session.udp else { return nil }
-        let age = ContinuousClock.now - session.created
-        let created = Date().timeIntervalSince1970 - (Double(age.components.seconds) + Double(age.components.attoseconds) / 1e18)
+        let created = Date().timeIntervalSince1970 - Self.seconds(ContinuousClock.now - session.created)
         return SessionRecord(uid: session.uid.text, role: "\(session.role)", client: session.client, owner: session.owner,
                              numConn: session.numConn, rate: session.rate, ports: session.ports,
                              listeners: session.listeners.map(\.description), prodListeners: session.prodListeners,
@@ -716,7 +755,9 @@ extension SessionRegistry {
             session.prodListeners = record.prodListeners
             session.targets = targets
             session.state = .active
+            // The age it had (the record's `created`): --max-session-lifetime counts from its request.
             session.created = ContinuousClock.now - .milliseconds(Int64(min(age, 1e9) * 1000))
+            session.expiry = expiryTask(for: uid, created: session.created, setup: nil)
             sessions[uid] = session
             // Counted as `admit` counts them (an IPv6 client by its /64), so that release evens them out.
             let client = IPAddress.clientKey(record.client)
@@ -737,7 +778,10 @@ extension SessionRegistry {
         for (uid, session) in sessions where session.state == .active && !session.udp {
             if let record = record(of: session), await dataPlane.persist(record) { keep.append(uid) }
         }
-        for uid in keep { sessions[uid] = nil }
+        for uid in keep {
+            sessions[uid]?.expiry?.cancel()
+            sessions[uid] = nil
+        }
         let kept = await dataPlane.detachAll()
         let ended = await shutdown()
         return (kept, ended)
