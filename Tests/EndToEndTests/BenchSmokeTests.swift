@@ -10,7 +10,9 @@ import Glibc
 /// that every path of the benchmark still runs, without an error, and prints its whole tables: the
 /// control plane's, and the data plane's for one type (Nginx: a real tunnel through two s2cs, its
 /// hand-configured pair from bench/reference/, iperf3, setup latency and release, idle and with
-/// sockets in TIME_WAIT, and `list` while setups run), and the scale section with 20 Nginx sessions.
+/// sockets in TIME_WAIT, and `list` while setups run), the restart section (bench/restart, one 4 s
+/// Nginx round: the producer-side s2cs restarted under a stream), and the scale section with 20
+/// Nginx sessions.
 @Suite struct BenchSmokeTests {
     static let rows = [
         "| Figure | Median | Min – max | Runs | Target |",
@@ -30,6 +32,7 @@ import Glibc
         "| Type | Condition | inbound_request | outbound_request | Connect + first byte | Setup total |",
         "| Figure | Median | p99 | Largest | Target |",
         "| Type | Setting (both sides) | -P 1 (Gbit/s) | -P 1 × defaults | -P 4 (Gbit/s) | -P 4 × defaults |",
+        "| Type | Rounds | Restart (ms) | Stream gap (ms) | Streamed (s) |",
         "| Type | N | list at 10 (ms) | list at N (ms) | list N / 10 | scrape at 10 (ms) | scrape at N (ms) |",
     ]
 
@@ -51,6 +54,9 @@ import Glibc
         #"^\| Nginx \| TIME_WAIT \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| ≤ 1.25 × idle: [0-9.]+, [^|]+ \| [0-9.]+ \| [0-9.]+ \| 1 \|$"#,
         // list while setups run: median, p99, largest
         #"^\| list, connect to reply \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| "#,
+        // restart: one round, restart, gap, seconds streamed, slowest interval, one connection kept, the
+        // round ok, sent − received, reload
+        #"^\| Nginx \| 1 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| 1 \(1: n/a \(quick\)\) \| 1 of 1 \(n/a \(quick\)\) \| [0-9.]+ \| [0-9.]+ \|$"#,
         // scale: 20 Nginx sessions on one s2cs: list, scrape, s2uc list, setup first and last, RSS,
         // PSS per session, processes (a master and a worker per session), release, nothing left
         #"^\| Nginx \| 20 \| [0-9.]+ \| [0-9.]+ [^|]+\| [0-9.]+ [^|]+\| [0-9.]+ \| [0-9.]+ [^|]+\| [0-9.]+ [^|]+\| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ [^|]+\| [0-9.]+ [^|]+\| [0-9.]+ \| 40 \| [0-9.]+ \| 0 processes, 0 ports: [^|]+\|$"#,
