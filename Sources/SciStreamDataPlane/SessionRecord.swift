@@ -86,6 +86,11 @@ extension DataPlane {
         guard type != .mock, let executable,
               let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return [] }
         var adopted: [SessionRecord] = []
+        // /proc/<pid>/exe names the file itself: /usr/bin/stunnel is a link to stunnel4.
+        let resolvedExecutable = realpath(executable, nil).map { pointer in
+            defer { free(pointer) }
+            return String(cString: pointer)
+        } ?? executable
         for name in names.sorted() where name.hasSuffix(".session") && name.utf8.count == 36 + 8 {
             guard let session = SessionID(String(name.prefix(36))), sessions[session.text] == nil else { continue }
             let files = SessionFiles(folder: folder, session: session)
@@ -98,7 +103,7 @@ extension DataPlane {
             let why: String?
             if ProcessReaper.startTime(pid: proxy.pid) != proxy.startTime {
                 why = "its proxy is gone (pid \(proxy.pid) is not the process recorded)"
-            } else if proxy.executable != executable || ProcessReaper.executable(pid: proxy.pid) != executable {
+            } else if proxy.executable != executable || ProcessReaper.executable(pid: proxy.pid) != resolvedExecutable {
                 why = "its proxy is not this s2cs's \(executable)"
             } else if proxy.config != files.launchConfig || !(ProcessReaper.commandLine(pid: proxy.pid).map { Self.isProxy($0, using: files.launchConfig) } ?? false) {
                 why = "its proxy does not run the session's config"

@@ -33,23 +33,25 @@ import COpenSSL
 
     /// A work folder (the caller removes it), a session folder and port block of the test's own, and
     /// an s2cs with --keep-sessions-on-exit on them (a restarted one is given the same).
-    static func keepingDaemon(_ name: String) async throws -> (work: URL, sessions: URL, ports: PortBlock, daemon: Daemon) {
+    static func keepingDaemon(_ name: String, type: String = "Haproxy") async throws -> (work: URL, sessions: URL, ports: PortBlock, daemon: Daemon) {
         let work = Harness.temporaryFolder(name)
         let sessions = work.appendingPathComponent("sessions")
         let ports = try PortBlock.reserve()
-        let daemon = try await Daemon(type: "Haproxy", ports: ports, extra: ["--keep-sessions-on-exit"], sessionFolder: sessions)
+        let daemon = try await Daemon(type: type, ports: ports, extra: ["--keep-sessions-on-exit"], sessionFolder: sessions)
         return (work, sessions, ports, daemon)
     }
 
     enum Restart: String, CaseIterable { case sigkill, keepOnExit, upgrade }
 
-    @Test(arguments: Restart.allCases)
-    func aStreamGoesOnAcrossARestartOfTheProducerSideS2cs(restart: Restart) async throws {
-        let (work, sessions, ports, first) = try await Self.keepingDaemon("restart")
+    /// Every restart with HAProxy; a SIGTERM restart with Nginx and Stunnel (whose /usr/bin/stunnel
+    /// is a link to stunnel4: the takeover compares the resolved executable).
+    @Test(arguments: zip([Restart.sigkill, .keepOnExit, .upgrade, .keepOnExit, .keepOnExit], ["Haproxy", "Haproxy", "Haproxy", "Nginx", "Stunnel"]))
+    func aStreamGoesOnAcrossARestartOfTheProducerSideS2cs(restart: Restart, type: String) async throws {
+        let (work, sessions, ports, first) = try await Self.keepingDaemon("restart", type: type)
         defer { try? FileManager.default.removeItem(at: work) }
         let app = try ProducerApp(expectedConnections: 1)
         defer { app.stop() }
-        let tunnel = try await TunnelTests.setUp(type: "Haproxy", appPort: app.port, consumerPort: try TunnelTests.freePort(), producer: first)
+        let tunnel = try await TunnelTests.setUp(type: type, appPort: app.port, consumerPort: try TunnelTests.freePort(), producer: first)
         defer { tunnel.consumer.stop() }
         let proxy = try #require(tunnel.proxyPID(first))
 
@@ -70,7 +72,7 @@ import COpenSSL
             executable = work.appendingPathComponent("s2cs-new").path
             try FileManager.default.copyItem(atPath: Harness.s2cs, toPath: executable)
         }
-        let second = try await Daemon(type: "Haproxy", ports: ports, extra: ["--keep-sessions-on-exit"], sessionFolder: sessions, executable: executable)
+        let second = try await Daemon(type: type, ports: ports, extra: ["--keep-sessions-on-exit"], sessionFolder: sessions, executable: executable)
         defer { kill(second.pid, SIGQUIT); second.stop() }
         #expect(second.log.contains("session taken over"), "\(second.log)")
 
