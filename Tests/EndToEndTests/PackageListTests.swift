@@ -79,4 +79,22 @@ import Testing
         let ci = try String(contentsOf: Harness.repoRoot.appendingPathComponent(".ci/run"), encoding: .utf8)
         #expect(ci.split(separator: "\n").last == "scripts/test", ".ci/run ends with the README's test command")
     }
+
+    /// .ci/run spells its packages out (CI_PACKAGES, VM_PACKAGES): they are exactly the list's groups
+    /// build, run and test, and vm (.ci/run also checks this before it installs anything).
+    @Test func ciSpellsOutExactlyTheListsPackages() async throws {
+        let script = """
+            cd '\(Harness.repoRoot.path)'
+            eval "$(sed -n '/^CI_PACKAGES=(/,/^  qemu-utils/p' .ci/run)"
+            printf '%s\\n' "${CI_PACKAGES[@]}" | sort -u | tr '\\n' ' '; echo
+            grep -E '^(build|run|test)[[:space:]]' scripts/packages | awk '{ print $2 }' | sort -u | tr '\\n' ' '; echo
+            printf '%s\\n' "${VM_PACKAGES[@]}" | sort -u | tr '\\n' ' '; echo
+            grep -E '^vm[[:space:]]' scripts/packages | awk '{ print $2 }' | sort -u | tr '\\n' ' '; echo
+            """
+        let output = await Harness.run("/bin/bash", ["-c", script])
+        let lines = output.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        try #require(lines.count >= 4, "\(output.stdout) \(output.stderr)")
+        #expect(!lines[0].isEmpty && lines[0] == lines[1], "CI_PACKAGES: \(lines[0])\nscripts/packages: \(lines[1])")
+        #expect(!lines[2].isEmpty && lines[2] == lines[3], "VM_PACKAGES: \(lines[2])\nscripts/packages: \(lines[3])")
+    }
 }
