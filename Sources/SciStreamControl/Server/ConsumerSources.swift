@@ -10,9 +10,10 @@ import SciStreamDataPlane
 struct ConsumerSources: Sendable {
     /// `--cons-allowed-sources`; nil: loopback and each session's requester.
     let configured: [AddressRule]?
-    /// False when the data plane cannot limit sources (Stunnel without CAP_NET_ADMIN) and none were
-    /// configured: the listeners then accept any source, as s2cs says at start.
-    var enforced = true
+    /// False when the data plane cannot limit sources (Stunnel without CAP_NET_ADMIN): without
+    /// `configured` the listeners then accept any source, as s2cs says at start (with it, s2cs does
+    /// not start, and a reload does not take it).
+    var fenceable = true
 
     static let flag = "--cons-allowed-sources"
     /// The loopback addresses a local application connects from (`localhost`), not all of 127.0.0.0/8:
@@ -21,7 +22,7 @@ struct ConsumerSources: Sendable {
 
     /// The blocks a session requested from `requester` (the client's address as the control server saw it) accepts.
     func blocks(requester: String) -> [SourceBlock] {
-        guard enforced else { return [] }
+        guard configured != nil || fenceable else { return [] }
         if let configured { return configured.map(\.sourceBlock) }
         var rules = Self.loopback
         if let address = IPAddress(numeric: requester)?.canonical {

@@ -97,8 +97,7 @@ actor SessionRegistry {
         self.pendingPortCap = config.pendingPortCap
         self.authenticated = config.authenticationEnabled
         self.peerSources = config.peerGateways.map { $0.map(\.sourceBlock) }
-        self.consumerSources = ConsumerSources(configured: config.consAllowedSources)
-        self.consumerSources.enforced = config.consAllowedSources != nil || dataPlane.sourceFenceRefusal == nil
+        self.consumerSources = ConsumerSources(configured: config.consAllowedSources, fenceable: dataPlane.sourceFenceRefusal == nil)
         self.plaintextDataPlane = !config.dataPlaneTLS
         self.helloTimeout = config.helloTimeout
         self.maxLifetime = config.maxSessionLifetime
@@ -669,9 +668,7 @@ actor SessionRegistry {
     /// accept only these sources (running proxies keep theirs).
     func setSources(peerGateways: [AddressRule]?, consumers: [AddressRule]?) {
         peerSources = peerGateways.map { $0.map(\.sourceBlock) }
-        let enforced = consumerSources.enforced
-        consumerSources = ConsumerSources(configured: consumers)
-        consumerSources.enforced = enforced || consumers != nil
+        consumerSources = ConsumerSources(configured: consumers, fenceable: dataPlane.sourceFenceRefusal == nil)
     }
 
     /// The port pool: ports in `--port-range`, and those held by sessions now.
