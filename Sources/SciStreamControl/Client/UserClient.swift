@@ -9,7 +9,7 @@ public enum UserClient {
     public static let mockUID = "4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3"
 
     static let connectionOptions: [OptionSpec] = [
-        OptionSpec("s2cs", value: "host:port", default: "localhost:5000", help: "The s2cs to talk to."),
+        OptionSpec("s2cs", value: "host:port", default: "localhost:5000", help: "The s2cs to talk to; unix:PATH for its local admin socket (s2cs --admin-socket)."),
         OptionSpec("server_cert", value: "file", default: "server.crt", help: "Certificate that s2cs must present (the trust anchor)."),
         OptionSpec("ssl", value: "bool", default: "True", help: "TLS to s2cs; False only for an s2cs started with --ssl=False."),
         OptionSpec("scope", value: "scope_id", default: "", help: "Authentication scope id of that s2cs (its client id); default: the scope remembered for --s2cs at login, else none (INVALID_TOKEN)."),
