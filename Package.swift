@@ -27,20 +27,28 @@ let package = Package(
         .target(name: "SciStreamDataPlane", dependencies: ["COpenSSL", "SciStreamWire", "SciStreamSystem", "SciStreamTLS"]),
         // Globus Auth: token store (s2uc), token checker with introspection cache (s2cs), HTTP client, PKCE.
         .target(name: "SciStreamAuth", dependencies: ["COpenSSL", "SciStreamSystem"]),
-        // Control server, session registry, port allocator, control client, CLI conventions.
-        .target(name: "SciStreamControl", dependencies: ["CSciStream", "SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamDataPlane", "SciStreamAuth", "SciStreamGRPC"]),
-        .executableTarget(name: "s2cs", dependencies: ["SciStreamControl"]),
-        .executableTarget(name: "s2uc", dependencies: ["SciStreamControl"]),
+        // The conventions both programs share: argument parsing, exit codes, console, how the lower
+        // layers' errors are worded for operators.
+        .target(name: "SciStreamCommandLine", dependencies: ["SciStreamWire", "SciStreamTLS", "SciStreamAuth"]),
+        // s2uc: the control client and the user's commands. Links neither the server nor the data plane.
+        .target(name: "SciStreamClient", dependencies: ["SciStreamCommandLine", "SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamAuth"]),
+        // Which addresses s2cs accepts: IP addresses and rules, the target policy (--allowed-targets).
+        .target(name: "SciStreamPolicy", dependencies: ["SciStreamWire", "SciStreamSystem"]),
+        // s2cs: control server, session registry, port allocator, metrics, audit log, the daemon.
+        .target(name: "SciStreamServer", dependencies: ["CSciStream", "SciStreamCommandLine", "SciStreamPolicy", "SciStreamWire", "SciStreamSystem",
+                                                        "SciStreamTLS", "SciStreamDataPlane", "SciStreamAuth", "SciStreamGRPC"]),
+        .executableTarget(name: "s2cs", dependencies: ["SciStreamServer"]),
+        .executableTarget(name: "s2uc", dependencies: ["SciStreamClient"]),
         // Benchmarks: drives a running s2cs over the real protocol (see bench/run, docs/benchmarks.md).
-        .executableTarget(name: "s2bench", dependencies: ["COpenSSL", "SciStreamControl", "SciStreamSystem", "SciStreamWire", "SciStreamTLS"],
+        .executableTarget(name: "s2bench", dependencies: ["COpenSSL", "SciStreamClient", "SciStreamCommandLine", "SciStreamSystem", "SciStreamWire", "SciStreamTLS"],
                           path: "bench/Sources/s2bench"),
 
-        .testTarget(name: "WireTests", dependencies: ["SciStreamWire", "SciStreamControl", "SciStreamGRPC"]),
+        .testTarget(name: "WireTests", dependencies: ["SciStreamWire", "SciStreamServer", "SciStreamClient", "SciStreamCommandLine", "SciStreamGRPC"]),
         .testTarget(name: "SystemTests", dependencies: ["SciStreamSystem"]),
-        .testTarget(name: "TLSTests", dependencies: ["SciStreamTLS", "SciStreamSystem", "SciStreamControl"]),
-        .testTarget(name: "DataPlaneTests", dependencies: ["COpenSSL", "SciStreamDataPlane", "SciStreamTLS", "SciStreamSystem", "SciStreamWire", "SciStreamControl", "TestPorts"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["COpenSSL", "SciStreamControl", "SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamAuth", "SciStreamGRPC", "FakeGlobusAuth", "TestPorts"]),
-        .testTarget(name: "AuthTests", dependencies: ["SciStreamAuth", "SciStreamSystem", "SciStreamControl", "FakeGlobusAuth"]),
+        .testTarget(name: "TLSTests", dependencies: ["SciStreamTLS", "SciStreamSystem", "SciStreamServer", "SciStreamClient", "SciStreamCommandLine"]),
+        .testTarget(name: "DataPlaneTests", dependencies: ["COpenSSL", "SciStreamDataPlane", "SciStreamTLS", "SciStreamSystem", "SciStreamWire", "SciStreamServer", "SciStreamClient", "SciStreamCommandLine", "TestPorts"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["COpenSSL", "SciStreamServer", "SciStreamClient", "SciStreamCommandLine", "SciStreamPolicy", "SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamAuth", "SciStreamGRPC", "FakeGlobusAuth", "TestPorts"]),
+        .testTarget(name: "AuthTests", dependencies: ["SciStreamAuth", "SciStreamSystem", "SciStreamServer", "SciStreamClient", "SciStreamCommandLine", "FakeGlobusAuth"]),
         // A fake Globus Auth server on loopback, for AuthTests and EndToEndTests only.
         .target(name: "FakeGlobusAuth", dependencies: ["COpenSSL"], path: "Tests/FakeGlobusAuth"),
         // Port blocks for tests: reserved per run (file locks), below the ephemeral range, never fixed.

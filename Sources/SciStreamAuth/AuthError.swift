@@ -1,6 +1,6 @@
 /// A failure of authentication, worded for the person at the shell: it says which scope, which
 /// server URL or which file, and what to do next. Its description is the line after `Error: `, without
-/// command-line options (s2uc and s2cs add theirs: SciStreamControl's `ErrorWording`).
+/// command-line options (s2uc and s2cs add theirs: SciStreamCommandLine's `ErrorWording`).
 public enum AuthError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A scope id that cannot be one (empty, or characters that do not belong in a scope id).
     case invalidScopeID(String)

@@ -1,5 +1,5 @@
 /// What went wrong in the data plane, worded for the operator who reads it after "Error: ", without
-/// command-line options (s2cs adds them: SciStreamControl's `ErrorWording`).
+/// command-line options (s2cs adds them: SciStreamServer's `ErrorWording.dataPlane`).
 /// Sessions appear by the first 8 characters of their uid only (the full uid is the secret);
 /// session files appear as "<folder>/<prefix>*.<ext>", a glob that finds them.
 public enum DataPlaneError: Error, Sendable, Equatable, CustomStringConvertible {

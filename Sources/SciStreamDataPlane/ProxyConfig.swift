@@ -96,15 +96,7 @@ enum TLSParameters {
     static let connectSeconds = 10
 }
 
-/// What one session's proxy may hold: a connection that has not finished its TLS handshake is closed
-/// after `handshakeSeconds`; at most `maxConnections` connections at once.
-public enum SessionLimits {
-    /// A producer-side listener closes a connection whose TLS handshake has not finished by then
-    /// (HAProxy `timeout client`, which 2.6 applies to the handshake, nginx `ssl_handshake_timeout`,
-    /// stunnel `TIMEOUTbusy`). A handshake between gateways takes milliseconds, even across a WAN.
-    public static let handshakeSeconds = 10
-    /// Connections one session's proxy holds at once, over all its listeners (default).
-    public static let defaultMaxConnections = 512
+extension SessionLimits {
     /// stunnel cannot count below 5 (it needs 16 descriptors: (16 - 6) / 2 clients).
     static let minimumMaxConnections = 5
 

@@ -1,6 +1,6 @@
 /// A TLS failure: its `kind` for callers to switch on, which file it is about (by role) and what the
 /// files held, a neutral `description` that names no command-line option (s2cs and s2uc word it
-/// with their flags: SciStreamControl's `ErrorWording`), and what OpenSSL said, for the logs.
+/// with their flags: SciStreamCommandLine's `ErrorWording`), and what OpenSSL said, for the logs.
 public struct TLSError: Error, CustomStringConvertible, Sendable {
     public enum Kind: Sendable, Equatable {
         /// A certificate file (the server's, or the client's trust anchor) cannot be read.

@@ -1,7 +1,7 @@
 /// Why a control frame could not be decoded (or, from `Message.checkedEncoded`, encoded).
 ///
 /// The description is a line an operator can read after `Error: `; it names no command-line option
-/// (s2cs and s2uc add theirs: SciStreamControl's `ErrorWording`).
+/// (s2cs and s2uc add theirs: SciStreamCommandLine's `ErrorWording`).
 public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The length prefix announced more bytes than the decoder accepts. The stream cannot be resynchronised.
     case frameTooLarge(Int)

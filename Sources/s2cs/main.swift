@@ -1,4 +1,4 @@
-import SciStreamControl
+import SciStreamServer
 import Foundation
 
 exit(await ControlDaemon.main(Array(CommandLine.arguments.dropFirst())))

@@ -1,4 +1,4 @@
-import SciStreamControl
+import SciStreamClient
 import Foundation
 
 exit(await UserClient.main(Array(CommandLine.arguments.dropFirst())))

@@ -3,7 +3,8 @@ import Synchronization
 import Testing
 import SciStreamSystem
 @testable import SciStreamAuth
-import SciStreamControl
+import SciStreamCommandLine
+import SciStreamServer
 import FakeGlobusAuth
 
 /// A wall clock the test moves by hand, so that cache lifetimes are tested without waiting.

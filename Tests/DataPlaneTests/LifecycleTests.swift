@@ -5,7 +5,8 @@ import Glibc
 import Foundation
 import Testing
 @testable import SciStreamDataPlane
-import SciStreamControl
+import SciStreamCommandLine
+import SciStreamServer
 import SciStreamSystem
 
 /// Start failures, unexpected exits, stale proxies, and the bookkeeping around them, with the real proxies.
@@ -332,7 +333,7 @@ struct SetupTests {
         #expect(throws: DataPlaneError.plaintextUnsupported(type: .stunnel)) {
             try DataPlane(type: .stunnel, folder: folder.path, dataPlaneTLS: false, logger: testLogger())
         }
-        #expect(ErrorWording.dataPlane(.plaintextUnsupported(type: .stunnel))
+        #expect(ErrorWording.text(DataPlaneError.plaintextUnsupported(type: .stunnel))
             == "Stunnel cannot forward plain TCP: use --type Haproxy or --type Nginx with --data-plane-tls=False")
         #expect(!DataPlaneError.plaintextUnsupported(type: .stunnel).description.contains("--type"))
         _ = try DataPlane(type: .haproxy, folder: folder.path, dataPlaneTLS: false, logger: testLogger())

@@ -6,6 +6,7 @@ import Testing
 import COpenSSL
 @testable import SciStreamDataPlane
 import SciStreamSystem
+import SciStreamWire
 
 /// What a stranger can do to a producer-side listener, against the real proxies: offer TLS 1.2,
 /// connect and say nothing, open connections by the hundred, fail handshakes by the thousand.

@@ -5,7 +5,7 @@ import Glibc
 #endif
 import SciStreamWire
 import SciStreamSystem
-@testable import SciStreamControl
+@testable import SciStreamServer
 import FakeGlobusAuth
 
 /// The operator's view (issue 19): an identity in `--admin-identities`, and whoever reaches the local

@@ -6,7 +6,10 @@ import Glibc
 import SciStreamWire
 import SciStreamSystem
 import SciStreamTLS
-@testable import SciStreamControl
+@testable import SciStreamClient
+@testable import SciStreamCommandLine
+@testable import SciStreamPolicy
+@testable import SciStreamServer
 import FakeGlobusAuth
 import TestPorts
 

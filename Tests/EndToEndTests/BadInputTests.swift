@@ -3,7 +3,7 @@ import Testing
 import SciStreamWire
 import SciStreamSystem
 import SciStreamTLS
-import SciStreamControl
+import SciStreamServer
 
 /// Bad input gets a clear message, a non-zero exit, and changes nothing.
 @Suite struct BadInputTests {

@@ -5,7 +5,7 @@ import Glibc
 #endif
 import SciStreamWire
 import SciStreamSystem
-import SciStreamControl
+import SciStreamClient
 
 /// A proxy that is slow to start must not hold up anyone else: while one session's HAProxy takes two
 /// seconds to listen, `list` and another session's request and hello on the same s2cs are answered

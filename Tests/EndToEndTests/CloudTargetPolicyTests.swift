@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import SciStreamWire
-import SciStreamControl
+import SciStreamServer
 import TestPorts
 
 /// Issue 23 section 4: what a cloud gateway can reach is refused by the default target policy,

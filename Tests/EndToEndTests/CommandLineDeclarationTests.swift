@@ -1,6 +1,8 @@
 import Testing
 import SciStreamWire
-@testable import SciStreamControl
+@testable import SciStreamClient
+@testable import SciStreamCommandLine
+@testable import SciStreamServer
 
 /// The command lines are declared once (`OptionSpec`: names, default, help); parsing, usage lines
 /// and help are derived from the declarations, in-process.

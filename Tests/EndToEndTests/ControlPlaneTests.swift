@@ -3,7 +3,7 @@ import Testing
 import TestPorts
 import SciStreamWire
 import SciStreamSystem
-import SciStreamControl
+import SciStreamClient
 import SciStreamTLS
 
 /// The control plane end to end: real s2cs and s2uc processes on loopback, with the Mock data server.

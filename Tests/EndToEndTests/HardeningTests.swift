@@ -3,7 +3,7 @@ import Testing
 import TestPorts
 import SciStreamWire
 import SciStreamSystem
-import SciStreamControl
+import SciStreamServer
 import FakeGlobusAuth
 
 /// Faults and limits: slow or vanished clients, full ranges, caps, unwritable folders, secrets on disk.

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import SciStreamWire
-@testable import SciStreamControl
+@testable import SciStreamClient
 
 /// A hello's names are resolved only once its uid is valid, its session waits for it and it names
 /// no more targets than the session has listeners: a stranger cannot make s2cs look names up (slow,

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 import SciStreamWire
-import SciStreamControl
+import SciStreamClient
+import SciStreamCommandLine
 import SciStreamSystem
 import SciStreamAuth
 import FakeGlobusAuth

@@ -4,7 +4,7 @@ import Testing
 import Glibc
 #endif
 import SciStreamSystem
-import SciStreamControl
+import SciStreamCommandLine
 
 /// `s2cs --metrics`: the page is parsed by a real parser of the Prometheus text format (the
 /// prometheus_client package's, Debian's python3-prometheus-client) and checked against figures the

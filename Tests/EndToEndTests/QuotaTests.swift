@@ -2,7 +2,8 @@ import Foundation
 import Testing
 import SciStreamWire
 import SciStreamSystem
-@testable import SciStreamControl
+@testable import SciStreamPolicy
+@testable import SciStreamServer
 
 /// Per-client quotas count an IPv6 client by its /64, and requests waiting for their hello hold at
 /// most --max-pending-ports together.

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import SciStreamControl
+@testable import SciStreamServer
 import SciStreamWire
 
 /// s2cs checks at start that its descriptor and process limits can hold every session of its

@@ -4,7 +4,8 @@ import Testing
 import Glibc
 #endif
 import SciStreamSystem
-@testable import SciStreamControl
+@testable import SciStreamCommandLine
+@testable import SciStreamServer
 
 /// `s2cs --max-session-lifetime`: a session that old (since its request) is ended as a release ends
 /// it. Real s2cs, HAProxy and s2uc.

@@ -6,7 +6,7 @@ import Glibc
 import SciStreamWire
 import SciStreamSystem
 @testable import SciStreamDataPlane
-@testable import SciStreamControl
+@testable import SciStreamServer
 import TestPorts
 
 /// The session lifecycle in-process: one SessionRegistry and its DataPlane, driven as the control

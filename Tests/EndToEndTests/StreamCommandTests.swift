@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import SciStreamWire
-import SciStreamControl
+import SciStreamServer
 import SciStreamSystem
 
 /// `s2uc stream_request` and `stream_release`: both halves with one command, against two real s2cs.

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import SciStreamWire
 import SciStreamSystem
-import SciStreamControl
+import SciStreamServer
 
 /// Traffic in `s2uc list` and `/metrics`, as the proxies count it: a known number of bytes through a
 /// real tunnel of each type, counted on both gateways.

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import SciStreamWire
 import SciStreamSystem
-import SciStreamControl
+import SciStreamServer
 import TestPorts
 
 /// Real tunnels: two s2cs with a real proxy type, s2uc as the user runs it, bytes through the tunnel.

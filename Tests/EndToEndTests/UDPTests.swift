@@ -3,7 +3,7 @@ import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
-import SciStreamControl
+import SciStreamServer
 
 /// UDP sessions (`--protocol udp`): Nginx with a plaintext hop forwards datagrams, and iperf3 -u
 /// through such a tunnel reports what it sent and lost; elsewhere the request is refused, saying why.

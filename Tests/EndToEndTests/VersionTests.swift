@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import SciStreamControl
+import SciStreamCommandLine
 
 /// Versions as the original prints them, from one source (SciStreamVersion), which the image build
 /// reads too.
@@ -17,9 +17,9 @@ import SciStreamControl
     @Test func theImageBuildReadsTheSameVersion() {
         // scripts/build-image's own extraction, run on the source file it names.
         let output = Harness.runSync("/bin/sed", ["-n", "s/.*static let string = \"\\(.*\\)\".*/\\1/p",
-                                                  Harness.repoRoot.appendingPathComponent("Sources/SciStreamControl/CommandLine/Exit.swift").path])
+                                                  Harness.repoRoot.appendingPathComponent("Sources/SciStreamCommandLine/Exit.swift").path])
         #expect(output.stdout == "\(SciStreamVersion.string)\n")
         let script = (try? String(contentsOf: Harness.repoRoot.appendingPathComponent("scripts/build-image"), encoding: .utf8)) ?? ""
-        #expect(script.contains("static let string = ") && script.contains("Sources/SciStreamControl/CommandLine/Exit.swift"))
+        #expect(script.contains("static let string = ") && script.contains("Sources/SciStreamCommandLine/Exit.swift"))
     }
 }

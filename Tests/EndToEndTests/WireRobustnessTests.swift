@@ -3,7 +3,7 @@ import Testing
 import SciStreamWire
 import SciStreamSystem
 import SciStreamTLS
-import SciStreamControl
+import SciStreamServer
 
 /// Bad bytes on the control port: the server answers an error where it can, closes that connection,
 /// and goes on serving everyone else.

@@ -2,7 +2,7 @@ import COpenSSL
 import Foundation
 import Testing
 import SciStreamTLS
-import SciStreamControl
+import SciStreamCommandLine
 
 @Suite struct TLSContextTests {
     @Test func serverContextLoadsTheScriptsCertificate() throws {

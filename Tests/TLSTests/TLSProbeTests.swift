@@ -1,6 +1,6 @@
 import Testing
 import SciStreamTLS
-import SciStreamControl
+import SciStreamCommandLine
 
 @Suite struct TLSProbeTests {
     @Test func recognisesAClientHello() {

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import SciStreamSystem
 import SciStreamTLS
-import SciStreamControl
+import SciStreamCommandLine
 
 /// Real TLS over loopback, with certificates made by certs/make-dev-cert.sh.
 @Suite struct TLSStreamTests {

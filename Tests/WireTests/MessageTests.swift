@@ -1,5 +1,5 @@
 import SciStreamWire
-import SciStreamControl
+import SciStreamCommandLine
 import Testing
 
 @Suite struct MessageTests {

@@ -1,5 +1,6 @@
 import Foundation
-import SciStreamControl
+import SciStreamClient
+import SciStreamCommandLine
 import SciStreamWire
 import SciStreamTLS
 

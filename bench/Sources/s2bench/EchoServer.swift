@@ -1,5 +1,5 @@
 import Foundation
-import SciStreamControl
+import SciStreamCommandLine
 import SciStreamSystem
 
 /// `s2bench echo`: the producer application of the data-plane setup-latency benchmark. Listens on

@@ -1,5 +1,5 @@
 import Foundation
-import SciStreamControl
+import SciStreamCommandLine
 import SciStreamWire
 
 /// `s2bench listprobe`: asks an s2cs for its session list again and again, each time as `s2uc list`

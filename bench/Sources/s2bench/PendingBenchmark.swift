@@ -1,4 +1,4 @@
-import SciStreamControl
+import SciStreamClient
 import SciStreamWire
 
 /// `s2bench pending`: N requests that all wait for their hello at once, then their N hellos.

@@ -3,7 +3,6 @@ import Glibc
 #endif
 import Foundation
 import Synchronization
-import SciStreamControl
 import SciStreamSystem
 import SciStreamWire
 

@@ -1,4 +1,4 @@
-import SciStreamControl
+import SciStreamClient
 import SciStreamWire
 
 /// A failure of one benchmark session, with the step it happened at.

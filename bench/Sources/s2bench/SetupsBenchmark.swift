@@ -1,5 +1,4 @@
 import Synchronization
-import SciStreamControl
 
 /// `s2bench setups`: N whole sessions (request, hello, update, release), C at a time.
 struct SetupsBenchmark {

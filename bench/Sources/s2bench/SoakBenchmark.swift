@@ -4,7 +4,8 @@ import Glibc
 import Foundation
 import Synchronization
 import COpenSSL
-import SciStreamControl
+import SciStreamClient
+import SciStreamCommandLine
 import SciStreamSystem
 import SciStreamWire
 import SciStreamTLS

@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-import SciStreamControl
+import SciStreamCommandLine
 
 /// `s2bench timewait`: keeps about N loopback TCP sockets in TIME_WAIT, as a busy gateway has them.
 ///

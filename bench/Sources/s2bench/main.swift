@@ -1,4 +1,3 @@
 import Foundation
-import SciStreamControl
 
 exit(await Bench.main(Array(CommandLine.arguments.dropFirst())))

@@ -5,17 +5,17 @@ import SciStreamSystem
 
 /// A numeric IPv4 (4 bytes) or IPv6 (16 bytes) address, as the kernel sees it: the form that target
 /// policy decides on and that goes into proxy configs, whatever spelling or name it came from.
-struct IPAddress: Hashable, Sendable, CustomStringConvertible {
-    let bytes: [UInt8]
+package struct IPAddress: Hashable, Sendable, CustomStringConvertible {
+    package let bytes: [UInt8]
 
-    init?(bytes: [UInt8]) {
+    package init?(bytes: [UInt8]) {
         guard bytes.count == 4 || bytes.count == 16 else { return nil }
         self.bytes = bytes
     }
 
     /// Parses a numeric address in the strict forms `inet_pton` accepts (no names, no zone ids,
     /// no shortened or octal IPv4 forms). Brackets around IPv6 are allowed.
-    init?(numeric text: String) {
+    package init?(numeric text: String) {
         let bare = text.hasPrefix("[") && text.hasSuffix("]") ? String(text.dropFirst().dropLast()) : text
         var v4 = in_addr()
         if inet_pton(AF_INET, bare, &v4) == 1 {
@@ -30,12 +30,12 @@ struct IPAddress: Hashable, Sendable, CustomStringConvertible {
         return nil
     }
 
-    var isIPv4: Bool { bytes.count == 4 }
+    package var isIPv4: Bool { bytes.count == 4 }
 
     /// The IPv4 address inside an IPv4-mapped (`::ffff:a.b.c.d`) or IPv4-compatible (`::a.b.c.d`)
     /// IPv6 address: those reach the IPv4 host, so policy judges them as IPv4. `::` and `::1` are not
     /// IPv4-compatible addresses.
-    var embeddedIPv4: IPAddress? {
+    package var embeddedIPv4: IPAddress? {
         guard bytes.count == 16, bytes[0..<10].allSatisfy({ $0 == 0 }) else { return nil }
         let tail = Array(bytes[12..<16])
         if bytes[10] == 0xff && bytes[11] == 0xff { return IPAddress(bytes: tail) }
@@ -47,27 +47,27 @@ struct IPAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// The IPv4 address a NAT64 gateway reaches for an address in the well-known prefix `64:ff9b::/96`
     /// (RFC 6052). Not the same host as `canonical` (a NAT64 gateway is in between): policy judges both.
-    var nat64IPv4: IPAddress? {
+    package var nat64IPv4: IPAddress? {
         guard bytes.count == 16, bytes[0..<12] == [0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0] else { return nil }
         return IPAddress(bytes: Array(bytes[12..<16]))
     }
 
     /// The address as policy judges it: the embedded IPv4 address for mapped forms, else itself.
-    var canonical: IPAddress { embeddedIPv4 ?? self }
+    package var canonical: IPAddress { embeddedIPv4 ?? self }
 
     /// What per-client caps and quotas count by: an IPv4 address (in any spelling, IPv4-mapped
     /// included) is one client; an IPv6 address counts with its whole /64 (`2001:db8:1:2::/64`), which
     /// one host or one LAN gets and may take any address from. Text that is not an address is its own key.
-    static func clientKey(_ address: String) -> String {
+    package static func clientKey(_ address: String) -> String {
         guard let ip = IPAddress(numeric: address)?.canonical else { return address }
         guard !ip.isIPv4, let prefix = IPAddress(bytes: Array(ip.bytes[0..<8]) + [UInt8](repeating: 0, count: 8)) else { return ip.description }
         return prefix.description + "/64"
     }
 
-    var description: String { NumericAddress.text(bytes) ?? "?" }
+    package var description: String { NumericAddress.text(bytes) ?? "?" }
 
     /// Whether the first `prefix` bits equal those of `network` (same family).
-    func matches(_ network: IPAddress, prefix: Int) -> Bool {
+    package func matches(_ network: IPAddress, prefix: Int) -> Bool {
         guard network.bytes.count == bytes.count else { return false }
         var remaining = prefix
         for index in 0..<bytes.count where remaining > 0 {
@@ -82,25 +82,25 @@ struct IPAddress: Hashable, Sendable, CustomStringConvertible {
 
 /// An address block with an optional port range: `10.0.0.0/8`, `192.0.2.7:5001`,
 /// `198.51.100.0/24:5000-5099`, `[2001:db8::/32]:5001`, `2001:db8::1`.
-struct AddressRule: Equatable, Sendable, CustomStringConvertible {
-    let network: IPAddress
-    let prefix: Int
-    let ports: ClosedRange<UInt16>?
+package struct AddressRule: Equatable, Sendable, CustomStringConvertible {
+    package let network: IPAddress
+    package let prefix: Int
+    package let ports: ClosedRange<UInt16>?
 
-    init(network: IPAddress, prefix: Int, ports: ClosedRange<UInt16>? = nil) {
+    package init(network: IPAddress, prefix: Int, ports: ClosedRange<UInt16>? = nil) {
         self.network = network
         self.prefix = prefix
         self.ports = ports
     }
 
-    func contains(_ address: IPAddress, port: UInt16? = nil) -> Bool {
+    package func contains(_ address: IPAddress, port: UInt16? = nil) -> Bool {
         guard address.matches(network, prefix: prefix) else { return false }
         guard let ports else { return true }
         guard let port else { return false }
         return ports.contains(port)
     }
 
-    var description: String {
+    package var description: String {
         let block = "\(network)/\(prefix)"
         guard let ports else { return block }
         let portText = ports.lowerBound == ports.upperBound ? "\(ports.lowerBound)" : "\(ports.lowerBound)-\(ports.upperBound)"
@@ -108,7 +108,7 @@ struct AddressRule: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Parses one rule; the message says what is wrong (the caller adds which flag).
-    static func parse(_ text: String, allowPorts: Bool = true) throws(RuleError) -> AddressRule {
+    package static func parse(_ text: String, allowPorts: Bool = true) throws(RuleError) -> AddressRule {
         var blockText = Substring(text)
         var portText: Substring? = nil
         if text.hasPrefix("[") {
@@ -155,7 +155,7 @@ struct AddressRule: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// A comma-separated list of rules (no spaces needed; spaces around items are ignored).
-    static func parseList(_ text: String, allowPorts: Bool = true) throws(RuleError) -> [AddressRule] {
+    package static func parseList(_ text: String, allowPorts: Bool = true) throws(RuleError) -> [AddressRule] {
         let items = text.split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmed() }
         guard !items.contains(where: \.isEmpty) else { throw RuleError("'\(text)' has an empty item: separate addresses by single commas") }
         var rules: [AddressRule] = []
@@ -170,9 +170,9 @@ struct AddressRule: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-struct RuleError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+package struct RuleError: Error, CustomStringConvertible {
+    package let description: String
+    package init(_ description: String) { self.description = description }
 }
 
 extension String {

@@ -2,6 +2,7 @@ import Foundation
 import SciStreamWire
 import SciStreamSystem
 import SciStreamTLS
+import SciStreamCommandLine
 
 /// `s2uc`: the user's client. Each subcommand validates all its input before it talks to anyone.
 public enum UserClient {
@@ -468,9 +469,4 @@ public enum UserClient {
         }
         return ClientError("\(step) failed at s2cs \(target.display): \(status.code): \(escapedForTerminal(status.message))\(hint)", status: status, step: step)
     }
-}
-
-public enum SessionLimits {
-    /// The most listeners one session may ask for (`--num_conn`).
-    public static let maxConnectionsPerSession = 100
 }

@@ -1,5 +1,6 @@
 import Synchronization
 import SciStreamSystem
+import SciStreamPolicy
 
 /// The control connections open now, against `--max-connections` and `--max-connections-per-client`.
 ///

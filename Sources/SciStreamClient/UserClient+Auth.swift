@@ -4,6 +4,7 @@ import Glibc
 #endif
 import SciStreamWire
 import SciStreamAuth
+import SciStreamCommandLine
 
 /// s2uc's authentication commands (`login`, `check-auth`, `logout`) and the token each RPC carries.
 ///

@@ -18,27 +18,27 @@ import SciStreamWire
 /// decision is made on the numeric address a name resolves to (so `0x64.0x64.0x64.0xc8` and
 /// `1684300999` are judged as the 100.100.100.200 the resolver makes of them), and that numeric address
 /// is what the proxy config gets: a later DNS answer cannot change it.
-struct TargetPolicy: Sendable {
+package struct TargetPolicy: Sendable {
     /// `--allowed-targets`; nil: the default policy above.
-    let allowed: [AddressRule]?
+    package let allowed: [AddressRule]?
     /// This s2cs's listeners are on loopback (`--listener-ip 127.0.0.1`): loopback targets are the
     /// single-host demo's applications, not a way into the gateway.
-    let allowLoopback: Bool
+    package let allowLoopback: Bool
     /// The gateway's own addresses; read again for every decision when nil (interfaces change).
-    let ownAddresses: (@Sendable () -> Set<IPAddress>)?
+    package let ownAddresses: (@Sendable () -> Set<IPAddress>)?
 
-    static let flag = "--allowed-targets"
+    package static let flag = "--allowed-targets"
 
     /// The Kubernetes API service's address (`KUBERNETES_SERVICE_HOST` of the pod s2cs runs in), if any.
     /// The service network's block cannot be learned from inside a pod: only this address is refused.
-    let kubernetesAPI: IPAddress?
+    package let kubernetesAPI: IPAddress?
     /// This s2cs's own services (the control port, the metrics port): never a target on an address of
     /// this host, whatever `--allowed-targets` says. Filled in once they are bound (`--port 0`).
-    var servicePorts: Set<UInt16> = []
+    package var servicePorts: Set<UInt16> = []
     /// `--advertise-ip` when numeric: an address that reaches this gateway from outside (a NAT's).
-    var advertised: IPAddress? = nil
+    package var advertised: IPAddress? = nil
 
-    init(allowed: [AddressRule]?, allowLoopback: Bool, kubernetesAPI: IPAddress? = nil,
+    package init(allowed: [AddressRule]?, allowLoopback: Bool, kubernetesAPI: IPAddress? = nil,
          ownAddresses: (@Sendable () -> Set<IPAddress>)? = nil) {
         self.allowed = allowed
         self.allowLoopback = allowLoopback
@@ -64,17 +64,17 @@ struct TargetPolicy: Sendable {
         (rule("100.64.0.0/10"), "in the carrier-grade NAT block 100.64.0.0/10"),
     ]
 
-    static func isLoopback(_ address: IPAddress) -> Bool {
+    package static func isLoopback(_ address: IPAddress) -> Bool {
         loopback.contains { $0.contains(address.canonical) }
     }
 
-    static func rule(_ text: String) -> AddressRule {
+    package static func rule(_ text: String) -> AddressRule {
         // safe: the literals above are valid rules (checked by TargetPolicyTests)
         try! AddressRule.parse(text)
     }
 
     /// Why `address:port` may not be a target, or nil when it may. The reason is for the server log.
-    func refusal(_ address: IPAddress, port: UInt16) -> String? {
+    package func refusal(_ address: IPAddress, port: UInt16) -> String? {
         let judged = address.canonical
         if let reached = judged.nat64IPv4, let reason = refusal(reached, port: port) {
             return "\(judged) reaches \(reached) through NAT64: \(reason)"
@@ -147,11 +147,11 @@ struct TargetPolicy: Sendable {
 }
 
 /// Resolves target names off the cooperative pool (getaddrinfo may block for seconds on DNS).
-enum TargetResolver {
+package enum TargetResolver {
     private static let queue = DispatchQueue(label: "s2cs.resolve", attributes: .concurrent)
 
     /// The numeric address `host` stands for: itself when numeric, else getaddrinfo's first answer.
-    static func resolve(_ host: String) async -> Result<IPAddress, ResolveFailure> {
+    package static func resolve(_ host: String) async -> Result<IPAddress, ResolveFailure> {
         if let numeric = IPAddress(numeric: host) { return .success(numeric) }
         return await withCheckedContinuation { continuation in
             queue.async { continuation.resume(returning: lookup(host)) }
@@ -183,8 +183,8 @@ enum TargetResolver {
     }
 }
 
-struct ResolveFailure: Error, CustomStringConvertible {
-    let host: String
-    let reason: String
-    var description: String { "cannot resolve '\(host)': \(reason)" }
+package struct ResolveFailure: Error, CustomStringConvertible {
+    package let host: String
+    package let reason: String
+    package var description: String { "cannot resolve '\(host)': \(reason)" }
 }

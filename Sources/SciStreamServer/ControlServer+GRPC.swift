@@ -3,6 +3,7 @@ import SciStreamWire
 import SciStreamSystem
 import SciStreamTLS
 import SciStreamGRPC
+import SciStreamCommandLine
 
 /// The original SciStream's gRPC service (`scistream.Control`: req, hello, update, release) on the
 /// control port, beside SciStream's own protocol: an HTTP/2 client is told apart by ALPN "h2" on

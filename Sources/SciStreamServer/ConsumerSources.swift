@@ -1,4 +1,5 @@
 import SciStreamDataPlane
+import SciStreamPolicy
 
 /// Who may connect to a consumer-side (CONS) listener: the consumer application's side of the
 /// tunnel, which holds the session key and forwards whatever it receives to the producer application.

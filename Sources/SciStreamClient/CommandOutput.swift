@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import SciStreamCommandLine
 
 /// A JSON value, written with its object keys in the order they were set (docs/json.md).
 public enum JSONValue: Sendable, Equatable {

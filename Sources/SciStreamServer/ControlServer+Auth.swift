@@ -2,6 +2,8 @@ import Foundation
 import SciStreamWire
 import SciStreamSystem
 import SciStreamAuth
+import SciStreamCommandLine
+import SciStreamPolicy
 
 extension ServerConfiguration {
     /// Authentication is on with a client secret (and so a client id), as in the original: without

@@ -1,6 +1,5 @@
 import SciStreamWire
 import SciStreamTLS
-import SciStreamDataPlane
 import SciStreamAuth
 
 /// The one place where the errors of the lower layers (TLS, Wire, DataPlane, Auth) are worded for
@@ -10,7 +9,9 @@ import SciStreamAuth
 /// goes through `text(_:)` or one of the functions below.
 ///
 /// One function per error type serves both programs: each file role and each hint belongs to one
-/// program's options (the server's certificate and key to s2cs, the trust anchor to s2uc).
+/// program's options (the server's certificate and key to s2cs, the trust anchor to s2uc). The
+/// errors of the layers only s2cs links (the data plane) word themselves through
+/// `OperatorWordedError`, declared by the server module, so that s2uc links no data plane.
 public enum ErrorWording {
     /// Any error as s2cs and s2uc show it: the lower layers' errors worded here, others as they
     /// describe themselves.
@@ -18,8 +19,8 @@ public enum ErrorWording {
         switch error {
         case let error as TLSError: tls(error)
         case let error as WireError: wire(error)
-        case let error as DataPlaneError: dataPlane(error)
         case let error as AuthError: auth(error)
+        case let error as any OperatorWordedError: error.operatorText
         default: "\(error)"
         }
     }
@@ -78,19 +79,6 @@ public enum ErrorWording {
         }
     }
 
-    public static func dataPlane(_ error: DataPlaneError) -> String {
-        switch error {
-        case .plaintextUnsupported(let type):
-            return "\(type.name) cannot forward plain TCP: use --type Haproxy or --type Nginx with --data-plane-tls=False"
-        case .folder(let path, let reason):
-            return "cannot use the session folder \(path) (--config-folder): \(reason)"
-        case .folderInUse:
-            return "\(error): give each s2cs a --config-folder of its own"
-        default:
-            return error.description
-        }
-    }
-
     public static func auth(_ error: AuthError) -> String {
         switch error {
         case .invalidScopeID(let text):
@@ -105,14 +93,9 @@ public enum ErrorWording {
             return error.description
         }
     }
+}
 
-    /// Why s2cs refuses a request whose token it could not check (the status it sends, and its log).
-    public static func tokenVerdict(_ verdict: TokenVerdict, clientID: String) -> String {
-        switch verdict {
-        case .credentialsRefused(let error):
-            return "s2cs cannot check tokens: \(error); check its --client-id and --client-secret (client \(clientID))"
-        default:
-            return TokenVerdict.text(verdict)
-        }
-    }
+/// An error of a layer this module does not link, worded for operators by the module that does.
+public protocol OperatorWordedError: Error {
+    var operatorText: String { get }
 }

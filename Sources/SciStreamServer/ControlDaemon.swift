@@ -4,6 +4,8 @@ import SciStreamWire
 import SciStreamSystem
 import SciStreamTLS
 import SciStreamDataPlane
+import SciStreamCommandLine
+import SciStreamPolicy
 
 /// `s2cs`: parse, build, serve until SIGINT/SIGTERM/SIGQUIT, then stop every proxy and exit.
 /// SIGHUP reloads, SIGUSR1 starts draining and SIGUSR2 ends it (`DaemonSignal`).

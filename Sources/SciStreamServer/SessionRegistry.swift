@@ -2,6 +2,8 @@ import Foundation
 import SciStreamWire
 import SciStreamSystem
 import SciStreamDataPlane
+import SciStreamCommandLine
+import SciStreamPolicy
 
 /// The sessions of one s2cs, and the ports they hold: the one owner of a session's life.
 ///

@@ -6,6 +6,8 @@ import CSciStream
 import SciStreamTLS
 import SciStreamDataPlane
 import SciStreamAuth
+import SciStreamCommandLine
+import SciStreamPolicy
 
 /// The s2cs control server: accepts connections (TLS by default), reads frames, answers each RPC.
 /// One bad peer never takes the server down: each connection is its own task that catches its own errors.

@@ -3,6 +3,7 @@ import Synchronization
 import SciStreamWire
 import SciStreamSystem
 import SciStreamDataPlane
+import SciStreamCommandLine
 
 /// What `s2cs --metrics` counts, and its rendering in the Prometheus text format (version 0.0.4;
 /// docs/metrics.md). The control server tells it each request it received and each reply it sent;

@@ -2,6 +2,8 @@ import Foundation
 import SciStreamWire
 import SciStreamDataPlane
 import SciStreamSystem
+import SciStreamCommandLine
+import SciStreamPolicy
 
 /// Everything `s2cs` was told on its command line, validated.
 public struct ServerConfiguration: Sendable {

@@ -1,6 +1,8 @@
 import SciStreamWire
 import SciStreamSystem
 import SciStreamDataPlane
+import SciStreamCommandLine
+import SciStreamPolicy
 
 extension ControlServer {
     /// Answers one request message. Never throws: every failure becomes a status in the reply.

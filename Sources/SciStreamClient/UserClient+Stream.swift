@@ -1,4 +1,5 @@
 import SciStreamWire
+import SciStreamCommandLine
 
 /// `stream_request` and `stream_release`: both halves of a session with one command (the docs'
 /// "centralized controller"). `stream_request` runs the inbound half at `--prod_s2cs`, then the

@@ -2,6 +2,7 @@ import Foundation
 import SciStreamWire
 import SciStreamSystem
 import SciStreamTLS
+import SciStreamCommandLine
 
 /// A failure talking to an s2cs, worded for the person at the shell.
 public struct ClientError: Error, CustomStringConvertible {

@@ -4,6 +4,7 @@ import Glibc
 import SciStreamSystem
 import SciStreamDataPlane
 import SciStreamWire
+import SciStreamCommandLine
 
 /// `--client-secret-file PATH`: the Globus Auth client secret read from a file, so that it never
 /// appears on a command line (`ps`). A systemd credential (`LoadCredential=`) is such a file, in

@@ -120,7 +120,7 @@ public enum ArgumentParser {
     }
 
     /// Normalises a spelling: drops leading dashes, `-` between words becomes `_`, lowercased.
-    static func normalize(_ name: String) -> String {
+    package static func normalize(_ name: String) -> String {
         var trimmed = Substring(name)
         while trimmed.hasPrefix("-") { trimmed = trimmed.dropFirst() }
         return trimmed.replacingOccurrences(of: "-", with: "_").lowercased()
