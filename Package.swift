@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "SciStreamAuth", dependencies: ["COpenSSL", "SciStreamSystem"]),
         // The conventions both programs share: argument parsing, exit codes, console, how the lower
         // layers' errors are worded for operators.
-        .target(name: "SciStreamCommandLine", dependencies: ["SciStreamWire", "SciStreamTLS", "SciStreamAuth"]),
+        .target(name: "SciStreamCommandLine", dependencies: ["SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamAuth"]),
         // s2uc: the control client and the user's commands. Links neither the server nor the data plane.
         .target(name: "SciStreamClient", dependencies: ["SciStreamCommandLine", "SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamAuth"]),
         // Which addresses s2cs accepts: IP addresses and rules, the target policy (--allowed-targets).
@@ -44,6 +44,9 @@ let package = Package(
                           path: "bench/Sources/s2bench"),
 
         .testTarget(name: "WireTests", dependencies: ["SciStreamWire", "SciStreamServer", "SciStreamClient", "SciStreamCommandLine", "SciStreamGRPC"]),
+        // The server's own logic (port allocation, quotas, ownership, port checks) with the Mock data
+        // plane: no proxy binary, no s2cs process.
+        .testTarget(name: "ServerTests", dependencies: ["SciStreamServer", "SciStreamPolicy", "SciStreamDataPlane", "SciStreamWire", "SciStreamSystem"]),
         .testTarget(name: "SystemTests", dependencies: ["SciStreamSystem"]),
         .testTarget(name: "TLSTests", dependencies: ["SciStreamTLS", "SciStreamSystem", "SciStreamServer", "SciStreamClient", "SciStreamCommandLine"]),
         .testTarget(name: "DataPlaneTests", dependencies: ["COpenSSL", "SciStreamDataPlane", "SciStreamTLS", "SciStreamSystem", "SciStreamWire", "SciStreamServer", "SciStreamClient", "SciStreamCommandLine", "TestPorts"]),

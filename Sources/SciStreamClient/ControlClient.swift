@@ -127,7 +127,7 @@ public final class ControlConnection {
             let bytes: [UInt8]
             do {
                 bytes = try await stream.read(max: 65536, deadline: deadline)
-            } catch let error as Errno where error == .timedOut {
+            } catch where error.kind == .timedOut {
                 throw ClientError("s2cs at \(target.display) did not answer in time")
             } catch {
                 throw ClientError("lost the connection to s2cs at \(target.display): \(ErrorWording.text(error))")

@@ -1,4 +1,5 @@
 import SciStreamWire
+import SciStreamSystem
 import SciStreamTLS
 import SciStreamAuth
 
@@ -17,6 +18,7 @@ public enum ErrorWording {
     /// describe themselves.
     public static func text(_ error: any Error) -> String {
         switch error {
+        case let error as StreamError: text(error.cause)
         case let error as TLSError: tls(error)
         case let error as WireError: wire(error)
         case let error as AuthError: auth(error)

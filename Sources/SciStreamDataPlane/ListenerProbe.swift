@@ -8,26 +8,11 @@ import SciStreamSystem
 enum ListenerProbe {
     /// Every address `host` resolves to (numeric hosts give one).
     static func addresses(of endpoint: ConfigEndpoint) throws(DataPlaneError) -> [SocketAddress] {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE
-        var result: UnsafeMutablePointer<addrinfo>? = nil
-        let status = getaddrinfo(endpoint.host.bare, String(endpoint.port), &hints, &result)
-        guard status == 0, let first = result else {
-            throw .listenerUnavailable(session: "", listener: endpoint.description,
-                                       reason: "cannot resolve host: \(String(cString: gai_strerror(status)))")
+        do {
+            return try SocketAddress.lookup(host: endpoint.host.bare, port: endpoint.port, passive: true)
+        } catch {
+            throw .listenerUnavailable(session: "", listener: endpoint.description, reason: "cannot resolve host: \(error.reason)")
         }
-        defer { freeaddrinfo(result) }
-        var addresses: [SocketAddress] = []
-        var node: UnsafeMutablePointer<addrinfo>? = first
-        while let current = node {
-            if let raw = current.pointee.ai_addr {
-                addresses.append(SocketAddress(copying: raw, length: current.pointee.ai_addrlen))
-            }
-            node = current.pointee.ai_next
-        }
-        return addresses
     }
 
     /// A listening address: its bytes (4 or 16) and port.

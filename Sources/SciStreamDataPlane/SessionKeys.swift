@@ -1,5 +1,6 @@
 import SciStreamWire
 import COpenSSL
+import SciStreamTLS
 
 /// Per-session key material for the hop between the gateways, derived from the session uid so
 /// that both gateways hold the same key and the byte-identical self-signed certificate, which
@@ -131,15 +132,8 @@ public struct SessionKeys: Sendable, Equatable {
     }
 }
 
-/// Drains OpenSSL's error queue into one line.
+/// Drains OpenSSL's error queue (`OpenSSLErrorQueue`) into one line.
 func openSSLErrors() -> String {
-    var messages: [String] = []
-    while true {
-        let code = ERR_get_error()
-        if code == 0 { break }
-        var buffer = [CChar](repeating: 0, count: 256)
-        ERR_error_string_n(code, &buffer, buffer.count)
-        messages.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
-    }
-    return messages.isEmpty ? "unknown OpenSSL error" : messages.joined(separator: "; ")
+    let lines = OpenSSLErrorQueue.drain().lines
+    return lines.isEmpty ? "unknown OpenSSL error" : lines.joined(separator: "; ")
 }

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import SciStreamWire
+import SciStreamSystem
 
 /// Where this s2cs lets a session forward: the gateway's operator decides, not whoever asks.
 ///
@@ -148,38 +149,18 @@ package struct TargetPolicy: Sendable {
 
 /// Resolves target names off the cooperative pool (getaddrinfo may block for seconds on DNS).
 package enum TargetResolver {
-    private static let queue = DispatchQueue(label: "s2cs.resolve", attributes: .concurrent)
-
     /// The numeric address `host` stands for: itself when numeric, else getaddrinfo's first answer.
     package static func resolve(_ host: String) async -> Result<IPAddress, ResolveFailure> {
         if let numeric = IPAddress(numeric: host) { return .success(numeric) }
-        return await withCheckedContinuation { continuation in
-            queue.async { continuation.resume(returning: lookup(host)) }
+        return await BlockingWork.run {
+            do throws(ResolveError) {
+                let first = try SocketAddress.resolve(host: host, port: 0)
+                guard let address = IPAddress(bytes: first.addressBytes) else { return .failure(ResolveFailure(host: host, reason: "not an IP address")) }
+                return .success(address)
+            } catch {
+                return .failure(ResolveFailure(host: host, reason: error.reason))
+            }
         }
-    }
-
-    private static func lookup(_ host: String) -> Result<IPAddress, ResolveFailure> {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var result: UnsafeMutablePointer<addrinfo>? = nil
-        let status = getaddrinfo(host, nil, &hints, &result)
-        guard status == 0, let first = result else {
-            return .failure(ResolveFailure(host: host, reason: String(cString: gai_strerror(status))))
-        }
-        defer { freeaddrinfo(result) }
-        guard let raw = first.pointee.ai_addr else { return .failure(ResolveFailure(host: host, reason: "no address")) }
-        let bytes: [UInt8]
-        switch first.pointee.ai_family {
-        case AF_INET:
-            bytes = raw.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { withUnsafeBytes(of: $0.pointee.sin_addr) { Array($0) } }
-        case AF_INET6:
-            bytes = raw.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { withUnsafeBytes(of: $0.pointee.sin6_addr) { Array($0) } }
-        default:
-            return .failure(ResolveFailure(host: host, reason: "not an IP address"))
-        }
-        guard let address = IPAddress(bytes: bytes) else { return .failure(ResolveFailure(host: host, reason: "not an IP address")) }
-        return .success(address)
     }
 }
 

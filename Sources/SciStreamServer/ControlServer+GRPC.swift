@@ -66,7 +66,7 @@ extension ControlServer {
             group.addTask {
                 while true {
                     let deadline = readDeadline.value.withLock { $0 } ?? .now + timeout
-                    do {
+                    do throws(StreamError) {
                         let bytes = try await stream.read(max: 65536, deadline: deadline)
                         guard !bytes.isEmpty else {
                             sink.yield(.ended(timedOut: false, reason: "closed by the client"))
@@ -74,7 +74,7 @@ extension ControlServer {
                         }
                         sink.yield(.bytes(bytes))
                     } catch {
-                        let timedOut = (error as? Errno) == .timedOut || (error as? TLSError)?.kind == .timedOut
+                        let timedOut = error.kind == .timedOut
                         if timedOut, readDeadline.value.withLock({ $0.map { $0 > .now } ?? true }) { continue }
                         sink.yield(.ended(timedOut: timedOut, reason: ErrorWording.text(error)))
                         return
@@ -171,7 +171,7 @@ extension ControlServer {
             switch call.path {
             case ControlProto.path("req"):
                 let request = try ControlProto.Request(decoding: call.message)
-                let limit = SessionRegistry.maxConnectionsPerSession
+                let limit = SessionLimits.maxConnectionsPerSession
                 guard request.numConn >= 0 else { return Self.failure(.invalidArgument, "num_conn \(request.numConn) is out of range: use 1 to \(limit)") }
                 guard request.rate >= 0 else { return Self.failure(.invalidArgument, "rate \(request.rate) is negative") }
                 let message = Message.request(Request(token: token, uid: request.uid, role: try Self.role(request.role),
@@ -274,7 +274,7 @@ final class PrefixedStream: ByteStream, @unchecked Sendable {
         self.prefix = prefix
     }
 
-    func read(max: Int, deadline: ContinuousClock.Instant?) async throws -> [UInt8] {
+    func read(max: Int, deadline: ContinuousClock.Instant?) async throws(StreamError) -> [UInt8] {
         guard prefix.isEmpty else {
             let count = Swift.min(max, prefix.count)
             defer { prefix.removeFirst(count) }
@@ -283,7 +283,7 @@ final class PrefixedStream: ByteStream, @unchecked Sendable {
         return try await base.read(max: max, deadline: deadline)
     }
 
-    func writeAll(_ bytes: [UInt8], deadline: ContinuousClock.Instant?) async throws {
+    func writeAll(_ bytes: [UInt8], deadline: ContinuousClock.Instant?) async throws(StreamError) {
         try await base.writeAll(bytes, deadline: deadline)
     }
 

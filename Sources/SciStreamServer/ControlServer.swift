@@ -194,9 +194,9 @@ public final class ControlServer: Sendable {
     public func shutdown(keepingSessions: Bool = false) async {
         stopping.withLock { $0 = true }
         // Wakes the accept loop (accept fails on a listening socket shut down), which then ends.
-        _ = Glibc.shutdown(listener.fd, Int32(SHUT_RDWR))
+        listener.shutdown()
         if let (admin, path) = adminListener {
-            _ = Glibc.shutdown(admin.fd, Int32(SHUT_RDWR))
+            admin.shutdown()
             _ = unlink(path)
         }
         logger.info("shutting down")
@@ -362,7 +362,7 @@ public final class ControlServer: Sendable {
                 do {
                     bytes = try await stream.read(max: 65536, deadline: deadline)
                 } catch {
-                    let timedOut = (error as? Errno) == .timedOut || (error as? TLSError)?.kind == .timedOut
+                    let timedOut = error.kind == .timedOut
                     if timedOut && decoder.bufferedByteCount > 0 {
                         log.warning("frame not completed in time: closed", ["timeout": "\(config.frameTimeout)"])
                     } else if timedOut {

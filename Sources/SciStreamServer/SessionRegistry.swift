@@ -71,6 +71,9 @@ actor SessionRegistry {
     var allocator: PortAllocator
     /// Where PROD and CONS listeners bind, and what clients are told for PROD listeners.
     private let bindIP: (prod: String, cons: String)
+    /// The same as socket addresses, looked up once here: a port check binds one, with no name lookup
+    /// inside the actor (nil: the address does not resolve, and no port on it is free).
+    private let bindAddress: (prod: SocketAddress?, cons: SocketAddress?)
     nonisolated let advertisedProdIP: String
     /// This s2cs forwards plain TCP between gateways (`--data-plane-tls=False`): its listeners are
     /// reported as `tcp://host:port`.
@@ -84,7 +87,6 @@ actor SessionRegistry {
     private var shuttingDown = false
     let dataPlane: DataPlane
     let logger: Logger
-    static let maxConnectionsPerSession = SessionLimits.maxConnectionsPerSession
 
     /// Where expiries are recorded (`--audit-log`); nil: not recorded.
     private let audit: AuditLog?
@@ -93,6 +95,7 @@ actor SessionRegistry {
         self.audit = audit
         self.allocator = PortAllocator(range: config.portRange)
         self.bindIP = (config.bindIP(for: .prod), config.bindIP(for: .cons))
+        self.bindAddress = (try? SocketAddress.resolve(host: bindIP.prod, port: 0), try? SocketAddress.resolve(host: bindIP.cons, port: 0))
         self.advertisedProdIP = config.advertisedIP(for: .prod)
         self.maxSessionsPerClient = config.maxSessionsPerClient
         self.portQuota = config.portQuota
@@ -154,7 +157,7 @@ actor SessionRegistry {
             throw StatusError(.resourceExhausted, "client \(client) already holds \(held) sessions on this s2cs, the most allowed (--max-sessions-per-client \(maxSessionsPerClient)): release some first")
         }
         try Self.checkUDP(request, type: dataPlane.type, plaintext: plaintextDataPlane)
-        let limit = Self.maxConnectionsPerSession
+        let limit = SessionLimits.maxConnectionsPerSession
         guard request.numConn >= 1, request.numConn <= limit else {
             throw StatusError(.invalidArgument, "num_conn \(request.numConn) is out of range: use 1 to \(limit)")
         }
@@ -175,7 +178,8 @@ actor SessionRegistry {
         try makePendingRoom(for: wanted)
         let ports: [UInt16]
         let ip = request.role == .prod ? bindIP.prod : bindIP.cons
-        let isFree: (UInt16) -> Bool = { Socket.canBind(host: ip, port: $0) }
+        let address = request.role == .prod ? bindAddress.prod : bindAddress.cons
+        let isFree: (UInt16) -> Bool = { port in address.map { Socket.bindError($0.with(port: port)) == nil } ?? false }
         if request.listenPorts.isEmpty {
             guard let allocated = allocator.allocate(count: Int(request.numConn), isFree: isFree) else {
                 throw StatusError(.resourceExhausted,
@@ -274,7 +278,7 @@ actor SessionRegistry {
     /// listeners, at most as many as a session may have.
     func claimHello(_ hello: Hello, uid: SessionID, caller: Caller) async throws(StatusError) {
         var session = try await helloSession(hello, uid: uid, caller: caller)
-        let limit = session.role == .prod ? session.numConn : Self.maxConnectionsPerSession
+        let limit = session.role == .prod ? session.numConn : SessionLimits.maxConnectionsPerSession
         guard hello.prodListeners.count <= limit else {
             logger.info("hello refused: more targets than listeners", ["session": uid.prefix, "targets": "\(hello.prodListeners.count)", "max": "\(limit)"])
             throw StatusError(.invalidArgument, "the hello names \(hello.prodListeners.count) targets, more than session \(uid.prefix) has listeners (num_conn \(limit)): name at most \(limit)")
@@ -648,7 +652,7 @@ actor SessionRegistry {
         guard request.role == .cons else {
             throw StatusError(.invalidArgument, "listen ports can be chosen only for outbound (CONS) sessions: an inbound session's ports come from this s2cs's --port-range")
         }
-        let limit = Self.maxConnectionsPerSession
+        let limit = SessionLimits.maxConnectionsPerSession
         guard ports.count <= limit else {
             throw StatusError(.invalidArgument, "\(ports.count) listen ports asked for: at most \(limit) per session")
         }

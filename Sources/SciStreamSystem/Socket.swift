@@ -18,26 +18,6 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
 
     public var family: Int32 { Int32(storage.ss_family) }
 
-    /// Resolves `host` (a literal IPv4/IPv6 address or a name) and `port`. Names go through getaddrinfo.
-    public static func resolve(host: String, port: UInt16) throws -> SocketAddress {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_flags = AI_NUMERICSERV
-        var result: UnsafeMutablePointer<addrinfo>? = nil
-        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
-        let status = getaddrinfo(bare, String(port), &hints, &result)
-        guard status == 0, let first = result else {
-            throw ResolveError(host: host, reason: String(cString: gai_strerror(status)))
-        }
-        defer { freeaddrinfo(result) }
-        var address = SocketAddress(storage: sockaddr_storage(), length: first.pointee.ai_addrlen)
-        withUnsafeMutableBytes(of: &address.storage) { dest in
-            dest.copyMemory(from: UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen)))
-        }
-        return address
-    }
-
     public var port: UInt16 {
         withUnsafeBytes(of: storage) { raw in
             if family == AF_INET6 {
@@ -212,25 +192,34 @@ public final class Socket: ByteStream, @unchecked Sendable {  // fd state behind
         return socket
     }
 
-    public func read(max: Int, deadline: ContinuousClock.Instant? = nil) async throws -> [UInt8] {
+    public func read(max: Int, deadline: ContinuousClock.Instant? = nil) async throws(StreamError) -> [UInt8] {
         try await receiving(max: max, flags: 0, deadline: deadline)
     }
 
     /// recv(2) with `flags`, suspending on EAGAIN until the socket is readable or the deadline passes.
-    private func receiving(max: Int, flags: Int32, deadline: ContinuousClock.Instant?) async throws -> [UInt8] {
+    private func receiving(max: Int, flags: Int32, deadline: ContinuousClock.Instant?) async throws(StreamError) -> [UInt8] {
         while true {
             let fd = self.fd
-            guard fd >= 0 else { throw Errno.badFileDescriptor }
+            guard fd >= 0 else { throw StreamError(socket: Errno.badFileDescriptor) }
             switch Self.receive(fd, max: max, flags: flags) {
             case .bytes(let bytes):
                 return bytes
             case .failed(.interrupted):
                 continue
             case .failed(.wouldBlock):
-                try await Reactor.shared.wait(fd, for: .readable, deadline: deadline)
+                try await waitUntilReady(fd, for: .readable, deadline: deadline)
             case .failed(let error):
-                throw error
+                throw StreamError(socket: error)
             }
+        }
+    }
+
+    /// The reactor's wait, its failures (the deadline, cancellation) as stream errors.
+    private func waitUntilReady(_ fd: Int32, for event: IOEvent, deadline: ContinuousClock.Instant?) async throws(StreamError) {
+        do {
+            try await Reactor.shared.wait(fd, for: event, deadline: deadline)
+        } catch {
+            throw StreamError(socket: error)
         }
     }
 
@@ -256,11 +245,11 @@ public final class Socket: ByteStream, @unchecked Sendable {  // fd state behind
         return .bytes(bytes)
     }
 
-    public func writeAll(_ bytes: [UInt8], deadline: ContinuousClock.Instant? = nil) async throws {
+    public func writeAll(_ bytes: [UInt8], deadline: ContinuousClock.Instant? = nil) async throws(StreamError) {
         var offset = 0
         while offset < bytes.count {
             let fd = self.fd
-            guard fd >= 0 else { throw Errno.badFileDescriptor }
+            guard fd >= 0 else { throw StreamError(socket: Errno.badFileDescriptor) }
             let count = bytes.withUnsafeBytes { raw in
                 send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))  // safe: offset < count, so non-empty
             }
@@ -271,17 +260,17 @@ public final class Socket: ByteStream, @unchecked Sendable {  // fd state behind
             let error = Errno.current
             if error == .interrupted { continue }
             if error == .wouldBlock {
-                try await Reactor.shared.wait(fd, for: .writable, deadline: deadline)
+                try await waitUntilReady(fd, for: .writable, deadline: deadline)
                 continue
             }
-            throw error
+            throw StreamError(socket: error)
         }
     }
 }
 
 extension Socket {
     /// Waits for data and returns up to `max` bytes without consuming them (MSG_PEEK); [] at EOF.
-    public func peek(max: Int, deadline: ContinuousClock.Instant? = nil) async throws -> [UInt8] {
+    public func peek(max: Int, deadline: ContinuousClock.Instant? = nil) async throws(StreamError) -> [UInt8] {
         try await receiving(max: max, flags: Int32(MSG_PEEK), deadline: deadline)
     }
 }

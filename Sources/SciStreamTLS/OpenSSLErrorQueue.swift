@@ -1,12 +1,12 @@
 import COpenSSL
 
 /// One entry of OpenSSL's per-thread error queue.
-struct OpenSSLError: Sendable, Equatable {
-    let code: UInt
+package struct OpenSSLError: Sendable, Equatable {
+    package let code: UInt
     /// The full line, as `ERR_error_string_n` prints it ("error:0A00010B:SSL routines::wrong version number").
-    let line: String
+    package let line: String
     /// The short reason ("wrong version number"), or the line when OpenSSL has no reason text.
-    let reason: String
+    package let reason: String
 
     var library: Int32 { scistream_ERR_GET_LIB(code) }
     var reasonCode: Int32 { scistream_ERR_GET_REASON(code) }
@@ -19,13 +19,13 @@ struct OpenSSLError: Sendable, Equatable {
 /// OpenSSL keeps its errors in a per-thread queue. A task can resume on another thread after an
 /// await, so the queue is cleared right before each OpenSSL call and drained right after it, on
 /// the same thread, with no await in between: no error is ever left behind for someone else.
-enum OpenSSLErrorQueue {
-    static func clear() {
+package enum OpenSSLErrorQueue {
+    package static func clear() {
         ERR_clear_error()
     }
 
     /// Empties the calling thread's queue, oldest entry first.
-    static func drain() -> [OpenSSLError] {
+    package static func drain() -> [OpenSSLError] {
         var errors: [OpenSSLError] = []
         while true {
             let code = ERR_get_error()
@@ -42,7 +42,7 @@ enum OpenSSLErrorQueue {
 
 extension Array where Element == OpenSSLError {
     /// The distinct short reasons, joined: what goes into an operator's message.
-    var reasons: String {
+    package var reasons: String {
         var seen: [String] = []
         for error in self where !seen.contains(error.reason) {
             seen.append(error.reason)
@@ -50,5 +50,5 @@ extension Array where Element == OpenSSLError {
         return seen.joined(separator: "; ")
     }
 
-    var lines: [String] { map(\.line) }
+    package var lines: [String] { map(\.line) }
 }

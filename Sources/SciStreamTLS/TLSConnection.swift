@@ -219,23 +219,18 @@ final class TLSConnection: Sendable {
     var isPeerClosed: Bool { state.withLock { $0.peerClosed } }
 
     /// A socket-level failure as a TLS error.
-    func socketError(_ error: any Error, phase: Phase) -> TLSError {
-        if let errno = error as? Errno {
-            switch errno {
-            case .timedOut:
-                return TLSError(.timedOut, side: side, peer: peer, detail: phase.timeoutDetail(peer: peer))
-            case .badFileDescriptor:
-                return TLSError(.closed, side: side, peer: peer, detail: "closed by this side")
-            case .connectionReset, .brokenPipe:
-                return TLSError(.closed, side: side, peer: peer, detail: errno.description)
-            default:
-                return TLSError(.connectionFailed(reason: errno.description), side: side, peer: peer)
-            }
-        }
-        if error is CancellationError {
+    func socketError(_ error: StreamError, phase: Phase) -> TLSError {
+        switch error.kind {
+        case .timedOut:
+            return TLSError(.timedOut, side: side, peer: peer, detail: phase.timeoutDetail(peer: peer))
+        case .closed:
+            let byThisSide = (error.cause as? Errno) == .badFileDescriptor
+            return TLSError(.closed, side: side, peer: peer, detail: byThisSide ? "closed by this side" : error.description)
+        case .cancelled:
             return TLSError(.cancelled, side: side, peer: peer)
+        case .failed:
+            return TLSError(.connectionFailed(reason: error.description), side: side, peer: peer)
         }
-        return TLSError(.connectionFailed(reason: "\(error)"), side: side, peer: peer)
     }
 
     // MARK: - Handshake

@@ -127,7 +127,24 @@ public final class TLSStream: ByteStream, @unchecked Sendable {
     // MARK: - ByteStream
 
     /// Reads up to `max` bytes of application data; `[]` when the peer closed (close_notify or EOF).
-    public func read(max: Int, deadline: ContinuousClock.Instant?) async throws(TLSError) -> [UInt8] {
+    public func read(max: Int, deadline: ContinuousClock.Instant?) async throws(StreamError) -> [UInt8] {
+        do {
+            return try await readRecord(max: max, deadline: deadline)
+        } catch {
+            throw error.streamError
+        }
+    }
+
+    /// Writes every byte (in records of at most 16 KiB), or throws.
+    public func writeAll(_ bytes: [UInt8], deadline: ContinuousClock.Instant?) async throws(StreamError) {
+        do {
+            try await writeRecords(bytes, deadline: deadline)
+        } catch {
+            throw error.streamError
+        }
+    }
+
+    private func readRecord(max: Int, deadline: ContinuousClock.Instant?) async throws(TLSError) -> [UInt8] {
         guard max > 0, !connection.isPeerClosed else { return [] }
         // One SSL_read returns at most one record's plaintext (16 KiB): a bigger buffer is waste.
         // The buffer exists only during each SSL_read, not while the task waits for the peer: an idle
@@ -153,8 +170,7 @@ public final class TLSStream: ByteStream, @unchecked Sendable {
         }
     }
 
-    /// Writes every byte (in records of at most 16 KiB), or throws.
-    public func writeAll(_ bytes: [UInt8], deadline: ContinuousClock.Instant?) async throws(TLSError) {
+    private func writeRecords(_ bytes: [UInt8], deadline: ContinuousClock.Instant?) async throws(TLSError) {
         var offset = 0
         while offset < bytes.count {
             let chunk = min(16 * 1024, bytes.count - offset)
@@ -186,5 +202,17 @@ public final class TLSStream: ByteStream, @unchecked Sendable {
         let reason = step.errors.isEmpty ? "OpenSSL error \(step.code)" : step.errors.reasons
         return TLSError(.connectionFailed(reason: reason), side: connection.side, peer: peer,
                         openSSLErrors: step.errors.lines)
+    }
+}
+
+extension TLSError {
+    /// This error as a stream's: its kind for callers to switch on, itself as the cause.
+    var streamError: StreamError {
+        switch kind {
+        case .timedOut: StreamError(.timedOut, cause: self)
+        case .closed: StreamError(.closed, cause: self)
+        case .cancelled: StreamError(.cancelled, cause: self)
+        default: StreamError(.failed, cause: self)
+        }
     }
 }

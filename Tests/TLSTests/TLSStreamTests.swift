@@ -407,10 +407,11 @@ import SciStreamCommandLine
         let stream = try await TLSStream.connect(socket: try await connectPlain(port: port), context: client,
                                                  serverName: "127.0.0.1", deadline: soon())
         stream.close()
-        let error = await #expect(throws: TLSError.self) {
+        let error = await #expect(throws: StreamError.self) {
             try await stream.writeAll([1], deadline: soon())
         }
         #expect(error?.kind == .closed)
+        #expect((error?.cause as? TLSError)?.kind == .closed)
         try? await served
     }
 
