@@ -50,9 +50,9 @@ extension UserClient {
         return UserTokens(store: store, auth: GlobusAuthClient(baseURL: base, timeout: .seconds(30)))
     }
 
-    static func scopeOption(_ parsed: ParsedArguments, _ name: String = "scope") throws -> String? {
-        guard let text = parsed.value(name), !text.isEmpty else { return nil }
-        do { return try GlobusAuth.validateScopeID(text) } catch { throw UsageError("bad --\(name): \(ErrorWording.auth(error))") }
+    static func scopeOption(_ parsed: ParsedArguments, _ option: OptionSpec = Flag.scope) throws -> String? {
+        guard let text = parsed.value(option), !text.isEmpty else { return nil }
+        do { return try GlobusAuth.validateScopeID(text) } catch { throw UsageError("bad --\(option.spelling): \(ErrorWording.auth(error))") }
     }
 
     /// The key an s2cs address is remembered under: `host:port`, host lowercased, IPv6 in brackets.
@@ -63,7 +63,7 @@ extension UserClient {
     // MARK: the token of an RPC
 
     /// The bearer token for an RPC to `target` (see the type's comment for the rules).
-    static func accessToken(_ parsed: ParsedArguments, target: ControlTarget, scopeOption option: String = "scope") async throws -> String {
+    static func accessToken(_ parsed: ParsedArguments, target: ControlTarget, scopeOption option: OptionSpec = Flag.scope) async throws -> String {
         let environment = parsed.environment
         let store = try tokenStore(environment)
         let scope: String
@@ -97,7 +97,7 @@ extension UserClient {
             throw UsageError("missing --scope: give the client id of the s2cs, as in 's2uc login --scope <scope_id>'")
         }
         var address: String? = nil
-        if let text = parsed.value("s2cs") {
+        if let text = parsed.value(Flag.s2cs) {
             do {
                 let endpoint = try Endpoint.parse(text)
                 address = addressKey(host: endpoint.host, port: endpoint.port)
@@ -143,7 +143,7 @@ extension UserClient {
 
     static func runCheckAuth(_ parsed: ParsedArguments) async throws {
         let given = try scopeOption(parsed)
-        let ipText = parsed.value("ip").flatMap { $0.isEmpty ? nil : $0 }
+        let ipText = parsed.value(parsed.option(named: "ip")).flatMap { $0.isEmpty ? nil : $0 }
         if given != nil && ipText != nil {
             throw UsageError("give either --scope or --ip, not both")
         }

@@ -48,21 +48,23 @@ extension UserClient {
 
     /// Both sides, validated (addresses, certificates, scopes) before anything is sent.
     static func sides(_ parsed: ParsedArguments) async throws -> (prod: Side, cons: Side) {
-        for name in ["prod", "cons"] where parsed.values["\(name)_s2cs"] == nil {
+        for name in ["prod", "cons"] where parsed.given(parsed.option(named: "\(name)_s2cs")) == nil {
             throw UsageError("missing --\(name)_s2cs: give the \(name == "prod" ? "producer" : "consumer")-side s2cs as host:port")
         }
-        let addresses = [parsed.value("prod_s2cs"), parsed.value("cons_s2cs")].map { (try? Endpoint.parse($0 ?? ""))?.description.lowercased() }
+        let addresses = [parsed.value(parsed.option(named: "prod_s2cs")), parsed.value(parsed.option(named: "cons_s2cs"))].map { (try? Endpoint.parse($0 ?? ""))?.description.lowercased() }
         if let address = addresses[0], address == addresses[1] {
             throw UsageError("--prod_s2cs and --cons_s2cs are both \(address): the two halves of a session run on two gateways' s2cs")
         }
         var result: [Side] = []
         for (name, role) in [("prod", Role.prod), ("cons", Role.cons)] {
-            let target = try target(parsed, s2csOption: "\(name)_s2cs", certOptions: ["\(name)_server_cert", "server_cert"])
+            let target = try target(parsed, s2csOption: parsed.option(named: "\(name)_s2cs"),
+                                certOptions: [parsed.option(named: "\(name)_server_cert"), Flag.serverCert])
             result.append(Side(role: role, name: name, target: target, token: ""))
         }
         for index in result.indices {
             let side = result[index]
-            let scopeOption = parsed.values["\(side.name)_scope"] != nil ? "\(side.name)_scope" : "scope"
+            let sideScope = parsed.option(named: "\(side.name)_scope")
+            let scopeOption = parsed.given(sideScope) != nil ? sideScope : Flag.scope
             let token = try await accessToken(parsed, target: side.target, scopeOption: scopeOption)
             result[index] = Side(role: side.role, name: side.name, target: side.target, token: token)
         }
@@ -90,7 +92,7 @@ extension UserClient {
     static func runStreamRequest(_ parsed: ParsedArguments) async throws {
         let (numConn, rate, mock, udp) = try sessionValues(parsed)
         let application = try producerApplication(parsed, numConn: numConn)
-        let consumerPorts = try ports(parsed, "cons_receiver_ports")
+        let consumerPorts = try ports(parsed, parsed.option(named: "cons_receiver_ports"))
         let (prod, cons) = try await sides(parsed)
         let uid = mock ? mockUID : SessionID.random()
         output.set("uid", uid)

@@ -9,24 +9,27 @@ public enum UserClient {
     public static let command = "s2uc"
     public static let mockUID = "4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3"
 
-    static let connectionOptions: [OptionSpec] = [
-        OptionSpec("s2cs", value: "host:port", default: "localhost:5000", help: "The s2cs to talk to; unix:PATH for its local admin socket (s2cs --admin-socket)."),
-        OptionSpec("server_cert", value: "file", default: "server.crt", help: "Certificate that s2cs must present (the trust anchor)."),
-        OptionSpec("ssl", value: "bool", default: "True", help: "TLS to s2cs; False only for an s2cs started with --ssl=False."),
-        OptionSpec("scope", value: "scope_id", default: "", help: "Authentication scope id of that s2cs (its client id); default: the scope remembered for --s2cs at login, else none (INVALID_TOKEN)."),
-    ]
+    /// The options of the session commands, a constant each: values are read by these, never by a
+    /// name in a string (a subcommand that declares an option anew, with its own help, is read by the
+    /// same constant: the name is what counts, the subcommand's own declaration gives the default).
+    enum Flag {
+        static let s2cs = OptionSpec("s2cs", value: "host:port", default: "localhost:5000", help: "The s2cs to talk to; unix:PATH for its local admin socket (s2cs --admin-socket).")
+        static let serverCert = OptionSpec("server_cert", value: "file", default: "server.crt", help: "Certificate that s2cs must present (the trust anchor).")
+        static let ssl = OptionSpec("ssl", value: "bool", default: "True", help: "TLS to s2cs; False only for an s2cs started with --ssl=False.")
+        static let scope = OptionSpec("scope", value: "scope_id", default: "", help: "Authentication scope id of that s2cs (its client id); default: the scope remembered for --s2cs at login, else none (INVALID_TOKEN).")
+        static let remoteIP = OptionSpec("remote_ip", value: "ip", default: "localhost", help: "Inbound: address of the producer application.")
+        static let receiverPorts = OptionSpec("receiver_ports", value: "ports", help: "Inbound: the producer application's ports; outbound: the local ports to listen on.")
+        static let numConn = OptionSpec("num_conn", value: "n", default: "5", help: "Number of parallel connections (listeners).")
+        static let rate = OptionSpec("rate", value: "kb/s", default: "0", help: "Maximum data rate per connection in kb/s, applied by Nginx (HAProxy and Stunnel cannot); 0: unlimited.")
+        static let mock = OptionSpec("mock", value: "bool", default: "False", help: "Inbound: use the fixed uid \(mockUID).")
+        static let `protocol` = OptionSpec("protocol", value: "tcp|udp", default: "tcp",
+            help: "udp: forward UDP datagrams as well as TCP on each listener (both gateways' s2cs must run --type Nginx --data-plane-tls=False).")
+        static let json = OptionSpec("json", help: "Print one JSON object on stdout instead of the result lines (docs/json.md); errors still go to stderr too.")
+    }
 
-    static let sessionOptions: [OptionSpec] = [
-        OptionSpec("remote_ip", value: "ip", default: "localhost", help: "Inbound: address of the producer application."),
-        OptionSpec("receiver_ports", value: "ports", help: "Inbound: the producer application's ports; outbound: the local ports to listen on."),
-        OptionSpec("num_conn", value: "n", default: "5", help: "Number of parallel connections (listeners)."),
-        OptionSpec("rate", value: "kb/s", default: "0", help: "Maximum data rate per connection in kb/s, applied by Nginx (HAProxy and Stunnel cannot); 0: unlimited."),
-        OptionSpec("mock", value: "bool", default: "False", help: "Inbound: use the fixed uid \(mockUID)."),
-        protocolOption,
-    ]
+    static let connectionOptions: [OptionSpec] = [Flag.s2cs, Flag.serverCert, Flag.ssl, Flag.scope]
 
-    static let protocolOption = OptionSpec("protocol", value: "tcp|udp", default: "tcp",
-        help: "udp: forward UDP datagrams as well as TCP on each listener (both gateways' s2cs must run --type Nginx --data-plane-tls=False).")
+    static let sessionOptions: [OptionSpec] = [Flag.remoteIP, Flag.receiverPorts, Flag.numConn, Flag.rate, Flag.mock, Flag.protocol]
 
     struct Subcommand {
         let names: [String]
@@ -93,7 +96,6 @@ public enum UserClient {
         return text
     }
 
-    static let jsonOption = OptionSpec("json", help: "Print one JSON object on stdout instead of the result lines (docs/json.md); errors still go to stderr too.")
 
     /// The output of the running command: human lines, or one JSON object with `--json`.
     static var output: CommandOutput { CommandOutput.current }
@@ -128,17 +130,17 @@ public enum UserClient {
         var parsed: ParsedArguments
         do {
             parsed = try ArgumentParser.parse(Array(arguments.dropFirst()),
-                                              options: subcommand.options + [jsonOption, OptionSpec("help", aliases: ["h"], help: ""), OptionSpec("version", help: "")],
+                                              options: subcommand.options + [Flag.json, OptionSpec.help, OptionSpec.version],
                                               maxPositionals: subcommand.maxPositionals)
         } catch {
             return usageError(error, command: name, usage: subcommand.usage, output)
         }
         parsed.environment = environment
-        if parsed.isSet("help") {
-            Console.out(ArgumentParser.help(usage: subcommand.usage, abstract: subcommand.abstract, options: subcommand.options + [jsonOption]))
+        if parsed.isSet(OptionSpec.help) {
+            Console.out(ArgumentParser.help(usage: subcommand.usage, abstract: subcommand.abstract, options: subcommand.options + [Flag.json]))
             return ExitCode.success
         }
-        if parsed.isSet("version") {
+        if parsed.isSet(OptionSpec.version) {
             return printVersion(CommandOutput(command: "version", json: json))
         }
         do {
@@ -183,29 +185,29 @@ public enum UserClient {
 
     /// The s2cs to talk to: `--s2cs`, with `--server_cert` (or, for `stream_request`, e.g. `--prod_s2cs`
     /// with `--prod_server_cert`, else `--server_cert`); errors name the option that was used.
-    static func target(_ parsed: ParsedArguments, s2csOption: String = "s2cs", certOptions: [String] = ["server_cert"]) throws -> ControlTarget {
+    static func target(_ parsed: ParsedArguments, s2csOption: OptionSpec = Flag.s2cs, certOptions: [OptionSpec] = [Flag.serverCert]) throws -> ControlTarget {
         let text = parsed.string(s2csOption)
         // An s2cs's local admin socket (s2cs --admin-socket): list and release every session there.
         if text.hasPrefix("unix:") {
             let path = String(text.dropFirst(5))
             guard !path.isEmpty, path.utf8.count <= Socket.maxUnixPathLength else {
-                throw UsageError("bad --\(s2csOption) '\(text)': unix: needs the path of an s2cs admin socket (at most \(Socket.maxUnixPathLength) bytes)")
+                throw UsageError("bad --\(s2csOption.spelling) '\(text)': unix: needs the path of an s2cs admin socket (at most \(Socket.maxUnixPathLength) bytes)")
             }
             return ControlTarget(unixPath: path)
         }
         let endpoint: Endpoint
-        do { endpoint = try Endpoint.parse(text) } catch { throw UsageError("bad --\(s2csOption) '\(text)': \(error)") }
-        let useTLS = try ArgumentParser.parseBool(parsed.string("ssl"), option: "--ssl")
+        do { endpoint = try Endpoint.parse(text) } catch { throw UsageError("bad --\(s2csOption.spelling) '\(text)': \(error)") }
+        let useTLS = try ArgumentParser.parseBool(parsed.string(Flag.ssl), option: "--ssl")
         guard useTLS else { return ControlTarget(host: endpoint.host, port: endpoint.port, tls: TLSContext?.none) }
-        let certOption = certOptions.first { parsed.values[$0] != nil } ?? certOptions[certOptions.count - 1]
+        let certOption = certOptions.first { parsed.given($0) != nil } ?? certOptions[certOptions.count - 1]
         let certificate = parsed.string(certOption)
         guard FileManager.default.fileExists(atPath: certificate) else {
-            throw ClientError("the s2cs certificate '\(certificate)' does not exist: pass the certificate of \(endpoint) with --\(certOption), or --ssl False for an s2cs started with --ssl=False")
+            throw ClientError("the s2cs certificate '\(certificate)' does not exist: pass the certificate of \(endpoint) with --\(certOption.spelling), or --ssl False for an s2cs started with --ssl=False")
         }
         do {
             return ControlTarget(host: endpoint.host, port: endpoint.port, tls: try TLSContext.client(trustAnchorPath: certificate))
         } catch {
-            throw ClientError("cannot use --\(certOption) '\(certificate)': \(ErrorWording.tls(error))")
+            throw ClientError("cannot use --\(certOption.spelling) '\(certificate)': \(ErrorWording.tls(error))")
         }
     }
 
@@ -213,12 +215,12 @@ public enum UserClient {
 
     /// The options both halves take: `--num_conn`, `--rate`, `--mock`, `--protocol`.
     static func sessionValues(_ parsed: ParsedArguments) throws -> (numConn: Int, rate: Int, mock: Bool, udp: Bool) {
-        let numConn = try ArgumentParser.parseInt(parsed.string("num_conn"), option: "num_conn", range: 1...SessionLimits.maxConnectionsPerSession)
+        let numConn = try ArgumentParser.parseInt(parsed.string(Flag.numConn), option: "num_conn", range: 1...SessionLimits.maxConnectionsPerSession)
         // Unlimited unless asked for: the original's documented default of 10000 kb/s was never enforced,
         // and enforcing it would cap every Nginx connection at 10 Mbit/s.
-        let rate = try ArgumentParser.parseInt(parsed.string("rate"), option: "rate", range: 0...Int(UInt32.max))
-        let mock = try ArgumentParser.parseBool(parsed.string("mock"), option: "--mock")
-        let text = parsed.string("protocol")
+        let rate = try ArgumentParser.parseInt(parsed.string(Flag.rate), option: "rate", range: 0...Int(UInt32.max))
+        let mock = try ArgumentParser.parseBool(parsed.string(Flag.mock), option: "--mock")
+        let text = parsed.string(Flag.protocol)
         guard ["tcp", "udp"].contains(text.lowercased()) else {
             throw UsageError("'\(text)' is not valid for '--protocol': use tcp (the default) or udp")
         }
@@ -226,18 +228,18 @@ public enum UserClient {
     }
 
     /// A port list option (`--receiver_ports`), empty when not given.
-    static func ports(_ parsed: ParsedArguments, _ option: String) throws -> [UInt16] {
+    static func ports(_ parsed: ParsedArguments, _ option: OptionSpec) throws -> [UInt16] {
         guard let text = parsed.value(option) else { return [] }
-        do { return try Port.parseList(text) } catch { throw UsageError("bad --\(option): \(error)") }
+        do { return try Port.parseList(text) } catch { throw UsageError("bad --\(option.spelling): \(error)") }
     }
 
     /// Inbound: the producer application's addresses, `--remote_ip` with each of `--receiver_ports` (5074):
     /// at most `numConn` of them (each listener forwards to one; s2cs refuses a hello with more).
     static func producerApplication(_ parsed: ParsedArguments, numConn: Int) throws -> [String] {
-        let remoteText = parsed.string("remote_ip")
+        let remoteText = parsed.string(Flag.remoteIP)
         let remoteIP: String
         do { remoteIP = try Endpoint.validateHost(remoteText) } catch { throw UsageError("bad --remote_ip: \(error)") }
-        let receiverPorts = try ports(parsed, "receiver_ports")
+        let receiverPorts = try ports(parsed, Flag.receiverPorts)
         guard receiverPorts.count <= numConn else {
             throw UsageError("--receiver_ports lists \(receiverPorts.count) ports, more than --num_conn \(numConn): each listener forwards to one of them; give at most \(numConn), or raise --num_conn")
         }
@@ -268,7 +270,7 @@ public enum UserClient {
             }
             uid = try sessionUID(positionals[0], environment: parsed.environment)
             do { prodListeners = try GatewayListener.parseList(positionals[1]).map(\.description) } catch { throw UsageError("bad listener list: \(error)") }
-            listenPorts = try ports(parsed, "receiver_ports")
+            listenPorts = try ports(parsed, Flag.receiverPorts)
         }
         let target = try target(parsed)
         let token = try await accessToken(parsed, target: target)

@@ -33,6 +33,10 @@ public struct OptionSpec: Sendable {
         self.defaultValue = defaultValue
     }
 
+    /// `-h`, `--help`, and `--version`: every command has them.
+    public static let help = OptionSpec("help", aliases: ["h"], help: "")
+    public static let version = OptionSpec("version", help: "Show the version.")
+
     /// How the option is shown in help: `--receiver_ports <ports>`.
     var display: String {
         let main = spelling.count == 1 ? "-\(spelling)" : "--\(spelling)"
@@ -52,17 +56,42 @@ public struct ParsedArguments: Sendable {
     /// in with its arguments: nothing below reads the process environment itself.
     public var environment: [String: String] = [:]
 
-    /// The value given, or the option's default.
-    public func value(_ name: String) -> String? {
-        let key = ArgumentParser.normalize(name)
-        return values[key] ?? specs.first { $0.name == key }?.defaultValue
+    /// The value given for `option`, else the default this command declares for it, else nil.
+    /// Options are read by their declarations (constants), never by a name in a string; an option
+    /// this command does not declare is a programming error, not an empty value.
+    public func value(_ option: OptionSpec) -> String? { values[option.name] ?? declaration(option.name).defaultValue }
+
+    /// The value given for `option`, else its declared default, else "" (an option without a default
+    /// that was not given). Defaults are written once, in the `OptionSpec`, never again here.
+    public func string(_ option: OptionSpec) -> String { value(option) ?? "" }
+
+    /// The value given on the command line for `option`, nil when it was not (its default aside).
+    public func given(_ option: OptionSpec) -> String? {
+        _ = declaration(option.name)
+        return values[option.name]
     }
 
-    /// The value given, else the option's declared default, else "" (an option without a default
-    /// that was not given). Defaults are written once, in the `OptionSpec`, never again here.
-    public func string(_ name: String) -> String { value(name) ?? "" }
+    /// Whether the flag `option` was given.
+    public func isSet(_ option: OptionSpec) -> Bool {
+        _ = declaration(option.name)
+        return flags.contains(option.name)
+    }
 
-    public func isSet(_ name: String) -> Bool { flags.contains(ArgumentParser.normalize(name)) }
+    private func declaration(_ key: String) -> OptionSpec {
+        guard let spec = specs.first(where: { $0.name == key }) else { preconditionFailure("option '\(key)' is read but not declared") }
+        return spec
+    }
+
+    /// The declared option named `name` (a name computed at run time, e.g. `prod_scope`): a name
+    /// that no option of this command declares is a programming error, not an empty value.
+    public func option(named name: String) -> OptionSpec { declaration(ArgumentParser.normalize(name)) }
+
+    /// `value`, `string`, `given` and `isSet` by a name (tools whose options are all local, like
+    /// s2bench's modes): the name must be declared, or the program stops.
+    public func value(named name: String) -> String? { value(option(named: name)) }
+    public func string(named name: String) -> String { string(option(named: name)) }
+    public func given(named name: String) -> String? { given(option(named: name)) }
+    public func isSet(named name: String) -> Bool { isSet(option(named: name)) }
 
 }
 
@@ -117,6 +146,15 @@ public enum ArgumentParser {
             }
         }
         return names.filter { name in !options.contains { $0.name == normalize(name) } }
+    }
+
+    /// A boolean as the options spell it (`--ssl True`): the Python-style `True` or `False`.
+    public static func text(_ value: Bool) -> String { value ? "True" : "False" }
+
+    /// A duration as the options that take seconds spell it: `180`, `0.5`.
+    public static func seconds(_ duration: Duration) -> String {
+        let milliseconds = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+        return milliseconds % 1000 == 0 ? "\(milliseconds / 1000)" : "\(Double(milliseconds) / 1000)"
     }
 
     /// Normalises a spelling: drops leading dashes, `-` between words becomes `_`, lowercased.

@@ -18,13 +18,13 @@ public enum ControlDaemon {
         } catch {
             return Console.usageError(error, command: ServerConfiguration.command, usage: ServerConfiguration.usage)
         }
-        if parsed.isSet("help") {
+        if parsed.isSet(OptionSpec.help) {
             Console.out(ArgumentParser.help(usage: ServerConfiguration.usage,
                                             abstract: "SciStream control server: sets up proxies (S2DS) for sessions requested by s2uc.",
                                             options: ServerConfiguration.options))
             return ExitCode.success
         }
-        if parsed.isSet("version") {
+        if parsed.isSet(OptionSpec.version) {
             Console.out(SciStreamVersion.s2csLine)
             return ExitCode.success
         }

@@ -258,8 +258,8 @@ extension ControlServer {
 extension ServerConfiguration {
     /// `--metrics HOST:PORT`, checked: a loopback address unless `--metrics-allow-remote`.
     static func metricsEndpoint(_ parsed: ParsedArguments) throws(UsageError) -> Endpoint? {
-        guard let text = parsed.value("metrics") else {
-            if parsed.isSet("metrics_allow_remote") {
+        guard let text = parsed.value(ServerConfiguration.Flag.metrics) else {
+            if parsed.isSet(ServerConfiguration.Flag.metricsAllowRemote) {
                 throw UsageError("--metrics-allow-remote needs --metrics <host:port>")
             }
             return nil
@@ -269,7 +269,7 @@ extension ServerConfiguration {
         let anyPort = text.hasSuffix(":0")
         do { endpoint = try Endpoint.parse(anyPort ? text.dropLast() + "1" : text) } catch { throw UsageError("bad --metrics '\(text)': \(error)") }
         if anyPort { endpoint = Endpoint(host: endpoint.host, port: 0) }
-        guard isLoopback(endpoint.host) || parsed.isSet("metrics_allow_remote") else {
+        guard isLoopback(endpoint.host) || parsed.isSet(ServerConfiguration.Flag.metricsAllowRemote) else {
             throw UsageError("--metrics \(endpoint) is not a loopback address: the page shows sessions and their traffic to anyone who reaches it; use 127.0.0.1:<port> (scraped through a local agent or a tunnel), or add --metrics-allow-remote and firewall that port")
         }
         return endpoint

@@ -6,7 +6,7 @@ import SciStreamCommandLine
 import SciStreamPolicy
 
 /// Everything `s2cs` was told on its command line, validated.
-public struct ServerConfiguration: Sendable {
+public struct ServerConfiguration: Sendable, Equatable {
     public var listenerIP: String = "0.0.0.0"
     /// `--prod-listener-ip`, `--cons-listener-ip`: where PROD (peer-facing) and CONS
     /// (application-facing) listeners bind, when not `listenerIP`; see ServerConfiguration+Deploy.swift.
@@ -89,76 +89,122 @@ public struct ServerConfiguration: Sendable {
     /// Every flag, as declared in `options`: the usage line cannot lack one.
     public static var usage: String { ArgumentParser.usageLine(command, every: options) }
 
+    /// The values an empty command line gives: the struct's initial values above, declared once.
+    /// Each option's default (what help shows, what parsing gives) is read from here.
+    static let declared = ServerConfiguration()
+
+    /// Every option, a constant each: values are read by these, never by a name in a string.
+    enum Flag {
+        static let listenerIP = OptionSpec("listener-ip", aliases: ["l"], value: "ip", default: declared.listenerIP, help: "Address the data-plane listeners bind to and that clients are told (unless the three options below say otherwise).")
+        static let prodListenerIP = OptionSpec("prod-listener-ip", value: "ip", help: "Address producer-side (PROD, peer-facing) listeners bind to. Default: --listener-ip.")
+        static let consListenerIP = OptionSpec("cons-listener-ip", value: "ip", help: "Address consumer-side (CONS, application-facing) listeners bind to. Default: --listener-ip.")
+        static let advertiseIP = OptionSpec("advertise-ip", value: "host", help: "Address clients are told for PROD listeners when peers reach them through NAT or a port mapping (need not be local). Default: their bind address.")
+        static let port = OptionSpec("port", value: "port", default: "\(declared.port)", help: "Control port (0 picks a free port and prints it).")
+        static let bind = OptionSpec("bind", value: "ip", default: declared.bindAddress, help: "Address the control port binds to.")
+        static let portRange = OptionSpec("port-range", value: "start-end", default: declared.portRange.description, help: "Ports handed out to session listeners.")
+        static let type = OptionSpec("type", aliases: ["t"], value: "type", default: declared.type.name, help: "Data server: Haproxy, Nginx, Stunnel, HaproxySubprocess, StunnelSubprocess or Mock.")
+        static let verbose = OptionSpec("verbose", aliases: ["v"], help: "Log every request (debug level).")
+        static let clientId = OptionSpec("client-id", value: "id", help: "Globus Auth client id of this s2cs: users log in with 's2uc login --scope <id>'.")
+        static let clientSecret = OptionSpec("client-secret", value: "secret", help: "Globus Auth client secret; with it every request's token is checked, without it authentication is off.")
+        static let clientSecretFile = OptionSpec("client-secret-file", value: "file", help: "Read the client secret from this file (mode 0600 or stricter; keeps it out of 'ps'); instead of --client-secret.")
+        static let serverCrt = OptionSpec("server_crt", value: "file", default: declared.serverCertificate, help: "TLS certificate of the control channel.")
+        static let serverKey = OptionSpec("server_key", value: "file", default: declared.serverKey, help: "TLS private key of the control channel.")
+        static let ssl = OptionSpec("ssl", value: "bool", default: ArgumentParser.text(declared.tls), help: "TLS on the control channel; False is for development only.")
+        static let dataPlaneTls = OptionSpec("data-plane-tls", value: "bool", default: ArgumentParser.text(declared.dataPlaneTLS), help: "Encrypt the hop between gateways; False forwards plain TCP (trusted networks only).")
+        static let proxyBufferSize = OptionSpec("proxy-buffer-size", value: "size", default: declared.proxyBuffers.description, help: "Buffer per connection and direction in HAProxy and Nginx: 4k to 256k, or 'default' for the proxy's own (16k).")
+        static let helloTimeout = OptionSpec("hello-timeout", value: "seconds", default: ArgumentParser.seconds(declared.helloTimeout), help: "How long a request waits for its hello (env S2CS_HELLO_TIMEOUT).")
+        static let maxConnections = OptionSpec("max-connections", value: "n", default: "\(declared.maxConnections)", help: "Most control connections served at once; more are answered RESOURCE_EXHAUSTED.")
+        static let frameTimeout = OptionSpec("frame-timeout", value: "seconds", default: ArgumentParser.seconds(declared.frameTimeout), help: "How long a TLS handshake or one request frame may take to arrive.")
+        static let maxSessionsPerClient = OptionSpec("max-sessions-per-client", value: "n", default: "\(declared.maxSessionsPerClient)", help: "Most sessions one client address may hold at once.")
+        static let configFolder = OptionSpec("config-folder", value: "dir", help: "Where configs, keys, logs and pid files go, for this s2cs alone (default $HAPROXY_CONFIG_PATH, else ~/.scistream/s2cs-<control port>).")
+        static let proxyUser = OptionSpec("proxy-user", value: "user", help: "When s2cs runs as root, the unprivileged user its proxies drop to (default: nobody).")
+        static let allowedTargets = OptionSpec("allowed-targets", value: "cidrs", help: "Where sessions may forward: CIDR blocks, each optionally with :PORT or :PORT-PORT (IPv6 in brackets), comma-separated. Default: anywhere but loopback (unless --listener-ip is loopback), link-local and this gateway's own addresses.")
+        static let allowedIdentities = OptionSpec("allowed-identities", value: "users", help: "With authentication on, the Globus usernames allowed to use this s2cs, comma-separated; *@domain allows a whole domain. Default: any identity whose token has the scope.")
+        static let adminIdentities = OptionSpec("admin-identities", value: "users", help: "With authentication on, the Globus usernames (or *@domain) who may list every session with its owner and release any, comma-separated (or @FILE, read again on SIGHUP). Default: none.")
+        static let adminSocket = OptionSpec("admin-socket", value: "path", help: "The local admin channel: a Unix socket (mode 0600) where s2uc list and s2uc release act on every session (s2uc --s2cs unix:PATH); 'none' opens none. Default: admin.sock in the config folder.")
+        static let peerGateways = OptionSpec("peer-gateways", value: "cidrs", help: "With --data-plane-tls=False: the peer gateways' addresses, the only sources producer-side listeners accept (required for inbound sessions in that mode).")
+        static let consAllowedSources = OptionSpec("cons-allowed-sources", value: "cidrs", help: "The only sources consumer-side (CONS) listeners accept: CIDR blocks, comma-separated (IPv6 as 2001:db8::/32). Default: 127.0.0.1, ::1 and the address that requested the session.")
+        static let maxPortsPerClient = OptionSpec("max-ports-per-client", value: "n", help: "Most listener ports one client address (and one identity) may hold at once. Default: half of --port-range.")
+        static let maxConnectionsPerClient = OptionSpec("max-connections-per-client", value: "n", default: "\(declared.maxConnectionsPerClient)", help: "Most control connections one client address may hold at once.")
+        static let maxPendingPorts = OptionSpec("max-pending-ports", value: "n", help: "Most listener ports that requests still waiting for their hello may hold together, over every client; past it a request first releases pending sessions whose hello is 5 s late. Default: half of --port-range.")
+        static let metrics = OptionSpec("metrics", value: "host:port", help: "Serve Prometheus metrics at http://<host:port>/metrics (a loopback address unless --metrics-allow-remote; off by default).")
+        static let trafficCounting = OptionSpec("traffic-counting", value: "bool", default: ArgumentParser.text(declared.trafficCounting), help: "Have proxies count each session's connections and bytes (HAProxy stats socket, Nginx access log) for 's2uc list' and --metrics.")
+        static let keepSessionsOnExit = OptionSpec("keep-sessions-on-exit", help: "On SIGTERM or SIGINT, leave active sessions' proxies running for the next s2cs on this folder to take over, and at start take over those an earlier s2cs left (restarts and upgrades keep the streams); SIGQUIT ends them. Default: every session ends with s2cs, and proxies left behind are stopped.")
+        static let maxSessionLifetime = OptionSpec("max-session-lifetime", value: "duration", help: "End every session this long after it was requested, as a release would: 36h, 90m, 3600s or seconds. Default: no limit.")
+        static let auditLog = OptionSpec("audit-log", value: "file", help: "Append one JSON line per decision (request, hello, update, release, list, refusal, expiry) to this file; 'none' writes none. Default: audit.log in the config folder.")
+        static let metricsAllowRemote = OptionSpec("metrics-allow-remote", help: "Allow --metrics on an address that is not loopback (anyone who reaches it sees session figures).")
+    }
+
     public static let options: [OptionSpec] = [
-        OptionSpec("listener-ip", aliases: ["l"], value: "ip", default: "0.0.0.0", help: "Address the data-plane listeners bind to and that clients are told (unless the three options below say otherwise)."),
-        OptionSpec("prod-listener-ip", value: "ip", help: "Address producer-side (PROD, peer-facing) listeners bind to. Default: --listener-ip."),
-        OptionSpec("cons-listener-ip", value: "ip", help: "Address consumer-side (CONS, application-facing) listeners bind to. Default: --listener-ip."),
-        OptionSpec("advertise-ip", value: "host", help: "Address clients are told for PROD listeners when peers reach them through NAT or a port mapping (need not be local). Default: their bind address."),
-        OptionSpec("port", value: "port", default: "5000", help: "Control port (0 picks a free port and prints it)."),
-        OptionSpec("bind", value: "ip", default: "0.0.0.0", help: "Address the control port binds to."),
-        OptionSpec("port-range", value: "start-end", default: "5100-5200", help: "Ports handed out to session listeners."),
-        OptionSpec("type", aliases: ["t"], value: "type", default: "Haproxy", help: "Data server: Haproxy, Nginx, Stunnel, HaproxySubprocess, StunnelSubprocess or Mock."),
-        OptionSpec("verbose", aliases: ["v"], help: "Log every request (debug level)."),
-        OptionSpec("client-id", value: "id", help: "Globus Auth client id of this s2cs: users log in with 's2uc login --scope <id>'."),
-        OptionSpec("client-secret", value: "secret", help: "Globus Auth client secret; with it every request's token is checked, without it authentication is off."),
-        OptionSpec("client-secret-file", value: "file", help: "Read the client secret from this file (mode 0600 or stricter; keeps it out of 'ps'); instead of --client-secret."),
-        OptionSpec("server_crt", value: "file", default: "server.crt", help: "TLS certificate of the control channel."),
-        OptionSpec("server_key", value: "file", default: "server.key", help: "TLS private key of the control channel."),
-        OptionSpec("ssl", value: "bool", default: "True", help: "TLS on the control channel; False is for development only."),
-        OptionSpec("data-plane-tls", value: "bool", default: "True", help: "Encrypt the hop between gateways; False forwards plain TCP (trusted networks only)."),
-        OptionSpec("proxy-buffer-size", value: "size", default: ProxyBuffers.standard.description, help: "Buffer per connection and direction in HAProxy and Nginx: 4k to 256k, or 'default' for the proxy's own (16k)."),
-        OptionSpec("hello-timeout", value: "seconds", default: "180", help: "How long a request waits for its hello (env S2CS_HELLO_TIMEOUT)."),
-        OptionSpec("max-connections", value: "n", default: "4096", help: "Most control connections served at once; more are answered RESOURCE_EXHAUSTED."),
-        OptionSpec("frame-timeout", value: "seconds", default: "10", help: "How long a TLS handshake or one request frame may take to arrive."),
-        OptionSpec("max-sessions-per-client", value: "n", default: "1000", help: "Most sessions one client address may hold at once."),
-        OptionSpec("config-folder", value: "dir", help: "Where configs, keys, logs and pid files go, for this s2cs alone (default $HAPROXY_CONFIG_PATH, else ~/.scistream/s2cs-<control port>)."),
-        OptionSpec("proxy-user", value: "user", help: "When s2cs runs as root, the unprivileged user its proxies drop to (default: nobody)."),
-        OptionSpec("allowed-targets", value: "cidrs", help: "Where sessions may forward: CIDR blocks, each optionally with :PORT or :PORT-PORT (IPv6 in brackets), comma-separated. Default: anywhere but loopback (unless --listener-ip is loopback), link-local and this gateway's own addresses."),
-        OptionSpec("allowed-identities", value: "users", help: "With authentication on, the Globus usernames allowed to use this s2cs, comma-separated; *@domain allows a whole domain. Default: any identity whose token has the scope."),
-        OptionSpec("admin-identities", value: "users", help: "With authentication on, the Globus usernames (or *@domain) who may list every session with its owner and release any, comma-separated (or @FILE, read again on SIGHUP). Default: none."),
-        OptionSpec("admin-socket", value: "path", help: "The local admin channel: a Unix socket (mode 0600) where s2uc list and s2uc release act on every session (s2uc --s2cs unix:PATH); 'none' opens none. Default: admin.sock in the config folder."),
-        OptionSpec("peer-gateways", value: "cidrs", help: "With --data-plane-tls=False: the peer gateways' addresses, the only sources producer-side listeners accept (required for inbound sessions in that mode)."),
-        OptionSpec("cons-allowed-sources", value: "cidrs", help: "The only sources consumer-side (CONS) listeners accept: CIDR blocks, comma-separated (IPv6 as 2001:db8::/32). Default: 127.0.0.1, ::1 and the address that requested the session."),
-        OptionSpec("max-ports-per-client", value: "n", help: "Most listener ports one client address (and one identity) may hold at once. Default: half of --port-range."),
-        OptionSpec("max-connections-per-client", value: "n", default: "512", help: "Most control connections one client address may hold at once."),
-        OptionSpec("max-pending-ports", value: "n", help: "Most listener ports that requests still waiting for their hello may hold together, over every client; past it a request first releases pending sessions whose hello is 5 s late. Default: half of --port-range."),
-        OptionSpec("metrics", value: "host:port", help: "Serve Prometheus metrics at http://<host:port>/metrics (a loopback address unless --metrics-allow-remote; off by default)."),
-        OptionSpec("traffic-counting", value: "bool", default: "True", help: "Have proxies count each session's connections and bytes (HAProxy stats socket, Nginx access log) for 's2uc list' and --metrics."),
-        OptionSpec("keep-sessions-on-exit", help: "On SIGTERM or SIGINT, leave active sessions' proxies running for the next s2cs on this folder to take over, and at start take over those an earlier s2cs left (restarts and upgrades keep the streams); SIGQUIT ends them. Default: every session ends with s2cs, and proxies left behind are stopped."),
-        OptionSpec("max-session-lifetime", value: "duration", help: "End every session this long after it was requested, as a release would: 36h, 90m, 3600s or seconds. Default: no limit."),
-        OptionSpec("audit-log", value: "file", help: "Append one JSON line per decision (request, hello, update, release, list, refusal, expiry) to this file; 'none' writes none. Default: audit.log in the config folder."),
-        OptionSpec("metrics-allow-remote", help: "Allow --metrics on an address that is not loopback (anyone who reaches it sees session figures)."),
-        OptionSpec("version", help: "Show the version."),
+        Flag.listenerIP,
+        Flag.prodListenerIP,
+        Flag.consListenerIP,
+        Flag.advertiseIP,
+        Flag.port,
+        Flag.bind,
+        Flag.portRange,
+        Flag.type,
+        Flag.verbose,
+        Flag.clientId,
+        Flag.clientSecret,
+        Flag.clientSecretFile,
+        Flag.serverCrt,
+        Flag.serverKey,
+        Flag.ssl,
+        Flag.dataPlaneTls,
+        Flag.proxyBufferSize,
+        Flag.helloTimeout,
+        Flag.maxConnections,
+        Flag.frameTimeout,
+        Flag.maxSessionsPerClient,
+        Flag.configFolder,
+        Flag.proxyUser,
+        Flag.allowedTargets,
+        Flag.allowedIdentities,
+        Flag.adminIdentities,
+        Flag.adminSocket,
+        Flag.peerGateways,
+        Flag.consAllowedSources,
+        Flag.maxPortsPerClient,
+        Flag.maxConnectionsPerClient,
+        Flag.maxPendingPorts,
+        Flag.metrics,
+        Flag.trafficCounting,
+        Flag.keepSessionsOnExit,
+        Flag.maxSessionLifetime,
+        Flag.auditLog,
+        Flag.metricsAllowRemote,
+        OptionSpec.version,
     ]
 
     /// Parses and validates the command line. Throws `UsageError` for anything wrong.
     public static func parse(_ arguments: [String], environment: [String: String]) throws(UsageError) -> (ServerConfiguration, ParsedArguments) {
-        let parsed = try ArgumentParser.parse(arguments, options: options + [OptionSpec("help", aliases: ["h"], help: "")], maxPositionals: 0)
+        let parsed = try ArgumentParser.parse(arguments, options: options + [OptionSpec.help], maxPositionals: 0)
         var config = ServerConfiguration()
-        if parsed.isSet("help") || parsed.isSet("version") { return (config, parsed) }
+        if parsed.isSet(OptionSpec.help) || parsed.isSet(OptionSpec.version) { return (config, parsed) }
 
         do {
-            config.listenerIP = try Endpoint.validateHost(parsed.string("listener_ip"))
-            config.prodListenerIP = try parsed.value("prod_listener_ip").map(Endpoint.validateHost)
-            config.consListenerIP = try parsed.value("cons_listener_ip").map(Endpoint.validateHost)
-            config.advertiseIP = try parsed.value("advertise_ip").map(Endpoint.validateHost)
-            config.bindAddress = try Endpoint.validateHost(parsed.string("bind"))
-            config.portRange = try PortRange.parse(parsed.string("port_range"))
+            config.listenerIP = try Endpoint.validateHost(parsed.string(Flag.listenerIP))
+            config.prodListenerIP = try parsed.value(Flag.prodListenerIP).map(Endpoint.validateHost)
+            config.consListenerIP = try parsed.value(Flag.consListenerIP).map(Endpoint.validateHost)
+            config.advertiseIP = try parsed.value(Flag.advertiseIP).map(Endpoint.validateHost)
+            config.bindAddress = try Endpoint.validateHost(parsed.string(Flag.bind))
+            config.portRange = try PortRange.parse(parsed.string(Flag.portRange))
         } catch {
             throw UsageError(error.description)
         }
-        let portText = parsed.string("port")
+        let portText = parsed.string(Flag.port)
         config.port = UInt16(try ArgumentParser.parseInt(portText, option: "port", range: 0...65535))
 
-        let typeText = parsed.string("type")
+        let typeText = parsed.string(Flag.type)
         guard let type = DataServerType.parse(typeText) else {
             throw UsageError("unknown data server type '\(typeText)' for '--type': use Haproxy, Nginx, Stunnel, HaproxySubprocess, StunnelSubprocess or Mock")
         }
         config.type = type
-        config.verbose = parsed.isSet("verbose")
-        config.clientID = parsed.value("client_id")
-        config.clientSecret = parsed.value("client_secret")
-        if let path = parsed.value("client_secret_file") {
+        config.verbose = parsed.isSet(Flag.verbose)
+        config.clientID = parsed.value(Flag.clientId)
+        config.clientSecret = parsed.value(Flag.clientSecret)
+        if let path = parsed.value(Flag.clientSecretFile) {
             config.clientSecret = try readClientSecretFile(path, alsoGiven: config.clientSecret != nil)
         }
         // Fail closed: an empty value (an unset shell variable) must not quietly turn authentication off.
@@ -172,76 +218,76 @@ public struct ServerConfiguration: Sendable {
         }
 
         config.authServiceURL = environment["GLOBUS_SDK_SERVICE_URL_AUTH"].flatMap { $0.isEmpty ? nil : $0 }
-        config.serverCertificate = parsed.string("server_crt")
-        config.serverKey = parsed.string("server_key")
-        config.tls = try ArgumentParser.parseBool(parsed.string("ssl"), option: "--ssl")
-        config.dataPlaneTLS = try ArgumentParser.parseBool(parsed.string("data_plane_tls"), option: "--data-plane-tls")
+        config.serverCertificate = parsed.string(Flag.serverCrt)
+        config.serverKey = parsed.string(Flag.serverKey)
+        config.tls = try ArgumentParser.parseBool(parsed.string(Flag.ssl), option: "--ssl")
+        config.dataPlaneTLS = try ArgumentParser.parseBool(parsed.string(Flag.dataPlaneTls), option: "--data-plane-tls")
 
-        let bufferText = parsed.string("proxy_buffer_size")
+        let bufferText = parsed.string(Flag.proxyBufferSize)
         guard let buffers = ProxyBuffers(parsing: bufferText) else {
             throw UsageError("'\(bufferText)' is not valid for '--proxy-buffer-size': use a size from \(ProxyBuffers.allowedKiB.lowerBound)k to \(ProxyBuffers.allowedKiB.upperBound)k, e.g. 64k, or 'default' for the proxy's own")
         }
         config.proxyBuffers = buffers
 
-        let helloText = parsed.values["hello_timeout"] ?? environment["S2CS_HELLO_TIMEOUT"] ?? parsed.string("hello_timeout")
+        let helloText = parsed.given(Flag.helloTimeout) ?? environment["S2CS_HELLO_TIMEOUT"] ?? parsed.string(Flag.helloTimeout)
         guard let helloSeconds = Double(helloText), helloSeconds > 0, helloSeconds <= 86_400 else {
             throw UsageError("'\(helloText)' is not valid for '--hello-timeout' (or S2CS_HELLO_TIMEOUT): use seconds from 0.001 to 86400")
         }
         config.helloTimeout = .milliseconds(Int64(helloSeconds * 1000))
-        config.maxConnections = try ArgumentParser.parseInt(parsed.string("max_connections"), option: "max-connections", range: 1...1_000_000)
-        config.maxSessionsPerClient = try ArgumentParser.parseInt(parsed.string("max_sessions_per_client"), option: "max-sessions-per-client", range: 1...1_000_000)
-        let frameText = parsed.string("frame_timeout")
+        config.maxConnections = try ArgumentParser.parseInt(parsed.string(Flag.maxConnections), option: "max-connections", range: 1...1_000_000)
+        config.maxSessionsPerClient = try ArgumentParser.parseInt(parsed.string(Flag.maxSessionsPerClient), option: "max-sessions-per-client", range: 1...1_000_000)
+        let frameText = parsed.string(Flag.frameTimeout)
         guard let frameSeconds = Double(frameText), frameSeconds >= 0.1, frameSeconds <= 3600 else {
             throw UsageError("'\(frameText)' is not valid for '--frame-timeout': use seconds from 0.1 to 3600")
         }
         config.frameTimeout = .milliseconds(Int64(frameSeconds * 1000))
-        config.proxyUser = parsed.value("proxy_user")
-        if let text = try parsed.value("allowed_targets").map({ value throws(UsageError) in try listValue(value, option: "--allowed-targets") }) {
+        config.proxyUser = parsed.value(Flag.proxyUser)
+        if let text = try parsed.value(Flag.allowedTargets).map({ value throws(UsageError) in try listValue(value, option: "--allowed-targets") }) {
             do { config.allowedTargets = try AddressRule.parseList(text) } catch { throw UsageError("bad --allowed-targets: \(error)") }
         }
-        if let text = try parsed.value("peer_gateways").map({ value throws(UsageError) in try listValue(value, option: "--peer-gateways") }) {
+        if let text = try parsed.value(Flag.peerGateways).map({ value throws(UsageError) in try listValue(value, option: "--peer-gateways") }) {
             do { config.peerGateways = try AddressRule.parseList(text, allowPorts: false) } catch { throw UsageError("bad --peer-gateways: \(error)") }
             guard !config.dataPlaneTLS else {
                 throw UsageError("--peer-gateways is for --data-plane-tls=False: with TLS between gateways, the session's key already decides who may connect")
             }
         }
-        if let text = try parsed.value("cons_allowed_sources").map({ value throws(UsageError) in try listValue(value, option: ConsumerSources.flag) }) {
+        if let text = try parsed.value(Flag.consAllowedSources).map({ value throws(UsageError) in try listValue(value, option: ConsumerSources.flag) }) {
             do { config.consAllowedSources = try AddressRule.parseList(text, allowPorts: false) } catch { throw UsageError("bad \(ConsumerSources.flag): \(error)") }
         }
-        if let text = try parsed.value("allowed_identities").map({ value throws(UsageError) in try listValue(value, option: "--allowed-identities") }) {
+        if let text = try parsed.value(Flag.allowedIdentities).map({ value throws(UsageError) in try listValue(value, option: "--allowed-identities") }) {
             config.allowedIdentities = try IdentityPattern.parseList(text)
             guard config.clientSecret != nil else {
                 throw UsageError("--allowed-identities needs authentication (--client-id and --client-secret): without it s2cs does not know who asks")
             }
         }
-        if let text = try parsed.value("admin_identities").map({ value throws(UsageError) in try listValue(value, option: "--admin-identities") }) {
+        if let text = try parsed.value(Flag.adminIdentities).map({ value throws(UsageError) in try listValue(value, option: "--admin-identities") }) {
             config.adminIdentities = try IdentityPattern.parseList(text, option: "--admin-identities")
             guard config.clientSecret != nil else {
                 throw UsageError("--admin-identities needs authentication (--client-id and --client-secret): without it s2cs does not know who asks; the local admin channel (--admin-socket) needs none")
             }
         }
-        config.adminSocket = parsed.value("admin_socket")
+        config.adminSocket = parsed.value(Flag.adminSocket)
         if let path = config.adminSocket, path != "none" {
             guard !path.isEmpty, path.utf8.count <= Socket.maxUnixPathLength, !path.contains("\0") else {
                 throw UsageError("bad --admin-socket '\(escapedForTerminal(path, limit: 120))': give a path of at most \(Socket.maxUnixPathLength) bytes, or 'none'")
             }
         }
-        if let text = parsed.value("max_ports_per_client") {
+        if let text = parsed.value(Flag.maxPortsPerClient) {
             config.maxPortsPerClient = try ArgumentParser.parseInt(text, option: "max-ports-per-client", range: 1...65535)
         }
-        config.maxConnectionsPerClient = try ArgumentParser.parseInt(parsed.string("max_connections_per_client"), option: "max-connections-per-client", range: 1...1_000_000)
-        if let text = parsed.value("max_pending_ports") {
+        config.maxConnectionsPerClient = try ArgumentParser.parseInt(parsed.string(Flag.maxConnectionsPerClient), option: "max-connections-per-client", range: 1...1_000_000)
+        if let text = parsed.value(Flag.maxPendingPorts) {
             config.maxPendingPorts = try ArgumentParser.parseInt(text, option: "max-pending-ports", range: 1...65535)
         }
         config.metrics = try metricsEndpoint(parsed)
-        config.trafficCounting = try ArgumentParser.parseBool(parsed.string("traffic_counting"), option: "--traffic-counting")
-        config.keepSessionsOnExit = parsed.isSet("keep_sessions_on_exit")
-        if let text = parsed.value("max_session_lifetime") {
+        config.trafficCounting = try ArgumentParser.parseBool(parsed.string(Flag.trafficCounting), option: "--traffic-counting")
+        config.keepSessionsOnExit = parsed.isSet(Flag.keepSessionsOnExit)
+        if let text = parsed.value(Flag.maxSessionLifetime) {
             config.maxSessionLifetime = try ArgumentParser.parseDuration(text, option: "max-session-lifetime")
         }
-        config.auditLog = parsed.value("audit_log")
+        config.auditLog = parsed.value(Flag.auditLog)
         if config.auditLog?.isEmpty == true { throw UsageError("--audit-log is empty: give a file, or 'none' to write no audit log") }
-        let chosenFolder = parsed.value("config_folder") ?? environment["HAPROXY_CONFIG_PATH"].flatMap { $0.isEmpty ? nil : $0 }
+        let chosenFolder = parsed.value(Flag.configFolder) ?? environment["HAPROXY_CONFIG_PATH"].flatMap { $0.isEmpty ? nil : $0 }
         config.configFolder = chosenFolder ?? DataPlane.defaultFolder(environment: environment)
         config.configFolderIsDefault = chosenFolder == nil
         config.searchPATH = environment["PATH"]

@@ -46,22 +46,21 @@ import SciStreamWire
     }
 
     @Test func parsingReadsTheDeclaredDefaults() throws {
-        let (parsed, _) = try ServerConfiguration.parse([], environment: [:])
-        let plain = ServerConfiguration()
-        // The struct's initial values and the declarations agree (so code that builds a configuration
-        // directly gets what an empty command line gives).
-        #expect(parsed.listenerIP == plain.listenerIP && parsed.port == plain.port && parsed.bindAddress == plain.bindAddress)
-        #expect(parsed.portRange == plain.portRange && parsed.type == plain.type && parsed.tls == plain.tls)
-        #expect(parsed.serverCertificate == plain.serverCertificate && parsed.serverKey == plain.serverKey)
-        #expect(parsed.dataPlaneTLS == plain.dataPlaneTLS && parsed.helloTimeout == plain.helloTimeout)
-        #expect(parsed.maxConnections == plain.maxConnections && parsed.maxSessionsPerClient == plain.maxSessionsPerClient)
-        #expect(parsed.frameTimeout == plain.frameTimeout && parsed.maxConnectionsPerClient == plain.maxConnectionsPerClient)
-        #expect(parsed.trafficCounting == plain.trafficCounting)
-        // Each default is the one its declaration shows in help.
+        let environment = ["HOME": "/home/operator", "PATH": "/usr/bin"]
+        let (parsed, _) = try ServerConfiguration.parse([], environment: environment)
+        // An empty command line gives the declaration (the struct's initial values), but for what
+        // comes from the environment.
+        var declared = ServerConfiguration()
+        declared.configFolder = "/home/operator/.scistream"
+        declared.configFolderIsDefault = true
+        declared.searchPATH = "/usr/bin"
+        #expect(parsed == declared)
+        // Each default that help shows, given explicitly, is the declared value: help cannot show a
+        // default that the struct does not hold.
         for option in ServerConfiguration.options {
-            guard let declared = option.defaultValue else { continue }
-            let given = try ArgumentParser.parse([], options: ServerConfiguration.options, maxPositionals: 0)
-            #expect(given.string(option.name) == declared)
+            guard let shown = option.defaultValue else { continue }
+            let (explicit, _) = try ServerConfiguration.parse(["--\(option.spelling)", shown], environment: environment)
+            #expect(explicit == declared, "--\(option.spelling) \(shown)")
         }
         #expect(parsed.port == 5000 && parsed.portRange.description == "5100-5200" && parsed.helloTimeout == .seconds(180))
     }
@@ -70,10 +69,10 @@ import SciStreamWire
         let options = UserClient.connectionOptions + UserClient.sessionOptions
         for arguments in [["--num_conn", "7"], ["--num-conn=7"], ["--NUM_CONN", "7"]] {
             let parsed = try ArgumentParser.parse(arguments, options: options, maxPositionals: 0)
-            #expect(parsed.string("num_conn") == "7", "\(arguments)")
-            #expect(parsed.string("s2cs") == "localhost:5000")
+            #expect(parsed.string(UserClient.Flag.numConn) == "7", "\(arguments)")
+            #expect(parsed.string(UserClient.Flag.s2cs) == "localhost:5000")
         }
-        #expect(try ArgumentParser.parse([], options: options, maxPositionals: 0).string("receiver_ports") == "")
+        #expect(try ArgumentParser.parse([], options: options, maxPositionals: 0).string(UserClient.Flag.receiverPorts) == "")
         #expect(throws: UsageError("missing value for '--rate' (expected --rate <kb/s>)")) {
             try ArgumentParser.parse(["--rate"], options: options, maxPositionals: 0)
         }

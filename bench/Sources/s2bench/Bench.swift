@@ -62,11 +62,11 @@ enum Bench {
 
     static func runSoak(_ parsed: ParsedArguments) async throws -> Int32 {
         func target(_ option: String) throws -> ControlTarget {
-            guard let text = parsed.value(option) else { throw UsageError("missing --\(option) <host:port>") }
+            guard let text = parsed.value(named: option) else { throw UsageError("missing --\(option) <host:port>") }
             let endpoint: Endpoint
             do { endpoint = try Endpoint.parse(text) } catch { throw UsageError("bad --\(option) '\(text)': \(error)") }
             let tls: TLSContext?
-            switch (parsed.value("tls"), parsed.isSet("plain")) {
+            switch (parsed.value(named: "tls"), parsed.isSet(named: "plain")) {
             case (let certificate?, false):
                 do { tls = try TLSContext.client(trustAnchorPath: certificate) } catch { throw BenchError("cannot use --tls '\(certificate)': \(error)") }
             case (nil, true): tls = nil
@@ -74,13 +74,13 @@ enum Bench {
             }
             return ControlTarget(host: endpoint.host, port: endpoint.port, tls: tls)
         }
-        let clients = try ArgumentParser.parseInt(parsed.value("clients") ?? "8", option: "clients", range: 1...1000)
-        let seconds = try ArgumentParser.parseInt(parsed.value("seconds") ?? "600", option: "seconds", range: 1...86_400)
-        let bytes = try ArgumentParser.parseInt(parsed.value("bytes") ?? "1048576", option: "bytes", range: 1...(1 << 34))
-        let prodPID = try parsed.value("prod_pid").map { Int32(try ArgumentParser.parseInt($0, option: "prod-pid", range: 1...Int(Int32.max))) }
-        let consPID = try parsed.value("cons_pid").map { Int32(try ArgumentParser.parseInt($0, option: "cons-pid", range: 1...Int(Int32.max))) }
-        let prod = SoakBenchmark.Gateway(target: try target("prod"), pid: prodPID, folder: parsed.value("prod_folder"))
-        let cons = SoakBenchmark.Gateway(target: try target("cons"), pid: consPID, folder: parsed.value("cons_folder"))
+        let clients = try ArgumentParser.parseInt(parsed.value(named: "clients") ?? "8", option: "clients", range: 1...1000)
+        let seconds = try ArgumentParser.parseInt(parsed.value(named: "seconds") ?? "600", option: "seconds", range: 1...86_400)
+        let bytes = try ArgumentParser.parseInt(parsed.value(named: "bytes") ?? "1048576", option: "bytes", range: 1...(1 << 34))
+        let prodPID = try parsed.value(named: "prod_pid").map { Int32(try ArgumentParser.parseInt($0, option: "prod-pid", range: 1...Int(Int32.max))) }
+        let consPID = try parsed.value(named: "cons_pid").map { Int32(try ArgumentParser.parseInt($0, option: "cons-pid", range: 1...Int(Int32.max))) }
+        let prod = SoakBenchmark.Gateway(target: try target("prod"), pid: prodPID, folder: parsed.value(named: "prod_folder"))
+        let cons = SoakBenchmark.Gateway(target: try target("cons"), pid: consPID, folder: parsed.value(named: "cons_folder"))
         return await SoakBenchmark.run(prod: prod, cons: cons, clients: clients, duration: .seconds(seconds), bytesPerSession: bytes)
     }
 
@@ -175,7 +175,7 @@ enum Bench {
         } catch {
             return Console.usageError(error, command: "\(command) \(name)", usage: usage)
         }
-        if parsed.isSet("help") {
+        if parsed.isSet(named: "help") {
             Console.out(ArgumentParser.help(usage: usage, abstract: abstract, options: options))
             return ExitCode.success
         }
@@ -190,13 +190,13 @@ enum Bench {
 
     /// The s2cs to drive and how, from the common options; validated before anything runs.
     static func steps(_ parsed: ParsedArguments) throws -> SessionSteps {
-        guard let text = parsed.value("s2cs") else { throw UsageError("missing --s2cs <host:port>") }
+        guard let text = parsed.value(named: "s2cs") else { throw UsageError("missing --s2cs <host:port>") }
         let endpoint: Endpoint
         do { endpoint = try Endpoint.parse(text) } catch { throw UsageError("bad --s2cs '\(text)': \(error)") }
-        let numConn = try ArgumentParser.parseInt(parsed.value("num_conn") ?? "1", option: "num-conn",
+        let numConn = try ArgumentParser.parseInt(parsed.value(named: "num_conn") ?? "1", option: "num-conn",
                                                   range: 1...SessionLimits.maxConnectionsPerSession)
         let tls: TLSContext?
-        switch (parsed.value("tls"), parsed.isSet("plain")) {
+        switch (parsed.value(named: "tls"), parsed.isSet(named: "plain")) {
         case (let certificate?, false):
             do { tls = try TLSContext.client(trustAnchorPath: certificate) } catch {
                 throw BenchError("cannot use --tls '\(certificate)': \(error)")
@@ -220,20 +220,20 @@ enum Bench {
 
     static func runSetups(_ parsed: ParsedArguments) async throws -> Int32 {
         let steps = try steps(parsed)
-        let sessions = try ArgumentParser.parseInt(parsed.value("sessions") ?? "1000", option: "sessions", range: 1...10_000_000)
-        let concurrency = try ArgumentParser.parseInt(parsed.value("concurrency") ?? "32", option: "concurrency", range: 1...10_000)
-        let warmup = try ArgumentParser.parseInt(parsed.value("warmup") ?? "0", option: "warmup", range: 0...1_000_000)
+        let sessions = try ArgumentParser.parseInt(parsed.value(named: "sessions") ?? "1000", option: "sessions", range: 1...10_000_000)
+        let concurrency = try ArgumentParser.parseInt(parsed.value(named: "concurrency") ?? "32", option: "concurrency", range: 1...10_000)
+        let warmup = try ArgumentParser.parseInt(parsed.value(named: "warmup") ?? "0", option: "warmup", range: 0...1_000_000)
         ProcessProbe.raiseDescriptorLimit()
 
         let benchmark = SetupsBenchmark(steps: steps, sessions: sessions, concurrency: concurrency, warmup: warmup,
-                                        separateRelease: parsed.isSet("separate_release"))
+                                        separateRelease: parsed.isSet(named: "separate_release"))
         let result = await benchmark.run()
         var lines: [(String, String)] = [
             ("mode", "setups"),
             ("tls", steps.target.tls == nil ? "off" : "on"),
             ("sessions", "\(sessions)"),
             ("concurrency", "\(concurrency)"),
-            ("release", parsed.isSet("separate_release") ? "own-connection" : "hello-connection"),
+            ("release", parsed.isSet(named: "separate_release") ? "own-connection" : "hello-connection"),
             ("ok", "\(result.latenciesMS.count)"),
             ("errors", "\(result.errorCount)"),
             ("seconds", format(result.elapsed.seconds, decimals: 3)),
@@ -251,26 +251,26 @@ enum Bench {
 
     static func runScale(_ parsed: ParsedArguments) async throws -> Int32 {
         let steps = try steps(parsed)
-        let sessions = try ArgumentParser.parseInt(parsed.value("sessions") ?? "1000", option: "sessions", range: 2...100_000)
-        let concurrency = try ArgumentParser.parseInt(parsed.value("concurrency") ?? "8", option: "concurrency", range: 1...1000)
-        let probe = try ArgumentParser.parseInt(parsed.value("probe") ?? "10", option: "probe", range: 1...1000)
+        let sessions = try ArgumentParser.parseInt(parsed.value(named: "sessions") ?? "1000", option: "sessions", range: 2...100_000)
+        let concurrency = try ArgumentParser.parseInt(parsed.value(named: "concurrency") ?? "8", option: "concurrency", range: 1...1000)
+        let probe = try ArgumentParser.parseInt(parsed.value(named: "probe") ?? "10", option: "probe", range: 1...1000)
         guard 2 * probe <= sessions else { throw UsageError("--probe \(probe) needs at least \(2 * probe) --sessions (first and last)") }
-        let runs = try ArgumentParser.parseInt(parsed.value("runs") ?? "20", option: "runs", range: 1...10_000)
-        let leftover = try ArgumentParser.parseInt(parsed.value("leftover_timeout") ?? "30", option: "leftover-timeout", range: 1...3600)
+        let runs = try ArgumentParser.parseInt(parsed.value(named: "runs") ?? "20", option: "runs", range: 1...10_000)
+        let leftover = try ArgumentParser.parseInt(parsed.value(named: "leftover_timeout") ?? "30", option: "leftover-timeout", range: 1...3600)
         var metrics: Endpoint? = nil
-        if let text = parsed.value("metrics") {
+        if let text = parsed.value(named: "metrics") {
             do { metrics = try Endpoint.parse(text) } catch { throw UsageError("bad --metrics '\(text)': \(error)") }
         }
         var pid: Int32? = nil
-        if let text = parsed.value("server_pid") {
+        if let text = parsed.value(named: "server_pid") {
             pid = Int32(try ArgumentParser.parseInt(text, option: "server-pid", range: 1...Int(Int32.max)))
             guard let pid, FileManager.default.fileExists(atPath: "/proc/\(pid)/status") else { throw UsageError("no process \(text) (--server-pid)") }
         }
         // The whole `s2uc list`, as an operator runs it.
         var listCommand: [String]? = nil
-        if let s2uc = parsed.value("s2uc"), let text = parsed.value("s2cs") {
+        if let s2uc = parsed.value(named: "s2uc"), let text = parsed.value(named: "s2cs") {
             guard FileManager.default.isExecutableFile(atPath: s2uc) else { throw UsageError("no executable at --s2uc '\(s2uc)'") }
-            listCommand = [s2uc, "list", "--s2cs", text] + (parsed.value("tls").map { ["--server_cert", $0] } ?? ["--ssl", "False"])
+            listCommand = [s2uc, "list", "--s2cs", text] + (parsed.value(named: "tls").map { ["--server_cert", $0] } ?? ["--ssl", "False"])
         }
         ProcessProbe.raiseDescriptorLimit()
         let benchmark = ScaleBenchmark(steps: steps, sessions: sessions, concurrency: concurrency, probe: probe, runs: runs,
@@ -283,11 +283,11 @@ enum Bench {
 
     static func runPending(_ parsed: ParsedArguments) async throws -> Int32 {
         let steps = try steps(parsed)
-        let sessions = try ArgumentParser.parseInt(parsed.value("sessions") ?? "1000", option: "sessions", range: 1...4096)
-        let openConcurrency = try ArgumentParser.parseInt(parsed.value("open_concurrency") ?? "128", option: "open-concurrency", range: 1...100_000)
-        let timeout = try ArgumentParser.parseInt(parsed.value("timeout") ?? "120", option: "timeout", range: 1...3600)
+        let sessions = try ArgumentParser.parseInt(parsed.value(named: "sessions") ?? "1000", option: "sessions", range: 1...4096)
+        let openConcurrency = try ArgumentParser.parseInt(parsed.value(named: "open_concurrency") ?? "128", option: "open-concurrency", range: 1...100_000)
+        let timeout = try ArgumentParser.parseInt(parsed.value(named: "timeout") ?? "120", option: "timeout", range: 1...3600)
         var pid: Int32? = nil
-        if let text = parsed.value("server_pid") {
+        if let text = parsed.value(named: "server_pid") {
             pid = Int32(try ArgumentParser.parseInt(text, option: "server-pid", range: 1...Int(Int32.max)))
             guard let pid, FileManager.default.fileExists(atPath: "/proc/\(pid)/status") else {
                 throw UsageError("no process \(text) (--server-pid)")
@@ -299,10 +299,10 @@ enum Bench {
         }
         let benchmark = PendingBenchmark(steps: steps, sessions: sessions, openConcurrency: openConcurrency,
                                          serverPID: pid, phaseTimeout: .seconds(timeout),
-                                         holdConnections: parsed.isSet("hold_connections"))
+                                         holdConnections: parsed.isSet(named: "hold_connections"))
         let report = await benchmark.run()
         printLines([("mode", "pending"), ("tls", steps.target.tls == nil ? "off" : "on"),
-                    ("connections", parsed.isSet("hold_connections") ? "held" : "as-s2uc")]
+                    ("connections", parsed.isSet(named: "hold_connections") ? "held" : "as-s2uc")]
                    + report.lines.filter { $0.0 != "error" })
         for (key, message) in report.lines where key == "error" { Console.err("Error: \(message)") }
         return report.failed ? ExitCode.failure : ExitCode.success

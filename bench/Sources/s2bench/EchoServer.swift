@@ -13,8 +13,8 @@ enum EchoServer {
     static let usage = "s2bench echo [--host <ip>] [--port <port>]"
 
     static func run(_ parsed: ParsedArguments) async throws -> Int32 {
-        let host = parsed.value("host") ?? "127.0.0.1"
-        let port = try ArgumentParser.parseInt(parsed.value("port") ?? "0", option: "port", range: 0...65535)
+        let host = parsed.value(named: "host") ?? "127.0.0.1"
+        let port = try ArgumentParser.parseInt(parsed.value(named: "port") ?? "0", option: "port", range: 0...65535)
         let address: SocketAddress
         do { address = try SocketAddress.resolve(host: host, port: UInt16(port)) } catch {
             throw UsageError("bad --host '\(host)': \(error)")

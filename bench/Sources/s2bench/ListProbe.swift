@@ -18,12 +18,12 @@ enum ListProbe {
 
     static func run(_ parsed: ParsedArguments) async throws -> Int32 {
         let steps = try Bench.steps(parsed)
-        let interval = try ArgumentParser.parseInt(parsed.value("interval_ms") ?? "10", option: "interval-ms", range: 0...60_000)
-        let seconds = try ArgumentParser.parseInt(parsed.value("seconds") ?? "60", option: "seconds", range: 1...3600)
-        let stopFile = parsed.value("stop_file")
+        let interval = try ArgumentParser.parseInt(parsed.value(named: "interval_ms") ?? "10", option: "interval-ms", range: 0...60_000)
+        let seconds = try ArgumentParser.parseInt(parsed.value(named: "seconds") ?? "60", option: "seconds", range: 1...3600)
+        let stopFile = parsed.value(named: "stop_file")
         let clock = ContinuousClock()
         let end = clock.now + .seconds(seconds)
-        if let startFile = parsed.value("start_file") {
+        if let startFile = parsed.value(named: "start_file") {
             while !FileManager.default.fileExists(atPath: startFile), clock.now < end {
                 try? await Task.sleep(for: .milliseconds(1))
             }

@@ -18,8 +18,8 @@ enum TimeWaitLoad {
     static let usage = "s2bench timewait [--count <n>] [--threads <n>]"
 
     static func run(_ parsed: ParsedArguments) async throws -> Int32 {
-        let count = try ArgumentParser.parseInt(parsed.value("count") ?? "40000", option: "count", range: 1...120_000)
-        let threads = try ArgumentParser.parseInt(parsed.value("threads") ?? "4", option: "threads", range: 1...64)
+        let count = try ArgumentParser.parseInt(parsed.value(named: "count") ?? "40000", option: "count", range: 1...120_000)
+        let threads = try ArgumentParser.parseInt(parsed.value(named: "threads") ?? "4", option: "threads", range: 1...64)
         var listening: [UInt16] = []
         for _ in 0..<16 {
             let (fd, port) = try listenLoopback()
