@@ -6,13 +6,6 @@ import SciStreamCommandLine
 import SciStreamPolicy
 
 extension ServerConfiguration {
-    /// Authentication is on with a client secret (and so a client id), as in the original: without
-    /// a secret, tokens are not checked.
-    public var authenticationEnabled: Bool {
-        guard let secret = clientSecret, !secret.isEmpty, let id = clientID, !id.isEmpty else { return false }
-        return true
-    }
-
     /// How long s2cs waits for Globus Auth to answer one introspection.
     static let introspectionTimeout: Duration = .seconds(5)
 

@@ -254,31 +254,3 @@ extension ControlServer {
                               certificateNotAfter: certificateNotAfter)
     }
 }
-
-extension ServerConfiguration {
-    /// `--metrics HOST:PORT`, checked: a loopback address unless `--metrics-allow-remote`.
-    static func metricsEndpoint(_ parsed: ParsedArguments) throws(UsageError) -> Endpoint? {
-        guard let text = parsed.value(ServerConfiguration.Flag.metrics) else {
-            if parsed.isSet(ServerConfiguration.Flag.metricsAllowRemote) {
-                throw UsageError("--metrics-allow-remote needs --metrics <host:port>")
-            }
-            return nil
-        }
-        var endpoint: Endpoint
-        // Port 0 picks a free port (printed at start), as --port 0 does.
-        let anyPort = text.hasSuffix(":0")
-        do { endpoint = try Endpoint.parse(anyPort ? text.dropLast() + "1" : text) } catch { throw UsageError("bad --metrics '\(text)': \(error)") }
-        if anyPort { endpoint = Endpoint(host: endpoint.host, port: 0) }
-        guard isLoopback(endpoint.host) || parsed.isSet(ServerConfiguration.Flag.metricsAllowRemote) else {
-            throw UsageError("--metrics \(endpoint) is not a loopback address: the page shows sessions and their traffic to anyone who reaches it; use 127.0.0.1:<port> (scraped through a local agent or a tunnel), or add --metrics-allow-remote and firewall that port")
-        }
-        return endpoint
-    }
-
-    /// 127.0.0.0/8, ::1 or localhost.
-    static func isLoopback(_ host: String) -> Bool {
-        if host == "localhost" || host == "::1" { return true }
-        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
-    }
-}

@@ -351,3 +351,38 @@ enum IdentityPattern {
         }
     }
 }
+
+extension ServerConfiguration {
+    /// Authentication is on with a client secret (and so a client id), as in the original: without
+    /// a secret, tokens are not checked.
+    public var authenticationEnabled: Bool {
+        guard let secret = clientSecret, !secret.isEmpty, let id = clientID, !id.isEmpty else { return false }
+        return true
+    }
+
+    /// `--metrics HOST:PORT`, checked: a loopback address unless `--metrics-allow-remote`.
+    static func metricsEndpoint(_ parsed: ParsedArguments) throws(UsageError) -> Endpoint? {
+        guard let text = parsed.value(Flag.metrics) else {
+            if parsed.isSet(Flag.metricsAllowRemote) {
+                throw UsageError("--metrics-allow-remote needs --metrics <host:port>")
+            }
+            return nil
+        }
+        var endpoint: Endpoint
+        // Port 0 picks a free port (printed at start), as --port 0 does.
+        let anyPort = text.hasSuffix(":0")
+        do { endpoint = try Endpoint.parse(anyPort ? text.dropLast() + "1" : text) } catch { throw UsageError("bad --metrics '\(text)': \(error)") }
+        if anyPort { endpoint = Endpoint(host: endpoint.host, port: 0) }
+        guard isLoopback(endpoint.host) || parsed.isSet(Flag.metricsAllowRemote) else {
+            throw UsageError("--metrics \(endpoint) is not a loopback address: the page shows sessions and their traffic to anyone who reaches it; use 127.0.0.1:<port> (scraped through a local agent or a tunnel), or add --metrics-allow-remote and firewall that port")
+        }
+        return endpoint
+    }
+
+    /// 127.0.0.0/8, ::1 or localhost.
+    static func isLoopback(_ host: String) -> Bool {
+        if host == "localhost" || host == "::1" { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
+    }
+}
