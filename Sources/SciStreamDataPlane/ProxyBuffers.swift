@@ -2,12 +2,10 @@
 /// `proxy_buffer_size`. Each connection through a proxy holds two (one per direction). Stunnel's are
 /// fixed when it is built (18 KiB), so it has nothing to set.
 ///
-/// The proxies' own defaults (16 KiB) leave throughput on the table: with 64 KiB a generated tunnel
-/// moved 1.37x (HAProxy) and 1.26x (nginx) as much with one stream on a quiet 2-core machine, 1.1-1.2x
-/// with four, and its proxies spent 9 % less CPU per byte; 128 and 256 KiB did not do steadily better
-/// (docs/benchmarks.md, 2026-11-30). 64 KiB
-/// costs 128 KiB per connection and proxy, 125 MiB for 1,000 connections; socket buffers are left to
-/// the kernel's autotuning (a fixed SO_RCVBUF would also cap the TCP window on long paths).
+/// The proxies' own defaults (16 KiB) leave throughput on the table; 64 KiB is the default because
+/// larger buffers did not do steadily better (the figures: docs/benchmarks.md, buffer sizes).
+/// 64 KiB costs 128 KiB per connection and proxy, 125 MiB for 1,000 connections; socket buffers are
+/// left to the kernel's autotuning (a fixed SO_RCVBUF would also cap the TCP window on long paths).
 public struct ProxyBuffers: Sendable, Equatable, CustomStringConvertible {
     /// Bytes per buffer; nil writes nothing, leaving the proxy's default (16 KiB).
     public let bytes: Int?
@@ -18,7 +16,7 @@ public struct ProxyBuffers: Sendable, Equatable, CustomStringConvertible {
     public static let proxyDefaults = ProxyBuffers(validBytes: nil)
 
     /// The sizes accepted: 4 KiB to 256 KiB, in whole KiB. At 256 KiB, 1,000 connections through a
-    /// proxy hold 500 MiB of buffers, and 256 KiB measured no faster than 64 KiB.
+    /// proxy hold 500 MiB of buffers.
     public static let allowedKiB = 4...256
 
     private init(validBytes: Int?) { bytes = validBytes }
