@@ -107,9 +107,6 @@ public final class ControlServer: Sendable {
     /// The address the control port is bound to (with the real port when `--port 0`).
     public var boundAddress: SocketAddress? { listener.localAddress }
 
-    /// The local admin channel's path, if there is one.
-    public var adminSocketPath: String? { adminListener?.path }
-
     /// Accepts connections until the task is cancelled.
     public func run() async {
         var lastAcceptError: ContinuousClock.Instant? = nil

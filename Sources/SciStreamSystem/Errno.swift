@@ -18,7 +18,6 @@ public struct Errno: Error, Equatable, Hashable, Sendable, CustomStringConvertib
     public static let timedOut = Errno(ETIMEDOUT)
     public static let addressInUse = Errno(EADDRINUSE)
     public static let connectionRefused = Errno(ECONNREFUSED)
-    public static let noSuchProcess = Errno(ESRCH)
     public static let badFileDescriptor = Errno(EBADF)
     public static let brokenPipe = Errno(EPIPE)
     public static let connectionReset = Errno(ECONNRESET)

@@ -33,8 +33,6 @@ public struct ServiceNotifier: Sendable {
         }
     }
 
-    public var isEnabled: Bool { path != nil }
-
     /// Sends one state message; returns whether it went out (false without a socket, or on error).
     @discardableResult
     public func notify(_ fields: [String: String]) -> Bool {
