@@ -303,8 +303,12 @@ func ownNonLoopbackAddresses() -> [String] {
         for _ in 0..<3 {
             held.append(try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: daemon.port), deadline: .now + .seconds(5)))
         }
-        try await Task.sleep(for: .milliseconds(200))
-        let refused = await Harness.s2uc(["list"] + daemon.clientArguments)
+        // Refused once s2cs has accepted the three (asked again until then, for at most 10 s).
+        let acceptedBy = ContinuousClock.now + .seconds(10)
+        var refused = await Harness.s2uc(["list"] + daemon.clientArguments)
+        while refused.status == 0 && ContinuousClock.now < acceptedBy {
+            refused = await Harness.s2uc(["list"] + daemon.clientArguments)
+        }
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("refused the request") && refused.stderr.contains("--max-connections-per-client 3"), "\(refused.stderr)")
         held.forEach { $0.close() }
