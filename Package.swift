@@ -46,7 +46,7 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["SciStreamWire", "SciStreamServer", "SciStreamClient", "SciStreamCommandLine", "SciStreamGRPC"]),
         // The server's own logic (port allocation, quotas, ownership, port checks) with the Mock data
         // plane: no proxy binary, no s2cs process.
-        .testTarget(name: "ServerTests", dependencies: ["SciStreamServer", "SciStreamPolicy", "SciStreamDataPlane", "SciStreamWire", "SciStreamSystem"]),
+        .testTarget(name: "ServerTests", dependencies: ["SciStreamServer", "SciStreamPolicy", "SciStreamDataPlane", "SciStreamWire", "SciStreamSystem", "TestPorts"]),
         .testTarget(name: "SystemTests", dependencies: ["SciStreamSystem"]),
         .testTarget(name: "TLSTests", dependencies: ["SciStreamTLS", "SciStreamSystem", "SciStreamServer", "SciStreamClient", "SciStreamCommandLine"]),
         .testTarget(name: "DataPlaneTests", dependencies: ["COpenSSL", "SciStreamDataPlane", "SciStreamTLS", "SciStreamSystem", "SciStreamWire", "SciStreamServer", "SciStreamClient", "SciStreamCommandLine", "TestPorts"]),
