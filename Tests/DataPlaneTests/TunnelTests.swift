@@ -1,3 +1,4 @@
+import SciStreamWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -93,7 +94,7 @@ struct TunnelTests {
             try await prod.start(ProxySpec(uid: uid, role: .prod, listeners: [loopback(port)],
                                            targets: [loopback(producer.port)], rateKbps: 0))
             let anonymous = await tlsAttempt(port: port, certificatePEM: nil, keyPEM: nil)
-            let other = try SessionKeys.derive(uid: newUID())
+            let other = try SessionKeys.derive(newSessionID())
             let impostor = await tlsAttempt(port: port, certificatePEM: other.certificatePEM, keyPEM: other.privateKeyPEM)
             for attempt in [anonymous, impostor] {
                 #expect(!attempt.afterWrite.hasPrefix("read"), "\(attempt)")
@@ -103,7 +104,7 @@ struct TunnelTests {
             #expect(producer.connections == 0)
 
             // Control: the session's own certificate gets through, so the refusals above mean something.
-            let keys = try SessionKeys.derive(uid: uid)
+            let keys = try SessionKeys.derive(#require(SessionID(uid)))
             let member = await tlsAttempt(port: port, certificatePEM: keys.certificatePEM, keyPEM: keys.privateKeyPEM,
                                          readAfterWrite: false)
             #expect(member.handshake == "completed")
