@@ -94,7 +94,7 @@ extension UserClient {
         let application = try producerApplication(parsed, numConn: numConn)
         let consumerPorts = try ports(parsed, parsed.option(named: "cons_receiver_ports"))
         let (prod, cons) = try await sides(parsed)
-        let uid = mock ? mockUID : SessionID.random()
+        let uid = mock ? SessionID.mock.text : SessionID.random()
         output.set("uid", uid)
 
         let prodListeners = try await withSideOutput(prod.name) {

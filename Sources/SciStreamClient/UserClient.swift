@@ -7,7 +7,6 @@ import SciStreamCommandLine
 /// `s2uc`: the user's client. Each subcommand validates all its input before it talks to anyone.
 public enum UserClient {
     public static let command = "s2uc"
-    public static let mockUID = "4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3"
 
     /// The options of the session commands, a constant each: values are read by these, never by a
     /// name in a string (a subcommand that declares an option anew, with its own help, is read by the
@@ -21,7 +20,7 @@ public enum UserClient {
         static let receiverPorts = OptionSpec("receiver_ports", value: "ports", help: "Inbound: the producer application's ports; outbound: the local ports to listen on.")
         static let numConn = OptionSpec("num_conn", value: "n", default: "5", help: "Number of parallel connections (listeners).")
         static let rate = OptionSpec("rate", value: "kb/s", default: "0", help: "Maximum data rate per connection in kb/s, applied by Nginx (HAProxy and Stunnel cannot); 0: unlimited.")
-        static let mock = OptionSpec("mock", value: "bool", default: "False", help: "Inbound: use the fixed uid \(mockUID).")
+        static let mock = OptionSpec("mock", value: "bool", default: "False", help: "Inbound: use the fixed uid \(SessionID.mock.text).")
         static let `protocol` = OptionSpec("protocol", value: "tcp|udp", default: "tcp",
             help: "udp: forward UDP datagrams as well as TCP on each listener (both gateways' s2cs must run --type Nginx --data-plane-tls=False).")
         static let json = OptionSpec("json", help: "Print one JSON object on stdout instead of the result lines (docs/json.md); errors still go to stderr too.")
@@ -255,7 +254,7 @@ public enum UserClient {
         switch role {
         case .prod:
             prodListeners = try producerApplication(parsed, numConn: numConn)
-            uid = mock ? mockUID : SessionID.random()
+            uid = mock ? SessionID.mock.text : SessionID.random()
         case .cons:
             // The uid may come from $SCISTREAM_UID (then only the listeners are given) or from standard
             // input ('-'), so that the session's secret need not appear on a command line.

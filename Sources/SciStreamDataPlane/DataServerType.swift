@@ -51,4 +51,22 @@ public enum DataServerType: Sendable, Equatable, Hashable, CaseIterable, CustomS
 
     /// Whether the proxy can limit each connection's rate: only nginx (`proxy_upload_rate`...).
     public var supportsRateLimit: Bool { self == .nginx }
+
+    /// Why this proxy cannot forward a UDP session (`s2uc --protocol udp`), or nil if it can: the one
+    /// UDP rule, which the control server checks at the request and the data plane again at the start.
+    /// UDP needs a plaintext hop between the gateways (none of HAProxy, Nginx and Stunnel speaks DTLS,
+    /// so there is no encrypted UDP hop), and only Nginx forwards UDP at all (Mock stands in for it).
+    public func udpRefusal(plaintext: Bool) -> UDPRefusal? {
+        guard plaintext else { return .encryptedHop }
+        guard self == .nginx || self == .mock else { return .notNginx }
+        return nil
+    }
+}
+
+/// Why a proxy cannot forward UDP (`DataServerType.udpRefusal(plaintext:)`).
+public enum UDPRefusal: Sendable, Equatable {
+    /// The hop between the gateways is encrypted, and UDP cannot be.
+    case encryptedHop
+    /// The proxy is not Nginx.
+    case notNginx
 }

@@ -31,13 +31,10 @@ public struct SessionKeys: Sendable, Equatable {
     /// The private key, PEM PKCS#8 ("-----BEGIN PRIVATE KEY-----").
     public let privateKeyPEM: String
 
-    /// Derives the key material of the session `uid` (a canonical UUID, either case).
-    public static func derive(uid: String) throws(DataPlaneError) -> SessionKeys {
-        guard let session = SessionID(uid) else { throw .invalidSessionID }
-        return try derive(session)
-    }
-
-    static func derive(_ session: SessionID) throws(DataPlaneError) -> SessionKeys {
+    /// Derives the key material of `session`. The calling thread's OpenSSL error queue is cleared
+    /// first, so that an error reported below is one of this derivation's, not a leftover.
+    public static func derive(_ session: SessionID) throws(DataPlaneError) -> SessionKeys {
+        OpenSSLErrorQueue.clear()
         let seed = try hkdf(session.bytes, info: seedInfo, count: 32)
         var serial = try hkdf(session.bytes, info: serialInfo, count: 16)
         serial[0] = (serial[0] & 0x7f) | 0x40  // positive, non-zero, always 16 octets in DER

@@ -146,7 +146,7 @@ actor SessionRegistry {
         // Caps and quotas count an IPv6 client by its /64 (IPAddress.clientKey).
         let client = IPAddress.clientKey(caller.address)
         try Self.checkNewUID(uid)
-        if uid.text == SessionID.mock {
+        if uid == .mock {
             logger.warning("session uses the documented mock uid: its tunnel key is public, anyone who can reach its listeners can join it", ["session": uid.prefix])
         }
         guard sessions[uid] == nil else {
@@ -716,7 +716,7 @@ actor SessionRegistry {
     /// The uid of a new session: it is the session's only secret, so it must be a random (version 4)
     /// UUID; the documented mock uid is accepted (with a warning in the log).
     static func checkNewUID(_ uid: SessionID) throws(StatusError) {
-        guard uid.text == SessionID.mock || uid.isRandom else {
+        guard uid == .mock || uid.isRandom else {
             throw StatusError(.invalidArgument, "uid \(uid.prefix)... is not a random (version 4) UUID: the uid is the session's secret, so this s2cs accepts only random ones (s2uc makes them)")
         }
     }

@@ -276,7 +276,7 @@ public final class ChildProcess: Sendable {
                 // No pidfd (descriptor exhaustion at spawn): poll instead.
                 try? await Task.sleep(for: .milliseconds(50))
             }
-            if let (waitStatus, members) = reapLeader() {
+            if let (waitStatus, members) = await reapLeader() {
                 let status = waitStatus.map { TerminationStatus(waitStatus: $0) } ?? .exited(code: -1)
                 await ProcessReaper.reap(members: members, ofGroup: pid)
                 finish(status)
@@ -291,17 +291,19 @@ public final class ChildProcess: Sendable {
 
     /// If the leader has exited: sweeps the rest of its process group with SIGKILL and reaps the
     /// leader. Returns nil while the leader runs; otherwise its wait status (nil if it vanished
-    /// without one: ECHILD) and the group members that were swept.
-    private func reapLeader() -> (Int32?, [Int32])? {
-        if adopted { return leaderGone() }
+    /// without one: ECHILD) and the group members that were swept. The /proc scan runs on a
+    /// blocking-work thread, outside the lock: only this watcher reaps the leader, so a leader seen
+    /// as a zombie pins group `pid` (nobody else can own it) until the `waitpid` below.
+    private func reapLeader() async -> (Int32?, [Int32])? {
+        if adopted { return await leaderGone() }
+        let pid = self.pid
+        let members = await BlockingWork.run { () -> [Int32] in
+            // Sweep only a leader that has exited: its unreaped zombie pins the group id.
+            guard ProcessReaper.stat(pid: pid)?.state == "Z" else { return [] }
+            return ProcessReaper.members(ofGroup: pid).filter { $0 != pid }
+        }
         return state.withLock { state -> (Int32?, [Int32])? in
-            // Sweep only a leader that has exited: its unreaped zombie pins the group id, so
-            // nobody else can own group `pid` now.
-            var members: [Int32] = []
-            if ProcessReaper.stat(pid: pid)?.state == "Z" {
-                members = ProcessReaper.members(ofGroup: pid).filter { $0 != pid }
-                if !members.isEmpty { _ = kill(-pid, SIGKILL) }
-            }
+            if !members.isEmpty { _ = kill(-pid, SIGKILL) }
             var waitStatus: Int32 = 0
             while true {
                 let result = waitpid(pid, &waitStatus, WNOHANG)
@@ -317,18 +319,23 @@ public final class ChildProcess: Sendable {
 
     /// An adopted leader whose pidfd is readable has exited: its parent reaps it, not us, so the
     /// group id is no longer pinned; the members left (nginx workers) are killed one by one, each
-    /// only if it runs our executable.
-    private func leaderGone() -> (Int32?, [Int32])? {
-        state.withLock { state -> (Int32?, [Int32])? in
+    /// only if it runs our executable. Marked reaped under the lock first (no group signal after
+    /// this), then the /proc scan runs on a blocking-work thread.
+    private func leaderGone() async -> (Int32?, [Int32])? {
+        state.withLock { state in
             state.leaderReaped = true
             if state.pidfd >= 0 { _ = Glibc.close(state.pidfd) }
             state.pidfd = -1
+        }
+        let pid = self.pid, executable = self.executable
+        let members = await BlockingWork.run { () -> [Int32] in
             var members: [Int32] = []
             for member in ProcessReaper.members(ofGroup: pid) where member != pid && ProcessReaper.executable(pid: member) == executable {
                 if kill(member, SIGKILL) == 0 { members.append(member) }
             }
-            return (nil, members)
+            return members
         }
+        return (nil, members)
     }
 
     private func finish(_ status: TerminationStatus) {

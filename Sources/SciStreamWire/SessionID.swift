@@ -51,8 +51,8 @@ public struct SessionID: Sendable, Hashable, CustomStringConvertible {
     /// An RFC 4122 version-4 (random) UUID: version nibble 4, variant 10xx.
     public var isRandom: Bool { bytes[6] >> 4 == 4 && bytes[8] >> 6 == 0b10 }
 
-    /// The fixed uid of `s2uc ... --mock True`.
-    public static let mock = "4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3"
+    /// The fixed uid of `s2uc ... --mock True`, the one definition of it.
+    public static let mock = SessionID("4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3")!  // safe: a canonical UUID literal
 
     /// Accepts exactly 8-4-4-4-12 hex digits (any UUID version, either case); returns it lowercased.
     public static func validate(_ text: String) throws(ValidationError) -> String {

@@ -231,7 +231,10 @@ struct LifecycleTests {
         let spec = ProxySpec(uid: uid, role: .prod, listeners: [loopback(try freePort())], targets: [loopback(9)], rateKbps: 0)
         try await withPlanes([plane], folders: [folder]) {
             let start = Task { try await plane.start(spec) }
-            try await Task.sleep(for: .milliseconds(5))
+            // Stop once the start is under way (the data plane holds the session), not after a guess.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while await !plane.sessionIDs.contains(uid), ContinuousClock.now < deadline { await Task.yield() }
+            #expect(await plane.sessionIDs.contains(uid))
             await plane.stop(uid: uid)
             let outcome = await start.result
             if case .failure(let error) = outcome {

@@ -144,7 +144,7 @@ struct ListenerHardeningTests {
         let limit = 16 << 10
         try await withProdSession(type, logLimit: limit) { session in
             let (folder, uid) = (session.folder, session.uid)
-            let stranger = try SessionKeys.derive(uid: newUID())
+            let stranger = try SessionKeys.derive(newSessionID())
             for round in 0..<600 {
                 _ = await tlsAttempt(port: session.port, certificatePEM: stranger.certificatePEM, keyPEM: stranger.privateKeyPEM,
                                      readAfterWrite: round % 2 == 0, timeoutSeconds: 2)

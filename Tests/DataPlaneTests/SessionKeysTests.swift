@@ -8,26 +8,28 @@ import SciStreamSystem
 struct SessionKeysTests {
     static let uid = "4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3"
     static let other = "0d1f6a52-31c4-4e8b-9a7e-5b2f3c4d5e6f"
+    static let session = SessionID(uid)!  // safe: a canonical uid
+    static let otherSession = SessionID(other)!  // safe: a canonical uid
 
     @Test func sameUIDGivesIdenticalBytes() throws {
-        let first = try SessionKeys.derive(uid: Self.uid)
-        let second = try SessionKeys.derive(uid: Self.uid)
+        let first = try SessionKeys.derive(Self.session)
+        let second = try SessionKeys.derive(Self.session)
         #expect(first.certificateDER == second.certificateDER)
         #expect(first.certificatePEM == second.certificatePEM)
         #expect(first.privateKeyPEM == second.privateKeyPEM)
         // Case does not matter: the UUID's bytes are the input.
-        #expect(try SessionKeys.derive(uid: Self.uid.uppercased()) == first)
+        #expect(try SessionKeys.derive(#require(SessionID(Self.uid.uppercased()))) == first)
     }
 
     @Test func differentUIDsGiveDifferentKeys() throws {
-        let first = try SessionKeys.derive(uid: Self.uid)
-        let second = try SessionKeys.derive(uid: Self.other)
+        let first = try SessionKeys.derive(Self.session)
+        let second = try SessionKeys.derive(Self.otherSession)
         #expect(first.privateKeyPEM != second.privateKeyPEM)
         #expect(first.certificateDER != second.certificateDER)
     }
 
     @Test func pemShapes() throws {
-        let keys = try SessionKeys.derive(uid: Self.uid)
+        let keys = try SessionKeys.derive(Self.session)
         #expect(keys.certificatePEM.hasPrefix("-----BEGIN CERTIFICATE-----\n"))
         #expect(keys.certificatePEM.hasSuffix("-----END CERTIFICATE-----\n"))
         #expect(keys.privateKeyPEM.hasPrefix("-----BEGIN PRIVATE KEY-----\n"))  // PKCS#8
@@ -35,7 +37,7 @@ struct SessionKeysTests {
     }
 
     @Test func theUIDIsNotInTheCertificate() throws {
-        let keys = try SessionKeys.derive(uid: Self.uid)
+        let keys = try SessionKeys.derive(Self.session)
         let der = keys.certificateDER
         let uidBytes = SessionID(Self.uid)!.bytes
         let text = String(decoding: der, as: UTF8.self)
@@ -46,17 +48,18 @@ struct SessionKeysTests {
         #expect(!found)
     }
 
+    /// Keys are derived only from a `SessionID`: a text that is not a uid never becomes one.
     @Test func invalidUIDIsRejected() {
         for bad in ["", "not-a-uuid", "4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c", "4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3\n",
                     "4f8583bca4d311ee9fd6034d1fcbd7c3", "4f8583bc-a4d3-11ee-9fd6_034d1fcbd7c3", "gf8583bc-a4d3-11ee-9fd6-034d1fcbd7c3"] {
-            #expect(throws: DataPlaneError.invalidSessionID) { try SessionKeys.derive(uid: bad) }
+            #expect(SessionID(bad) == nil)
         }
     }
 
     @Test func opensslParsesAndVerifiesIt() async throws {
         let folder = try TemporaryFolder("keys")
         defer { folder.remove() }
-        let keys = try SessionKeys.derive(uid: Self.uid)
+        let keys = try SessionKeys.derive(Self.session)
         try folder.write("cert.pem", keys.certificatePEM)
         try folder.write("key.pem", keys.privateKeyPEM)
 
@@ -93,8 +96,8 @@ struct SessionKeysTests {
     @Test func anotherUIDsCertificateDoesNotVerify() async throws {
         let folder = try TemporaryFolder("keys")
         defer { folder.remove() }
-        try folder.write("a.pem", try SessionKeys.derive(uid: Self.uid).certificatePEM)
-        try folder.write("b.pem", try SessionKeys.derive(uid: Self.other).certificatePEM)
+        try folder.write("a.pem", try SessionKeys.derive(Self.session).certificatePEM)
+        try folder.write("b.pem", try SessionKeys.derive(Self.otherSession).certificatePEM)
         let (status, text) = try await run("/usr/bin/openssl", ["verify", "-CAfile", folder.file("a.pem"), folder.file("b.pem")], in: folder)
         #expect(status != .exited(code: 0), "\(text)")
     }

@@ -72,6 +72,8 @@ func loopback(_ port: UInt16) -> ProxyEndpoint { ProxyEndpoint(host: "127.0.0.1"
 
 func newUID() -> String { UUID().uuidString.lowercased() }
 
+func newSessionID() -> SessionID { SessionID(newUID())! }  // safe: UUID().uuidString is canonical
+
 func testLogger(_ sink: LogSink = .memory()) -> Logger { Logger(label: "dataplane-test", level: .debug, sink: sink) }
 
 /// The producer application: accepts connections on loopback, reads each to EOF, and records the
@@ -441,7 +443,7 @@ func withProdSession(_ type: DataServerType, maxConnections: Int = SessionLimits
         try await plane.start(ProxySpec(uid: uid, role: .prod, listeners: [loopback(port)],
                                         targets: [loopback(producer.port)], rateKbps: 0))
         try await body(ProdSession(plane: plane, folder: folder, producer: producer, uid: uid, port: port,
-                                   keys: try SessionKeys.derive(uid: uid)))
+                                   keys: try SessionKeys.derive(#require(SessionID(uid)))))
     }
 }
 

@@ -26,7 +26,7 @@ import SciStreamWire
             defer { daemon.stop() }
             let client = try await GRPCTestClient.connect(host: "127.0.0.1", port: daemon.port, trustAnchor: nil)
             defer { client.close() }
-            let answer = try await client.call("req", ControlProto.Request(uid: SessionID.mock, role: "PROD", numConn: 0, rate: 0).encoded)
+            let answer = try await client.call("req", ControlProto.Request(uid: SessionID.mock.text, role: "PROD", numConn: 0, rate: 0).encoded)
             #expect(answer.status == 3)
             #expect(daemon.log.contains(" debug s2cs: request ") == verbose, "\(flags): \(daemon.log)")
         }

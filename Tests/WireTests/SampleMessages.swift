@@ -1,6 +1,6 @@
 import SciStreamWire
 
-let mockUID = "4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3"
+let mockUID = SessionID.mock.text
 let token = "INVALID_TOKEN"
 
 /// At least one message of every kind, with ordinary and edge-case values.
