@@ -65,7 +65,7 @@ extension DataPlane {
     /// Removes the logs of released sessions older than `SessionLog.retention`, and the oldest beyond
     /// `SessionLog.maximumKept`; the logs of the sessions held here stay.
     func pruneLogs() {
-        let removed = SessionLog.prune(folder: folder, holding: Set(sessions.keys))
+        let removed = SessionLog.prune(folder: folder, holding: Set(sessions.keys.map(\.text)))
         if removed > 0 { logger.info("old session logs removed", ["count": String(removed), "folder": folder]) }
     }
 }

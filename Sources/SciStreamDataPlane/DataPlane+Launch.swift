@@ -28,7 +28,7 @@ extension DataPlane {
         return .success(sockets)
     }
 
-    func shouldAbandon(_ key: String) -> Bool {
+    func shouldAbandon(_ key: SessionID) -> Bool {
         Task.isCancelled || sessions[key]?.stopRequested == true
     }
 
@@ -101,7 +101,7 @@ extension DataPlane {
         }
         if let written { return await fail(written) }
 
-        if shouldAbandon(files.session.text) { return await fail(.stoppedWhileStarting(session: name)) }
+        if shouldAbandon(files.session) { return await fail(.stoppedWhileStarting(session: name)) }
 
         // The proxy's output goes through a pipe to s2cs, which keeps <uid>.log bounded.
         let log: SessionLog
@@ -140,7 +140,7 @@ extension DataPlane {
                 let message = text.isEmpty ? "it \(status)" : files.redact(text)
                 return await fail(.startFailed(type: type, session: name, message: message), log: log)
             }
-            if shouldAbandon(files.session.text) {
+            if shouldAbandon(files.session) {
                 return await fail(.stoppedWhileStarting(session: name), child: child, log: log)
             }
             // A LISTEN socket on the address is not enough: it must be the proxy's own (one of its

@@ -18,19 +18,18 @@ extension DataPlane {
     public func reapStale() async -> Int {
         defer { pruneLogs() }
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return 0 }
-        var stale = Set<String>()
+        var stale = Set<SessionID>()
         for name in names {
             // A session left something but its log: <uid>.conf/.pem/.key/.pid, or a temporary file.
             guard name.utf8.count > 37, let session = SessionID(String(name.prefix(36))),
-                  name.dropFirst(36).first == ".", sessions[session.text] == nil else { continue }
+                  name.dropFirst(36).first == ".", sessions[session] == nil else { continue }
             let rest = name.dropFirst(37)
             guard SessionFiles.removableExtensions.contains(String(rest)) || rest.hasSuffix(".tmp") else { continue }
-            stale.insert(session.text)
+            stale.insert(session)
         }
         let running = stale.isEmpty ? [] : Self.runningCommandLines()
         var stopped = 0
-        for key in stale.sorted() {
-            guard let session = SessionID(key) else { continue }
+        for session in stale.sorted(by: { $0.text < $1.text }) {
             let files = SessionFiles(folder: folder, session: session)
             let isThisSessionsProxy = { (argv: [String]) in Self.isProxy(argv, using: files.launchConfig) || Self.isProxy(argv, using: files.config) }
             var pids: [Int32] = []
@@ -69,7 +68,7 @@ extension DataPlane {
             }
             if keepFiles { continue }
             for path in files.removable { AtomicFile.remove(path) }
-            for name in names where name.hasPrefix(key + ".") && name.hasSuffix(AtomicFile.temporarySuffix) {
+            for name in names where name.hasPrefix(session.text + ".") && name.hasSuffix(AtomicFile.temporarySuffix) {
                 AtomicFile.remove(folder + "/" + name)
             }
             logger.info("stale session files removed", ["session": session.prefix])

@@ -6,7 +6,7 @@ extension DataPlane {
     /// SessionRegistry+UDP.swift); this is the data plane's own check of it.
     static func checkUDP(_ spec: ProxySpec, type: DataServerType, tls: Bool) throws(DataPlaneError) -> Bool {
         guard spec.udp else { return false }
-        let name = SessionID(spec.uid)?.prefix ?? "?"
+        let name = spec.uid.prefix
         switch type.udpRefusal(plaintext: !tls) {
         case nil: return true
         case .encryptedHop: throw .invalidSpec(session: name, reason: "UDP cannot be encrypted between the gateways (no DTLS in the proxies)")

@@ -51,7 +51,7 @@ public actor DataPlane {
         var startWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    var sessions: [String: Session] = [:]
+    var sessions: [SessionID: Session] = [:]
     /// Proxies that exited without being asked to, since start (s2cs --metrics).
     public private(set) var unexpectedExits = 0
     /// Whether proxies are configured to count traffic (TrafficMeter reads it). Off unless turned on:
@@ -113,7 +113,7 @@ public actor DataPlane {
         plan.runAs = runAs
         plan.counting = countsTraffic
         plan.udp = try Self.checkUDP(spec, type: type, tls: dataPlaneTLS)
-        let key = plan.session.text
+        let key = plan.session
         guard sessions[key] == nil else { throw .alreadyRunning(session: plan.session.prefix) }
         if type == .mock {
             sessions[key] = Session(phase: .mock)
@@ -137,12 +137,12 @@ public actor DataPlane {
         if case .failure(let error) = result { throw error }
     }
 
-    func proxyExited(key: String, child: ChildProcess, status: TerminationStatus) {
+    func proxyExited(key: SessionID, child: ChildProcess, status: TerminationStatus) {
         guard let entry = sessions[key], case .running(let current) = entry.phase, current === child else { return }
         sessions[key]?.phase = .exited(child, status)
         unexpectedExits += 1
         logger.error("proxy exited unexpectedly", [
-            "session": String(key.prefix(8)), "type": type.name, "pid": String(child.pid), "status": status.description,
+            "session": key.prefix, "type": type.name, "pid": String(child.pid), "status": status.description,
         ])
     }
 
@@ -150,8 +150,8 @@ public actor DataPlane {
 
     /// `.running(pid:)` while the proxy runs, `.exited(description:)` if it died on its own; nil
     /// for an unknown uid, a Mock session, or one that is starting or stopping.
-    public func status(uid: String) -> ProxyStatus? {
-        guard let session = SessionID(uid), let entry = sessions[session.text] else { return nil }
+    public func status(_ session: SessionID) -> ProxyStatus? {
+        guard let entry = sessions[session] else { return nil }
         switch entry.phase {
         case .running(let child): return .running(pid: child.pid)
         case .exited(_, let status): return .exited(description: status.description)
@@ -165,22 +165,22 @@ public actor DataPlane {
     public func logMarks(_ uids: [String]) -> [String: Int] {
         var marks: [String: Int] = [:]
         for uid in uids {
-            guard let entry = sessions[uid], case .running = entry.phase else { continue }
+            // TrafficMeter names sessions by their text.
+            guard let session = SessionID(uid), let entry = sessions[session], case .running = entry.phase else { continue }
             marks[uid] = entry.log?.appendedBytes ?? 0
         }
         return marks
     }
 
     /// The uids of the sessions this data plane holds (for diagnostics and shutdown).
-    public var sessionIDs: [String] { Array(sessions.keys) }
+    public var sessionIDs: [SessionID] { Array(sessions.keys) }
 
     /// Stops the session's proxy: SIGTERM to its process group, `stopGrace`, SIGKILL, reap; then
     /// removes `<uid>.conf`, `.pem`, `.key`, `.pid` (the `.log` stays), and prunes old logs of
     /// released sessions (`SessionLog.prune`). A session that is still starting is stopped as soon
     /// as its start gives up. No-op for an unknown uid.
-    public func stop(uid: String) async {
-        guard let session = SessionID(uid) else { return }
-        let key = session.text
+    public func stop(_ session: SessionID) async {
+        let key = session
         guard let entry = sessions[key] else { return }
         switch entry.phase {
         case .mock:
@@ -190,7 +190,7 @@ public actor DataPlane {
         case .starting:
             sessions[key]?.stopRequested = true
             await withCheckedContinuation { continuation in sessions[key, default: entry].startWaiters.append(continuation) }
-            await stop(uid: uid)  // if the start won the race and is now running
+            await stop(session)  // if the start won the race and is now running
         case .stopping(let task):
             await task.value
         case .running(let child), .exited(let child, _):
@@ -223,7 +223,7 @@ public actor DataPlane {
     public func stopAll() async {
         let keys = Array(sessions.keys)
         await withTaskGroup(of: Void.self) { group in
-            for key in keys { group.addTask { await self.stop(uid: key) } }
+            for key in keys { group.addTask { await self.stop(key) } }
         }
     }
 

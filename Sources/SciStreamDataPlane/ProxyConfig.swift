@@ -36,7 +36,7 @@ struct SessionPlan: Sendable {
     /// Validates `spec` (again: every value that reaches a config). Nothing is written on failure.
     init(_ spec: ProxySpec, tls: Bool, folder: String, processors: Int, buffers: ProxyBuffers = .standard,
          maxConnections: Int = SessionLimits.defaultMaxConnections) throws(DataPlaneError) {
-        guard let session = SessionID(spec.uid) else { throw .invalidSessionID }
+        let session = spec.uid
         let name = session.prefix
         guard !spec.listeners.isEmpty else { throw .invalidSpec(session: name, reason: "no listeners") }
         guard !spec.targets.isEmpty else { throw .invalidSpec(session: name, reason: "no targets to forward to") }

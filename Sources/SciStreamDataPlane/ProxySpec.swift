@@ -10,8 +10,9 @@ public typealias ProxyEndpoint = Endpoint
 
 /// What one session's proxy must do. Listener i forwards to target `i % targets.count`.
 public struct ProxySpec: Sendable, Equatable {
-    /// The session id (a UUID). It is the session's secret: never logged in full.
-    public var uid: String
+    /// The session id, validated where it came in (the wire). It is the session's secret: never
+    /// logged in full.
+    public var uid: SessionID
     public var role: ProxyRole
     /// The addresses the proxy binds.
     public var listeners: [ProxyEndpoint]
@@ -26,7 +27,7 @@ public struct ProxySpec: Sendable, Equatable {
     /// (`--cons-allowed-sources`, or loopback and the requester). Empty: any source.
     public var allowedSources: [SourceBlock]
 
-    public init(uid: String, role: ProxyRole, listeners: [ProxyEndpoint], targets: [ProxyEndpoint], rateKbps: Int, allowedSources: [SourceBlock] = []) {
+    public init(uid: SessionID, role: ProxyRole, listeners: [ProxyEndpoint], targets: [ProxyEndpoint], rateKbps: Int, allowedSources: [SourceBlock] = []) {
         self.allowedSources = allowedSources
         self.uid = uid
         self.role = role

@@ -55,7 +55,7 @@ extension DataPlane {
     /// proxy to keep) or a session that is not running. Returns whether it was written.
     @discardableResult
     public func persist(_ record: SessionRecord) async -> Bool {
-        guard let session = SessionID(record.uid), let entry = sessions[session.text],
+        guard let session = SessionID(record.uid), let entry = sessions[session],
               case .running(let child) = entry.phase, let startTime = ProcessReaper.startTime(pid: child.pid) else { return false }
         let files = SessionFiles(folder: folder, session: session)
         var record = record
@@ -92,7 +92,7 @@ extension DataPlane {
             return String(cString: pointer)
         } ?? executable
         for name in names.sorted() where name.hasSuffix(".session") && name.utf8.count == 36 + 8 {
-            guard let session = SessionID(String(name.prefix(36))), sessions[session.text] == nil else { continue }
+            guard let session = SessionID(String(name.prefix(36))), sessions[session] == nil else { continue }
             let files = SessionFiles(folder: folder, session: session)
             guard let bytes = ProcessReaper.readSmallFile(files.record, limit: 1 << 20),
                   let record = try? JSONDecoder().decode(SessionRecord.self, from: Data(bytes)),
@@ -118,8 +118,8 @@ extension DataPlane {
                 logger.warning("session not taken over", ["session": session.prefix, "reason": "its proxy exited meanwhile"])
                 continue
             }
-            sessions[session.text] = Session(phase: .running(child), log: nil)
-            let key = session.text
+            sessions[session] = Session(phase: .running(child), log: nil)
+            let key = session
             Task { [weak self] in
                 guard let status = await child.wait() else { return }
                 await self?.proxyExited(key: key, child: child, status: status)
@@ -134,11 +134,11 @@ extension DataPlane {
     /// s2cs to take over): their records and files stay. Returns how many were kept.
     public func detachAll() -> Int {
         var kept = 0
-        for (key, entry) in sessions {
-            guard case .running = entry.phase, let session = SessionID(key) else { continue }
+        for (session, entry) in sessions {
+            guard case .running = entry.phase else { continue }
             if FileManager.default.fileExists(atPath: SessionFiles(folder: folder, session: session).record) {
                 kept += 1
-                sessions[key] = nil
+                sessions[session] = nil
             }
         }
         return kept

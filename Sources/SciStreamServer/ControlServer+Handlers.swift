@@ -217,7 +217,7 @@ extension ControlServer {
             case .failed(let reason): state = "failed"; note = reason
             case .releasing: state = "releasing"
             }
-            if state == "active", case .exited(let description) = await dataPlane.status(uid: session.uid.text) {
+            if state == "active", case .exited(let description) = await dataPlane.status(session.uid) {
                 state = "failed"
                 note = "proxy exited unexpectedly (\(description))"
             }

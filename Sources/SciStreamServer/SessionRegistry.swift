@@ -434,11 +434,11 @@ actor SessionRegistry {
         // to the peer gateways; a TLS PROD listener admits whoever holds the session key.
         let sources = session.role == .cons ? consumerSources.blocks(requester: session.client)
             : plaintextDataPlane ? (peerSources ?? []) : []
-        var spec = ProxySpec(uid: uid.text, role: session.role, listeners: session.listeners, targets: targets, rateKbps: session.rate, allowedSources: sources)
+        var spec = ProxySpec(uid: uid, role: session.role, listeners: session.listeners, targets: targets, rateKbps: session.rate, allowedSources: sources)
         spec.udp = session.udp
         let dataPlane = self.dataPlane
         let task = Task {
-            if restart { await dataPlane.stop(uid: uid.text) }
+            if restart { await dataPlane.stop(uid) }
             try await dataPlane.start(spec)
         }
         session.targets = targets
@@ -456,7 +456,7 @@ actor SessionRegistry {
         let pending = try beginRelease(uid, caller: caller)
         _ = try? await pending?.value
         var note: String? = nil
-        if case .exited(let description) = await dataPlane.status(uid: uid.text) {
+        if case .exited(let description) = await dataPlane.status(uid) {
             note = "its proxy had exited unexpectedly (\(description))"
         }
         await retire(uid)
@@ -486,7 +486,7 @@ actor SessionRegistry {
     private func retire(_ uid: SessionID) async {
         guard let session = sessions[uid], session.state == .releasing else { return }
         _ = try? await session.startTask?.value
-        await dataPlane.stop(uid: uid.text)
+        await dataPlane.stop(uid)
         freeSession(uid)
     }
 
@@ -749,7 +749,7 @@ extension SessionRegistry {
                   let targets = try? record.targets.map({ try Endpoint.parse($0) }),
                   !record.ports.isEmpty, allocator.reserve(record.ports, isFree: { _ in true }) == nil else {
                 logger.warning("session record does not fit this s2cs: its proxy is stopped", ["session": String(record.uid.prefix(8))])
-                await dataPlane.stop(uid: record.uid)
+                if let uid = SessionID(record.uid) { await dataPlane.stop(uid) }
                 continue
             }
             let age = max(0, Date().timeIntervalSince1970 - record.created)

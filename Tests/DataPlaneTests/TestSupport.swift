@@ -72,6 +72,28 @@ func loopback(_ port: UInt16) -> ProxyEndpoint { ProxyEndpoint(host: "127.0.0.1"
 
 func newUID() -> String { UUID().uuidString.lowercased() }
 
+// Tests name a session by its text (file names are built from it); the data plane takes the typed
+// id. Each test uid comes from `newUID()` or a literal canonical UUID, so the unwrap below holds.
+extension ProxySpec {
+    init(uid: String, role: ProxyRole, listeners: [ProxyEndpoint], targets: [ProxyEndpoint], rateKbps: Int,
+         allowedSources: [SourceBlock] = []) {
+        self.init(uid: SessionID(uid)!, role: role, listeners: listeners, targets: targets, rateKbps: rateKbps,
+                  allowedSources: allowedSources)
+    }
+}
+
+extension DataPlane {
+    func stop(uid: String) async {
+        guard let session = SessionID(uid) else { Issue.record("not a uid: \(uid)"); return }
+        await stop(session)
+    }
+    func status(uid: String) -> ProxyStatus? {
+        guard let session = SessionID(uid) else { Issue.record("not a uid: \(uid)"); return nil }
+        return status(session)
+    }
+    var sessionUIDs: [String] { sessionIDs.map(\.text) }
+}
+
 func newSessionID() -> SessionID { SessionID(newUID())! }  // safe: UUID().uuidString is canonical
 
 func testLogger(_ sink: LogSink = .memory()) -> Logger { Logger(label: "dataplane-test", level: .debug, sink: sink) }

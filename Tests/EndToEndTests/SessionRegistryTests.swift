@@ -94,7 +94,7 @@ import TestPorts
         } catch {
             #expect((error as? StatusError)?.status.code == .unavailable && (error as? StatusError)?.status.message == "s2cs is shutting down", "\(error)")
         }
-        #expect(await dataPlane.status(uid: uid) == nil)
+        #expect(try await dataPlane.status(SessionID(validating: uid)) == nil)
         // No proxy of this test's session folder (other suites' proxies may be children of this process too).
         let ours = childPIDs(of: getpid()).filter { pid in
             let commandLine = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
@@ -114,7 +114,7 @@ import TestPorts
         #expect(await registry.snapshot().first?.state == .starting)
         #expect(await registry.shutdown() == 1)
         await #expect(throws: StatusError.self) { _ = try await starting.value }
-        #expect(await dataPlane.status(uid: uid) == nil)
+        #expect(try await dataPlane.status(SessionID(validating: uid)) == nil)
         #expect(await registry.snapshot().isEmpty)
         #expect(noProxyFiles(uid))
     }
@@ -135,7 +135,7 @@ import TestPorts
         } catch {
             #expect((error as? StatusError)?.status.message.contains("was released while its proxy was starting") == true, "\(error)")
         }
-        #expect(await dataPlane.status(uid: uid) == nil)
+        #expect(try await dataPlane.status(SessionID(validating: uid)) == nil)
         #expect(noProxyFiles(uid))
         #expect(await allPortsFree(registry, ports))
     }
@@ -147,10 +147,10 @@ import TestPorts
         _ = try await requestAndHello(registry, uid: uid, numConn: 2)
         let listeners = try await update(registry, uid: uid)
         #expect(listeners.count == 2)
-        guard case .running(let pid) = await dataPlane.status(uid: uid) else { Issue.record("not running"); return }
+        guard case .running(let pid) = try await dataPlane.status(SessionID(validating: uid)) else { Issue.record("not running"); return }
         kill(pid, SIGKILL)
         let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline, case .running = await dataPlane.status(uid: uid) {
+        while ContinuousClock.now < deadline, case .running = try await dataPlane.status(SessionID(validating: uid)) {
             try await Task.sleep(for: .milliseconds(20))
         }
         let note = try await registry.release(SessionID(uid)!, caller: caller)
