@@ -139,10 +139,11 @@ final class Metrics: Sendable {
 
         text.family("s2cs_sessions", "gauge", "Sessions held now, by state, role and data server type.")
         let states = ["pending", "ready", "starting", "active", "failed", "releasing"]
+        var held: [String: [Role: Int]] = [:]  // one pass over the sessions, not one per state and role
+        for session in sessions { held[session.state, default: [:]][session.role, default: 0] += 1 }
         for state in states {
             for role in [Role.prod, .cons] {
-                let count = sessions.filter { $0.state == state && $0.role == role }.count
-                text.sample("s2cs_sessions", ["state": state, "role": "\(role)", "type": type], Double(count))
+                text.sample("s2cs_sessions", ["state": state, "role": "\(role)", "type": type], Double(held[state]?[role] ?? 0))
             }
         }
 
@@ -283,7 +284,8 @@ extension ControlServer {
         // The exit count first: a proxy that dies while the page is made then shows as an exit and,
         // at the latest on the next scrape, as a failed session, never the other way round.
         let exits = await dataPlane.unexpectedExits
-        return metrics.render(sessions: await sessionInfos(for: nil), traffic: await sessionTraffic(for: nil), type: config.type.name,
+        let sessions = await registry.snapshot()
+        return metrics.render(sessions: await sessionInfos(of: sessions, for: nil), traffic: await sessionTraffic(of: sessions, for: nil), type: config.type.name,
                               unexpectedExits: exits, draining: isDraining, ports: await registry.portPool(),
                               certificateNotAfter: certificateNotAfter)
     }
