@@ -159,6 +159,16 @@ public actor DataPlane {
         }
     }
 
+    /// The sessions among `uids` (whole uids) whose proxy exited on its own, with how it ended
+    /// (`status(uid:)`'s `.exited` description): one call for all sessions (`list`, `/metrics`).
+    public func exits(_ uids: [SessionID]) -> [SessionID: String] {
+        var exits: [SessionID: String] = [:]
+        for uid in uids {
+            if let entry = sessions[uid], case .exited(_, let status) = entry.phase { exits[uid] = status.description }
+        }
+        return exits
+    }
+
     /// For each of `uids` whose proxy runs: how many bytes its log has been appended
     /// (`SessionLog.appendedBytes`), which changes only when the proxy wrote something. One call for
     /// all sessions (TrafficMeter), not one per session.

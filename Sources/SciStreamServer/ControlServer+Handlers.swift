@@ -73,7 +73,10 @@ extension ControlServer {
             return .releaseReply(await handleRelease(release, caller: caller, log: log))
 
         case .list(let list):
-            return .listReply(ListReply(status: .ok, sessions: await sessionInfos(for: caller), traffic: list.wantsTraffic ? await sessionTraffic(for: caller) : nil))
+            // One snapshot for both parts: the sessions and their figures match.
+            let sessions = await registry.snapshot()
+            return .listReply(ListReply(status: .ok, sessions: await sessionInfos(of: sessions, for: caller),
+                                        traffic: list.wantsTraffic ? await sessionTraffic(of: sessions, for: caller) : nil))
 
         case .requestReply, .helloReply, .updateReply, .releaseReply, .listReply, .error:
             return .error(Status(.invalidArgument, "message kind 0x\(String(message.kind, radix: 16)) is a reply, not a request"))
@@ -190,7 +193,7 @@ extension ControlServer {
             }
             // Its last figures, before its proxy stops, go into the gateway-wide totals (read
             // whoever asks: nothing of them goes back to the caller).
-            metrics.observe(await sessionTraffic(for: nil, only: uid))
+            metrics.observe(await sessionTraffic(of: await registry.snapshot(), for: nil, only: uid))
             let note = try await registry.release(uid, caller: caller)
             log.info("session released", caller.admin ? ["session": uid.prefix, "admin": caller.username ?? "?"] : ["session": uid.prefix])
             return Status(.ok, "session \(uid.prefix) released" + (note.map { "; note: \($0)" } ?? ""))
@@ -202,9 +205,13 @@ extension ControlServer {
     /// The sessions `caller` may see: with authentication on, its own; without, all of them, with
     /// targets and notes only for the address that requested each. A nil caller is the operator (the
     /// metrics page): every session.
-    func sessionInfos(for caller: Caller?) async -> [SessionInfo] {
+    /// `sessions` is a `registry.snapshot()`.
+    func sessionInfos(of sessions: [SessionRegistry.Session], for caller: Caller?) async -> [SessionInfo] {
         var infos: [SessionInfo] = []
-        for session in await registry.snapshot() {
+        infos.reserveCapacity(sessions.count)
+        // Which proxies died, asked once for all (not an actor hop per session).
+        let exits = await dataPlane.exits(sessions.compactMap { $0.state == .active ? $0.uid : nil })
+        for session in sessions {
             let detailed = caller.map { registry.mayInspect(session, $0) } ?? true
             if session.owner != nil && !detailed { continue }
             var state: String
@@ -217,7 +224,7 @@ extension ControlServer {
             case .failed(let reason): state = "failed"; note = reason
             case .releasing: state = "releasing"
             }
-            if state == "active", case .exited(let description) = await dataPlane.status(session.uid) {
+            if state == "active", let description = exits[session.uid] {
                 state = "failed"
                 note = "proxy exited unexpectedly (\(description))"
             }

@@ -5,14 +5,15 @@ extension ControlServer {
     /// Each session's age, and its traffic as its proxy counts it (TrafficMeter), for `list` and `/metrics`.
     /// The figures of the sessions whose details `caller` may see (see `sessionInfos(for:)`); a nil
     /// caller is the operator (the metrics page): every session.
-    func sessionTraffic(for caller: Caller?, only uid: SessionID? = nil) async -> [SessionTraffic] {
-        let all = await registry.snapshot()
+    /// `all` is a `registry.snapshot()`.
+    func sessionTraffic(of all: [SessionRegistry.Session], for caller: Caller?, only uid: SessionID? = nil) async -> [SessionTraffic] {
         let sessions = all.filter { session in (uid.map { session.uid == $0 } ?? true) && (caller.map { registry.mayInspect(session, $0) } ?? true) }
         let now = ContinuousClock.now
         // All at once (one socket dump, only the logs that grew); one session's at its release: read now.
         let counted = await traffic.figures(for: sessions.map { MeteredSession(uid: $0.uid.text, role: $0.role, listenerPorts: $0.listeners.map(\.port)) },
                                             dataPlane: dataPlane, fresh: uid != nil)
         var result: [SessionTraffic] = []
+        result.reserveCapacity(sessions.count)
         for session in sessions {
             let age = now - session.created
             var entry = SessionTraffic(uid: session.uid.prefix, ageSeconds: UInt32(clamping: age.components.seconds), counting: .none)

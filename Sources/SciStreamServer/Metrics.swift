@@ -139,10 +139,11 @@ final class Metrics: Sendable {
 
         text.family("s2cs_sessions", "gauge", "Sessions held now, by state, role and data server type.")
         let states = ["pending", "ready", "starting", "active", "failed", "releasing"]
+        var held: [String: [Role: Int]] = [:]  // one pass over the sessions, not one per state and role
+        for session in sessions { held[session.state, default: [:]][session.role, default: 0] += 1 }
         for state in states {
             for role in [Role.prod, .cons] {
-                let count = sessions.filter { $0.state == state && $0.role == role }.count
-                text.sample("s2cs_sessions", ["state": state, "role": "\(role)", "type": type], Double(count))
+                text.sample("s2cs_sessions", ["state": state, "role": "\(role)", "type": type], Double(held[state]?[role] ?? 0))
             }
         }
 
@@ -200,26 +201,60 @@ final class Metrics: Sendable {
     }
 }
 
-/// The Prometheus text exposition format, written line by line.
+/// The Prometheus text exposition format, written line by line. A page holds five samples per
+/// session: each is appended in place, and a value is escaped only when it has a byte to escape
+/// (label values are uid prefixes, roles and names), so a scrape of 1,000 sessions does not pay
+/// for a search-and-replace per label.
 struct PrometheusText {
     private(set) var text = ""
 
     mutating func family(_ name: String, _ type: String, _ help: String) {
-        text += "# HELP \(name) \(help.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\n", with: "\\n"))\n"
-        text += "# TYPE \(name) \(type)\n"
+        text += "# HELP \(name) "
+        Self.append(help, escaping: false, to: &text)
+        text += "\n# TYPE \(name) \(type)\n"
     }
 
     mutating func sample(_ name: String, _ labels: KeyValuePairs<String, String>, _ value: Double) {
         text += name
         if !labels.isEmpty {
-            text += "{" + labels.map { "\($0.key)=\"\(Self.escape($0.value))\"" }.joined(separator: ",") + "}"
+            text += "{"
+            for (index, label) in labels.enumerated() {
+                if index > 0 { text += "," }
+                text += label.key
+                text += "=\""
+                Self.append(label.value, escaping: true, to: &text)
+                text += "\""
+            }
+            text += "}"
         }
-        text += " " + Self.number(value) + "\n"
+        text += " "
+        text += Self.number(value)
+        text += "\n"
     }
 
     /// A label value: backslash, double quote and line feed escaped.
     static func escape(_ value: String) -> String {
-        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+        var escaped = ""
+        append(value, escaping: true, to: &escaped)
+        return escaped
+    }
+
+    /// Appends `value` with backslash and line feed escaped, and the double quote too when `quotes`
+    /// (a label value; HELP text leaves quotes as they are).
+    private static func append(_ value: String, escaping quotes: Bool, to text: inout String) {
+        let special: (UInt8) -> Bool = { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\n") || (quotes && $0 == UInt8(ascii: "\"")) }
+        guard value.utf8.contains(where: special) else {
+            text += value
+            return
+        }
+        for character in value.unicodeScalars {
+            switch character {
+            case "\\": text += "\\\\"
+            case "\n": text += "\\n"
+            case "\"" where quotes: text += "\\\""
+            default: text.unicodeScalars.append(character)
+            }
+        }
     }
 
     /// Integers without a fraction, others as Swift prints them (`0.025`).
@@ -249,7 +284,8 @@ extension ControlServer {
         // The exit count first: a proxy that dies while the page is made then shows as an exit and,
         // at the latest on the next scrape, as a failed session, never the other way round.
         let exits = await dataPlane.unexpectedExits
-        return metrics.render(sessions: await sessionInfos(for: nil), traffic: await sessionTraffic(for: nil), type: config.type.name,
+        let sessions = await registry.snapshot()
+        return metrics.render(sessions: await sessionInfos(of: sessions, for: nil), traffic: await sessionTraffic(of: sessions, for: nil), type: config.type.name,
                               unexpectedExits: exits, draining: isDraining, ports: await registry.portPool(),
                               certificateNotAfter: certificateNotAfter)
     }

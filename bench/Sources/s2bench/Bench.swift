@@ -188,13 +188,15 @@ enum Bench {
         }
     }
 
-    /// The s2cs to drive and how, from the common options; validated before anything runs.
-    static func steps(_ parsed: ParsedArguments) throws -> SessionSteps {
+    /// The s2cs to drive and how, from the common options; validated before anything runs. A command
+    /// that sets up no session (`listprobe`) does not declare `--num_conn`: `setsUpSessions: false`
+    /// leaves it unread (reading an undeclared option is a programming error, ParsedArguments traps).
+    static func steps(_ parsed: ParsedArguments, setsUpSessions: Bool = true) throws -> SessionSteps {
         guard let text = parsed.value(named: "s2cs") else { throw UsageError("missing --s2cs <host:port>") }
         let endpoint: Endpoint
         do { endpoint = try Endpoint.parse(text) } catch { throw UsageError("bad --s2cs '\(text)': \(error)") }
-        let numConn = try ArgumentParser.parseInt(parsed.value(named: "num_conn") ?? "1", option: "num-conn",
-                                                  range: 1...SessionLimits.maxConnectionsPerSession)
+        let numConn = setsUpSessions ? try ArgumentParser.parseInt(parsed.value(named: "num_conn") ?? "1", option: "num-conn",
+                                                                   range: 1...SessionLimits.maxConnectionsPerSession) : 1
         let tls: TLSContext?
         switch (parsed.value(named: "tls"), parsed.isSet(named: "plain")) {
         case (let certificate?, false):

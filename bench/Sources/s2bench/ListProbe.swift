@@ -17,7 +17,7 @@ enum ListProbe {
     static let usage = "s2bench listprobe --s2cs <host:port> (--tls <cert> | --plain) [--interval-ms <ms>] [--seconds <s>] [--start-file <path>] [--stop-file <path>]"
 
     static func run(_ parsed: ParsedArguments) async throws -> Int32 {
-        let steps = try Bench.steps(parsed)
+        let steps = try Bench.steps(parsed, setsUpSessions: false)
         let interval = try ArgumentParser.parseInt(parsed.value(named: "interval_ms") ?? "10", option: "interval-ms", range: 0...60_000)
         let seconds = try ArgumentParser.parseInt(parsed.value(named: "seconds") ?? "60", option: "seconds", range: 1...3600)
         let stopFile = parsed.value(named: "stop_file")
