@@ -438,32 +438,33 @@ public enum UserClient {
 
     /// A uid argument: the uid itself, `-` (one line of standard input), or `$SCISTREAM_UID`.
     static func sessionUID(_ argument: String, environment: [String: String]) throws -> SessionID {
-        switch try sessionName(argument, environment: environment, allowPrefix: false) {
-        case .uid(let uid): return uid
-        case .other: throw UsageError("bad uid")  // not reached: without allowPrefix only a uid comes back
+        let (text, source) = try uidText(argument, environment: environment)
+        do { return try SessionID(validating: text) } catch { throw UsageError("bad \(source): \(error)") }
+    }
+
+    /// A uid argument as `sessionUID` reads it or (release) the uid prefix `s2uc list` shows (8 or
+    /// more characters): an s2cs takes a prefix only from an operator (`--admin-identities`, or its
+    /// admin socket).
+    static func sessionName(_ argument: String, environment: [String: String]) throws -> SessionName {
+        let (text, source) = try uidText(argument, environment: environment)
+        do { return .uid(try SessionID(validating: text)) } catch {
+            if SessionID.looksLikePrefix(text) { return .other(text.lowercased()) }
+            throw UsageError("bad \(source): \(error)")
         }
     }
 
-    /// A uid argument as `sessionUID` reads it or, with `allowPrefix` (release), the uid prefix
-    /// `s2uc list` shows (8 or more characters): an s2cs takes it only from an operator
-    /// (`--admin-identities`, or its admin socket).
-    static func sessionName(_ argument: String, environment: [String: String], allowPrefix: Bool = true) throws -> SessionName {
-        var text = argument
-        var source = "uid"
+    /// The text of a uid argument, and where it came from (for the usage error).
+    private static func uidText(_ argument: String, environment: [String: String]) throws -> (text: String, source: String) {
         if argument == "-" {
             guard let line = readLine(strippingNewline: true) else {
                 throw UsageError("uid '-' means read it from standard input, but standard input is empty: pipe the uid in, e.g. s2uc release - < uid.txt")
             }
-            text = line.trimmingCharacters(in: .whitespaces)
-            source = "uid on standard input"
-        } else if argument == "$" + uidVariable {
-            text = (environment[uidVariable] ?? "").trimmingCharacters(in: .whitespaces)
-            source = "uid in \(uidVariable)"
+            return (line.trimmingCharacters(in: .whitespaces), "uid on standard input")
         }
-        do { return .uid(try SessionID(validating: text)) } catch {
-            if allowPrefix && SessionID.looksLikePrefix(text) { return .other(text.lowercased()) }
-            throw UsageError("bad \(source): \(error)")
+        if argument == "$" + uidVariable {
+            return ((environment[uidVariable] ?? "").trimmingCharacters(in: .whitespaces), "uid in \(uidVariable)")
         }
+        return (argument, "uid")
     }
 
     static func failure(_ step: String, _ status: Status, _ target: ControlTarget, uid: String?) -> ClientError {
