@@ -110,8 +110,8 @@ import TestPorts
         let uid = SessionID.random()
         _ = try await requestAndHello(registry, uid: uid)
         let starting = Task { try await update(registry, uid: uid) }
-        try await Task.sleep(for: .milliseconds(300))  // the proxy is starting (held 1.5 s by its wrapper)
-        #expect(await registry.snapshot().first?.state == .starting)
+        // The proxy is starting (held 1.5 s by its wrapper): wait for that, not for a guessed time.
+        try await waitUntil("the session is starting", seconds: 10) { await registry.snapshot().first?.state == .starting }
         #expect(await registry.shutdown() == 1)
         await #expect(throws: StatusError.self) { _ = try await starting.value }
         #expect(try await dataPlane.status(SessionID(validating: uid)) == nil)
@@ -125,8 +125,7 @@ import TestPorts
         let uid = SessionID.random()
         _ = try await requestAndHello(registry, uid: uid, numConn: 2)
         let starting = Task { try await update(registry, uid: uid) }
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(await registry.snapshot().first?.state == .starting)
+        try await waitUntil("the session is starting", seconds: 10) { await registry.snapshot().first?.state == .starting }
         let note = try await registry.release(SessionID(uid)!, caller: caller)
         #expect(note == nil)
         do {
