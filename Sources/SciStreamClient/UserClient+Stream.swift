@@ -94,8 +94,8 @@ extension UserClient {
         let application = try producerApplication(parsed, numConn: numConn)
         let consumerPorts = try ports(parsed, parsed.option(named: "cons_receiver_ports"))
         let (prod, cons) = try await sides(parsed)
-        let uid = mock ? SessionID.mock.text : SessionID.random()
-        output.set("uid", uid)
+        let uid = mock ? SessionID.mock : SessionID.newRandom()
+        output.set("uid", uid.text)
 
         let prodListeners = try await withSideOutput(prod.name) {
             try await runHalf(Half(role: .prod, uid: uid, prodListeners: application, listenPorts: [], numConn: numConn, rate: rate, udp: udp),
@@ -111,11 +111,11 @@ extension UserClient {
             // Leave nothing behind: the inbound half is of no use without the outbound one.
             let outcome: String
             do {
-                _ = try await release(uid, target: prod.target, token: prod.token)
+                _ = try await release(.uid(uid), target: prod.target, token: prod.token)
                 outcome = "the producer-side half at s2cs \(prod.target.display) was released (a stream needs both halves)"
                 output.set("prod_released", .bool(true))
             } catch {
-                outcome = "the producer-side half at s2cs \(prod.target.display) could not be released (\(ErrorWording.text(error))): release it with 's2uc release \(uid) --s2cs \(prod.target.display)'"
+                outcome = "the producer-side half at s2cs \(prod.target.display) could not be released (\(ErrorWording.text(error))): release it with 's2uc release \(uid.text) --s2cs \(prod.target.display)'"
                 output.set("prod_released", .bool(false))
             }
             let clientError = error as? ClientError
@@ -131,17 +131,17 @@ extension UserClient {
         guard let text = parsed.positionals.first else {
             throw UsageError("missing the uid of the stream to release: s2uc stream_release <uid> --prod_s2cs <host:port> --cons_s2cs <host:port>")
         }
-        let uid: String
-        do { uid = try SessionID.validate(text) } catch { throw UsageError("bad uid: \(error)") }
+        let uid: SessionID
+        do { uid = try SessionID(validating: text) } catch { throw UsageError("bad uid: \(error)") }
         let (prod, cons) = try await sides(parsed)
-        output.set("uid", uid)
+        output.set("uid", uid.text)
         // The consumer side first, so that no new connection enters a tunnel whose far end is going.
         var failures: [ClientError] = []
         for side in [cons, prod] {
             do {
                 let note = try await withSideOutput(side.name) {
                     output.set("s2cs", side.target.display)
-                    let note = try await release(uid, target: side.target, token: side.token)
+                    let note = try await release(.uid(uid), target: side.target, token: side.token)
                     if let note { output.set("note", note) }
                     return note
                 }

@@ -248,13 +248,13 @@ public enum UserClient {
     static func runSession(role: Role, _ parsed: ParsedArguments) async throws {
         // Validate everything before talking to anyone.
         let (numConn, rate, mock, udp) = try sessionValues(parsed)
-        let uid: String
+        let uid: SessionID
         var prodListeners: [String]
         var listenPorts: [UInt16] = []
         switch role {
         case .prod:
             prodListeners = try producerApplication(parsed, numConn: numConn)
-            uid = mock ? SessionID.mock.text : SessionID.random()
+            uid = mock ? .mock : SessionID.newRandom()
         case .cons:
             // The uid may come from $SCISTREAM_UID (then only the listeners are given) or from standard
             // input ('-'), so that the session's secret need not appear on a command line.
@@ -280,7 +280,7 @@ public enum UserClient {
     /// One half of a session, validated: what the Request and Hello carry.
     struct Half {
         let role: Role
-        let uid: String
+        let uid: SessionID
         /// Inbound: the producer application's addresses; outbound: the producer-side listeners.
         let prodListeners: [String]
         let listenPorts: [UInt16]
@@ -293,11 +293,11 @@ public enum UserClient {
     /// returns the half's listeners. A half that fails after its request was accepted is released.
     static func runHalf(_ half: Half, target: ControlTarget, token: String) async throws -> [String] {
         let (role, uid, prodListeners) = (half.role, half.uid, half.prodListeners)
-        output.set("uid", uid)
+        output.set("uid", uid.text)
         output.set("role", "\(role)")
         output.set("s2cs", target.display)
         output.line("uid; s2cs; access_token; role")
-        output.line("\(uid) \(target.display) \(token) \(role)")
+        output.line("\(uid.text) \(target.display) \(token) \(role)")
 
         // The request waits on its own connection until the hello arrives on a second one.
         let requestConnection = try await ControlConnection.open(target)
@@ -317,7 +317,7 @@ public enum UserClient {
             switch await early.result {
             case .success(let failed) where failed.status.code != .ok:
                 watchdog.cancel()
-                throw failure("request", failed.status, target, uid: uid)
+                throw failure("request", failed.status, target, uid: uid.text)
             case .failure(let refused as ClientError) where refused.status?.code == .invalidArgument && half.udp:
                 // The request frame itself was refused: an s2cs that predates UDP sessions refuses their flag.
                 watchdog.cancel()
@@ -330,19 +330,19 @@ public enum UserClient {
             pendingReply.cancel()
             // The request may be pending on the s2cs: release it rather than leave it to time out.
             _ = try? await helloConnection.release(Release(token: token, uid: uid), timeout: .seconds(10))
-            throw failure("hello", helloStatus, target, uid: uid)
+            throw failure("hello", helloStatus, target, uid: uid.text)
         }
         output.line("Hello message sent successfully")
 
         let requestReply = try await pendingReply.value
-        guard requestReply.status.code == .ok else { throw failure("request", requestReply.status, target, uid: uid) }
+        guard requestReply.status.code == .ok else { throw failure("request", requestReply.status, target, uid: uid.text) }
 
         let targets = role == .prod ? requestReply.prodListeners : prodListeners
         let update = try await helloConnection.update(Update(token: token, uid: uid, role: role, remoteListeners: targets))
         guard update.status.code == .ok else {
             // Leave nothing behind: release the half-made session before reporting.
             _ = try? await helloConnection.release(Release(token: token, uid: uid), timeout: .seconds(30))
-            throw failure("update", update.status, target, uid: uid)
+            throw failure("update", update.status, target, uid: uid.text)
         }
         let listeners = update.listeners.isEmpty ? requestReply.listeners : update.listeners
         output.set("listeners", .strings(listeners))
@@ -357,9 +357,9 @@ public enum UserClient {
         guard let text = parsed.positionals.first ?? (parsed.environment[uidVariable] != nil ? "$" + uidVariable : nil) else {
             throw UsageError("missing the uid of the session to release: s2uc release <uid> --s2cs <host:port> (or '-' to read it from standard input, or set \(uidVariable))")
         }
-        let uid = try sessionUID(text, environment: parsed.environment, allowPrefix: true)
+        let uid = try sessionName(text, environment: parsed.environment)
         let target = try target(parsed)
-        output.set("uid", uid)
+        output.set("uid", uid.text)
         output.set("s2cs", target.display)
         let token = try await accessToken(parsed, target: target)
         let note = try await release(uid, target: target, token: token)
@@ -371,10 +371,10 @@ public enum UserClient {
     }
 
     /// Releases a session at `target`; returns the s2cs's note (its proxy had exited), if any.
-    static func release(_ uid: String, target: ControlTarget, token: String) async throws -> String? {
+    static func release(_ uid: SessionName, target: ControlTarget, token: String) async throws -> String? {
         let connection = try await ControlConnection.open(target)
-        let status = try await connection.release(Release(token: token, uid: uid))
-        guard status.code == .ok else { throw failure("release", status, target, uid: uid) }
+        let status = try await connection.release(Release(token: token, session: uid))
+        guard status.code == .ok else { throw failure("release", status, target, uid: uid.text) }
         return status.message.contains("note:") ? escapedForTerminal(status.message) : nil
     }
 
@@ -437,25 +437,34 @@ public enum UserClient {
     static let uidVariable = "SCISTREAM_UID"
 
     /// A uid argument: the uid itself, `-` (one line of standard input), or `$SCISTREAM_UID`.
-    /// With `allowPrefix` (release), also the uid prefix `s2uc list` shows (8 or more characters):
-    /// an s2cs takes it only from an operator (`--admin-identities`, or its admin socket).
-    static func sessionUID(_ argument: String, environment: [String: String], allowPrefix: Bool = false) throws -> String {
-        var text = argument
-        var source = "uid"
+    static func sessionUID(_ argument: String, environment: [String: String]) throws -> SessionID {
+        let (text, source) = try uidText(argument, environment: environment)
+        do { return try SessionID(validating: text) } catch { throw UsageError("bad \(source): \(error)") }
+    }
+
+    /// A uid argument as `sessionUID` reads it or (release) the uid prefix `s2uc list` shows (8 or
+    /// more characters): an s2cs takes a prefix only from an operator (`--admin-identities`, or its
+    /// admin socket).
+    static func sessionName(_ argument: String, environment: [String: String]) throws -> SessionName {
+        let (text, source) = try uidText(argument, environment: environment)
+        do { return .uid(try SessionID(validating: text)) } catch {
+            if SessionID.looksLikePrefix(text) { return .other(text.lowercased()) }
+            throw UsageError("bad \(source): \(error)")
+        }
+    }
+
+    /// The text of a uid argument, and where it came from (for the usage error).
+    private static func uidText(_ argument: String, environment: [String: String]) throws -> (text: String, source: String) {
         if argument == "-" {
             guard let line = readLine(strippingNewline: true) else {
                 throw UsageError("uid '-' means read it from standard input, but standard input is empty: pipe the uid in, e.g. s2uc release - < uid.txt")
             }
-            text = line.trimmingCharacters(in: .whitespaces)
-            source = "uid on standard input"
-        } else if argument == "$" + uidVariable {
-            text = (environment[uidVariable] ?? "").trimmingCharacters(in: .whitespaces)
-            source = "uid in \(uidVariable)"
+            return (line.trimmingCharacters(in: .whitespaces), "uid on standard input")
         }
-        do { return try SessionID.validate(text) } catch {
-            if allowPrefix && SessionID.looksLikePrefix(text) { return text.lowercased() }
-            throw UsageError("bad \(source): \(error)")
+        if argument == "$" + uidVariable {
+            return ((environment[uidVariable] ?? "").trimmingCharacters(in: .whitespaces), "uid in \(uidVariable)")
         }
+        return (argument, "uid")
     }
 
     static func failure(_ step: String, _ status: Status, _ target: ControlTarget, uid: String?) -> ClientError {

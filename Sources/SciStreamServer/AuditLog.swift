@@ -138,10 +138,10 @@ private extension Message {
     /// The uid a request names (as sent: the audit escapes it).
     var sessionUID: String? {
         switch self {
-        case .request(let m): m.uid
-        case .hello(let m): m.uid
-        case .update(let m): m.uid
-        case .release(let m): m.uid
+        case .request(let m): m.uid.text
+        case .hello(let m): m.uid.text
+        case .update(let m): m.uid.text
+        case .release(let m): m.session.text
         default: nil
         }
     }

@@ -174,7 +174,8 @@ extension ControlServer {
                 let limit = SessionLimits.maxConnectionsPerSession
                 guard request.numConn >= 0 else { return Self.failure(.invalidArgument, "num_conn \(request.numConn) is out of range: use 1 to \(limit)") }
                 guard request.rate >= 0 else { return Self.failure(.invalidArgument, "rate \(request.rate) is negative") }
-                let message = Message.request(Request(token: token, uid: request.uid, role: try Self.role(request.role),
+                guard let uid = SessionID(request.uid) else { return Self.failure(WireError.invalidSessionID(kind: 0x01, text: request.uid).status) }
+                let message = Message.request(Request(token: token, uid: uid, role: try Self.role(request.role),
                                                       numConn: UInt32(request.numConn), rate: UInt32(request.rate), listenPorts: []))
                 guard case .requestReply(let reply) = await handled(message, client: client, log: log) else { return Self.internalFailure }
                 guard reply.status.isOK else { return Self.failure(reply.status) }
@@ -184,12 +185,11 @@ extension ControlServer {
                 let hello = try ControlProto.Hello(decoding: call.message)
                 var role = try Self.role(hello.role)
                 var listeners = hello.prodListeners
-                let uid = SessionID(hello.uid)
+                guard let uid = SessionID(hello.uid) else { return Self.failure(WireError.invalidSessionID(kind: 0x02, text: hello.uid).status) }
                 // The req may still be on its way (its stream is handled concurrently): wait for it
                 // as the hello itself would.
                 func session() async -> SessionRegistry.Session? {
-                    guard let uid else { return nil }
-                    return await registry.sessionAwaitingItsRequest(uid)
+                    await registry.sessionAwaitingItsRequest(uid)
                 }
                 if role == .prod, let found = await session(), found.role == .cons {
                     // The original s2uc (1.2.1) says PROD in the hello of an outbound request and the
@@ -197,7 +197,7 @@ extension ControlServer {
                     role = .cons
                     listeners = []
                 }
-                let message = Message.hello(Hello(token: token, uid: hello.uid, role: role, prodListeners: listeners))
+                let message = Message.hello(Hello(token: token, uid: uid, role: role, prodListeners: listeners))
                 guard case .helloReply(let status) = await handled(message, client: client, log: log) else { return Self.internalFailure }
                 guard status.isOK else { return Self.failure(status) }
                 // As the original answers: CONS hellos get the session's listeners.
@@ -207,7 +207,8 @@ extension ControlServer {
 
             case ControlProto.path("update"):
                 let update = try ControlProto.UpdateTargets(decoding: call.message)
-                let message = Message.update(Update(token: token, uid: update.uid, role: try Self.role(update.role), remoteListeners: update.remoteListeners))
+                guard let uid = SessionID(update.uid) else { return Self.failure(WireError.invalidSessionID(kind: 0x03, text: update.uid).status) }
+                let message = Message.update(Update(token: token, uid: uid, role: try Self.role(update.role), remoteListeners: update.remoteListeners))
                 guard case .updateReply(let reply) = await handled(message, client: client, log: log) else { return Self.internalFailure }
                 guard reply.status.isOK else { return Self.failure(reply.status) }
                 // As the original: the targets, listener i forwarding to target i % count.
@@ -216,7 +217,7 @@ extension ControlServer {
 
             case ControlProto.path("release"):
                 let release = try ControlProto.Release(decoding: call.message)
-                guard case .releaseReply(let status) = await handled(.release(Release(token: token, uid: release.uid)), client: client, log: log) else { return Self.internalFailure }
+                guard case .releaseReply(let status) = await handled(.release(Release(token: token, session: SessionName(release.uid))), client: client, log: log) else { return Self.internalFailure }
                 guard status.isOK else { return Self.failure(status) }
                 return .message(ControlProto.Response(listeners: [], prodListeners: []).encoded)
 

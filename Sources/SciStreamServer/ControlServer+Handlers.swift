@@ -30,26 +30,25 @@ extension ControlServer {
     private func answer(_ message: Message, caller: Caller, log: Logger) async -> Message {
         switch message {
         case .request(let request):
-            log.debug("request", ["session": SessionID.shortPrefix(request.uid), "role": "\(request.role)", "num_conn": "\(request.numConn)"])
+            log.debug("request", ["session": request.uid.prefix, "role": "\(request.role)", "num_conn": "\(request.numConn)"])
             if isDraining {
-                log.info("request refused: draining", ["session": SessionID.shortPrefix(request.uid)])
+                log.info("request refused: draining", ["session": request.uid.prefix])
                 return .requestReply(RequestReply(status: Status(.unavailable, "this s2cs is draining: it takes no new sessions (its sessions go on); use another gateway or retry later"),
                                                   listeners: [], prodListeners: []))
             }
             do {
-                let uid = try SessionRegistry.sessionID(request.uid)
-                return .requestReply(try await registry.request(request, uid: uid, caller: caller))
+                return .requestReply(try await registry.request(request, uid: request.uid, caller: caller))
             } catch {
-                log.info("request failed", ["session": SessionID.shortPrefix(request.uid), "status": "\(error.status.code)", "reason": error.status.message])
+                log.info("request failed", ["session": request.uid.prefix, "status": "\(error.status.code)", "reason": error.status.message])
                 return .requestReply(RequestReply(status: error.status, listeners: [], prodListeners: []))
             }
 
         case .hello(let hello):
-            log.debug("hello", ["session": SessionID.shortPrefix(hello.uid), "role": "\(hello.role)"])
+            log.debug("hello", ["session": hello.uid.prefix, "role": "\(hello.role)"])
             do throws(StatusError) {
-                // Nothing is resolved for a hello whose uid is bad or whose session does not wait for
-                // it, nor for more names than the session has use for.
-                let uid = try SessionRegistry.sessionID(hello.uid)
+                // Nothing is resolved for a hello whose session does not wait for it (a bad uid is
+                // refused at decoding), nor for more names than the session has use for.
+                let uid = hello.uid
                 try await registry.claimHello(hello, uid: uid, caller: caller)
                 let checked: Result<[String], StatusError>
                 do {
@@ -130,18 +129,18 @@ extension ControlServer {
 
     /// Resolves each endpoint to a numeric address and checks it against the target policy. A refusal
     /// is PERMISSION_DENIED naming the flag; why goes to the log only.
-    func allowedTargets(_ endpoints: [Endpoint], uid: String, log: Logger) async throws(StatusError) -> [Endpoint] {
+    func allowedTargets(_ endpoints: [Endpoint], uid: SessionID, log: Logger) async throws(StatusError) -> [Endpoint] {
         var numeric: [Endpoint] = []
         for endpoint in endpoints {
             let address: IPAddress
             switch await TargetResolver.resolve(endpoint.host) {
             case .success(let found): address = found
             case .failure(let failure):
-                log.info("target refused: cannot resolve", ["session": SessionID.shortPrefix(uid), "target": endpoint.description, "reason": failure.reason])
+                log.info("target refused: cannot resolve", ["session": uid.prefix, "target": endpoint.description, "reason": failure.reason])
                 throw StatusError(.invalidArgument, "cannot resolve the target host '\(endpoint.host)' on this s2cs: use a numeric address or a name the gateway resolves")
             }
             if let reason = targetPolicy.refusal(address, port: endpoint.port) {
-                log.warning("target refused by policy", ["session": SessionID.shortPrefix(uid), "target": endpoint.description, "reason": reason])
+                log.warning("target refused by policy", ["session": uid.prefix, "target": endpoint.description, "reason": reason])
                 throw StatusError(.permissionDenied, "target \(endpoint) is not allowed by this s2cs (--allowed-targets): ask the gateway's operator")
             }
             numeric.append(Endpoint(host: address.canonical.description, port: endpoint.port))
@@ -152,10 +151,10 @@ extension ControlServer {
     // MARK: update and release
 
     private func handleUpdate(_ update: Update, caller: Caller, log: Logger) async -> UpdateReply {
-        let prefix = SessionID.shortPrefix(update.uid)
+        let prefix = update.uid.prefix
         do {
             let targets = try await updateTargets(update, log: log)
-            let uid = try SessionRegistry.sessionID(update.uid)
+            let uid = update.uid
             let listeners = try await registry.update(update, uid: uid, targets: targets, caller: caller)
             let reported = registry.reported(listeners, role: update.role)
             log.info("session active", ["session": prefix, "role": "\(update.role)", "listeners": reported.joined(separator: ","), "targets": targets.map(\.description).joined(separator: ",")])
@@ -163,6 +162,24 @@ extension ControlServer {
         } catch {
             log.info("update refused", ["session": prefix, "status": "\(error.status.code)", "reason": error.status.message])
             return UpdateReply(status: error.status, listeners: [])
+        }
+    }
+
+    /// The reply to a whole frame whose uid is not a session id (refused at decoding): its kind's
+    /// reply with INVALID_ARGUMENT saying what a uid looks like, as for any other refusal.
+    static func invalidSessionIDReply(kind: UInt8, text: String, log: Logger) -> Message {
+        let status = WireError.invalidSessionID(kind: kind, text: text).status
+        switch kind {
+        case 0x01:
+            log.info("request failed", ["session": SessionID.shortPrefix(text), "status": "\(status.code)", "reason": status.message])
+            return .requestReply(RequestReply(status: status, listeners: [], prodListeners: []))
+        case 0x02:
+            return .helloReply(status)
+        case 0x03:
+            log.info("update refused", ["session": SessionID.shortPrefix(text), "status": "\(status.code)", "reason": status.message])
+            return .updateReply(UpdateReply(status: status, listeners: []))
+        default:
+            return .releaseReply(status)
         }
     }
 
@@ -182,14 +199,16 @@ extension ControlServer {
     private func handleRelease(_ release: Release, caller: Caller, log: Logger) async -> Status {
         do throws(StatusError) {
             // An admin may name a session by the prefix `list` shows.
-            let named = caller.admin ? try await registry.sessionID(adminPrefix: release.uid) : nil
             let uid: SessionID
-            if let named {
-                uid = named
-            } else if !caller.admin && SessionID(release.uid) == nil && SessionID.looksLikePrefix(release.uid) {
+            switch release.session {
+            case .uid(let id):
+                uid = id
+            case .other(let text) where caller.admin:
+                uid = try await registry.sessionID(adminPrefix: text)
+            case .other(let text) where SessionID.looksLikePrefix(text):
                 throw StatusError(.invalidArgument, "a uid prefix names a session only for this s2cs's operators (--admin-identities, or its admin socket): give the whole uid")
-            } else {
-                uid = try SessionRegistry.sessionID(release.uid)
+            case .other(let text):
+                uid = try SessionRegistry.sessionID(text)
             }
             // Its last figures, before its proxy stops, go into the gateway-wide totals (read
             // whoever asks: nothing of them goes back to the caller).

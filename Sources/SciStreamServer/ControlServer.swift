@@ -376,7 +376,19 @@ public final class ControlServer: Sendable {
                     return
                 }
                 decoder.append(bytes)
-                while let message = try decoder.nextMessage() {
+                while true {
+                    let next: Message?
+                    do {
+                        next = try decoder.nextMessage()
+                    } catch {
+                        guard case .invalidSessionID(let kind, let text) = error else { throw error }
+                        // A whole frame whose uid is not a session id: answered as its kind, and read on.
+                        let reply = Self.invalidSessionIDReply(kind: kind, text: text, log: log)
+                        try await stream.writeAll(Self.frame(reply, log: log), deadline: .now + config.frameTimeout)
+                        deadline = .now + config.frameTimeout
+                        continue
+                    }
+                    guard let message = next else { break }
                     if let id { connectionTable.proven(id) }
                     metrics.received(message)
                     let started = ContinuousClock.now

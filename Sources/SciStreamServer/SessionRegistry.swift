@@ -326,9 +326,9 @@ actor SessionRegistry {
     }
 
     /// For an admin, who sees only uid prefixes in `list`: the one session whose uid starts with
-    /// `prefix` (at least the 8 characters `list` shows). Nil when `prefix` is a whole uid.
-    func sessionID(adminPrefix prefix: String) throws(StatusError) -> SessionID? {
-        guard SessionID(prefix) == nil else { return nil }
+    /// `prefix` (at least the 8 characters `list` shows), which is not a whole uid (a release names
+    /// a session by its uid as `SessionName.uid`).
+    func sessionID(adminPrefix prefix: String) throws(StatusError) -> SessionID {
         guard SessionID.looksLikePrefix(prefix) else {
             throw StatusError(.invalidArgument, "'\(SessionID.shortPrefix(prefix))' is neither a uid nor a uid prefix of at least 8 characters as s2uc list shows it")
         }

@@ -74,6 +74,18 @@ struct ByteReader {
         return true
     }
 
+    /// A uid field: a string that must be a session id. The caller checks it (`sessionID(_:kind:)`)
+    /// once the rest of the message has been read, so that a malformed frame is refused as such first.
+    mutating func readUID(_ field: String) throws(WireError) -> String {
+        try readString(field)
+    }
+
+    /// The session id of `text`, read from a message of kind `kind`, or `.invalidSessionID`.
+    func sessionID(_ text: String, kind: UInt8) throws(WireError) -> SessionID {
+        guard let id = SessionID(text) else { throw .invalidSessionID(kind: kind, text: text) }
+        return id
+    }
+
     /// Throws `.trailingBytes` unless every byte has been read.
     func expectEnd() throws(WireError) {
         guard remaining == 0 else { throw .trailingBytes(remaining) }

@@ -3,7 +3,7 @@ public struct Request: Equatable, Sendable {
     /// The bearer token (`INVALID_TOKEN` when the server does not check tokens).
     public var token: String
     /// The session id (a UUID).
-    public var uid: String
+    public var uid: SessionID
     public var role: Role
     /// How many listeners to open.
     public var numConn: UInt32
@@ -15,7 +15,7 @@ public struct Request: Equatable, Sendable {
     /// trailing byte `0x01`, absent for TCP only, which an older s2cs refuses (trailing bytes).
     public var udp: Bool
 
-    public init(token: String, uid: String, role: Role, numConn: UInt32, rate: UInt32, listenPorts: [UInt16], udp: Bool = false) {
+    public init(token: String, uid: SessionID, role: Role, numConn: UInt32, rate: UInt32, listenPorts: [UInt16], udp: Bool = false) {
         self.token = token
         self.uid = uid
         self.role = role
@@ -29,7 +29,7 @@ public struct Request: Equatable, Sendable {
 extension Request: WireCodable {
     init(from reader: inout ByteReader) throws(WireError) {
         token = try reader.readString("Request.token")
-        uid = try reader.readString("Request.uid")
+        let uidText = try reader.readUID("Request.uid")
         role = try reader.readRole("Request.role")
         numConn = try reader.readU32("Request.numConn")
         rate = try reader.readU32("Request.rate")
@@ -37,11 +37,12 @@ extension Request: WireCodable {
             try reader.readU16("Request.listenPorts")
         }
         udp = try reader.readOptionalFlag("Request.flags")
+        uid = try reader.sessionID(uidText, kind: 0x01)
     }
 
     func encode(to writer: inout ByteWriter) {
         writer.writeString(token, "Request.token")
-        writer.writeString(uid, "Request.uid")
+        writer.writeString(uid.text, "Request.uid")
         writer.writeRole(role)
         writer.writeU32(numConn)
         writer.writeU32(rate)

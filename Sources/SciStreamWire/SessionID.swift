@@ -59,6 +59,11 @@ public struct SessionID: Sendable, Hashable, CustomStringConvertible {
         try SessionID(validating: text).text
     }
 
+    /// A new random (version 4) session id, from the kernel's CSPRNG: `random()` as a `SessionID`.
+    public static func newRandom() -> SessionID {
+        SessionID(random())!  // safe: random() writes canonical 8-4-4-4-12 lowercase hex
+    }
+
     /// A random (version 4) UUID from `SystemRandomNumberGenerator` (the kernel's CSPRNG on Linux), lowercased.
     public static func random() -> String {
         var generator = SystemRandomNumberGenerator()

@@ -2,12 +2,12 @@
 /// Listener `i` forwards to target `i % remoteListeners.count`.
 public struct Update: Equatable, Sendable {
     public var token: String
-    public var uid: String
+    public var uid: SessionID
     public var role: Role
     /// `host:port` of each target.
     public var remoteListeners: [String]
 
-    public init(token: String, uid: String, role: Role, remoteListeners: [String]) {
+    public init(token: String, uid: SessionID, role: Role, remoteListeners: [String]) {
         self.token = token
         self.uid = uid
         self.role = role
@@ -18,14 +18,15 @@ public struct Update: Equatable, Sendable {
 extension Update: WireCodable {
     init(from reader: inout ByteReader) throws(WireError) {
         token = try reader.readString("Update.token")
-        uid = try reader.readString("Update.uid")
+        let uidText = try reader.readUID("Update.uid")
         role = try reader.readRole("Update.role")
         remoteListeners = try reader.readStringList("Update.remoteListeners")
+        uid = try reader.sessionID(uidText, kind: 0x03)
     }
 
     func encode(to writer: inout ByteWriter) {
         writer.writeString(token, "Update.token")
-        writer.writeString(uid, "Update.uid")
+        writer.writeString(uid.text, "Update.uid")
         writer.writeRole(role)
         writer.writeStringList(remoteListeners, "Update.remoteListeners")
     }

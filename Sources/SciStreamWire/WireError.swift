@@ -27,6 +27,9 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
     case incompleteFrame(Int)
     /// The named string field holds more than `WireConstants.maxStringLength` UTF-8 bytes (encoding only).
     case stringTooLong(String, Int)
+    /// The uid of a message of kind `kind` is not a session id. The frame was whole: the server answers
+    /// it with that kind's reply (INVALID_ARGUMENT, the text below) and reads on.
+    case invalidSessionID(kind: UInt8, text: String)
 
     public var description: String {
         switch self {
@@ -58,6 +61,8 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
                 + "of it received)"
         case .stringTooLong(let field, let count):
             return "field \(field) is \(count) bytes long, more than the limit of \(WireConstants.maxStringLength)"
+        case .invalidSessionID(_, let text):
+            return ValidationError.invalidSessionID(text).description
         }
     }
 

@@ -88,10 +88,10 @@ import FakeGlobusAuth
         #expect(opsList.sessions.map(\.uid) == [String(uid.prefix(8))])
         #expect(opsList.sessions.first?.targets == ["127.0.0.1:5001"] && opsList.sessions.first?.note.contains("owner ada@example.org") == true, "\(opsList.sessions)")
         // Eve, neither owner nor admin, may not name it by prefix (and is not served at all here).
-        guard case .releaseReply(let refused) = try await callOnce(daemon.target, .release(Release(token: eve, uid: String(uid.prefix(8))))) else { Issue.record("no release"); return }
+        guard case .releaseReply(let refused) = try await callOnce(daemon.target, .release(Release(token: eve, session: .other(String(uid.prefix(8)))))) else { Issue.record("no release"); return }
         #expect(refused.code == .permissionDenied, "\(refused)")
         // The operator ends it by the prefix it saw.
-        guard case .releaseReply(let released) = try await callOnce(daemon.target, .release(Release(token: ops, uid: String(uid.prefix(8))))) else { Issue.record("no release"); return }
+        guard case .releaseReply(let released) = try await callOnce(daemon.target, .release(Release(token: ops, session: .other(String(uid.prefix(8)))))) else { Issue.record("no release"); return }
         #expect(released.code == .ok, "\(released)")
         guard case .listReply(let adaList) = try await callOnce(daemon.target, .list(ListSessions(token: ada))) else { Issue.record("no list"); return }
         #expect(adaList.sessions.isEmpty, "\(adaList.sessions)")

@@ -26,15 +26,15 @@ func driveSession(_ target: ControlTarget, token: String = "INVALID_TOKEN", uid:
                   numConn: UInt32 = 1, listenPorts: [UInt16] = [], targets: [String]) async throws -> WireSession {
     let requestConnection = try await ControlConnection.open(target)
     let pending = Task { () async throws -> RequestReply in
-        try await requestConnection.request(Request(token: token, uid: uid, role: role, numConn: numConn, rate: 0, listenPorts: listenPorts), timeout: .seconds(30))
+        try await requestConnection.request(Request(token: token, uid: .checked(uid), role: role, numConn: numConn, rate: 0, listenPorts: listenPorts), timeout: .seconds(30))
     }
     let helloConnection = try await ControlConnection.open(target)
-    let hello = try await helloConnection.hello(Hello(token: token, uid: uid, role: role, prodListeners: targets))
+    let hello = try await helloConnection.hello(Hello(token: token, uid: .checked(uid), role: role, prodListeners: targets))
     let request = try await pending.value
     var session = WireSession(request: request.status, hello: hello, update: nil)
     guard hello.code == .ok, request.status.code == .ok else { return session }
     let remote = role == .prod ? request.prodListeners : targets
-    let update = try await helloConnection.update(Update(token: token, uid: uid, role: role, remoteListeners: remote))
+    let update = try await helloConnection.update(Update(token: token, uid: .checked(uid), role: role, remoteListeners: remote))
     session.update = update.status
     session.listeners = update.listeners
     return session
@@ -126,7 +126,7 @@ func ownNonLoopbackAddresses() -> [String] {
         #expect(config.contains("server s0 127.0.0.1:\(app.port)") && !config.contains("localhost"), "\(config)")
         // A later update that points the live session at the gateway's loopback SSH is refused,
         // and the running proxy keeps its config.
-        let update = try await callOnce(daemon.target, .update(Update(token: "INVALID_TOKEN", uid: uid, role: .prod, remoteListeners: ["127.0.0.1:22"])))
+        let update = try await callOnce(daemon.target, .update(Update(token: "INVALID_TOKEN", uid: .checked(uid), role: .prod, remoteListeners: ["127.0.0.1:22"])))
         guard case .updateReply(let reply) = update else { Issue.record("unexpected \(update)"); return }
         #expect(reply.status.code == .permissionDenied)
         let after = (try? String(contentsOfFile: daemon.configFolder.appendingPathComponent("\(uid).conf").path, encoding: .utf8)) ?? ""
@@ -160,9 +160,9 @@ func ownNonLoopbackAddresses() -> [String] {
         let session = try await driveSession(daemon.target, token: ada, uid: uid, targets: ["127.0.0.1:5001"])
         #expect(session.update?.code == .ok, "\(session)")
         // Eve holds the uid (the other facility does, by design) but not the session.
-        for message in [Message.update(Update(token: eve, uid: uid, role: .prod, remoteListeners: ["127.0.0.1:5002"])),
-                        .release(Release(token: eve, uid: uid)),
-                        .hello(Hello(token: eve, uid: uid, role: .prod, prodListeners: ["127.0.0.1:5002"]))] {
+        for message in [Message.update(Update(token: eve, uid: .checked(uid), role: .prod, remoteListeners: ["127.0.0.1:5002"])),
+                        .release(Release(token: eve, uid: .checked(uid))),
+                        .hello(Hello(token: eve, uid: .checked(uid), role: .prod, prodListeners: ["127.0.0.1:5002"]))] {
             let reply = try await callOnce(daemon.target, message)
             let status: Status? = switch reply {
             case .updateReply(let update): update.status
@@ -182,7 +182,7 @@ func ownNonLoopbackAddresses() -> [String] {
         let anonymous = try await driveSession(daemon.target, token: nobody, targets: ["127.0.0.1:5001"])
         #expect(anonymous.request.code == .unauthenticated && anonymous.hello.code == .unauthenticated, "\(anonymous)")
         // The owner releases it.
-        guard case .releaseReply(let released) = try await callOnce(daemon.target, .release(Release(token: ada, uid: uid))) else { Issue.record("no release"); return }
+        guard case .releaseReply(let released) = try await callOnce(daemon.target, .release(Release(token: ada, uid: .checked(uid)))) else { Issue.record("no release"); return }
         #expect(released.code == .ok)
     }
 
@@ -212,7 +212,7 @@ func ownNonLoopbackAddresses() -> [String] {
         let uid = SessionID.random()
         let session = try await driveSession(daemon.target, uid: uid, targets: ["127.0.0.1:5001"])
         #expect(session.update?.code == .ok)
-        let reply = try await callOnce(daemon.target, .update(Update(token: "INVALID_TOKEN", uid: uid, role: .prod, remoteListeners: ["127.0.0.1:5002"])))
+        let reply = try await callOnce(daemon.target, .update(Update(token: "INVALID_TOKEN", uid: .checked(uid), role: .prod, remoteListeners: ["127.0.0.1:5002"])))
         guard case .updateReply(let update) = reply else { Issue.record("unexpected \(reply)"); return }
         #expect(update.status.code == .permissionDenied)
         #expect(update.status.message.contains("release it and request a new session"), "\(update.status.message)")
@@ -233,7 +233,7 @@ func ownNonLoopbackAddresses() -> [String] {
         ]
         for (role, numConn, ports, expected) in cases {
             let connection = try await ControlConnection.open(daemon.target)
-            let reply = try await connection.call(.request(Request(token: "INVALID_TOKEN", uid: SessionID.random(), role: role, numConn: numConn, rate: 0, listenPorts: ports)), timeout: .seconds(10))
+            let reply = try await connection.call(.request(Request(token: "INVALID_TOKEN", uid: .newRandom(), role: role, numConn: numConn, rate: 0, listenPorts: ports)), timeout: .seconds(10))
             guard case .requestReply(let request) = reply else { Issue.record("unexpected \(reply)"); continue }
             #expect(request.status.code == .invalidArgument, "\(ports.prefix(3)): \(request.status)")
             #expect(request.status.message.contains(expected), "\(request.status.message)")

@@ -57,8 +57,8 @@ import SciStreamClient
         let before = ContinuousClock.now
         let uid = SessionID.random()
         let connection = try await ControlConnection.open(daemon.target)
-        let pending = Task { try await connection.request(Request(token: "INVALID_TOKEN", uid: uid, role: .prod, numConn: 1, rate: 0, listenPorts: []), timeout: .seconds(10)) }
-        let hello = try await ControlConnection.open(daemon.target).hello(Hello(token: "INVALID_TOKEN", uid: uid, role: .prod, prodListeners: ["127.0.0.1:5001"]))
+        let pending = Task { try await connection.request(Request(token: "INVALID_TOKEN", uid: .checked(uid), role: .prod, numConn: 1, rate: 0, listenPorts: []), timeout: .seconds(10)) }
+        let hello = try await ControlConnection.open(daemon.target).hello(Hello(token: "INVALID_TOKEN", uid: .checked(uid), role: .prod, prodListeners: ["127.0.0.1:5001"]))
         let request = try await pending.value
         let otherSession = ContinuousClock.now - before
         #expect(hello.code == .ok && request.status.code == .ok)

@@ -114,7 +114,7 @@ import SciStreamTLS
         let connection = try await ControlConnection.open(target)
         let uid = SessionID.random()
         let started = ContinuousClock.now
-        let reply = try await connection.call(.request(Request(token: "INVALID_TOKEN", uid: uid, role: .prod, numConn: 2, rate: 10000, listenPorts: [])))
+        let reply = try await connection.call(.request(Request(token: "INVALID_TOKEN", uid: .checked(uid), role: .prod, numConn: 2, rate: 10000, listenPorts: [])))
         guard case .requestReply(let requestReply) = reply else { Issue.record("unexpected \(reply)"); return }
         #expect(requestReply.status.code == .deadlineExceeded)
         #expect(requestReply.status.message.contains(String(uid.prefix(8))))

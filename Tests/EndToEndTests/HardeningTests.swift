@@ -167,7 +167,7 @@ import FakeGlobusAuth
         let daemon = try await Daemon(tls: false, ports: try .reserve(2), extra: ["--max-ports-per-client", "100"], environment: ["S2CS_HELLO_TIMEOUT": "0.5"])
         defer { daemon.stop() }
         let socket = try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: daemon.port), deadline: .now + .seconds(5))
-        let request = Message.request(Request(token: "INVALID_TOKEN", uid: SessionID.random(), role: .prod, numConn: 2, rate: 0, listenPorts: []))
+        let request = Message.request(Request(token: "INVALID_TOKEN", uid: .newRandom(), role: .prod, numConn: 2, rate: 0, listenPorts: []))
         try await socket.writeAll(request.encoded(), deadline: .now + .seconds(5))
         socket.close()
         // The hello timeout (0.5 s) must pass (time, not an event); then its release is awaited.

@@ -24,7 +24,7 @@ import SciStreamSystem
     static func pendingRequest(_ daemon: Daemon, from host: String, numConn: UInt32 = 1) async throws -> Socket {
         let socket = try await Socket.connect(to: SocketAddress.resolve(host: "127.0.0.1", port: daemon.port),
                                               from: SocketAddress.resolve(host: host, port: 0), deadline: .now + .seconds(5))
-        let request = Request(token: "INVALID_TOKEN", uid: SessionID.random(), role: .prod, numConn: numConn, rate: 0, listenPorts: [])
+        let request = Request(token: "INVALID_TOKEN", uid: .newRandom(), role: .prod, numConn: numConn, rate: 0, listenPorts: [])
         try await socket.writeAll(Message.request(request).encoded(), deadline: .now + .seconds(5))
         return socket
     }

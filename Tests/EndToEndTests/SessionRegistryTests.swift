@@ -44,13 +44,13 @@ import TestPorts
     /// Request and hello, as s2uc sends them (the hello on its own connection, while the request waits).
     func requestAndHello(_ registry: SessionRegistry, uid: String, numConn: UInt32 = 1, targets: [String] = ["127.0.0.1:5001"]) async throws -> RequestReply {
         let caller = self.caller
-        let request = Task { try await registry.request(Request(token: "", uid: uid, role: .prod, numConn: numConn, rate: 0, listenPorts: []), uid: SessionID(uid)!, caller: caller) }
-        try await registry.hello(Hello(token: "", uid: uid, role: .prod, prodListeners: targets), uid: SessionID(uid)!, caller: caller, checked: .success(targets))
+        let request = Task { try await registry.request(Request(token: "", uid: .checked(uid), role: .prod, numConn: numConn, rate: 0, listenPorts: []), uid: SessionID(uid)!, caller: caller) }
+        try await registry.hello(Hello(token: "", uid: .checked(uid), role: .prod, prodListeners: targets), uid: SessionID(uid)!, caller: caller, checked: .success(targets))
         return try await request.value
     }
 
     func update(_ registry: SessionRegistry, uid: String, target: String = "127.0.0.1:5001") async throws -> [Endpoint] {
-        try await registry.update(Update(token: "", uid: uid, role: .prod, remoteListeners: [target]), uid: SessionID(uid)!, targets: [try Endpoint.parse(target)], caller: caller)
+        try await registry.update(Update(token: "", uid: .checked(uid), role: .prod, remoteListeners: [target]), uid: SessionID(uid)!, targets: [try Endpoint.parse(target)], caller: caller)
     }
 
     /// Whether every port of `ports` can be handed out again (one session asking for all of them).
@@ -64,9 +64,9 @@ import TestPorts
         let (registry, _) = try make(ports: ports)
         let uid = SessionID.random()
         let caller = self.caller
-        let hello = Task { try await registry.hello(Hello(token: "", uid: uid, role: .prod, prodListeners: ["127.0.0.1:5001"]), uid: SessionID(uid)!, caller: caller, checked: .success(["127.0.0.1:5001"])) }
+        let hello = Task { try await registry.hello(Hello(token: "", uid: .checked(uid), role: .prod, prodListeners: ["127.0.0.1:5001"]), uid: SessionID(uid)!, caller: caller, checked: .success(["127.0.0.1:5001"])) }
         try await Task.sleep(for: .milliseconds(100))  // the hello is first, by construction of this test
-        let reply = try await registry.request(Request(token: "", uid: uid, role: .prod, numConn: 2, rate: 0, listenPorts: []), uid: SessionID(uid)!, caller: caller)
+        let reply = try await registry.request(Request(token: "", uid: .checked(uid), role: .prod, numConn: 2, rate: 0, listenPorts: []), uid: SessionID(uid)!, caller: caller)
         try await hello.value
         #expect(reply.status.code == .ok && reply.listeners.count == 2 && reply.prodListeners == ["127.0.0.1:5001"])
     }
@@ -76,7 +76,7 @@ import TestPorts
         let (registry, _) = try make(ports: ports, helloTimeout: .milliseconds(200))
         let uid = SessionID.random()
         await #expect(throws: StatusError.self) {
-            _ = try await registry.request(Request(token: "", uid: uid, role: .prod, numConn: 3, rate: 0, listenPorts: []), uid: SessionID(uid)!, caller: caller)
+            _ = try await registry.request(Request(token: "", uid: .checked(uid), role: .prod, numConn: 3, rate: 0, listenPorts: []), uid: SessionID(uid)!, caller: caller)
         }
         #expect(await registry.snapshot().isEmpty)
         #expect(await allPortsFree(registry, ports))
@@ -110,8 +110,8 @@ import TestPorts
         let uid = SessionID.random()
         _ = try await requestAndHello(registry, uid: uid)
         let starting = Task { try await update(registry, uid: uid) }
-        try await Task.sleep(for: .milliseconds(300))  // the proxy is starting (held 1.5 s by its wrapper)
-        #expect(await registry.snapshot().first?.state == .starting)
+        // The proxy is starting (held 1.5 s by its wrapper): wait for that, not for a guessed time.
+        try await waitUntil("the session is starting", seconds: 10) { await registry.snapshot().first?.state == .starting }
         #expect(await registry.shutdown() == 1)
         await #expect(throws: StatusError.self) { _ = try await starting.value }
         #expect(try await dataPlane.status(SessionID(validating: uid)) == nil)
@@ -125,8 +125,7 @@ import TestPorts
         let uid = SessionID.random()
         _ = try await requestAndHello(registry, uid: uid, numConn: 2)
         let starting = Task { try await update(registry, uid: uid) }
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(await registry.snapshot().first?.state == .starting)
+        try await waitUntil("the session is starting", seconds: 10) { await registry.snapshot().first?.state == .starting }
         let note = try await registry.release(SessionID(uid)!, caller: caller)
         #expect(note == nil)
         do {

@@ -44,11 +44,13 @@ import SciStreamServer
         let listener = "127.0.0.1:80\n\(forged)\u{1B}]0;x\u{07}"
         let token = "\u{1B}[1m\n\(forged)"
         let target = daemon.target
-        _ = try await callOnce(target, .request(Request(token: token, uid: hostile, role: .prod, numConn: 1, rate: 0, listenPorts: [])))
-        _ = try await callOnce(target, .hello(Hello(token: token, uid: hostile, role: .prod, prodListeners: [listener])))
-        _ = try await callOnce(target, .hello(Hello(token: token, uid: SessionID.random(), role: .cons, prodListeners: [listener])))
-        _ = try await callOnce(target, .update(Update(token: token, uid: hostile, role: .prod, remoteListeners: [listener])))
-        _ = try await callOnce(target, .release(Release(token: token, uid: hostile)))
+        // Forged frames: s2uc's messages cannot carry a uid that is not one.
+        let forgedFrames = frame(.request(Request(token: token, uid: .mock, role: .prod, numConn: 1, rate: 0, listenPorts: [])), forgingUID: hostile)
+            + frame(.hello(Hello(token: token, uid: .mock, role: .prod, prodListeners: [listener])), forgingUID: hostile)
+            + frame(.update(Update(token: token, uid: .mock, role: .prod, remoteListeners: [listener])), forgingUID: hostile)
+        #expect(try await repliesToForgedFrames(forgedFrames, port: daemon.port).count == 3)
+        _ = try await callOnce(target, .hello(Hello(token: token, uid: .newRandom(), role: .cons, prodListeners: [listener])))
+        _ = try await callOnce(target, .release(Release(token: token, session: .other(hostile))))
 
         let log = daemon.log
         #expect(log.contains("session='\\u{1B}[2J\\n202'"), "the hostile uid's prefix is logged, escaped: \(log)")
@@ -84,7 +86,7 @@ import SciStreamServer
     @Test func truncatedFrameThenCloseLeavesTheServerServing() async throws {
         let daemon = try await Daemon(tls: false)
         defer { daemon.stop() }
-        let full = Message.release(Release(token: "t", uid: SessionID.random())).encoded()
+        let full = Message.release(Release(token: "t", uid: .newRandom())).encoded()
         _ = try await Self.exchange(Array(full.prefix(full.count - 3)), port: daemon.port, halfClose: true)
         let output = await Harness.s2uc(["inbound_request"] + daemon.clientArguments + ["--num_conn", "1"])
         #expect(output.status == 0, "\(output.stderr)")

@@ -29,8 +29,8 @@ import TestPorts
     }
 
     static func request(role: Role = .prod, numConn: UInt32 = 1, ports: [UInt16] = []) -> (Request, SessionID) {
-        let uid = SessionID.random()
-        return (Request(token: "", uid: uid, role: role, numConn: numConn, rate: 0, listenPorts: ports), SessionID(uid)!)  // safe: random() is canonical
+        let uid = SessionID.newRandom()
+        return (Request(token: "", uid: uid, role: role, numConn: numConn, rate: 0, listenPorts: ports), uid)
     }
 
     /// A request left waiting for its hello (as s2uc's request does until the hello arrives).

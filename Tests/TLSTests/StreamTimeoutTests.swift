@@ -31,7 +31,7 @@ import SciStreamClient
         let (port, serving) = try Self.silentServer(tls: server)
         do {
             let connection = try await ControlConnection.open(ControlTarget(host: "127.0.0.1", port: port, tls: client))
-            _ = try await connection.hello(Hello(token: "", uid: SessionID.random(), role: .prod, prodListeners: []), timeout: .milliseconds(300))
+            _ = try await connection.hello(Hello(token: "", uid: .newRandom(), role: .prod, prodListeners: []), timeout: .milliseconds(300))
             Issue.record("a silent s2cs answered")
         } catch {
             #expect(error.description == "s2cs at 127.0.0.1:\(port) did not answer in time", "\(error)")

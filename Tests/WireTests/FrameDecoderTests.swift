@@ -174,7 +174,8 @@ import Testing
         for role in 0...255 {
             let frame: [UInt8] = [0, 0, 0, 9, 1, 0x02, 0, 0, 0, 0, UInt8(role), 0, 0]
             if role == 1 || role == 2 {
-                _ = try Message(decoding: frame)
+                // The role passes; the empty uid is then refused (it is checked once the rest is read).
+                #expect(throws: WireError.invalidSessionID(kind: 0x02, text: "")) { try Message(decoding: frame) }
             } else {
                 #expect(throws: WireError.invalidRole(UInt8(role))) { try Message(decoding: frame) }
             }

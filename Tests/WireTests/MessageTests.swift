@@ -28,7 +28,7 @@ import Testing
         let uniqueNames = Set(sampleMessages.map(\.name))
         #expect(uniqueNames.count == allKinds.count)
         #expect(Message.helloReply(.ok).name == "hello-reply")
-        #expect(Message.request(Request(token: "secret", uid: "u", role: .prod, numConn: 1, rate: 1, listenPorts: []))
+        #expect(Message.request(Request(token: "secret", uid: mockUID, role: .prod, numConn: 1, rate: 1, listenPorts: []))
             .name == "request")
     }
 
@@ -72,7 +72,7 @@ import Testing
 
     @Test func overlongListIsCutOrRejectedWhenChecked() throws {
         let ports = (1...5000).map { UInt16($0) }
-        let message = Message.request(Request(token: "", uid: "", role: .prod, numConn: 1, rate: 1, listenPorts: ports))
+        let message = Message.request(Request(token: "", uid: zeroUID, role: .prod, numConn: 1, rate: 1, listenPorts: ports))
         #expect(throws: WireError.tooManyItems("Request.listenPorts", 5000)) { try message.checkedEncoded() }
         guard case .request(let request) = try Message(decoding: message.encoded()) else {
             Issue.record("wrong kind")

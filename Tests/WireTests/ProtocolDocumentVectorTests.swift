@@ -77,7 +77,7 @@ let expectedValidVectors: [String: Message] = [
     "update-reply": .updateReply(UpdateReply(status: .ok, listeners: ["192.168.10.11:5100"])),
     "release-reply": .releaseReply(Status(.notFound, "no session 4f8583bc")),
     "list-reply": .listReply(ListReply(status: .ok, sessions: [
-        SessionInfo(uid: mockUID, role: .prod, state: "running", listeners: ["192.168.10.11:5100"],
+        SessionInfo(uid: mockUID.text, role: .prod, state: "running", listeners: ["192.168.10.11:5100"],
                     targets: ["10.0.1.5:5001"], note: "Haproxy"),
     ])),
     "list-traffic": .list(ListSessions(token: token, wantsTraffic: true)),

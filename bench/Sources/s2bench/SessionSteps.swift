@@ -18,11 +18,11 @@ struct SessionSteps: Sendable {
     let numConn: UInt32
 
     func request(uid: String) -> Request {
-        Request(token: Self.token, uid: uid, role: .prod, numConn: numConn, rate: 10000, listenPorts: [])
+        Request(token: Self.token, uid: .bench(uid), role: .prod, numConn: numConn, rate: 10000, listenPorts: [])
     }
 
     func hello(uid: String) -> Hello {
-        Hello(token: Self.token, uid: uid, role: .prod, prodListeners: [Self.producer])
+        Hello(token: Self.token, uid: .bench(uid), role: .prod, prodListeners: [Self.producer])
     }
 
     func open() async throws(BenchError) -> ControlConnection {
@@ -48,7 +48,7 @@ struct SessionSteps: Sendable {
     func sendUpdate(uid: String, targets: [String], on connection: ControlConnection) async throws(BenchError) {
         let answer: UpdateReply
         do {
-            answer = try await connection.update(Update(token: Self.token, uid: uid, role: .prod, remoteListeners: targets))
+            answer = try await connection.update(Update(token: Self.token, uid: .bench(uid), role: .prod, remoteListeners: targets))
         } catch {
             throw BenchError("update: \(error)")
         }
@@ -57,7 +57,7 @@ struct SessionSteps: Sendable {
 
     func sendRelease(uid: String, on connection: ControlConnection) async throws(BenchError) {
         let status: Status
-        do { status = try await connection.release(Release(token: Self.token, uid: uid)) } catch {
+        do { status = try await connection.release(Release(token: Self.token, uid: .bench(uid))) } catch {
             throw BenchError("release: \(error)")
         }
         guard status.isOK else { throw BenchError("release: \(status)") }
@@ -107,5 +107,12 @@ struct SessionSteps: Sendable {
         } else {
             try await sendRelease(uid: uid, on: helloConnection)
         }
+    }
+}
+
+extension SessionID {
+    /// The session id of a uid the bench made (`SessionID.random()`, always canonical).
+    static func bench(_ uid: String) -> SessionID {
+        SessionID(uid)!  // safe: SessionID.random() makes only canonical uids
     }
 }

@@ -119,24 +119,24 @@ enum SoakBenchmark {
     /// Request, hello on a second connection, update: as s2uc does. Returns the session's listeners.
     static func setUp(_ target: ControlTarget, uid: String, role: Role, hello: [String], listenPorts: [UInt16]) async throws -> [String] {
         let requestConnection = try await ControlConnection.open(target)
-        let request = Request(token: token, uid: uid, role: role, numConn: 1, rate: 0, listenPorts: listenPorts)
+        let request = Request(token: token, uid: .bench(uid), role: role, numConn: 1, rate: 0, listenPorts: listenPorts)
         let pending = Task { () async throws(ClientError) -> RequestReply in try await requestConnection.request(request) }
         defer { pending.cancel() }
         let helloConnection = try await ControlConnection.open(target)
-        guard try await helloConnection.hello(Hello(token: token, uid: uid, role: role, prodListeners: hello), timeout: .seconds(60)).isOK else {
+        guard try await helloConnection.hello(Hello(token: token, uid: .bench(uid), role: role, prodListeners: hello), timeout: .seconds(60)).isOK else {
             throw BenchError("\(role) hello failed")
         }
         let reply = try await pending.value
         guard reply.status.isOK else { throw BenchError("\(role) request failed: \(reply.status)") }
         let targets = role == .prod ? reply.prodListeners : hello
-        let update = try await helloConnection.update(Update(token: token, uid: uid, role: role, remoteListeners: targets))
+        let update = try await helloConnection.update(Update(token: token, uid: .bench(uid), role: role, remoteListeners: targets))
         guard update.status.isOK else { throw BenchError("\(role) update: \(update.status)") }
         return update.listeners
     }
 
     static func release(_ target: ControlTarget, uid: String) async {
         guard let connection = try? await ControlConnection.open(target) else { return }
-        _ = try? await connection.release(Release(token: token, uid: uid))
+        _ = try? await connection.release(Release(token: token, uid: .bench(uid)))
     }
 
     /// Sends `count` random bytes, half-closes, and reads back the application's SHA-256 of them.
