@@ -22,6 +22,8 @@ public struct Errno: Error, Equatable, Hashable, Sendable, CustomStringConvertib
     public static let brokenPipe = Errno(EPIPE)
     public static let connectionReset = Errno(ECONNRESET)
     public static let nameTooLong = Errno(ENAMETOOLONG)
+    public static let noSuchFileOrDirectory = Errno(ENOENT)
+    public static let fileExists = Errno(EEXIST)
 }
 
 /// Runs a system call that returns -1 on failure, retrying on EINTR, and turns errno into a thrown `Errno`.
