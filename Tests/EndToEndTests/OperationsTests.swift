@@ -4,6 +4,7 @@ import Testing
 import Glibc
 #endif
 import SciStreamSystem
+import SciStreamWire
 
 /// Operating a gateway: the service manager's notifications (Type=notify, watchdog), SIGHUP that
 /// does not stop s2cs, health and readiness probes, draining. Against a real s2cs.
@@ -306,10 +307,15 @@ import SciStreamSystem
     }
 
     @Test func hostileTextFromTheWireStaysInsideItsJSONString() async throws {
-        let daemon = try await Daemon()
-        // A hello with control characters and quotes in its uid and target.
+        let daemon = try await Daemon(tls: false)
+        // A hello with control characters and quotes in its target (and in the uid of a forged frame,
+        // which is refused when it is decoded and so never reaches the audit log).
         let hostile = "ab\"c\n{\"event\":\"forged\"}\u{1b}[2J"
-        _ = try await driveSession(daemon.target, uid: hostile, targets: ["\(hostile):5001"])
+        _ = try await callOnce(daemon.target, .hello(Hello(token: "INVALID_TOKEN", uid: .newRandom(), role: .prod, prodListeners: ["\(hostile):5001"])))
+        let forged = try await repliesToForgedFrames(frame(.hello(Hello(token: "INVALID_TOKEN", uid: .mock, role: .prod, prodListeners: ["\(hostile):5001"])),
+                                                            forgingUID: hostile), port: daemon.port)
+        guard case .helloReply(let refused) = forged.first, forged.count == 1 else { Issue.record("\(forged)"); return }
+        #expect(refused.code == .invalidArgument, "\(refused)")
         let lines = try Self.entries(daemon.configFolder.appendingPathComponent("audit.log").path)
         #expect(!lines.isEmpty)
         #expect(!lines.contains { $0["event"] as? String == "forged" }, "\(lines)")
