@@ -59,6 +59,8 @@ import SciStreamSystem
         defer { daemon.stop() }
         let first = try await Self.pendingRequest(daemon, from: "127.0.0.2", numConn: 2)
         defer { first.close() }
+        // The second request is sent once the first is taken: two connections are not ordered.
+        #expect(try await Self.pendingSessions(daemon, reaching: 1) == 1)
         let over = try await Self.pendingRequest(daemon, from: "127.0.0.2")
         defer { over.close() }
         guard case .requestReply(let refused)? = try await Self.reply(over) else { Issue.record("no reply"); return }
@@ -77,6 +79,7 @@ import SciStreamSystem
         let sent = ContinuousClock.now
         let oldest = try await Self.pendingRequest(daemon, from: "127.0.0.2")
         defer { oldest.close() }
+        #expect(try await Self.pendingSessions(daemon, reaching: 1) == 1)  // taken first: it is the oldest
         let next = try await Self.pendingRequest(daemon, from: "127.0.0.3")
         defer { next.close() }
         #expect(try await Self.pendingSessions(daemon, reaching: 2) == 2)
