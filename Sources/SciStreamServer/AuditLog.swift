@@ -81,7 +81,7 @@ final class AuditLog: Sendable {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        guard let data = try? encoder.encode(Line(time: Self.timestamp(date), entry: entry)) else { return }
+        guard let data = try? encoder.encode(Line(time: Logger.timestamp(date), entry: entry)) else { return }
         var bytes = [UInt8](data)
         bytes.append(UInt8(ascii: "\n"))
         state.withLock { state in
@@ -107,12 +107,6 @@ final class AuditLog: Sendable {
         text.utf8.count <= fieldLimit ? text : String(decoding: text.utf8.prefix(fieldLimit), as: UTF8.self) + "..."
     }
 
-    /// RFC 3339 in UTC, with milliseconds.
-    static func timestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: date)
-    }
 }
 
 extension AuditEntry {

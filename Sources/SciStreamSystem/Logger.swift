@@ -96,12 +96,22 @@ public struct Logger: Sendable {
     static func timestamp() -> String {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
+        return timestamp(seconds: Int(now.tv_sec), milliseconds: Int(now.tv_nsec / 1_000_000))
+    }
+
+    /// `date` in RFC 3339, UTC, with milliseconds (`2026-12-06T02:03:21.839Z`): the one spelling of
+    /// a time in s2cs's log lines and audit log.
+    public static func timestamp(_ date: Date) -> String {
+        let milliseconds = Int((date.timeIntervalSince1970 * 1000).rounded(.down))
+        return timestamp(seconds: milliseconds / 1000, milliseconds: milliseconds % 1000)
+    }
+
+    private static func timestamp(seconds: Int, milliseconds: Int) -> String {
         var tm = tm()
-        var seconds = now.tv_sec
-        gmtime_r(&seconds, &tm)
+        var time = time_t(seconds)
+        gmtime_r(&time, &tm)
         return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                      Int(now.tv_nsec / 1_000_000))
+                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, milliseconds)
     }
 }
 

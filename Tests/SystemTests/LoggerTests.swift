@@ -1,5 +1,6 @@
 import Testing
 import Glibc
+import Foundation
 @testable import SciStreamSystem
 
 /// The log's lines are logfmt: `key=value`, the value quoted when it must be.
@@ -22,6 +23,12 @@ import Glibc
         // A backslash inside a quoted value is escaped, after the one-line escaping.
         #expect(Self.line(["text": "a\\b c\nd"]).hasSuffix(#" text="a\\b c\\nd""#))
         #expect(Self.line(["quote": "\"\u{301}x"]).hasSuffix(" quote=\"\\\"\u{301}x\""))
+    }
+
+    @Test func timesAreRFC3339InUTCWithMilliseconds() {
+        #expect(Logger.timestamp(Date(timeIntervalSince1970: 1_733_450_601.839)) == "2024-12-06T02:03:21.839Z")
+        #expect(Logger.timestamp(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
+        #expect(Self.line([:]).prefix(24).allSatisfy { $0.isNumber || "-T:.Z".contains($0) }, "\(Self.line([:]))")
     }
 
     @Test func aLineStaysOneLine() {
