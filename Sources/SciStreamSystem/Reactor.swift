@@ -124,7 +124,9 @@ public final class Reactor: Sendable {
             state.byFD[fd] = nil
             return true
         }
-        if wanted == entry.events { return true }
+        // Told to the kernel even when the events are the ones registered: the descriptor may have
+        // been closed and its number reused since (a close drops the old registration silently), and
+        // a new waiter must not wait on a registration that is gone. One epoll_ctl per wait.
         var event = epoll_event()
         event.events = wanted
         event.data.fd = fd
