@@ -384,6 +384,11 @@ public final class ControlServer: Sendable {
                         guard case .invalidSessionID(let kind, let text) = error else { throw error }
                         // A whole frame whose uid is not a session id: answered as its kind, and read on.
                         let reply = Self.invalidSessionIDReply(kind: kind, text: text, log: log)
+                        // A refusal like any other: audited (the event is the refused frame's kind).
+                        let status = WireError.invalidSessionID(kind: kind, text: text).status
+                        audit?.record(AuditEntry(event: kind == 0x01 ? "request" : kind == 0x02 ? "hello" : kind == 0x03 ? "update" : "release", client: client,
+                                                 identity: nil, session: SessionID.shortPrefix(text), role: nil,
+                                                 status: "\(status.code)", reason: status.message))
                         try await stream.writeAll(Self.frame(reply, log: log), deadline: .now + config.frameTimeout)
                         deadline = .now + config.frameTimeout
                         continue

@@ -316,9 +316,11 @@ import SciStreamWire
                                                             forgingUID: hostile), port: daemon.port)
         guard case .helloReply(let refused) = forged.first, forged.count == 1 else { Issue.record("\(forged)"); return }
         #expect(refused.code == .invalidArgument, "\(refused)")
+        // Refused at decoding, and audited as a refusal like any other (with its uid's prefix escaped).
         let lines = try Self.entries(daemon.configFolder.appendingPathComponent("audit.log").path)
         #expect(!lines.isEmpty)
         #expect(!lines.contains { $0["event"] as? String == "forged" }, "\(lines)")
+        #expect(lines.contains { $0["event"] as? String == "hello" && $0["status"] as? String == "INVALID_ARGUMENT" && ($0["reason"] as? String)?.contains("is not a session id") == true }, "\(lines)")
     }
 
     @Test func noneWritesNoAuditLog() async throws {
