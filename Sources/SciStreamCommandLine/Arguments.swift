@@ -89,8 +89,6 @@ public struct ParsedArguments: Sendable {
     /// `value`, `string`, `given` and `isSet` by a name (tools whose options are all local, like
     /// s2bench's modes): the name must be declared, or the program stops.
     public func value(named name: String) -> String? { value(option(named: name)) }
-    public func string(named name: String) -> String { string(option(named: name)) }
-    public func given(named name: String) -> String? { given(option(named: name)) }
     public func isSet(named name: String) -> Bool { isSet(option(named: name)) }
 
 }
