@@ -63,9 +63,10 @@ extension DataPlane {
     }
 
     /// Removes the logs of released sessions older than `SessionLog.retention`, and the oldest beyond
-    /// `SessionLog.maximumKept`; the logs of the sessions held here stay.
-    func pruneLogs() {
-        let removed = SessionLog.prune(folder: folder, holding: Set(sessions.keys.map(\.text)))
+    /// `SessionLog.maximumKept`; a session whose config is in the folder (it runs) keeps its log.
+    func pruneLogs() async {
+        let folder = self.folder
+        let removed = await BlockingWork.run { SessionLog.prune(folder: folder) }
         if removed > 0 { logger.info("old session logs removed", ["count": String(removed), "folder": folder]) }
     }
 }

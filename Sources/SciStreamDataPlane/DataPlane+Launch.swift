@@ -28,15 +28,13 @@ extension DataPlane {
         return .success(sockets)
     }
 
-    func shouldAbandon(_ key: SessionID) -> Bool {
-        Task.isCancelled || sessions[key]?.stopRequested == true
-    }
-
-    func launch(_ plan: SessionPlan) async -> Result<(ChildProcess, SessionLog), DataPlaneError> {
+    /// The start of `plan`'s proxy with `executable`: what `start` does for every type but Mock. A
+    /// start whose task is cancelled (its session released, s2cs shutting down) gives up at the next
+    /// step, stopping what it started.
+    func launch(_ plan: SessionPlan, executable: String) async -> Result<(ChildProcess, SessionLog), DataPlaneError> {
         let session = plan.session
         let files = plan.files
         let name = session.prefix
-        guard let executable else { return .failure(.invalidSessionID) }  // only Mock has none, and it launches nothing
 
         var addresses: [[SocketAddress]] = []
         for route in plan.routes {
@@ -101,7 +99,7 @@ extension DataPlane {
         }
         if let written { return await fail(written) }
 
-        if shouldAbandon(files.session) { return await fail(.stoppedWhileStarting(session: name)) }
+        if Task.isCancelled { return await fail(.stoppedWhileStarting(session: name)) }
 
         // The proxy's output goes through a pipe to s2cs, which keeps <uid>.log bounded.
         let log: SessionLog
@@ -140,7 +138,7 @@ extension DataPlane {
                 let message = text.isEmpty ? "it \(status)" : files.redact(text)
                 return await fail(.startFailed(type: type, session: name, message: message), log: log)
             }
-            if shouldAbandon(files.session) {
+            if Task.isCancelled {
                 return await fail(.stoppedWhileStarting(session: name), child: child, log: log)
             }
             // A LISTEN socket on the address is not enough: it must be the proxy's own (one of its

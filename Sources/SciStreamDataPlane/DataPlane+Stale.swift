@@ -14,15 +14,21 @@ extension DataPlane {
     /// spawns the proxy and the pid file after, so a kill in between leaves a proxy that only its
     /// command line names. A pid is signalled only if /proc/<pid>/cmdline names haproxy, nginx or
     /// stunnel AND references that session's config, and its parent is not another running s2cs.
+    /// The sessions in `keeping` (taken over by `adoptSessions`) are left alone.
     /// Returns how many proxies were stopped.
-    public func reapStale() async -> Int {
-        defer { pruneLogs() }
+    public func reapStale(keeping: Set<SessionID> = []) async -> Int {
+        let stopped = await stopStale(keeping: keeping)
+        await pruneLogs()
+        return stopped
+    }
+
+    private func stopStale(keeping: Set<SessionID>) async -> Int {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return 0 }
         var stale = Set<SessionID>()
         for name in names {
             // A session left something but its log: <uid>.conf/.pem/.key/.pid, or a temporary file.
             guard name.utf8.count > 37, let session = SessionID(String(name.prefix(36))),
-                  name.dropFirst(36).first == ".", sessions[session] == nil else { continue }
+                  name.dropFirst(36).first == ".", !keeping.contains(session) else { continue }
             let rest = name.dropFirst(37)
             guard SessionFiles.removableExtensions.contains(String(rest)) || rest.hasSuffix(".tmp") else { continue }
             stale.insert(session)

@@ -15,12 +15,8 @@ public enum DataPlaneError: Error, Sendable, Equatable, CustomStringConvertible 
     case folderInUse(path: String, pid: Int32?)
     /// A session file cannot be written, read or removed.
     case file(path: String, reason: String)
-    /// The uid is not a canonical UUID.
-    case invalidSessionID
     /// A listener, target or rate is invalid; nothing was written.
     case invalidSpec(session: String, reason: String)
-    /// A session with this uid already has a proxy.
-    case alreadyRunning(session: String)
     /// A listener address is taken by someone else (checked before launch).
     case listenerUnavailable(session: String, listener: String, reason: String)
     /// Key derivation or certificate construction failed in OpenSSL.
@@ -53,12 +49,8 @@ public enum DataPlaneError: Error, Sendable, Equatable, CustomStringConvertible 
             return "the session folder \(path) is in use by another s2cs (\(pid.map { "pid \($0)" } ?? "pid not yet written"), holding \(path)/\(SessionFolderLock.fileName))"
         case .file(let path, let reason):
             return "cannot write \(path): \(reason)"
-        case .invalidSessionID:
-            return "invalid session id: expected a UUID such as 4f8583bc-a4d3-11ee-9fd6-034d1fcbd7c3"
         case .invalidSpec(let session, let reason):
             return "invalid proxy request for session \(session): \(reason)"
-        case .alreadyRunning(let session):
-            return "session \(session) already has a proxy"
         case .listenerUnavailable(let session, let listener, let reason):
             return "cannot listen on \(listener) for session \(session): \(reason)"
         case .keyMaterial(let reason):

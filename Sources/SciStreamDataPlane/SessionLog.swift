@@ -157,10 +157,11 @@ final class SessionLog: Sendable {
 
     /// Removes the logs (`<uid>.log`, `<uid>.log.1`) of sessions that are not running: those last
     /// written more than `retention` ago, then the oldest beyond the newest `maximumKept`. A session
-    /// in `holding` (ours) or with a `<uid>.conf` in the folder (another s2cs's, or a crashed one's
-    /// that `reapStale` has not handled) keeps its logs. Returns how many sessions' logs were removed.
+    /// with a `<uid>.conf` in the folder keeps its logs: its proxy runs (ours, another s2cs's, or a
+    /// crashed one's that `reapStale` has not handled), or is being started (the config is written
+    /// before the log is opened). Returns how many sessions' logs were removed.
     @discardableResult
-    static func prune(folder: String, holding: Set<String>, now: Date = Date(), retention: Duration = retention,
+    static func prune(folder: String, now: Date = Date(), retention: Duration = retention,
                       maximumKept: Int = maximumKept) -> Int {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return 0 }
         let present = Set(names)
@@ -170,7 +171,7 @@ final class SessionLog: Sendable {
             guard name.utf8.count > 37, let session = SessionID(stem), name.dropFirst(36).first == "." else { continue }
             let rest = name.dropFirst(37)
             guard rest == "log" || rest == "log.1" else { continue }
-            guard !holding.contains(session.text), !present.contains(stem + ".conf") else { continue }
+            guard !present.contains(session.text + ".conf") else { continue }
             var info = stat()
             guard lstat(folder + "/" + name, &info) == 0 else { continue }
             let modified = Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9

@@ -10,8 +10,8 @@ public struct SessionRecord: Codable, Sendable, Equatable {
     public static let currentVersion = 1
 
     public var version = SessionRecord.currentVersion
-    public var uid: String
-    public var role: String
+    public var uid: SessionID
+    public var role: Role
     public var client: String
     public var owner: String?
     public var numConn: Int
@@ -33,7 +33,7 @@ public struct SessionRecord: Codable, Sendable, Equatable {
         public var config: String
     }
 
-    public init(uid: String, role: String, client: String, owner: String?, numConn: Int, rate: Int, ports: [UInt16],
+    public init(uid: SessionID, role: Role, client: String, owner: String?, numConn: Int, rate: Int, ports: [UInt16],
                 listeners: [String], prodListeners: [String], targets: [String], udp: Bool, created: Double) {
         self.uid = uid
         self.role = role
@@ -50,13 +50,21 @@ public struct SessionRecord: Codable, Sendable, Equatable {
     }
 }
 
+/// A session an earlier s2cs left running, taken over at start (`DataPlane.adoptSessions`): its
+/// record, and its proxy, supervised from now on by whoever keeps the handle.
+public struct AdoptedSession: Sendable {
+    public let record: SessionRecord
+    public let proxy: RunningProxy
+}
+
 extension DataPlane {
     /// Writes the record of a running session, with its proxy's identity; nothing for Mock (no
-    /// proxy to keep) or a session that is not running. Returns whether it was written.
+    /// proxy to keep) or a proxy that is not running. Returns whether it was written.
     @discardableResult
-    public func persist(_ record: SessionRecord) async -> Bool {
-        guard let session = SessionID(record.uid), let entry = sessions[session],
-              case .running(let child) = entry.phase, let startTime = ProcessReaper.startTime(pid: child.pid) else { return false }
+    public func persist(_ record: SessionRecord, proxy: RunningProxy) async -> Bool {
+        guard record.uid == proxy.session, let child = proxy.child, child.status == nil,
+              let startTime = ProcessReaper.startTime(pid: child.pid) else { return false }
+        let session = proxy.session
         let files = SessionFiles(folder: folder, session: session)
         var record = record
         record.proxy = SessionRecord.Proxy(pid: child.pid, startTime: startTime, executable: child.executable, config: files.launchConfig)
@@ -79,24 +87,25 @@ extension DataPlane {
 
     /// At start, before `reapStale`: takes over every session whose record names a proxy that is
     /// still the one an earlier s2cs started: the same pid and start time, this data plane's
-    /// executable, run with the session's launch config. Those are supervised from now on as if
-    /// started here (their output, which went to the earlier s2cs, is no longer captured); the
-    /// others are left for `reapStale`, which stops what it can prove is ours and removes the files.
-    public func adoptSessions() async -> [SessionRecord] {
+    /// executable, run with the session's launch config. Each comes back with its handle, and is
+    /// supervised from now on as if started here (its output, which went to the earlier s2cs, is no
+    /// longer captured); the others are left for `reapStale`, which stops what it can prove is ours
+    /// and removes the files.
+    public func adoptSessions() async -> [AdoptedSession] {
         guard type != .mock, let executable,
               let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return [] }
-        var adopted: [SessionRecord] = []
+        var adopted: [AdoptedSession] = []
         // /proc/<pid>/exe names the file itself: /usr/bin/stunnel is a link to stunnel4.
         let resolvedExecutable = realpath(executable, nil).map { pointer in
             defer { free(pointer) }
             return String(cString: pointer)
         } ?? executable
         for name in names.sorted() where name.hasSuffix(".session") && name.utf8.count == 36 + 8 {
-            guard let session = SessionID(String(name.prefix(36))), sessions[session] == nil else { continue }
+            guard let session = SessionID(String(name.prefix(36))) else { continue }
             let files = SessionFiles(folder: folder, session: session)
             guard let bytes = ProcessReaper.readSmallFile(files.record, limit: 1 << 20),
                   let record = try? JSONDecoder().decode(SessionRecord.self, from: Data(bytes)),
-                  record.version == SessionRecord.currentVersion, record.uid == session.text, let proxy = record.proxy else {
+                  record.version == SessionRecord.currentVersion, record.uid == session, let proxy = record.proxy else {
                 logger.warning("session record unreadable: not taken over", ["session": session.prefix])
                 continue
             }
@@ -118,29 +127,9 @@ extension DataPlane {
                 logger.warning("session not taken over", ["session": session.prefix, "reason": "its proxy exited meanwhile"])
                 continue
             }
-            sessions[session] = Session(phase: .running(child), log: nil)
-            let key = session
-            Task { [weak self] in
-                guard let status = await child.wait() else { return }
-                await self?.proxyExited(key: key, child: child, status: status)
-            }
-            logger.info("session taken over", ["session": session.prefix, "pid": String(proxy.pid), "role": record.role])
-            adopted.append(record)
+            logger.info("session taken over", ["session": session.prefix, "pid": String(proxy.pid), "role": "\(record.role)"])
+            adopted.append(AdoptedSession(record: record, proxy: RunningProxy(session: session, child: child, log: nil)))
         }
         return adopted
-    }
-
-    /// Lets go of every session without stopping its proxy (s2cs exits, keeping them for the next
-    /// s2cs to take over): their records and files stay. Returns how many were kept.
-    public func detachAll() -> Int {
-        var kept = 0
-        for (session, entry) in sessions {
-            guard case .running = entry.phase else { continue }
-            if FileManager.default.fileExists(atPath: SessionFiles(folder: folder, session: session).record) {
-                kept += 1
-                sessions[session] = nil
-            }
-        }
-        return kept
     }
 }

@@ -22,11 +22,14 @@ public struct MeteredSession: Sendable {
     public let uid: String
     public let role: ProxyRole
     public let listenerPorts: [UInt16]
+    /// While its proxy runs, its `RunningProxy.logMark` (nil: no proxy runs for it, nothing is read).
+    public let logMark: Int?
 
-    public init(uid: String, role: ProxyRole, listenerPorts: [UInt16]) {
+    public init(uid: String, role: ProxyRole, listenerPorts: [UInt16], logMark: Int?) {
         self.uid = uid
         self.role = role
         self.listenerPorts = listenerPorts
+        self.logMark = logMark
     }
 }
 
@@ -45,7 +48,7 @@ public struct MeteredSession: Sendable {
 /// connections open now are the established TCP connections on the listener ports (sock_diag).
 ///
 /// What a request costs does not grow with idle sessions: one sock_diag dump for every session's
-/// listener ports; a log is read only when s2cs appended to it since the last read (`DataPlane.logMarks`);
+/// listener ports; a log is read only when s2cs appended to it since the last read (`RunningProxy.logMark`);
 /// a HAProxy stats socket is asked only when the session has a connection open now, its log (a line
 /// per connection that ended, `option tcplog`) grew, it was never asked, or (at most
 /// `staleRefreshesPerCall` per request, the stalest first) its figures are older than `maxStatsAge`;
@@ -84,9 +87,8 @@ public actor TrafficMeter {
     /// The traffic of each of `sessions` whose proxy runs and counts, by whole uid. `fresh`: ask every
     /// HAProxy stats socket now (a session's last figures, at its release).
     public func figures(for sessions: [MeteredSession], dataPlane: DataPlane, fresh: Bool = false) async -> [String: TrafficFigures] {
-        guard dataPlane.type != .mock, !sessions.isEmpty, await dataPlane.countsTraffic else { return [:] }
-        let marks = await dataPlane.logMarks(sessions.map(\.uid))
-        let running = sessions.filter { marks[$0.uid] != nil }
+        guard dataPlane.type != .mock, !sessions.isEmpty, dataPlane.countsTraffic else { return [:] }
+        let running = sessions.filter { $0.logMark != nil }
         let open = Self.establishedConnections(localPorts: Set(running.flatMap(\.listenerPorts)))
         func openNow(_ session: MeteredSession) -> Int {
             session.listenerPorts.reduce(0) { $0.addingSaturating(open[$1] ?? 0) }
@@ -98,7 +100,7 @@ public actor TrafficMeter {
             var due: [MeteredSession] = [], stale: [(MeteredSession, ContinuousClock.Instant)] = []
             for session in running {
                 guard let state = stats[session.uid] else { due.append(session); continue }
-                if fresh || state.mark != marks[session.uid] || openNow(session) > 0 || state.figures == nil {
+                if fresh || state.mark != session.logMark || openNow(session) > 0 || state.figures == nil {
                     due.append(session)
                 } else if now - state.readAt > Self.maxStatsAge {
                     stale.append((session, state.readAt))
@@ -111,13 +113,13 @@ public actor TrafficMeter {
             })
             for session in due {
                 // The mark from before the read: a line logged meanwhile makes the next request read again.
-                stats[session.uid] = StatsState(figures: read[session.uid], mark: marks[session.uid] ?? 0, readAt: now)
+                stats[session.uid] = StatsState(figures: read[session.uid], mark: session.logMark ?? 0, readAt: now)
             }
             for session in running { if let figures = stats[session.uid]?.figures { result[session.uid] = figures } }
         case .nginx:
             // Its access log lines are in <uid>.log (nginx writes them to stderr, which s2cs captures).
             for session in running {
-                guard var figures = readLog(session.uid, folder: dataPlane.folder, mark: marks[session.uid],
+                guard var figures = readLog(session.uid, folder: dataPlane.folder, mark: session.logMark,
                                             initial: TrafficFigures(counting: .closedConnections), parse: Self.nginxLine) else { continue }
                 figures.openConnections = openNow(session)
                 figures.totalConnections = figures.totalConnections.addingSaturating(figures.openConnections)
@@ -127,7 +129,7 @@ public actor TrafficMeter {
             for session in running {
                 let role = session.role
                 let parse: (Substring, inout TrafficFigures) -> Void = { line, figures in Self.stunnelLine(line, role: role, &figures) }
-                guard var figures = readLog(session.uid, folder: dataPlane.folder, mark: marks[session.uid],
+                guard var figures = readLog(session.uid, folder: dataPlane.folder, mark: session.logMark,
                                             initial: TrafficFigures(counting: .closedConnections), parse: parse) else { continue }
                 figures.openConnections = openNow(session)
                 result[session.uid] = figures

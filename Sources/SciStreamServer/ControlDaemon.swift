@@ -68,7 +68,7 @@ public enum ControlDaemon {
             let runAs = try config.proxyIdentity(effectiveUID: geteuid())
             dataPlane = try DataPlane(type: config.type, folder: folder, dataPlaneTLS: config.dataPlaneTLS,
                                       buffers: config.proxyBuffers, logger: logger, runAs: config.type == .mock ? nil : runAs,
-                                      path: config.searchPATH)
+                                      path: config.searchPATH, countsTraffic: config.trafficCounting)
             // Before anything in the folder is read or written: no other s2cs uses it.
             folderLock = try SessionFolderLock.acquire(folder: folder)
         } catch {
@@ -82,12 +82,11 @@ public enum ControlDaemon {
             listener.close()
             return Console.runtimeError(StartupError("\(ConsumerSources.flag) cannot be enforced with --type Stunnel: \(refusal). Run s2cs with CAP_NET_ADMIN (systemd: AmbientCapabilities=CAP_NET_ADMIN) or as root, or use --type Haproxy or Nginx, whose configs limit sources themselves"))
         }
-        await dataPlane.setCountsTraffic(config.trafficCounting)
         // With --keep-sessions-on-exit, the sessions an earlier s2cs left running (it exited with the
         // flag, or was killed) whose proxies are provably the ones it started are taken over;
         // reapStale stops and cleans up the rest (without the flag: all of them, as before).
         let adopted = config.type == .mock || !config.keepSessionsOnExit ? [] : await dataPlane.adoptSessions()
-        let reaped = await dataPlane.reapStale()
+        let reaped = await dataPlane.reapStale(keeping: Set(adopted.map(\.record.uid)))
         if reaped > 0 { logger.info("stopped proxies left by an earlier s2cs", ["count": "\(reaped)"]) }
 
         let server: ControlServer

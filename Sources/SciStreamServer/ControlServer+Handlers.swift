@@ -74,7 +74,7 @@ extension ControlServer {
         case .list(let list):
             // One snapshot for both parts: the sessions and their figures match.
             let sessions = await registry.snapshot()
-            return .listReply(ListReply(status: .ok, sessions: await sessionInfos(of: sessions, for: caller),
+            return .listReply(ListReply(status: .ok, sessions: sessionInfos(of: sessions, for: caller),
                                         traffic: list.wantsTraffic ? await sessionTraffic(of: sessions, for: caller) : nil))
 
         case .requestReply, .helloReply, .updateReply, .releaseReply, .listReply, .error:
@@ -189,7 +189,7 @@ extension ControlServer {
             return Status(.internalError, "the proxy for session \(session) could not be started (details in the s2cs log)")
         }
         switch error {
-        case .notInstalled, .invalidSpec, .listenerUnavailable, .notReady, .stoppedWhileStarting, .alreadyRunning, .plaintextUnsupported, .invalidSessionID:
+        case .notInstalled, .invalidSpec, .listenerUnavailable, .notReady, .stoppedWhileStarting, .plaintextUnsupported:
             return Status(.unavailable, ErrorWording.dataPlane(error))
         default:
             return Status(.unavailable, "the proxy for session \(session) could not be started (details in the s2cs log)")
@@ -225,11 +225,9 @@ extension ControlServer {
     /// targets and notes only for the address that requested each. A nil caller is the operator (the
     /// metrics page): every session.
     /// `sessions` is a `registry.snapshot()`.
-    func sessionInfos(of sessions: [SessionRegistry.Session], for caller: Caller?) async -> [SessionInfo] {
+    func sessionInfos(of sessions: [SessionRegistry.Session], for caller: Caller?) -> [SessionInfo] {
         var infos: [SessionInfo] = []
         infos.reserveCapacity(sessions.count)
-        // Which proxies died, asked once for all (not an actor hop per session).
-        let exits = await dataPlane.exits(sessions.compactMap { $0.state == .active ? $0.uid : nil })
         for session in sessions {
             let detailed = caller.map { registry.mayInspect(session, $0) } ?? true
             if session.owner != nil && !detailed { continue }
@@ -243,7 +241,7 @@ extension ControlServer {
             case .failed(let reason): state = "failed"; note = reason
             case .releasing: state = "releasing"
             }
-            if state == "active", let description = exits[session.uid] {
+            if state == "active", let description = session.proxyExit {
                 state = "failed"
                 note = "proxy exited unexpectedly (\(description))"
             }

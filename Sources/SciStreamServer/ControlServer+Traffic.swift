@@ -10,7 +10,8 @@ extension ControlServer {
         let sessions = all.filter { session in (uid.map { session.uid == $0 } ?? true) && (caller.map { registry.mayInspect(session, $0) } ?? true) }
         let now = ContinuousClock.now
         // All at once (one socket dump, only the logs that grew); one session's at its release: read now.
-        let counted = await traffic.figures(for: sessions.map { MeteredSession(uid: $0.uid.text, role: $0.role, listenerPorts: $0.listeners.map(\.port)) },
+        let counted = await traffic.figures(for: sessions.map { MeteredSession(uid: $0.uid.text, role: $0.role, listenerPorts: $0.listeners.map(\.port),
+                                                                               logMark: $0.proxy?.logMark) },
                                             dataPlane: dataPlane, fresh: uid != nil)
         var result: [SessionTraffic] = []
         result.reserveCapacity(sessions.count)

@@ -199,21 +199,19 @@ public final class ControlServer: Sendable {
         logger.info("shutting down")
         if keepingSessions {
             let (kept, ended) = await registry.shutdownKeepingActive()
-            await dataPlane.stopAll()
             logger.info("sessions kept for the next s2cs; the others ended", ["kept": "\(kept)", "ended": "\(ended)"])
             return
         }
+        // The registry's sessions hold every proxy this s2cs started or took over.
         let count = await registry.shutdown()
-        // Nothing should be left; a proxy that outlived its session record would be stopped here.
-        await dataPlane.stopAll()
         logger.info("sessions ended", ["sessions": "\(count)"])
     }
 
     /// At start: the sessions the data plane took over from an earlier s2cs become this registry's.
-    public func restore(_ records: [SessionRecord]) async {
-        for record in await registry.restore(records) {
-            audit?.record(AuditEntry(event: "adopted", client: record.client, identity: record.owner, session: String(record.uid.prefix(8)),
-                                     role: record.role.uppercased(), targets: record.targets, ports: record.ports, status: "OK"))
+    public func restore(_ adopted: [AdoptedSession]) async {
+        for record in await registry.restore(adopted) {
+            audit?.record(AuditEntry(event: "adopted", client: record.client, identity: record.owner, session: record.uid.prefix,
+                                     role: "\(record.role)", targets: record.targets, ports: record.ports, status: "OK"))
         }
     }
 

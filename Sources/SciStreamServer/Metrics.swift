@@ -281,11 +281,10 @@ extension ControlServer {
 
     /// The `/metrics` page of this s2cs.
     func metricsText() async -> String {
-        // The exit count first: a proxy that dies while the page is made then shows as an exit and,
-        // at the latest on the next scrape, as a failed session, never the other way round.
-        let exits = await dataPlane.unexpectedExits
-        let sessions = await registry.snapshot()
-        return metrics.render(sessions: await sessionInfos(of: sessions, for: nil), traffic: await sessionTraffic(of: sessions, for: nil), type: config.type.name,
+        // The exit count and the sessions at one instant: a proxy's unexpected exit is counted when
+        // its session is marked failed (`SessionRegistry.proxyExited`), so the two always agree.
+        let (sessions, exits) = await registry.snapshotWithExits()
+        return metrics.render(sessions: sessionInfos(of: sessions, for: nil), traffic: await sessionTraffic(of: sessions, for: nil), type: config.type.name,
                               unexpectedExits: exits, draining: isDraining, ports: await registry.portPool(),
                               certificateNotAfter: certificateNotAfter)
     }

@@ -9,7 +9,8 @@ import SciStreamPolicy
 ///
 /// An actor: every state change happens here, none of it blocks, and a pending request waits on a
 /// continuation, not on a thread. A session's proxy is started, restarted and stopped only here
-/// (`update`, `retire`), and its ports return to the allocator only in `retire`, after its proxy is
+/// (`update`, `retire`), and its handle (`RunningProxy`) is kept only in its `Session`: the data
+/// plane holds no session. Its ports return to the allocator only in `retire`, after its proxy is
 /// stopped and reaped: release, expiry and shutdown all end a session through `retire`.
 actor SessionRegistry {
     enum State: Equatable {
@@ -40,7 +41,12 @@ actor SessionRegistry {
         var state: State = .pending
         var helloWaiter: CheckedContinuation<[String], any Error>? = nil
         var expiry: Task<Void, Never>? = nil
-        var startTask: Task<Void, any Error>? = nil
+        /// The start (or restart) of its proxy under way: its result becomes `proxy`.
+        var startTask: Task<RunningProxy, any Error>? = nil
+        /// Its proxy, once started (or taken over from an earlier s2cs): the only handle to it.
+        var proxy: RunningProxy? = nil
+        /// How its proxy ended, when it exited without being stopped (the session shows as failed).
+        var proxyExit: String? = nil
         /// When the request arrived (the age in `list`).
         var created = ContinuousClock.now
         /// UDP as well as TCP (`s2uc --protocol udp`; SessionRegistry+UDP.swift).
@@ -85,6 +91,8 @@ actor SessionRegistry {
     private var helloWatchers: [SessionID: [UInt64: CheckedContinuation<Bool, Never>]] = [:]
     private var nextWatcherID: UInt64 = 0
     private var shuttingDown = false
+    /// Proxies that exited without being stopped, since start (s2cs --metrics).
+    private(set) var unexpectedExits = 0
     let dataPlane: DataPlane
     let logger: Logger
 
@@ -338,6 +346,9 @@ actor SessionRegistry {
         return uid
     }
 
+    /// Whether a hello that came before its request waits for `uid`'s request now.
+    func isHelloWaiting(for uid: SessionID) -> Bool { helloWatchers[uid]?.isEmpty == false }
+
     private func waitForSession(_ uid: SessionID) async -> Bool {
         nextWatcherID &+= 1
         let id = nextWatcherID
@@ -374,8 +385,9 @@ actor SessionRegistry {
     func update(_ update: Update, uid: SessionID, targets: [Endpoint], caller: Caller) async throws(StatusError) -> [Endpoint] {
         let (task, listeners) = try beginUpdate(update, uid: uid, targets: targets, caller: caller)
         let prefix = uid.prefix
+        let proxy: RunningProxy?
         let failure: (any Error)?
-        do { try await task.value; failure = nil } catch { failure = error }
+        do { proxy = try await task.value; failure = nil } catch { proxy = nil; failure = error }
         guard var session = sessions[uid], session.state == .starting else {
             // Released (or s2cs shut down) while its proxy was starting: `retire` stops what started.
             throw StatusError(.unavailable, shuttingDown ? "s2cs is shutting down" : "session \(prefix) was released while its proxy was starting")
@@ -392,16 +404,20 @@ actor SessionRegistry {
             throw StatusError(remote)
         }
         session.state = .active
+        session.proxy = proxy
         session.expiry?.cancel()
         session.expiry = expiryTask(for: uid, created: session.created, setup: nil)
         sessions[uid] = session
-        // Its record, so that a restarted s2cs takes it over (written while it runs: an s2cs killed
-        // with SIGKILL leaves it too).
-        if let record = record(of: session) { await dataPlane.persist(record) }
+        if let proxy {
+            watchExit(of: proxy)
+            // Its record, so that a restarted s2cs takes it over (written while it runs: an s2cs
+            // killed with SIGKILL leaves it too).
+            if let record = record(of: session) { await dataPlane.persist(record, proxy: proxy) }
+        }
         return listeners
     }
 
-    private func beginUpdate(_ update: Update, uid: SessionID, targets: [Endpoint], caller: Caller) throws(StatusError) -> (Task<Void, any Error>, [Endpoint]) {
+    private func beginUpdate(_ update: Update, uid: SessionID, targets: [Endpoint], caller: Caller) throws(StatusError) -> (Task<RunningProxy, any Error>, [Endpoint]) {
         guard !shuttingDown else { throw StatusError(.unavailable, "s2cs is shutting down") }
         guard var session = sessions[uid] else {
             throw StatusError(.notFound, "no session \(uid.prefix) on this s2cs: check the uid and the --s2cs address")
@@ -427,7 +443,6 @@ actor SessionRegistry {
         guard !targets.isEmpty else {
             throw StatusError(.invalidArgument, "update for session \(uid.prefix) has no remote listeners")
         }
-        let restart = session.state != .ready
         session.expiry?.cancel()
         session.expiry = nil
         // Every listener is fenced: CONS ones to the consumer applications, PROD ones (plaintext mode)
@@ -437,9 +452,13 @@ actor SessionRegistry {
         var spec = ProxySpec(uid: uid, role: session.role, listeners: session.listeners, targets: targets, rateKbps: session.rate, allowedSources: sources)
         spec.udp = session.udp
         let dataPlane = self.dataPlane
+        // A restart stops the proxy it replaces first (its listeners are the new one's).
+        let replaced = session.proxy
+        session.proxy = nil
+        session.proxyExit = nil
         let task = Task {
-            if restart { await dataPlane.stop(uid) }
-            try await dataPlane.start(spec)
+            if let replaced { await dataPlane.stop(replaced) }
+            return try await dataPlane.start(spec)
         }
         session.targets = targets
         session.state = .starting
@@ -453,23 +472,21 @@ actor SessionRegistry {
     /// Releases a session for `caller`: waits for a start in progress, stops its proxy, frees its
     /// ports. Returns a note when its proxy had died on its own.
     func release(_ uid: SessionID, caller: Caller) async throws(StatusError) -> String? {
-        let pending = try beginRelease(uid, caller: caller)
-        _ = try? await pending?.value
+        try beginRelease(uid, caller: caller)
         var note: String? = nil
-        if case .exited(let description) = await dataPlane.status(uid) {
+        if case .exited(let description) = sessions[uid]?.proxy?.status {
             note = "its proxy had exited unexpectedly (\(description))"
         }
         await retire(uid)
         return note
     }
 
-    /// Marks the session as releasing and hands back what must finish before its proxy is stopped.
-    private func beginRelease(_ uid: SessionID, caller: Caller) throws(StatusError) -> Task<Void, any Error>? {
+    /// Marks the session as releasing (nothing else starts or stops its proxy from now on).
+    private func beginRelease(_ uid: SessionID, caller: Caller) throws(StatusError) {
         guard var session = sessions[uid], session.state != .releasing else {
             throw StatusError(.notFound, "no session \(uid.prefix) on this s2cs: check the uid and the --s2cs address (s2uc list shows the sessions)")
         }
         try authorize(session, caller)
-        let task = session.startTask
         session.state = .releasing
         session.expiry?.cancel()
         session.expiry = nil
@@ -478,16 +495,38 @@ actor SessionRegistry {
             waiter.resume(throwing: StatusError(.unavailable, "session \(uid.prefix) was released before its hello arrived"))
         }
         sessions[uid] = session
-        return task
     }
 
-    /// The end of every session: its proxy stopped and reaped, then its ports freed. The session must
-    /// be `.releasing` (so nothing else starts or stops it meanwhile).
+    /// The end of every session: a start under way given up (its task cancelled: it stops what it
+    /// started), its proxy stopped and reaped, then its ports freed. The session must be `.releasing`
+    /// (so nothing else starts or stops it meanwhile).
     private func retire(_ uid: SessionID) async {
         guard let session = sessions[uid], session.state == .releasing else { return }
-        _ = try? await session.startTask?.value
-        await dataPlane.stop(uid)
+        session.startTask?.cancel()
+        // A start that finished all the same hands back a proxy that nobody else will stop.
+        let started = try? await session.startTask?.value
+        if let proxy = session.proxy { await dataPlane.stop(proxy) }
+        if let started, started !== session.proxy { await dataPlane.stop(started) }
         freeSession(uid)
+    }
+
+    /// Learns of the exit of `proxy` (the session `proxy.session`'s), whenever it comes; one that was
+    /// not stopped (`RunningProxy.wasStopped`) is an unexpected exit: counted, logged, and shown by
+    /// the session (failed) while it is not released.
+    private func watchExit(of proxy: RunningProxy) {
+        Task { [weak self] in
+            guard let status = await proxy.exit(), !proxy.wasStopped else { return }
+            await self?.proxyExited(proxy, status: status)
+        }
+    }
+
+    private func proxyExited(_ proxy: RunningProxy, status: TerminationStatus) {
+        let uid = proxy.session
+        unexpectedExits += 1
+        logger.error("proxy exited unexpectedly", [
+            "session": uid.prefix, "type": dataPlane.type.name, "pid": proxy.pid.map(String.init) ?? "?", "status": status.description,
+        ])
+        if sessions[uid]?.proxy === proxy { sessions[uid]?.proxyExit = status.description }
     }
 
     /// Keeps the ports held by requests still waiting for their hello within `--max-pending-ports`:
@@ -672,6 +711,9 @@ actor SessionRegistry {
         sessions.keys.sorted { $0.text < $1.text }.compactMap { sessions[$0] }
     }
 
+    /// `snapshot()` and `unexpectedExits` at one instant (the metrics page).
+    func snapshotWithExits() -> (sessions: [Session], unexpectedExits: Int) { (snapshot(), unexpectedExits) }
+
     /// Refuses new work, fails every pending request, then ends every session (proxies stopped and
     /// reaped, ports freed), starts in progress included. Returns how many sessions there were.
     /// `--peer-gateways` and `--cons-allowed-sources` after a reload: sessions started from now on
@@ -734,26 +776,27 @@ extension SessionRegistry {
     func record(of session: Session) -> SessionRecord? {
         guard !session.udp else { return nil }
         let created = Date().timeIntervalSince1970 - Self.seconds(ContinuousClock.now - session.created)
-        return SessionRecord(uid: session.uid.text, role: "\(session.role)", client: session.client, owner: session.owner,
+        return SessionRecord(uid: session.uid, role: session.role, client: session.client, owner: session.owner,
                              numConn: session.numConn, rate: session.rate, ports: session.ports,
                              listeners: session.listeners.map(\.description), prodListeners: session.prodListeners,
                              targets: session.targets.map(\.description), udp: session.udp, created: created)
     }
 
     /// Takes over the sessions the data plane adopted at start (their proxies still run): each is
-    /// active again, with its owner, its ports held and counted against its client's quotas, as
-    /// before the restart. A record that no longer fits (a port outside --port-range, a role or
-    /// address that does not parse) is not restored; its proxy is stopped.
-    func restore(_ records: [SessionRecord]) async -> [SessionRecord] {
+    /// active again, with its owner, its ports held and counted against its client's quotas, and its
+    /// proxy's handle, as before the restart. A record that no longer fits (a port outside
+    /// --port-range, an address that does not parse) is not restored; its proxy is stopped.
+    func restore(_ adopted: [AdoptedSession]) async -> [SessionRecord] {
         var restored: [SessionRecord] = []
-        for record in records {
-            guard let uid = SessionID(record.uid), sessions[uid] == nil,
-                  let role: Role = record.role == "\(Role.prod)" ? .prod : record.role == "\(Role.cons)" ? .cons : nil,
+        for (record, proxy) in adopted.map({ ($0.record, $0.proxy) }) {
+            let uid = record.uid
+            let role = record.role
+            guard sessions[uid] == nil,
                   let listeners = try? record.listeners.map({ try Endpoint.parse($0) }),
                   let targets = try? record.targets.map({ try Endpoint.parse($0) }),
                   !record.ports.isEmpty, allocator.reserve(record.ports, isFree: { _ in true }) == nil else {
-                logger.warning("session record does not fit this s2cs: its proxy is stopped", ["session": String(record.uid.prefix(8))])
-                if let uid = SessionID(record.uid) { await dataPlane.stop(uid) }
+                logger.warning("session record does not fit this s2cs: its proxy is stopped", ["session": uid.prefix])
+                await dataPlane.stop(proxy)
                 continue
             }
             let age = max(0, Date().timeIntervalSince1970 - record.created)
@@ -762,6 +805,8 @@ extension SessionRegistry {
             session.prodListeners = record.prodListeners
             session.targets = targets
             session.state = .active
+            session.proxy = proxy
+            watchExit(of: proxy)
             // The age it had (the record's `created`): --max-session-lifetime counts from its request.
             session.created = ContinuousClock.now - .milliseconds(Int64(min(age, 1e9) * 1000))
             session.expiry = expiryTask(for: uid, created: session.created, setup: nil)
@@ -778,20 +823,20 @@ extension SessionRegistry {
 
     /// s2cs exits keeping its sessions for the next s2cs (`--keep-sessions-on-exit`): pending
     /// requests fail, sessions that are not active (pending, starting, failed) end as at shutdown,
-    /// and active ones are let go with their proxies running and their records written. Returns
-    /// how many were kept and how many ended.
+    /// and active ones whose record is written are let go with their proxies running. Returns how
+    /// many were kept and how many ended.
     func shutdownKeepingActive() async -> (kept: Int, ended: Int) {
         var keep: [SessionID] = []
         for (uid, session) in sessions where session.state == .active && !session.udp {
-            if let record = record(of: session), await dataPlane.persist(record) { keep.append(uid) }
+            guard let proxy = session.proxy, case .running = proxy.status, let record = record(of: session) else { continue }
+            if await dataPlane.persist(record, proxy: proxy) { keep.append(uid) }
         }
         for uid in keep {
             sessions[uid]?.expiry?.cancel()
             sessions[uid] = nil
         }
-        let kept = await dataPlane.detachAll()
         let ended = await shutdown()
-        return (kept, ended)
+        return (keep.count, ended)
     }
 }
 

@@ -11,6 +11,23 @@ public enum Role: UInt8, Sendable, CustomStringConvertible {
     }
 }
 
+/// In a file s2cs writes (a session record), a role is its name, "PROD" or "CONS".
+extension Role: Codable {
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let name = try container.decode(String.self)
+        guard let role = [Role.prod, .cons].first(where: { $0.description == name }) else {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: "not a role: \(name)")
+        }
+        self = role
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
 extension ByteReader {
     mutating func readRole(_ field: String) throws(WireError) -> Role {
         let byte = try readU8(field)

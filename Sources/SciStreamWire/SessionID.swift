@@ -112,3 +112,15 @@ private func isHexDigit(_ byte: UInt8) -> Bool {
     isDigit(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
         || (UInt8(ascii: "A")...UInt8(ascii: "F")).contains(byte)
 }
+
+/// In a file s2cs writes (a session record), a session id is its text; reading one validates it.
+extension SessionID: Codable {
+    public init(from decoder: any Decoder) throws {
+        self = try SessionID(validating: try decoder.singleValueContainer().decode(String.self))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(text)
+    }
+}

@@ -113,7 +113,7 @@ struct LifecycleTests {
         }
     }
 
-    @Test("a proxy killed with SIGKILL: status becomes exited, stop still cleans up", arguments: tlsTypes)
+    @Test("a proxy killed with SIGKILL: its handle's status becomes exited, not stopped; stop still cleans up", arguments: tlsTypes)
     func unexpectedExitIsNoticed(_ type: DataServerType) async throws {
         let folder = try TemporaryFolder("dp")
         let sink = LogSink.memory()
@@ -132,17 +132,16 @@ struct LifecycleTests {
             }
             #expect(await plane.status(uid: uid) == .exited(description: "killed by SIGKILL"))
             expectGone(pid)
-            let line = sink.recorded.first { $0.contains("proxy exited unexpectedly") }
-            #expect(line?.contains("session=\(uid.prefix(8))") == true)
-            #expect(line?.contains("pid=\(pid)") == true)
-            #expect(line?.contains("status=\"killed by SIGKILL\"") == true)
+            // Its owner (the registry, SessionRegistryTests) counts and logs the exit: not a stop.
+            #expect(await plane.proxy(uid: uid)?.wasStopped == false)
             // Its workers went with it (nginx's would keep serving): nobody listens any more.
             let addresses = try ListenerProbe.addresses(of: ConfigEndpoint(loopback(port))!)
             #expect(!ListenerProbe.isListening(addresses, in: try ListenerProbe.listeningSockets(on: addresses)))
             #expect(processes(mentioning: folder.path).isEmpty)
 
+            let proxy = await plane.proxy(uid: uid)
             await plane.stop(uid: uid)
-            #expect(await plane.status(uid: uid) == nil)
+            #expect(proxy?.wasStopped == false)  // it had exited before the stop
             #expect(folder.contents() == ["\(uid).log"])
         }
     }
@@ -196,50 +195,56 @@ struct LifecycleTests {
         }
     }
 
-    @Test("a second start of a running session is refused; stop is idempotent; unknown uids are no-ops")
-    func bookkeeping() async throws {
+    @Test("the handle names its proxy: stopping it twice does no harm, and the uid can start again")
+    func handles() async throws {
         let folder = try TemporaryFolder("dp")
-        let plane = try makePlane(.haproxy, folder)
+        let owner = try makePlane(.haproxy, folder)
+        let plane = owner.plane
         let uid = newUID()
         let spec = ProxySpec(uid: uid, role: .prod, listeners: [loopback(try freePort())], targets: [loopback(9)], rateKbps: 0)
-        try await withPlanes([plane], folders: [folder]) {
-            try await plane.start(spec)
-            guard let pid = await runningPID(plane, uid) else { return }
-            await #expect(throws: DataPlaneError.alreadyRunning(session: String(uid.prefix(8)))) { try await plane.start(spec) }
-            #expect(await plane.status(uid: uid) == .running(pid: pid))
-            #expect(await plane.status(uid: uid.uppercased()) == .running(pid: pid))  // the same UUID
-            await plane.stop(uid: newUID())
-            #expect(SessionID("not a uuid") == nil)  // a text that is not a uid cannot name a session
-            #expect(await plane.status(uid: newUID()) == nil)
-            await plane.stop(uid: uid)
-            await plane.stop(uid: uid)
+        try await withPlanes([owner], folders: [folder]) {
+            let proxy = try await plane.start(spec)
+            guard let pid = proxy.pid else { Issue.record("no pid"); return }
+            #expect(proxy.session == SessionID(uid))
+            #expect(proxy.status == .running(pid: pid))
+            #expect(proxy.logMark != nil)
+            #expect(!proxy.wasStopped)
+            await plane.stop(proxy)
+            await plane.stop(proxy)
             expectGone(pid)
+            #expect(proxy.wasStopped)  // its exit was asked for
+            guard case .exited = proxy.status else { Issue.record("status \(String(describing: proxy.status))"); return }
+            #expect(proxy.logMark == nil)
+            #expect(await proxy.exit() != nil)
+            #expect(folder.contents() == ["\(uid).log"])
             // The same uid can start again; its log is appended to.
-            try await plane.start(spec)
-            guard let again = await runningPID(plane, uid) else { return }
-            #expect(again != pid)
-            await plane.stop(uid: uid)
+            let again = try await plane.start(spec)
+            #expect(again.pid != nil && again.pid != pid)
+            await plane.stop(again)
         }
     }
 
-    @Test("stop during start: the proxy never outlives the release")
-    func stopWhileStarting() async throws {
+    @Test("a start whose task is cancelled gives up: the proxy never outlives the release")
+    func cancelledWhileStarting() async throws {
         let folder = try TemporaryFolder("dp")
-        let plane = try makePlane(.haproxy, folder)
+        let owner = try makePlane(.haproxy, folder)
+        let plane = owner.plane
         let uid = newUID()
         let spec = ProxySpec(uid: uid, role: .prod, listeners: [loopback(try freePort())], targets: [loopback(9)], rateKbps: 0)
-        try await withPlanes([plane], folders: [folder]) {
+        try await withPlanes([owner], folders: [folder]) {
             let start = Task { try await plane.start(spec) }
-            // Stop once the start is under way (the data plane holds the session), not after a guess.
+            // Cancel once the start is under way (its config is written), not after a guess.
             let deadline = ContinuousClock.now + .seconds(10)
-            while await !plane.sessionUIDs.contains(uid), ContinuousClock.now < deadline { await Task.yield() }
-            #expect(await plane.sessionUIDs.contains(uid))
-            await plane.stop(uid: uid)
-            let outcome = await start.result
-            if case .failure(let error) = outcome {
+            while !folder.exists("\(uid).conf"), ContinuousClock.now < deadline { await Task.yield() }
+            #expect(folder.exists("\(uid).conf"))
+            start.cancel()
+            switch await start.result {
+            case .failure(let error):
                 #expect(error as? DataPlaneError == .stoppedWhileStarting(session: String(uid.prefix(8))))
+            case .success(let proxy):
+                Issue.record("the start finished although it was cancelled while starting")
+                await plane.stop(proxy)
             }
-            #expect(await plane.status(uid: uid) == nil)
             #expect(folder.contents().filter { !$0.hasSuffix(".log") }.isEmpty)
             #expect(processes(mentioning: folder.path).isEmpty)
         }
@@ -271,15 +276,17 @@ struct LifecycleTests {
         let plane = try makePlane(.mock, folder)
         let uid = newUID()
         try await withPlanes([plane], folders: [folder]) {
-            try await plane.start(ProxySpec(uid: uid, role: .prod, listeners: [loopback(5100)], targets: [loopback(5001)], rateKbps: 10000))
-            #expect(await plane.status(uid: uid) == nil)
-            #expect(await plane.sessionUIDs == [uid])
+            let proxy = try await plane.start(ProxySpec(uid: uid, role: .prod, listeners: [loopback(5100)], targets: [loopback(5001)], rateKbps: 10000))
+            #expect(proxy.status == nil && proxy.pid == nil && proxy.logMark == nil)
+            #expect(await proxy.exit() == nil)  // no process: nothing to wait for
             #expect(folder.contents().isEmpty)
+            // The spec is still checked: a session without listeners is refused.
             await #expect(throws: DataPlaneError.self) {
-                try await plane.start(ProxySpec(uid: uid, role: .prod, listeners: [loopback(5100)], targets: [loopback(5001)], rateKbps: 0))
+                try await plane.start(ProxySpec(uid: newUID(), role: .prod, listeners: [], targets: [loopback(5001)], rateKbps: 0))
             }
             await plane.stop(uid: uid)
             #expect(await plane.sessionUIDs.isEmpty)
+            #expect(folder.contents().isEmpty)
         }
     }
 

@@ -218,7 +218,7 @@ extension TemporaryFolder {
     func read(_ name: String, default fallback: String) -> String { read(name) ?? fallback }
 }
 
-/// Logs of released sessions are pruned at start and after each release.
+/// Logs of released sessions are pruned at start and after each release; a running session's stays.
 @Suite("Session logs pruned")
 struct SessionLogPruningTests {
     func touch(_ folder: TemporaryFolder, _ name: String, daysAgo: Double) throws {
@@ -255,17 +255,17 @@ struct SessionLogPruningTests {
         for (index, uid) in uids.enumerated() { try touch(folder, "\(uid).log", daysAgo: Double(index) / 100) }
         let live = newUID()
         try touch(folder, "\(live).log", daysAgo: 30)
+        // A live session is one whose config is in the folder (its proxy runs, here or in another s2cs).
+        try folder.write("\(live).conf", "# running\n")
         let plane = try DataPlane(type: .mock, folder: folder.path, dataPlaneTLS: true, logger: testLogger())
-        try await plane.start(ProxySpec(uid: live, role: .prod, listeners: [loopback(5100)],
-                                        targets: [loopback(5001)], rateKbps: 0))
-        let session = newUID()
-        try await plane.start(ProxySpec(uid: session, role: .prod, listeners: [loopback(5101)],
-                                        targets: [loopback(5001)], rateKbps: 0))
-        await plane.stop(uid: session)
+        let session = try await plane.start(ProxySpec(uid: newUID(), role: .prod, listeners: [loopback(5101)],
+                                                      targets: [loopback(5001)], rateKbps: 0))
+        await plane.stop(session)
         let left = Set(folder.contents())
-        #expect(left == Set(uids.prefix(200).map { "\($0).log" } + ["\(live).log"]))  // the three oldest went
-        await plane.stop(uid: live)
-        #expect(!folder.exists("\(live).log"))  // released, and 30 days old
+        #expect(left == Set(uids.prefix(200).map { "\($0).log" } + ["\(live).log", "\(live).conf"]))  // the three oldest went
+        unlink(folder.file("\(live).conf"))
+        await plane.stop(session)  // the next prune: the live one's was released, and is 30 days old
+        #expect(!folder.exists("\(live).log"))
     }
 }
 

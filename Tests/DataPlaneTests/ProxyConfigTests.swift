@@ -290,13 +290,11 @@ struct ProxyConfigTests {
 
     @Test func errorsNameSessionsByPrefix() {
         let errors: [DataPlaneError] = [
-            .alreadyRunning(session: "4f8583bc"),
             .startFailed(type: .haproxy, session: "4f8583bc", message: "[ALERT] x"),
             .notReady(type: .nginx, session: "4f8583bc", listener: "127.0.0.1:5100", seconds: 10),
             .listenerUnavailable(session: "4f8583bc", listener: "127.0.0.1:5100", reason: "Address already in use"),
         ]
         #expect(errors.map(\.description) == [
-            "session 4f8583bc already has a proxy",
             "haproxy failed to start for session 4f8583bc: [ALERT] x",
             "nginx did not listen on 127.0.0.1:5100 within 10 s for session 4f8583bc",
             "cannot listen on 127.0.0.1:5100 for session 4f8583bc: Address already in use",

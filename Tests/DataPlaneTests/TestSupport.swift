@@ -82,16 +82,53 @@ extension ProxySpec {
     }
 }
 
-extension DataPlane {
+/// What the registry is in s2cs, for the data plane's tests: the owner of the proxies a data plane
+/// started (the data plane keeps none), by uid, so that tests name sessions as before and
+/// `withPlanes` stops every proxy a test left running.
+actor ProxyOwner {
+    nonisolated let plane: DataPlane
+    private var proxies: [SessionID: RunningProxy] = [:]
+
+    init(_ plane: DataPlane) { self.plane = plane }
+
+    nonisolated var folder: String { plane.folder }
+
+    /// Starts `spec`'s proxy and keeps its handle.
+    @discardableResult
+    func start(_ spec: ProxySpec) async throws(DataPlaneError) -> RunningProxy {
+        let proxy = try await plane.start(spec)
+        proxies[spec.uid] = proxy
+        return proxy
+    }
+
+    /// Stops the proxy of `uid`, if this owner holds one.
     func stop(uid: String) async {
         guard let session = SessionID(uid) else { Issue.record("not a uid: \(uid)"); return }
-        await stop(session)
+        guard let proxy = proxies.removeValue(forKey: session) else { return }
+        await plane.stop(proxy)
     }
+
+    /// The status of `uid`'s proxy (nil: none held, or Mock).
     func status(uid: String) -> ProxyStatus? {
         guard let session = SessionID(uid) else { Issue.record("not a uid: \(uid)"); return nil }
-        return status(session)
+        return proxies[session]?.status
     }
-    var sessionUIDs: [String] { sessionIDs.map(\.text) }
+
+    /// The handle of `uid`'s proxy, if this owner holds one.
+    func proxy(uid: String) -> RunningProxy? { SessionID(uid).flatMap { proxies[$0] } }
+
+    var sessionUIDs: [String] { proxies.keys.map(\.text) }
+
+    func stopAll() async {
+        let all = proxies.values
+        proxies = [:]
+        await withTaskGroup(of: Void.self) { group in
+            for proxy in all { group.addTask { await self.plane.stop(proxy) } }
+        }
+    }
+
+    /// `DataPlane.reapStale`, keeping what this owner holds (as s2cs keeps the sessions it took over).
+    func reapStale() async -> Int { await plane.reapStale(keeping: Set(proxies.keys)) }
 }
 
 func newSessionID() -> SessionID { SessionID(newUID())! }  // safe: UUID().uuidString is canonical
@@ -391,15 +428,15 @@ func processes(mentioning fragment: String) -> [Int32] {
 /// A data plane for tests, with the internal knobs reachable.
 func makePlane(_ type: DataServerType, _ folder: TemporaryFolder, tls: Bool = true, sink: LogSink = .memory(),
                checkListeners: Bool = true, maxConnections: Int = SessionLimits.defaultMaxConnections,
-               logLimit: Int = SessionLog.defaultLimit) throws -> DataPlane {
-    try DataPlane(type: type, folder: folder.path, dataPlaneTLS: tls, logger: testLogger(sink), stopGrace: .seconds(2),
+               logLimit: Int = SessionLog.defaultLimit) throws -> ProxyOwner {
+    ProxyOwner(try DataPlane(type: type, folder: folder.path, dataPlaneTLS: tls, logger: testLogger(sink), stopGrace: .seconds(2),
                   searchPath: DataPlane.defaultSearchPath(path: ProcessInfo.processInfo.environment["PATH"]), readinessTimeout: .seconds(10),
-                  checkListenersBeforeLaunch: checkListeners, maxConnections: maxConnections, logLimit: logLimit)
+                  checkListenersBeforeLaunch: checkListeners, maxConnections: maxConnections, logLimit: logLimit))
 }
 
-/// Runs `body`; then, even if it threw, stops every data plane, checks that no process still
+/// Runs `body`; then, even if it threw, stops every proxy the owners hold, checks that no process still
 /// mentions the folders (no proxy left behind), and removes them.
-func withPlanes(_ planes: [DataPlane], folders: [TemporaryFolder], producer: ProducerApp? = nil,
+func withPlanes(_ planes: [ProxyOwner], folders: [TemporaryFolder], producer: ProducerApp? = nil,
                 sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> Void) async throws {
     var failure: (any Error)? = nil
     do {
@@ -422,7 +459,7 @@ func withPlanes(_ planes: [DataPlane], folders: [TemporaryFolder], producer: Pro
 /// `ProducerApp`: `body` gets (prod, cons, producer, prodFolder, consFolder); afterwards, as in
 /// `withPlanes`, everything is stopped and no proxy may be left.
 func withPlanePair(_ type: DataServerType, tls: Bool = true, sink: LogSink = .memory(), sourceLocation: SourceLocation = #_sourceLocation,
-                   _ body: (DataPlane, DataPlane, ProducerApp, TemporaryFolder, TemporaryFolder) async throws -> Void) async throws {
+                   _ body: (ProxyOwner, ProxyOwner, ProducerApp, TemporaryFolder, TemporaryFolder) async throws -> Void) async throws {
     let prodFolder = try TemporaryFolder("dp-prod")
     let consFolder = try TemporaryFolder("dp-cons")
     let prod = try makePlane(type, prodFolder, tls: tls, sink: sink)
@@ -435,7 +472,7 @@ func withPlanePair(_ type: DataServerType, tls: Bool = true, sink: LogSink = .me
 
 /// One PROD session of `type` on a free loopback port, forwarding to a fresh `ProducerApp`.
 struct ProdSession {
-    let plane: DataPlane
+    let plane: ProxyOwner
     let folder: TemporaryFolder
     let producer: ProducerApp
     let uid: String
@@ -470,7 +507,7 @@ func withProdSession(_ type: DataServerType, maxConnections: Int = SessionLimits
 }
 
 /// The running proxy's pid, or nil (recording an issue).
-func runningPID(_ plane: DataPlane, _ uid: String, sourceLocation: SourceLocation = #_sourceLocation) async -> Int32? {
+func runningPID(_ plane: ProxyOwner, _ uid: String, sourceLocation: SourceLocation = #_sourceLocation) async -> Int32? {
     let status = await plane.status(uid: uid)
     guard case .running(let pid) = status else {
         Issue.record("expected a running proxy, got \(String(describing: status))", sourceLocation: sourceLocation)

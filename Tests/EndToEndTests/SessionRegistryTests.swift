@@ -27,14 +27,15 @@ import TestPorts
         return bin.path
     }
 
-    func make(_ type: DataServerType = .mock, ports: PortBlock, helloTimeout: Duration = .seconds(5), proxyDelay: Double = 0) throws -> (SessionRegistry, DataPlane) {
+    func make(_ type: DataServerType = .mock, ports: PortBlock, helloTimeout: Duration = .seconds(5), proxyDelay: Double = 0,
+              sink: LogSink = .standardError) throws -> (SessionRegistry, DataPlane) {
         var config = ServerConfiguration()
         config.portRange = try PortRange(lower: ports.lower, upper: ports.upper)
         config.listenerIP = "127.0.0.1"
         config.helloTimeout = helloTimeout
         config.maxPortsPerClient = ports.count
         config.configFolder = folder.appendingPathComponent("sessions").path
-        let logger = Logger(label: "test", level: .debug, sink: .standardError)
+        let logger = Logger(label: "test", level: .debug, sink: sink)
         let searchPath = type == .mock ? [] : [try slowProxyFolder(delay: proxyDelay)]
         let dataPlane = try DataPlane(type: type, folder: config.configFolder, dataPlaneTLS: true, logger: logger, stopGrace: .seconds(2),
                                       searchPath: searchPath, readinessTimeout: .seconds(10), checkListenersBeforeLaunch: true)
@@ -53,6 +54,15 @@ import TestPorts
         try await registry.update(Update(token: "", uid: .checked(uid), role: .prod, remoteListeners: [target]), uid: SessionID(uid)!, targets: [try Endpoint.parse(target)], caller: caller)
     }
 
+    /// The proxies running with a config of this test's session folder (other suites' proxies may be
+    /// children of this process too).
+    func proxiesOfThisFolder() -> [Int32] {
+        childPIDs(of: getpid()).filter { pid in
+            let commandLine = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            return commandLine.contains(folder.path)
+        }
+    }
+
     /// Whether every port of `ports` can be handed out again (one session asking for all of them).
     func allPortsFree(_ registry: SessionRegistry, _ ports: PortBlock) async -> Bool {
         let reply = try? await requestAndHello(registry, uid: SessionID.random(), numConn: UInt32(ports.count))
@@ -65,7 +75,7 @@ import TestPorts
         let uid = SessionID.random()
         let caller = self.caller
         let hello = Task { try await registry.hello(Hello(token: "", uid: .checked(uid), role: .prod, prodListeners: ["127.0.0.1:5001"]), uid: SessionID(uid)!, caller: caller, checked: .success(["127.0.0.1:5001"])) }
-        try await Task.sleep(for: .milliseconds(100))  // the hello is first, by construction of this test
+        try await waitUntil("the hello waits for its request", seconds: 10) { await registry.isHelloWaiting(for: SessionID(uid)!) }
         let reply = try await registry.request(Request(token: "", uid: .checked(uid), role: .prod, numConn: 2, rate: 0, listenPorts: []), uid: SessionID(uid)!, caller: caller)
         try await hello.value
         #expect(reply.status.code == .ok && reply.listeners.count == 2 && reply.prodListeners == ["127.0.0.1:5001"])
@@ -84,7 +94,7 @@ import TestPorts
 
     @Test func anUpdateDuringShutdownStartsNothing() async throws {
         let ports = try PortBlock.reserve(2)
-        let (registry, dataPlane) = try make(.haproxy, ports: ports)
+        let (registry, _) = try make(.haproxy, ports: ports)
         let uid = SessionID.random()
         _ = try await requestAndHello(registry, uid: uid)
         #expect(await registry.shutdown() == 1)
@@ -94,19 +104,14 @@ import TestPorts
         } catch {
             #expect((error as? StatusError)?.status.code == .unavailable && (error as? StatusError)?.status.message == "s2cs is shutting down", "\(error)")
         }
-        #expect(try await dataPlane.status(SessionID(validating: uid)) == nil)
-        // No proxy of this test's session folder (other suites' proxies may be children of this process too).
-        let ours = childPIDs(of: getpid()).filter { pid in
-            let commandLine = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
-            return commandLine.contains(folder.path)
-        }
+        let ours = proxiesOfThisFolder()
         #expect(ours.isEmpty, "proxies started after shutdown: \(ours)")
         #expect(await registry.snapshot().isEmpty)
     }
 
     @Test func shutdownEndsAStartInProgressAndLeavesNoProxy() async throws {
         let ports = try PortBlock.reserve(2)
-        let (registry, dataPlane) = try make(.haproxy, ports: ports, proxyDelay: 1.5)
+        let (registry, _) = try make(.haproxy, ports: ports, proxyDelay: 1.5)
         let uid = SessionID.random()
         _ = try await requestAndHello(registry, uid: uid)
         let starting = Task { try await update(registry, uid: uid) }
@@ -114,14 +119,14 @@ import TestPorts
         try await waitUntil("the session is starting", seconds: 10) { await registry.snapshot().first?.state == .starting }
         #expect(await registry.shutdown() == 1)
         await #expect(throws: StatusError.self) { _ = try await starting.value }
-        #expect(try await dataPlane.status(SessionID(validating: uid)) == nil)
+        #expect(proxiesOfThisFolder().isEmpty)
         #expect(await registry.snapshot().isEmpty)
         #expect(noProxyFiles(uid))
     }
 
     @Test func aReleaseWhileTheProxyStartsStopsItThenFreesThePorts() async throws {
         let ports = try PortBlock.reserve(2)
-        let (registry, dataPlane) = try make(.haproxy, ports: ports, proxyDelay: 1.5)
+        let (registry, _) = try make(.haproxy, ports: ports, proxyDelay: 1.5)
         let uid = SessionID.random()
         _ = try await requestAndHello(registry, uid: uid, numConn: 2)
         let starting = Task { try await update(registry, uid: uid) }
@@ -134,24 +139,37 @@ import TestPorts
         } catch {
             #expect((error as? StatusError)?.status.message.contains("was released while its proxy was starting") == true, "\(error)")
         }
-        #expect(try await dataPlane.status(SessionID(validating: uid)) == nil)
+        #expect(proxiesOfThisFolder().isEmpty)
         #expect(noProxyFiles(uid))
         #expect(await allPortsFree(registry, ports))
     }
 
     @Test func aProxyThatDiesIsReportedAtReleaseAndItsPortsReturn() async throws {
         let ports = try PortBlock.reserve(2)
-        let (registry, dataPlane) = try make(.haproxy, ports: ports)
+        let sink = LogSink.memory()
+        let (registry, _) = try make(.haproxy, ports: ports, sink: sink)
         let uid = SessionID.random()
+        let id = try SessionID(validating: uid)
         _ = try await requestAndHello(registry, uid: uid, numConn: 2)
         let listeners = try await update(registry, uid: uid)
         #expect(listeners.count == 2)
-        guard case .running(let pid) = try await dataPlane.status(SessionID(validating: uid)) else { Issue.record("not running"); return }
-        kill(pid, SIGKILL)
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline, case .running = try await dataPlane.status(SessionID(validating: uid)) {
-            try await Task.sleep(for: .milliseconds(20))
+        // The session owns its proxy's handle: that is where its state is read.
+        guard case .running(let pid) = await registry.snapshot().first(where: { $0.uid == id })?.proxy?.status else {
+            Issue.record("not running"); return
         }
+        kill(pid, SIGKILL)
+        // The registry learns of the exit by itself: the session shows how its proxy ended, and the
+        // exit is counted and logged once.
+        try await waitUntil("the registry noticed the exit", seconds: 10) {
+            await registry.snapshot().first { $0.uid == id }?.proxyExit != nil
+        }
+        #expect(await registry.snapshot().first { $0.uid == id }?.proxyExit == "killed by SIGKILL")
+        #expect(await registry.unexpectedExits == 1)
+        let lines = sink.recorded.filter { $0.contains("proxy exited unexpectedly") }
+        #expect(lines.count == 1)
+        #expect(lines.first?.contains("session=\(id.prefix)") == true)
+        #expect(lines.first?.contains("pid=\(pid)") == true)
+        #expect(lines.first?.contains("status=\"killed by SIGKILL\"") == true)
         let note = try await registry.release(SessionID(uid)!, caller: caller)
         #expect(note?.contains("exited unexpectedly") == true, "\(String(describing: note))")
         #expect(await allPortsFree(registry, ports))
