@@ -344,8 +344,9 @@ func ownNonLoopbackAddresses() -> [String] {
         #expect(config.contains("acl allowed_source src 192.0.2.0/24\n    tcp-request connection reject unless allowed_source"), "\(config)")
         let listener = session.listeners.first.map { $0.replacingOccurrences(of: "tcp://", with: "") } ?? ""
         let port = UInt16(listener.split(separator: ":").last ?? "") ?? 0
+        // sendRandomBytes returns once the listener's side has closed: the stranger was refused at
+        // the connection, before anything could be forwarded.
         _ = try? await sendRandomBytes(to: port, count: 4096)
-        try await Task.sleep(for: .milliseconds(300))
         app.stop()
         let reached = await app.results()
         #expect(reached.allSatisfy { $0.bytes == 0 }, "a stranger's bytes reached the producer application: \(reached)")

@@ -150,7 +150,10 @@ import TestPorts
                                                                    uid, String(ourListener.dropFirst("tcp://".count))] + certificateOption)
         let consumerSide = try #require(Self.listeners(originalOutbound.stdout).first, "the original's outbound request: \(originalOutbound.stdout) \(originalOutbound.stderr)")
         let consumerPort = try #require(consumerSide.split(separator: ":").last.map(String.init))
-        try await Task.sleep(for: .milliseconds(500))  // the original starts its proxy after it answers
+        // The original starts its proxy after it answers: wait until something listens there.
+        try await waitUntil("the original's consumer-side proxy listens on \(consumerPort)", seconds: 20) {
+            await namespace.run(["ss", "-Hltn", "sport = :\(consumerPort)"]).stdout.contains(":\(consumerPort)")
+        }
         let backward = await namespace.run(["iperf3", "-c", "127.0.0.1", "-p", consumerPort, "-n", "32M", "--connect-timeout", "5000"])
         #expect(TestbedSuites.TestbedTutorialTests.receivedBytes(backward.stdout) > Double(16 << 20), "iperf3 through this -> original: \(backward.stdout) \(backward.stderr)")
         // Only the peer gateway reaches the producer-side listener: this host's own connection is refused.
