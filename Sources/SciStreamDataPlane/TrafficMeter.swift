@@ -17,16 +17,22 @@ public struct TrafficFigures: Sendable, Equatable {
     public init(counting: SessionTraffic.Counting) { self.counting = counting }
 }
 
-/// One session whose traffic is asked for: its whole uid, its role, and its listener ports.
+/// One session whose traffic is asked for: its whole uid, its role, its listener ports, and how far
+/// its proxy's log has been written.
 public struct MeteredSession: Sendable {
     public let uid: String
     public let role: ProxyRole
     public let listenerPorts: [UInt16]
+    /// How many bytes the session's log has been appended (`SessionLog.appendedBytes`), which
+    /// changes only when its proxy wrote something; nil: its proxy does not run (no figures).
+    /// The caller tells it: the meter asks no one which proxies run.
+    public var logMark: Int?
 
-    public init(uid: String, role: ProxyRole, listenerPorts: [UInt16]) {
+    public init(uid: String, role: ProxyRole, listenerPorts: [UInt16], logMark: Int? = nil) {
         self.uid = uid
         self.role = role
         self.listenerPorts = listenerPorts
+        self.logMark = logMark
     }
 }
 
@@ -45,7 +51,7 @@ public struct MeteredSession: Sendable {
 /// connections open now are the established TCP connections on the listener ports (sock_diag).
 ///
 /// What a request costs does not grow with idle sessions: one sock_diag dump for every session's
-/// listener ports; a log is read only when s2cs appended to it since the last read (`DataPlane.logMarks`);
+/// listener ports; a log is read only when s2cs appended to it since the last read (its `logMark`);
 /// a HAProxy stats socket is asked only when the session has a connection open now, its log (a line
 /// per connection that ended, `option tcplog`) grew, it was never asked, or (at most
 /// `staleRefreshesPerCall` per request, the stalest first) its figures are older than `maxStatsAge`;
@@ -81,56 +87,59 @@ public actor TrafficMeter {
 
     public init() {}
 
-    /// The traffic of each of `sessions` whose proxy runs and counts, by whole uid. `fresh`: ask every
+    /// The traffic of each of `sessions` (in their order; nil: its proxy does not run or has no
+    /// figures), as the proxies of `type` whose files are in `folder` count it. `fresh`: ask every
     /// HAProxy stats socket now (a session's last figures, at its release).
-    public func figures(for sessions: [MeteredSession], dataPlane: DataPlane, fresh: Bool = false) async -> [String: TrafficFigures] {
-        guard dataPlane.type != .mock, !sessions.isEmpty, await dataPlane.countsTraffic else { return [:] }
-        let marks = await dataPlane.logMarks(sessions.map(\.uid))
-        let running = sessions.filter { marks[$0.uid] != nil }
-        let open = Self.establishedConnections(localPorts: Set(running.flatMap(\.listenerPorts)))
+    /// Per session and request, a session whose log did not grow costs a lookup of what was read
+    /// before; only the socket dump is one question to the kernel for all.
+    public func figures(for sessions: [MeteredSession], type: DataServerType, folder: String, fresh: Bool = false) async -> [TrafficFigures?] {
+        var result = [TrafficFigures?](repeating: nil, count: sessions.count)
+        guard type != .mock else { return result }
+        var ports: Set<UInt16> = []
+        for session in sessions where session.logMark != nil { ports.formUnion(session.listenerPorts) }
+        guard !ports.isEmpty else { return result }
+        let open = Self.establishedConnections(localPorts: ports)
         func openNow(_ session: MeteredSession) -> Int {
-            session.listenerPorts.reduce(0) { $0.addingSaturating(open[$1] ?? 0) }
+            open.isEmpty ? 0 : session.listenerPorts.reduce(0) { $0.addingSaturating(open[$1] ?? 0) }
         }
-        var result: [String: TrafficFigures] = [:]
-        switch dataPlane.type {
+        switch type {
         case .haproxy:
             let now = ContinuousClock.now
             var due: [MeteredSession] = [], stale: [(MeteredSession, ContinuousClock.Instant)] = []
-            for session in running {
+            for session in sessions where session.logMark != nil {
                 guard let state = stats[session.uid] else { due.append(session); continue }
-                if fresh || state.mark != marks[session.uid] || openNow(session) > 0 || state.figures == nil {
+                if fresh || state.mark != session.logMark || openNow(session) > 0 || state.figures == nil {
                     due.append(session)
                 } else if now - state.readAt > Self.maxStatsAge {
                     stale.append((session, state.readAt))
                 }
             }
             due += stale.sorted { $0.1 < $1.1 }.prefix(Self.staleRefreshesPerCall).map(\.0)
-            let folder = dataPlane.folder
             let read = await Self.haproxyStats(due.compactMap { session in
                 SessionID(session.uid).map { (session.uid, SessionFiles(folder: folder, session: $0).statsSocket) }
             })
             for session in due {
                 // The mark from before the read: a line logged meanwhile makes the next request read again.
-                stats[session.uid] = StatsState(figures: read[session.uid], mark: marks[session.uid] ?? 0, readAt: now)
+                stats[session.uid] = StatsState(figures: read[session.uid], mark: session.logMark ?? 0, readAt: now)
             }
-            for session in running { if let figures = stats[session.uid]?.figures { result[session.uid] = figures } }
+            for (index, session) in sessions.enumerated() where session.logMark != nil { result[index] = stats[session.uid]?.figures }
         case .nginx:
             // Its access log lines are in <uid>.log (nginx writes them to stderr, which s2cs captures).
-            for session in running {
-                guard var figures = readLog(session.uid, folder: dataPlane.folder, mark: marks[session.uid],
+            for (index, session) in sessions.enumerated() where session.logMark != nil {
+                guard var figures = readLog(session.uid, folder: folder, mark: session.logMark,
                                             initial: TrafficFigures(counting: .closedConnections), parse: Self.nginxLine) else { continue }
                 figures.openConnections = openNow(session)
                 figures.totalConnections = figures.totalConnections.addingSaturating(figures.openConnections)
-                result[session.uid] = figures
+                result[index] = figures
             }
         case .stunnel:
-            for session in running {
+            for (index, session) in sessions.enumerated() where session.logMark != nil {
                 let role = session.role
                 let parse: (Substring, inout TrafficFigures) -> Void = { line, figures in Self.stunnelLine(line, role: role, &figures) }
-                guard var figures = readLog(session.uid, folder: dataPlane.folder, mark: marks[session.uid],
+                guard var figures = readLog(session.uid, folder: folder, mark: session.logMark,
                                             initial: TrafficFigures(counting: .closedConnections), parse: parse) else { continue }
                 figures.openConnections = openNow(session)
-                result[session.uid] = figures
+                result[index] = figures
             }
         case .mock:
             break
@@ -152,9 +161,10 @@ public actor TrafficMeter {
     /// Nothing is read while `mark` (`SessionLog.appendedBytes`) is the one seen at the last read.
     private func readLog(_ uid: String, folder: String, mark: Int?, initial: TrafficFigures,
                          parse: (Substring, inout TrafficFigures) -> Void) -> TrafficFigures? {
+        // Unchanged since the last read (the common case): no file, no parse.
+        if let mark, let state = logs[uid], state.mark == mark { return state.figures }
         guard let session = SessionID(uid) else { return nil }
         var state = logs[uid] ?? LogState(figures: initial)
-        if let mark, state.mark == mark { return state.figures }
         let files = SessionFiles(folder: folder, session: session)
         let path = files.log
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)

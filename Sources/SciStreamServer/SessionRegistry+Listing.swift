@@ -1,0 +1,74 @@
+import SciStreamWire
+import SciStreamDataPlane
+
+/// What `list` and `/metrics` show of every session, made once per change of the registry: each
+/// session's entry is rendered here (uid prefix, state, reported listeners, targets), and a request
+/// that finds the registry unchanged takes the same listing without copying or formatting a session
+/// again. Any change to `SessionRegistry.sessions` drops it (the property's `didSet`), so a listing
+/// never shows a state older than the registry's.
+/// What depends on the caller (which sessions and details it may see, an operator's owner notes) and
+/// on the moment (a proxy that exited, traffic, age) is added per request (ControlServer+Handlers,
+/// ControlServer+Traffic).
+struct SessionListing: Sendable {
+    struct Entry: Sendable {
+        let uid: SessionID
+        let role: Role
+        let client: String
+        let owner: String?
+        let ownerName: String?
+        let created: ContinuousClock.Instant
+        let active: Bool
+        /// As the session's owner sees it: its targets, and for a failed session why.
+        let info: SessionInfo
+        /// The session as TrafficMeter asks for it (no log mark yet: that is read per request).
+        let metered: MeteredSession
+    }
+
+    /// Which listing this is: a new number whenever the registry changed in between.
+    let generation: UInt64
+    /// Sorted by uid.
+    let entries: [Entry]
+    /// The uids of the active sessions (whose proxies may have exited).
+    let active: [SessionID]
+    /// Every uid, as TrafficMeter names sessions.
+    let uidTexts: Set<String>
+}
+
+extension SessionRegistry {
+    /// The listing of the sessions held now (see `SessionListing`): the one made last when nothing
+    /// changed since.
+    func listing() -> SessionListing {
+        if let cachedListing { return cachedListing }
+        listingsMade &+= 1
+        let uids = sessions.keys.sorted { $0.text < $1.text }
+        var entries: [SessionListing.Entry] = []
+        entries.reserveCapacity(uids.count)
+        var active: [SessionID] = []
+        for uid in uids {
+            guard let session = sessions[uid] else { continue }
+            let state: String
+            var note = ""
+            switch session.state {
+            case .pending: state = "pending"
+            case .ready: state = "ready"
+            case .starting: state = "starting"
+            case .active: state = "active"
+            case .failed(let reason): state = "failed"; note = reason
+            case .releasing: state = "releasing"
+            }
+            if session.state == .active { active.append(uid) }
+            // Only a prefix of the uid: the whole uid is the session secret.
+            let info = SessionInfo(uid: uid.prefix, role: session.role, state: state,
+                                   listeners: reported(session.listeners, role: session.role),
+                                   targets: session.targets.map(\.description), note: note)
+            entries.append(SessionListing.Entry(uid: uid, role: session.role, client: session.client, owner: session.owner,
+                                                ownerName: session.ownerName, created: session.created,
+                                                active: session.state == .active, info: info,
+                                                metered: MeteredSession(uid: uid.text, role: session.role,
+                                                                        listenerPorts: session.listeners.map(\.port))))
+        }
+        let made = SessionListing(generation: listingsMade, entries: entries, active: active, uidTexts: Set(uids.map(\.text)))
+        cachedListing = made
+        return made
+    }
+}
