@@ -284,10 +284,13 @@ extension ControlServer {
         let exited = await dataPlane.unexpectedExits
         let listing = await registry.listing()
         let exits = await proxyExits(of: listing)
-        var held: [String: [Role: Int]] = [:]
-        for entry in listing.entries {
-            let state = entry.active && exits[entry.uid] != nil ? "failed" : entry.info.state
-            held[state, default: [:]][entry.role, default: 0] += 1
+        // Counted once per listing; a session whose proxy exited counts as failed (as in list).
+        var held = listing.held
+        if !exits.isEmpty {
+            for entry in listing.entries where entry.active && exits[entry.uid] != nil {
+                held[entry.info.state, default: [:]][entry.role, default: 0] -= 1
+                held["failed", default: [:]][entry.role, default: 0] += 1
+            }
         }
         let series = views.series.page(listing: listing, traffic: await sessionTraffic(of: listing, for: nil))
         return metrics.render(held: held, series: series, type: config.type.name,

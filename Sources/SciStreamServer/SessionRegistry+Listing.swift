@@ -10,7 +10,9 @@ import SciStreamDataPlane
 /// on the moment (a proxy that exited, traffic, age) is added per request (ControlServer+Handlers,
 /// ControlServer+Traffic).
 struct SessionListing: Sendable {
-    struct Entry: Sendable {
+    /// A class: a request walks a thousand of them, and copying a reference is one retain where
+    /// copying a struct of these fields is one per field.
+    final class Entry: Sendable {
         let uid: SessionID
         let role: Role
         let client: String
@@ -22,6 +24,12 @@ struct SessionListing: Sendable {
         let info: SessionInfo
         /// The session as TrafficMeter asks for it (no log mark yet: that is read per request).
         let metered: MeteredSession
+
+        init(uid: SessionID, role: Role, client: String, owner: String?, ownerName: String?, created: ContinuousClock.Instant,
+             active: Bool, info: SessionInfo, metered: MeteredSession) {
+            (self.uid, self.role, self.client, self.owner, self.ownerName) = (uid, role, client, owner, ownerName)
+            (self.created, self.active, self.info, self.metered) = (created, active, info, metered)
+        }
     }
 
     /// Which listing this is: a new number whenever the registry changed in between.
@@ -32,6 +40,9 @@ struct SessionListing: Sendable {
     let active: [SessionID]
     /// Every uid, as TrafficMeter names sessions.
     let uidTexts: Set<String>
+    /// How many sessions are in each state (as `SessionInfo.state` names it) and role, before any
+    /// proxy exit is taken into account.
+    let held: [String: [Role: Int]]
 }
 
 extension SessionRegistry {
@@ -67,7 +78,9 @@ extension SessionRegistry {
                                                 metered: MeteredSession(uid: uid.text, role: session.role,
                                                                         listenerPorts: session.listeners.map(\.port))))
         }
-        let made = SessionListing(generation: listingsMade, entries: entries, active: active, uidTexts: Set(uids.map(\.text)))
+        var held: [String: [Role: Int]] = [:]
+        for entry in entries { held[entry.info.state, default: [:]][entry.role, default: 0] += 1 }
+        let made = SessionListing(generation: listingsMade, entries: entries, active: active, uidTexts: Set(uids.map(\.text)), held: held)
         cachedListing = made
         return made
     }
