@@ -53,10 +53,10 @@ public struct MeteredSession: Sendable {
 /// What a request costs does not grow with idle sessions: one sock_diag dump for every session's
 /// listener ports; a log is read only when s2cs appended to it since the last read (its `logMark`);
 /// a HAProxy stats socket is asked only when the session has a connection open now, its log (a line
-/// per connection that ended, `option tcplog`) grew, it was never asked, or (at most
-/// `staleRefreshesPerCall` per request, the stalest first) its figures are older than `maxStatsAge`;
-/// at most `statsParallelism` sockets at once. Otherwise its last figures stand: they cannot have
-/// changed without a connection.
+/// per connection that ended, `option tcplog`) grew, or it was never asked; at most
+/// `statsParallelism` sockets at once. Otherwise its last figures stand: they cannot have changed
+/// without a connection. Only a background task (`refreshStale`, not a request) asks again, a few at
+/// a time, the sockets of idle sessions whose figures are older than `maxStatsAge`.
 public actor TrafficMeter {
     private struct LogState {
         /// The log file read so far (its inode): another one at the same path means a rotation.
@@ -81,8 +81,9 @@ public actor TrafficMeter {
     static let maxReadPerCall = 16 << 20
     /// HAProxy stats sockets asked at once.
     static let statsParallelism = 8
-    /// Figures of an idle HAProxy session older than this are read again, a few per request.
-    static let maxStatsAge: Duration = .seconds(30)
+    /// Figures of an idle HAProxy session older than this are read again by `refreshStale`, at most
+    /// `staleRefreshesPerCall` sessions per call.
+    public static let maxStatsAge: Duration = .seconds(30)
     static let staleRefreshesPerCall = 8
 
     public init() {}
@@ -104,24 +105,14 @@ public actor TrafficMeter {
         }
         switch type {
         case .haproxy:
-            let now = ContinuousClock.now
-            var due: [MeteredSession] = [], stale: [(MeteredSession, ContinuousClock.Instant)] = []
+            var due: [MeteredSession] = []
             for session in sessions where session.logMark != nil {
                 guard let state = stats[session.uid] else { due.append(session); continue }
                 if fresh || state.mark != session.logMark || openNow(session) > 0 || state.figures == nil {
                     due.append(session)
-                } else if now - state.readAt > Self.maxStatsAge {
-                    stale.append((session, state.readAt))
                 }
             }
-            due += stale.sorted { $0.1 < $1.1 }.prefix(Self.staleRefreshesPerCall).map(\.0)
-            let read = await Self.haproxyStats(due.compactMap { session in
-                SessionID(session.uid).map { (session.uid, SessionFiles(folder: folder, session: $0).statsSocket) }
-            })
-            for session in due {
-                // The mark from before the read: a line logged meanwhile makes the next request read again.
-                stats[session.uid] = StatsState(figures: read[session.uid], mark: session.logMark ?? 0, readAt: now)
-            }
+            await readStats(due, folder: folder)
             for (index, session) in sessions.enumerated() where session.logMark != nil { result[index] = stats[session.uid]?.figures }
         case .nginx:
             // Its access log lines are in <uid>.log (nginx writes them to stderr, which s2cs captures).
@@ -145,6 +136,32 @@ public actor TrafficMeter {
             break
         }
         return result
+    }
+
+    /// Asks again the HAProxy stats sockets of at most `staleRefreshesPerCall` of `sessions` (those
+    /// whose proxies run) whose figures are older than `maxStatsAge`, the stalest first. For a
+    /// background task: a request never waits for it.
+    public func refreshStale(_ sessions: [MeteredSession], type: DataServerType, folder: String) async {
+        guard type == .haproxy else { return }
+        let now = ContinuousClock.now
+        var stale: [(MeteredSession, ContinuousClock.Instant)] = []
+        for session in sessions where session.logMark != nil {
+            if let state = stats[session.uid], now - state.readAt > Self.maxStatsAge { stale.append((session, state.readAt)) }
+        }
+        await readStats(stale.sorted { $0.1 < $1.1 }.prefix(Self.staleRefreshesPerCall).map(\.0), folder: folder)
+    }
+
+    /// Reads the stats sockets of `sessions` and keeps their figures.
+    private func readStats(_ sessions: [MeteredSession], folder: String) async {
+        guard !sessions.isEmpty else { return }
+        let now = ContinuousClock.now
+        let read = await Self.haproxyStats(sessions.compactMap { session in
+            SessionID(session.uid).map { (session.uid, SessionFiles(folder: folder, session: $0).statsSocket) }
+        })
+        for session in sessions {
+            // The mark from before the read: a line logged meanwhile makes the next request read again.
+            stats[session.uid] = StatsState(figures: read[session.uid], mark: session.logMark ?? 0, readAt: now)
+        }
     }
 
     /// Forgets the sessions that are gone (call with the uids that remain).

@@ -14,15 +14,8 @@ extension ControlServer {
         let now = ContinuousClock.now
         var counted: [TrafficFigures?] = []
         if dataPlane.type != .mock, !selected.isEmpty, await dataPlane.countsTraffic {
-            // Which proxies run, and how far each one's log is written: one question for all.
-            let marks = await dataPlane.logMarks(selected.map { listing.entries[$0].metered.uid })
-            let metered = selected.map { index in
-                var session = listing.entries[index].metered
-                session.logMark = marks[session.uid]
-                return session
-            }
             // All at once (one socket dump, only the logs that grew); one session's at its release: read now.
-            counted = await traffic.figures(for: metered, type: dataPlane.type, folder: dataPlane.folder, fresh: uid != nil)
+            counted = await traffic.figures(for: await metered(listing, selected), type: dataPlane.type, folder: dataPlane.folder, fresh: uid != nil)
         }
         var result: [SessionTraffic] = []
         result.reserveCapacity(selected.count)
@@ -44,6 +37,34 @@ extension ControlServer {
             await traffic.keep(only: listing.uidTexts)
         }
         return result
+    }
+}
+
+extension ControlServer {
+    /// The entries of `listing` at `indices` as TrafficMeter asks for them, each with its log mark:
+    /// which proxies run, and how far each one's log is written, one question for all.
+    func metered(_ listing: SessionListing, _ indices: [Int]) async -> [MeteredSession] {
+        let marks = await dataPlane.logMarks(indices.map { listing.entries[$0].metered.uid })
+        return indices.map { index in
+            var session = listing.entries[index].metered
+            session.logMark = marks[session.uid]
+            return session
+        }
+    }
+
+    /// While `run()` runs, once a second: the HAProxy stats sockets of a few idle sessions whose
+    /// figures are older than `TrafficMeter.maxStatsAge` are asked again (`TrafficMeter.refreshStale`),
+    /// here and not in a request, which reads only what changed.
+    func refreshTrafficInBackground() async {
+        guard dataPlane.type == .haproxy else { return }
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            guard !Task.isCancelled, await dataPlane.countsTraffic else { continue }
+            let listing = await registry.listing()
+            let active = listing.entries.indices.filter { listing.entries[$0].active }
+            guard !active.isEmpty else { continue }
+            await traffic.refreshStale(await metered(listing, active), type: .haproxy, folder: dataPlane.folder)
+        }
     }
 }
 

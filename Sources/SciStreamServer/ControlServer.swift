@@ -114,6 +114,8 @@ public final class ControlServer: Sendable {
         var lastAcceptError: ContinuousClock.Instant? = nil
         accepting.withLock { $0 = true }
         defer { accepting.withLock { $0 = false } }
+        let refreshing = Task { await self.refreshTrafficInBackground() }
+        defer { refreshing.cancel() }
         await withDiscardingTaskGroup { group in
             if let admin = adminListener?.socket {
                 group.addTask { await self.runAdmin(admin) }
