@@ -30,6 +30,8 @@ final class SessionSeries: Sendable {
         var generation: UInt64 = 0
         /// One per entry of that listing.
         var lines: [Lines?] = []
+        /// The last page's three families, joined: the next page when no figure changed.
+        var joined: Page? = nil
     }
 
     private let kept = Mutex(Kept())
@@ -42,6 +44,14 @@ final class SessionSeries: Sendable {
             if kept.generation != listing.generation || kept.lines.count != traffic.count || traffic.count != listing.entries.count {
                 kept = Kept(generation: listing.generation, lines: [Lines?](repeating: nil, count: traffic.count))
                 page.running = Set(traffic.map(\.uid))
+            }
+            // Nothing changed since the last page (the common case of a scrape): the same text.
+            if page.running == nil, let joined = kept.joined, traffic.indices.allSatisfy({ index in
+                var entry = traffic[index]
+                entry.ageSeconds = 0
+                return kept.lines[index]?.figures == entry || (kept.lines[index] == nil && entry.counting == .none)
+            }) {
+                return joined
             }
             for (index, var entry) in traffic.enumerated() {
                 entry.ageSeconds = 0
@@ -58,6 +68,7 @@ final class SessionSeries: Sendable {
                 kept.lines[index] = lines
                 page.append(lines)
             }
+            kept.joined = Page(bytes: page.bytes, connections: page.connections, connectionsTotal: page.connectionsTotal)
             return page
         }
     }
