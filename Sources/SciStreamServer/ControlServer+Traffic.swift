@@ -3,7 +3,7 @@ import SciStreamDataPlane
 
 extension ControlServer {
     /// Each session's age, and its traffic as its proxy counts it (TrafficMeter), for `list` and `/metrics`.
-    /// The figures of the sessions whose details `caller` may see (see `sessionInfos(of:for:)`); a nil
+    /// The figures of the sessions whose details `caller` may see (see `sessionInfos(of:exits:for:)`); a nil
     /// caller is the operator (the metrics page): every session, one entry per entry of `listing`,
     /// in its order. `only`: that session's alone (its last figures, at its release).
     func sessionTraffic(of listing: SessionListing, for caller: Caller?, only uid: SessionID? = nil) async -> [SessionTraffic] {
