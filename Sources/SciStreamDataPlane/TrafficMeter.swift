@@ -17,15 +17,18 @@ public struct TrafficFigures: Sendable, Equatable {
     public init(counting: SessionTraffic.Counting) { self.counting = counting }
 }
 
-/// One session whose traffic is asked for: its whole uid, its role, and its listener ports.
+/// One session whose traffic is asked for: its id, its role, its listener ports, and how far its
+/// proxy's log has been written.
 public struct MeteredSession: Sendable {
-    public let uid: String
+    public let uid: SessionID
     public let role: ProxyRole
     public let listenerPorts: [UInt16]
-    /// While its proxy runs, its `RunningProxy.logMark` (nil: no proxy runs for it, nothing is read).
-    public let logMark: Int?
+    /// How many bytes the session's log has been appended (`SessionLog.appendedBytes`), which
+    /// changes only when its proxy wrote something; nil: its proxy does not run (no figures).
+    /// The caller tells it: the meter asks no one which proxies run.
+    public var logMark: Int?
 
-    public init(uid: String, role: ProxyRole, listenerPorts: [UInt16], logMark: Int?) {
+    public init(uid: SessionID, role: ProxyRole, listenerPorts: [UInt16], logMark: Int? = nil) {
         self.uid = uid
         self.role = role
         self.listenerPorts = listenerPorts
@@ -48,14 +51,14 @@ public struct MeteredSession: Sendable {
 /// connections open now are the established TCP connections on the listener ports (sock_diag).
 ///
 /// What a request costs does not grow with idle sessions: one sock_diag dump for every session's
-/// listener ports; a log is read only when s2cs appended to it since the last read (`RunningProxy.logMark`);
+/// listener ports; a log is read only when s2cs appended to it since the last read (its `logMark`);
 /// a HAProxy stats socket is asked only when the session has a connection open now, its log (a line
-/// per connection that ended, `option tcplog`) grew, it was never asked, or (at most
-/// `staleRefreshesPerCall` per request, the stalest first) its figures are older than `maxStatsAge`;
-/// at most `statsParallelism` sockets at once. Otherwise its last figures stand: they cannot have
-/// changed without a connection.
+/// per connection that ended, `option tcplog`) grew, or it was never asked; at most
+/// `statsParallelism` sockets at once. Otherwise its last figures stand: they cannot have changed
+/// without a connection. Only a background task (`refreshStale`, not a request) asks again, a few at
+/// a time, the sockets of idle sessions whose figures are older than `maxStatsAge`.
 public actor TrafficMeter {
-    private struct LogState {
+    private struct LogState: Sendable {
         /// The log file read so far (its inode): another one at the same path means a rotation.
         var inode: UInt64 = 0
         var offset: Int = 0
@@ -63,6 +66,8 @@ public actor TrafficMeter {
         var figures: TrafficFigures
         /// `SessionLog.appendedBytes` when last read (nil: never read).
         var mark: Int? = nil
+        /// How many reads made this state (a read based on an older one is not kept).
+        var reads = 0
     }
 
     private struct StatsState {
@@ -71,68 +76,80 @@ public actor TrafficMeter {
         var readAt: ContinuousClock.Instant
     }
 
-    /// Per session (whole uid).
-    private var logs: [String: LogState] = [:]
-    private var stats: [String: StatsState] = [:]
+    /// Per session.
+    private var logs: [SessionID: LogState] = [:]
+    private var stats: [SessionID: StatsState] = [:]
     /// At most this much of a log is read per call (the rest next time).
     static let maxReadPerCall = 16 << 20
     /// HAProxy stats sockets asked at once.
     static let statsParallelism = 8
-    /// Figures of an idle HAProxy session older than this are read again, a few per request.
-    static let maxStatsAge: Duration = .seconds(30)
+    /// Figures of an idle HAProxy session older than this are read again by `refreshStale`, at most
+    /// `staleRefreshesPerCall` sessions per call.
+    public static let maxStatsAge: Duration = .seconds(30)
     static let staleRefreshesPerCall = 8
 
     public init() {}
 
-    /// The traffic of each of `sessions` whose proxy runs and counts, by whole uid. `fresh`: ask every
+    /// The traffic of each of `sessions` (in their order; nil: its proxy does not run or has no
+    /// figures), as the proxies of `type` whose files are in `folder` count it. `fresh`: ask every
     /// HAProxy stats socket now (a session's last figures, at its release).
-    public func figures(for sessions: [MeteredSession], dataPlane: DataPlane, fresh: Bool = false) async -> [String: TrafficFigures] {
-        guard dataPlane.type != .mock, !sessions.isEmpty, dataPlane.countsTraffic else { return [:] }
-        let running = sessions.filter { $0.logMark != nil }
-        let open = Self.establishedConnections(localPorts: Set(running.flatMap(\.listenerPorts)))
-        func openNow(_ session: MeteredSession) -> Int {
-            session.listenerPorts.reduce(0) { $0.addingSaturating(open[$1] ?? 0) }
+    /// Per session and request, a session whose log did not grow costs a lookup of what was read
+    /// before; only the socket dump is one question to the kernel for all.
+    public func figures(for sessions: [MeteredSession], type: DataServerType, folder: String, fresh: Bool = false) async -> [TrafficFigures?] {
+        var result = [TrafficFigures?](repeating: nil, count: sessions.count)
+        guard type != .mock else { return result }
+        var ports: Set<UInt16> = []
+        for session in sessions where session.logMark != nil { ports.formUnion(session.listenerPorts) }
+        guard !ports.isEmpty else { return result }
+        // The logs that grew since they were last read (Nginx, Stunnel); those that did not cost a lookup.
+        var due: [(index: Int, session: MeteredSession, base: LogState?)] = []
+        if type == .nginx || type == .stunnel {
+            for (index, session) in sessions.enumerated() where session.logMark != nil {
+                if let state = logs[session.uid], state.mark == session.logMark {
+                    result[index] = state.figures
+                } else {
+                    due.append((index, session, logs[session.uid]))
+                }
+            }
         }
-        var result: [String: TrafficFigures] = [:]
-        switch dataPlane.type {
+        // The socket dump and the log reads are blocking system calls: off the cooperative pool, in one go.
+        let (reading, listenerPorts) = (due, ports)
+        let (open, read) = await BlockingWork.run {
+            (Self.establishedConnections(localPorts: listenerPorts),
+             reading.map { Self.readLog(of: $0.session, type: type, folder: folder, from: $0.base) })
+        }
+        for (entry, state) in zip(due, read) {
+            result[entry.index] = state?.figures
+            // Kept unless another request stored a newer read of this log meanwhile (its lines must
+            // not be counted twice).
+            guard let state, logs[entry.session.uid]?.reads ?? 0 == entry.base?.reads ?? 0 else { continue }
+            logs[entry.session.uid] = state
+        }
+        func openNow(_ session: MeteredSession) -> Int {
+            open.isEmpty ? 0 : session.listenerPorts.reduce(0) { $0.addingSaturating(open[$1] ?? 0) }
+        }
+        switch type {
         case .haproxy:
-            let now = ContinuousClock.now
-            var due: [MeteredSession] = [], stale: [(MeteredSession, ContinuousClock.Instant)] = []
-            for session in running {
+            var due: [MeteredSession] = []
+            for session in sessions where session.logMark != nil {
                 guard let state = stats[session.uid] else { due.append(session); continue }
                 if fresh || state.mark != session.logMark || openNow(session) > 0 || state.figures == nil {
                     due.append(session)
-                } else if now - state.readAt > Self.maxStatsAge {
-                    stale.append((session, state.readAt))
                 }
             }
-            due += stale.sorted { $0.1 < $1.1 }.prefix(Self.staleRefreshesPerCall).map(\.0)
-            let folder = dataPlane.folder
-            let read = await Self.haproxyStats(due.compactMap { session in
-                SessionID(session.uid).map { (session.uid, SessionFiles(folder: folder, session: $0).statsSocket) }
-            })
-            for session in due {
-                // The mark from before the read: a line logged meanwhile makes the next request read again.
-                stats[session.uid] = StatsState(figures: read[session.uid], mark: session.logMark ?? 0, readAt: now)
-            }
-            for session in running { if let figures = stats[session.uid]?.figures { result[session.uid] = figures } }
+            await readStats(due, folder: folder)
+            for (index, session) in sessions.enumerated() where session.logMark != nil { result[index] = stats[session.uid]?.figures }
         case .nginx:
             // Its access log lines are in <uid>.log (nginx writes them to stderr, which s2cs captures).
-            for session in running {
-                guard var figures = readLog(session.uid, folder: dataPlane.folder, mark: session.logMark,
-                                            initial: TrafficFigures(counting: .closedConnections), parse: Self.nginxLine) else { continue }
+            for (index, session) in sessions.enumerated() where session.logMark != nil {
+                guard var figures = result[index] else { continue }
                 figures.openConnections = openNow(session)
                 figures.totalConnections = figures.totalConnections.addingSaturating(figures.openConnections)
-                result[session.uid] = figures
+                result[index] = figures
             }
         case .stunnel:
-            for session in running {
-                let role = session.role
-                let parse: (Substring, inout TrafficFigures) -> Void = { line, figures in Self.stunnelLine(line, role: role, &figures) }
-                guard var figures = readLog(session.uid, folder: dataPlane.folder, mark: session.logMark,
-                                            initial: TrafficFigures(counting: .closedConnections), parse: parse) else { continue }
-                figures.openConnections = openNow(session)
-                result[session.uid] = figures
+            for (index, session) in sessions.enumerated() where session.logMark != nil {
+                result[index]?.openConnections = openNow(session)
             }
         case .mock:
             break
@@ -140,30 +157,60 @@ public actor TrafficMeter {
         return result
     }
 
+    /// Asks again the HAProxy stats sockets of at most `staleRefreshesPerCall` of `sessions` (those
+    /// whose proxies run) whose figures are older than `maxStatsAge`, the stalest first. For a
+    /// background task: a request never waits for it.
+    public func refreshStale(_ sessions: [MeteredSession], type: DataServerType, folder: String) async {
+        guard type == .haproxy else { return }
+        let now = ContinuousClock.now
+        var stale: [(MeteredSession, ContinuousClock.Instant)] = []
+        for session in sessions where session.logMark != nil {
+            if let state = stats[session.uid], now - state.readAt > Self.maxStatsAge { stale.append((session, state.readAt)) }
+        }
+        await readStats(stale.sorted { $0.1 < $1.1 }.prefix(Self.staleRefreshesPerCall).map(\.0), folder: folder)
+    }
+
+    /// Reads the stats sockets of `sessions` and keeps their figures.
+    private func readStats(_ sessions: [MeteredSession], folder: String) async {
+        guard !sessions.isEmpty else { return }
+        let now = ContinuousClock.now
+        let read = await Self.haproxyStats(sessions.map { ($0.uid, SessionFiles(folder: folder, session: $0.uid).statsSocket) })
+        for session in sessions {
+            // The mark from before the read: a line logged meanwhile makes the next request read again.
+            stats[session.uid] = StatsState(figures: read[session.uid], mark: session.logMark ?? 0, readAt: now)
+        }
+    }
+
     /// Forgets the sessions that are gone (call with the uids that remain).
-    public func keep(only uids: Set<String>) {
+    public func keep(only uids: Set<SessionID>) {
         logs = logs.filter { uids.contains($0.key) }
         stats = stats.filter { uids.contains($0.key) }
     }
 
     // MARK: logs
 
-    /// Reads what the session's log gained since the last call, line by line, into the figures kept
-    /// for it. A log found shorter than what was read was rotated (`SessionLog`): the rest of its old
-    /// part, `<uid>.log.1`, is read first, then the new one from its start.
-    /// Nothing is read while `mark` (`SessionLog.appendedBytes`) is the one seen at the last read.
-    private func readLog(_ uid: String, folder: String, mark: Int?, initial: TrafficFigures,
-                         parse: (Substring, inout TrafficFigures) -> Void) -> TrafficFigures? {
-        guard let session = SessionID(uid) else { return nil }
-        var state = logs[uid] ?? LogState(figures: initial)
-        if let mark, state.mark == mark { return state.figures }
-        let files = SessionFiles(folder: folder, session: session)
-        let path = files.log
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { return logs[uid]?.figures ?? initial }
+    /// What `session`'s log gained since `base` (the state of its last read; nil: never read), line
+    /// by line, added to the figures read before; nil when the session is not of a type whose log
+    /// counts. A log found shorter than what was read was rotated (`SessionLog`): the rest of its old
+    /// part, `<uid>.log.1`, is read first, then the new one from its start. Blocking: called on
+    /// `BlockingWork`, with no state of the meter's.
+    private static func readLog(of session: MeteredSession, type: DataServerType, folder: String, from base: LogState?) -> LogState? {
+        let parse: (Substring, inout TrafficFigures) -> Void
+        switch type {
+        case .nginx: parse = Self.nginxLine
+        case .stunnel:
+            let role = session.role
+            parse = { line, figures in Self.stunnelLine(line, role: role, &figures) }
+        case .haproxy, .mock: return nil
+        }
+        var state = base ?? LogState(figures: TrafficFigures(counting: .closedConnections))
+        state.reads &+= 1
+        let files = SessionFiles(folder: folder, session: session.uid)
+        let fd = open(files.log, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return state }
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0 else { return state.figures }
+        guard fstat(fd, &info) == 0 else { return state }
         if (state.inode != 0 && UInt64(info.st_ino) != state.inode) || Int(info.st_size) < state.offset {
             // Rotated (or cut short): finish the old file if it is <uid>.log.1 now, then the new one from its start.
             let rotated = open(files.rotatedLog, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
@@ -181,9 +228,8 @@ public actor TrafficMeter {
         Self.readLines(fd, into: &state, budget: Self.maxReadPerCall, parse: parse)
         // Seen only if read to its end: a log with more than the budget left is read on next time.
         var after = stat()
-        state.mark = fstat(fd, &after) == 0 && Int(after.st_size) <= state.offset ? mark : nil
-        logs[uid] = state
-        return state.figures
+        state.mark = fstat(fd, &after) == 0 && Int(after.st_size) <= state.offset ? session.logMark : nil
+        return state
     }
 
     /// Reads `fd` from `state.offset` on (at most `budget` bytes) and parses its whole lines.
@@ -216,9 +262,9 @@ public actor TrafficMeter {
     }
 
     /// `haproxyStats` of each (uid, socket path), at most `statsParallelism` at once.
-    static func haproxyStats(_ sockets: [(uid: String, path: String)]) async -> [String: TrafficFigures] {
-        await withTaskGroup(of: (String, TrafficFigures?).self) { group in
-            var result: [String: TrafficFigures] = [:]
+    static func haproxyStats(_ sockets: [(uid: SessionID, path: String)]) async -> [SessionID: TrafficFigures] {
+        await withTaskGroup(of: (SessionID, TrafficFigures?).self) { group in
+            var result: [SessionID: TrafficFigures] = [:]
             var next = sockets.makeIterator()
             for _ in 0..<statsParallelism {
                 guard let (uid, path) = next.next() else { break }

@@ -72,10 +72,11 @@ extension ControlServer {
             return .releaseReply(await handleRelease(release, caller: caller, log: log))
 
         case .list(let list):
-            // One snapshot for both parts: the sessions and their figures match.
-            let sessions = await registry.snapshot()
-            return .listReply(ListReply(status: .ok, sessions: sessionInfos(of: sessions, for: caller),
-                                        traffic: list.wantsTraffic ? await sessionTraffic(of: sessions, for: caller) : nil))
+            // One listing for both parts: the sessions and their figures match.
+            let listing = await registry.listing()
+            let infos = sessionInfos(of: listing, for: caller)
+            return .listReply(ListReply(status: .ok, sessions: infos,
+                                        traffic: list.wantsTraffic ? await sessionTraffic(of: listing, for: caller) : nil))
 
         case .requestReply, .helloReply, .updateReply, .releaseReply, .listReply, .error:
             return .error(Status(.invalidArgument, "message kind 0x\(String(message.kind, radix: 16)) is a reply, not a request"))
@@ -212,7 +213,7 @@ extension ControlServer {
             }
             // Its last figures, before its proxy stops, go into the gateway-wide totals (read
             // whoever asks: nothing of them goes back to the caller).
-            metrics.observe(await sessionTraffic(of: await registry.snapshot(), for: nil, only: uid))
+            metrics.observe(await sessionTraffic(of: await registry.listing(), for: nil, only: uid))
             let note = try await registry.release(uid, caller: caller)
             log.info("session released", caller.admin ? ["session": uid.prefix, "admin": caller.username ?? "?"] : ["session": uid.prefix])
             return Status(.ok, "session \(uid.prefix) released" + (note.map { "; note: \($0)" } ?? ""))
@@ -224,36 +225,25 @@ extension ControlServer {
     /// The sessions `caller` may see: with authentication on, its own; without, all of them, with
     /// targets and notes only for the address that requested each. A nil caller is the operator (the
     /// metrics page): every session.
-    /// `sessions` is a `registry.snapshot()`.
-    func sessionInfos(of sessions: [SessionRegistry.Session], for caller: Caller?) -> [SessionInfo] {
+    /// Each session's entry is rendered once per change of the registry (`SessionListing`, a proxy's
+    /// exit included); here only what depends on the caller is added.
+    func sessionInfos(of listing: SessionListing, for caller: Caller?) -> [SessionInfo] {
         var infos: [SessionInfo] = []
-        infos.reserveCapacity(sessions.count)
-        for session in sessions {
-            let detailed = caller.map { registry.mayInspect(session, $0) } ?? true
-            if session.owner != nil && !detailed { continue }
-            var state: String
-            var note = ""
-            switch session.state {
-            case .pending: state = "pending"
-            case .ready: state = "ready"
-            case .starting: state = "starting"
-            case .active: state = "active"
-            case .failed(let reason): state = "failed"; note = reason
-            case .releasing: state = "releasing"
-            }
-            if state == "active", let description = session.proxyExit {
-                state = "failed"
-                note = "proxy exited unexpectedly (\(description))"
-            }
+        infos.reserveCapacity(listing.entries.count)
+        for entry in listing.entries {
+            let detailed = caller.map { entry.visible(to: $0) } ?? true
+            if entry.owner != nil && !detailed { continue }
+            var info = entry.info
             // An operator sees whose session it is.
             if caller?.admin == true {
-                let owner = "owner " + (session.owner.map { session.ownerName ?? "identity \($0)" } ?? "\(session.client) (no authentication)")
-                note = note.isEmpty ? owner : "\(owner); \(note)"
+                let owner = "owner " + (entry.owner.map { entry.ownerName ?? "identity \($0)" } ?? "\(entry.client) (no authentication)")
+                info.note = info.note.isEmpty ? owner : "\(owner); \(info.note)"
             }
-            // Only a prefix of the uid: the whole uid is the session secret.
-            infos.append(SessionInfo(uid: session.uid.prefix, role: session.role, state: state,
-                                     listeners: registry.reported(session.listeners, role: session.role),
-                                     targets: detailed ? session.targets.map(\.description) : [], note: detailed ? note : ""))
+            if !detailed {
+                info.targets = []
+                info.note = ""
+            }
+            infos.append(info)
         }
         return infos
     }

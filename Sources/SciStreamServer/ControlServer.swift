@@ -39,6 +39,8 @@ public final class ControlServer: Sendable {
     let metrics = Metrics()
     /// Reads sessions' traffic from their proxies for `list` and `--metrics` (ControlServer+Traffic.swift).
     let traffic = TrafficMeter()
+    /// What `list` and `/metrics` keep between requests (ControlServer+Traffic.swift, SessionSeries.swift).
+    let views = ListingViews()
     /// The control channel's TLS context; a reload swaps it (connections keep the one they began with).
     private let tlsContext: Mutex<TLSContext?>
     private let listener: Socket
@@ -112,6 +114,8 @@ public final class ControlServer: Sendable {
         var lastAcceptError: ContinuousClock.Instant? = nil
         accepting.withLock { $0 = true }
         defer { accepting.withLock { $0 = false } }
+        let refreshing = Task { await self.refreshTrafficInBackground() }
+        defer { refreshing.cancel() }
         await withDiscardingTaskGroup { group in
             if let admin = adminListener?.socket {
                 group.addTask { await self.runAdmin(admin) }

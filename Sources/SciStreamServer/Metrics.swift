@@ -54,15 +54,17 @@ final class Metrics: Sendable {
         }
     }
 
-    /// The gateway-wide byte totals with the sessions running now (`current`): a session seen before
-    /// and gone now has ended, and its last figures move to the retired total.
-    private func totals(current: [SessionTraffic]) -> (in: UInt64, out: UInt64) {
-        observe(current)
+    /// The gateway-wide byte totals after observing `changed` (the figures that differ from the last
+    /// scrape's). `running`, when the sessions changed since (nil: the same sessions): a session seen
+    /// before and gone now has ended, and its last figures move to the retired total.
+    private func totals(changed: [SessionTraffic], running: Set<String>?) -> (in: UInt64, out: UInt64) {
+        observe(changed)
         return counters.withLock { counters in
-            let running = Set(current.map(\.uid))
-            for (uid, bytes) in counters.lastSeen where !running.contains(uid) {
-                counters.retiredBytes = (counters.retiredBytes.in &+ bytes.in, counters.retiredBytes.out &+ bytes.out)
-                counters.lastSeen[uid] = nil
+            if let running {
+                for (uid, bytes) in counters.lastSeen where !running.contains(uid) {
+                    counters.retiredBytes = (counters.retiredBytes.in &+ bytes.in, counters.retiredBytes.out &+ bytes.out)
+                    counters.lastSeen[uid] = nil
+                }
             }
             return counters.lastSeen.values.reduce(counters.retiredBytes) { ($0.in &+ $1.in, $0.out &+ $1.out) }
         }
@@ -109,11 +111,12 @@ final class Metrics: Sendable {
         }
     }
 
-    /// The exposition text: these counters, the sessions by state, role and type, and the proxies
-    /// that exited without being asked to.
-    func render(sessions: [SessionInfo], traffic: [SessionTraffic], type: String, unexpectedExits: Int, draining: Bool,
+    /// The exposition text: these counters, the sessions by state (`held`: by state name and role),
+    /// role and type, the proxies that exited without being asked to, and the per-session series
+    /// (`series`, from `SessionSeries`).
+    func render(held: [String: [Role: Int]], series: SessionSeries.Page, type: String, unexpectedExits: Int, draining: Bool,
                 ports: (size: Int, held: Int), certificateNotAfter: Double?) -> String {
-        let bytes = totals(current: traffic)
+        let bytes = totals(changed: series.changed, running: series.running)
         let counters = self.counters.withLock { $0 }
         var text = PrometheusText()
         text.family("process_start_time_seconds", "gauge", "Start time of the s2cs process since the Unix epoch, in seconds.")
@@ -138,10 +141,7 @@ final class Metrics: Sendable {
         text.sample("s2cs_draining", [:], draining ? 1 : 0)
 
         text.family("s2cs_sessions", "gauge", "Sessions held now, by state, role and data server type.")
-        let states = ["pending", "ready", "starting", "active", "failed", "releasing"]
-        var held: [String: [Role: Int]] = [:]  // one pass over the sessions, not one per state and role
-        for session in sessions { held[session.state, default: [:]][session.role, default: 0] += 1 }
-        for state in states {
+        for state in Self.states {
             for role in [Role.prod, .cons] {
                 text.sample("s2cs_sessions", ["state": state, "role": "\(role)", "type": type], Double(held[state]?[role] ?? 0))
             }
@@ -181,24 +181,17 @@ final class Metrics: Sendable {
         text.sample("s2cs_proxy_unexpected_exits_total", [:], Double(unexpectedExits))
 
         // Per session (uid prefix), as its proxy counts it: only sessions whose traffic is counted.
-        let roles = Dictionary(sessions.map { ($0.uid, "\($0.role)") }, uniquingKeysWith: { first, _ in first })
-        let counted = traffic.filter { $0.counting != .none }
         text.family("s2cs_session_bytes_total", "counter", "Bytes through a session's proxy: in = received on its listeners and forwarded to its targets, out = the way back (closed connections only for Nginx and Stunnel).")
-        for entry in counted {
-            let role = roles[entry.uid] ?? ""
-            text.sample("s2cs_session_bytes_total", ["session": entry.uid, "role": role, "direction": "in"], Double(entry.bytesIn))
-            text.sample("s2cs_session_bytes_total", ["session": entry.uid, "role": role, "direction": "out"], Double(entry.bytesOut))
-        }
+        text.append(series.bytes)
         text.family("s2cs_session_connections", "gauge", "Connections open now on a session's listeners.")
-        for entry in counted {
-            text.sample("s2cs_session_connections", ["session": entry.uid, "role": roles[entry.uid] ?? ""], Double(entry.openConnections))
-        }
+        text.append(series.connections)
         text.family("s2cs_session_connections_total", "counter", "Connections a session's listeners accepted since its proxy started.")
-        for entry in counted {
-            text.sample("s2cs_session_connections_total", ["session": entry.uid, "role": roles[entry.uid] ?? ""], Double(entry.totalConnections))
-        }
+        text.append(series.connectionsTotal)
         return text.text
     }
+
+    /// The session states `s2cs_sessions` shows, each with every role (0 when none).
+    static let states = ["pending", "ready", "starting", "active", "failed", "releasing"]
 }
 
 /// The Prometheus text exposition format, written line by line. A page holds five samples per
@@ -207,6 +200,11 @@ final class Metrics: Sendable {
 /// for a search-and-replace per label.
 struct PrometheusText {
     private(set) var text = ""
+
+    /// Lines made before (`SessionSeries`), as they are.
+    mutating func append(_ lines: String) {
+        text += lines
+    }
 
     mutating func family(_ name: String, _ type: String, _ help: String) {
         text += "# HELP \(name) "
@@ -281,11 +279,12 @@ extension ControlServer {
 
     /// The `/metrics` page of this s2cs.
     func metricsText() async -> String {
-        // The exit count and the sessions at one instant: a proxy's unexpected exit is counted when
+        // The sessions and the exit count at one instant: a proxy's unexpected exit is counted when
         // its session is marked failed (`SessionRegistry.proxyExited`), so the two always agree.
-        let (sessions, exits) = await registry.snapshotWithExits()
-        return metrics.render(sessions: sessionInfos(of: sessions, for: nil), traffic: await sessionTraffic(of: sessions, for: nil), type: config.type.name,
-                              unexpectedExits: exits, draining: isDraining, ports: await registry.portPool(),
+        let listing = await registry.listing()
+        let series = views.series.page(listing: listing, traffic: await sessionTraffic(of: listing, for: nil))
+        return metrics.render(held: listing.held, series: series, type: config.type.name,
+                              unexpectedExits: listing.unexpectedExits, draining: isDraining, ports: await registry.portPool(),
                               certificateNotAfter: certificateNotAfter)
     }
 }

@@ -120,10 +120,11 @@ final class MetricsServer: Sendable {
 
     private func send(_ socket: Socket, status: String, contentType: String = "text/plain; charset=utf-8", extra: String = "",
                       body: String, withBody: Bool = true, deadline: ContinuousClock.Instant) async {
-        let bytes = Array(body.utf8)
-        let head = "HTTP/1.1 \(status)\r\nContent-Type: \(contentType)\r\nContent-Length: \(bytes.count)\r\n\(extra)Connection: close\r\n\r\n"
+        let head = "HTTP/1.1 \(status)\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.utf8.count)\r\n\(extra)Connection: close\r\n\r\n"
+        var bytes = Array(head.utf8)
+        if withBody { bytes += body.utf8 }  // one copy of a page that may hold 1,000 sessions' series
         do {
-            try await socket.writeAll(Array(head.utf8) + (withBody ? bytes : []), deadline: deadline)
+            try await socket.writeAll(bytes, deadline: deadline)
         } catch {
             logger.debug("metrics: could not answer", ["error": "\(error)"])
         }

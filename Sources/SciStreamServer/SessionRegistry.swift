@@ -56,7 +56,13 @@ actor SessionRegistry {
         var helloClaimed = false
     }
 
-    var sessions: [SessionID: Session] = [:]
+    /// Every change drops the listing made from it (SessionRegistry+Listing.swift). A `didSet` that
+    /// does not read `oldValue` leaves the dictionary's in-place updates in place (no copy).
+    var sessions: [SessionID: Session] = [:] { didSet { cachedListing = nil } }
+    /// `listing()` as last made, until `sessions` changes.
+    var cachedListing: SessionListing? = nil
+    /// Counts the listings made (each one's `generation`).
+    var listingsMade: UInt64 = 0
     var sessionsByClient: [String: Int] = [:]
     private let maxSessionsPerClient: Int
     /// Listener ports held, by client address and by identity (`--max-ports-per-client`).
@@ -676,9 +682,14 @@ actor SessionRegistry {
     /// Whether `caller` may see a session's details (targets, notes) in `list`: with authentication
     /// on, its owner; without, a caller from the address that requested it.
     nonisolated func mayInspect(_ session: Session, _ caller: Caller) -> Bool {
+        Self.mayInspect(owner: session.owner, client: session.client, caller)
+    }
+
+    /// `mayInspect` of a session with that owner (authentication on) and requesting client address.
+    static func mayInspect(owner: String?, client: String, _ caller: Caller) -> Bool {
         if caller.admin { return true }
-        if let owner = session.owner { return owner == caller.subject }
-        return session.client == caller.address
+        if let owner { return owner == caller.subject }
+        return client == caller.address
     }
 
     // MARK: ports
@@ -710,9 +721,6 @@ actor SessionRegistry {
     func snapshot() -> [Session] {
         sessions.keys.sorted { $0.text < $1.text }.compactMap { sessions[$0] }
     }
-
-    /// `snapshot()` and `unexpectedExits` at one instant (the metrics page).
-    func snapshotWithExits() -> (sessions: [Session], unexpectedExits: Int) { (snapshot(), unexpectedExits) }
 
     /// Refuses new work, fails every pending request, then ends every session (proxies stopped and
     /// reaped, ports freed), starts in progress included. Returns how many sessions there were.

@@ -41,7 +41,11 @@ struct ByteReader {
         let length = Int(try readU16(field))
         guard remaining >= length else { throw .truncated(field) }
         let utf8 = bytes[index..<(index + length)]
-        guard let string = String(validating: utf8, as: UTF8.self) else { throw .invalidUTF8(field) }
+        // Decoded with invalid bytes replaced, then compared: equal only if they were valid UTF-8.
+        // (`String(validating:as:)` is generic and unspecialized: a list of 1,000 sessions paid for
+        // a runtime metadata lookup per string.)
+        let string = String(decoding: utf8, as: UTF8.self)
+        guard string.utf8.elementsEqual(utf8) else { throw .invalidUTF8(field) }
         index += length
         return string
     }
@@ -54,6 +58,7 @@ struct ByteReader {
         let count = Int(try readU16(field))
         guard count <= WireConstants.maxListCount else { throw .tooManyItems(field, count) }
         var elements: [Element] = []
+        elements.reserveCapacity(min(count, remaining))  // every item takes at least a byte
         for _ in 0..<count {
             elements.append(try readElement(&self))
         }

@@ -20,6 +20,19 @@ import SciStreamServer
 
     static func number(_ object: [String: Any], _ key: String) -> Int { (object[key] as? NSNumber)?.intValue ?? -1 }
 
+    /// The traffic `list` shows once it counts at least `bytes` in and no connection open (a proxy
+    /// logs a connection when it is done with it), or as it is after 10 s.
+    static func closedTraffic(_ daemon: Daemon, atLeast bytes: Int) async throws -> [String: Any] {
+        var traffic: [String: Any] = [:]
+        let deadline = ContinuousClock.now + .seconds(10)
+        repeat {
+            traffic = try await listed(daemon).traffic
+            if number(traffic, "bytes_in") >= bytes && number(traffic, "open_connections") == 0 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        } while ContinuousClock.now < deadline
+        return traffic
+    }
+
     /// A producer-side s2cs (with `--metrics`) and a consumer-side one of `type`, a producer
     /// application that takes `connections` connections, and one session between them
     /// (`stream_request --num_conn 1`): the consumer side listens on `consumerPort`.
@@ -112,6 +125,50 @@ import SciStreamServer
         #expect(metrics.samples["s2cs_session_connections{role=PROD,session=\(prefix)}"] == 0)
     }
 
+    /// What `list` and `/metrics` keep between requests (each session's rendered entry and metrics
+    /// lines, the figures read from its proxy's log) is never older than what changed: a list and a
+    /// scrape made before any traffic (twice, the second from what was kept), then traffic: once a
+    /// list shows it, the scrape right after shows the same figures; after a release, neither shows
+    /// the session, and its bytes stay in the gateway-wide total.
+    @Test(arguments: types)
+    func keptListingsAndSeriesShowEachChange(type: String) async throws {
+        let tunnel = try await Self.tunnel(type: type, connections: 1)
+        defer { tunnel.stop() }
+        let producer = tunnel.producer
+        let port = try MetricsTests.metricsPort(producer)
+        let prefix = try #require(try await Self.listed(producer).session["uid"] as? String)
+        let series = { (name: String, labels: String) in "\(name){\(labels)}" }
+        let bytesIn = series("s2cs_session_bytes_total", "direction=in,role=PROD,session=\(prefix)")
+        let connectionsTotal = series("s2cs_session_connections_total", "role=PROD,session=\(prefix)")
+        for round in 1...2 {
+            let traffic = try await Self.listed(producer).traffic
+            #expect(Self.number(traffic, "bytes_in") == 0 && Self.number(traffic, "total_connections") == 0, "\(type), round \(round): \(traffic)")
+            let metrics = try await MetricsTests.scrape(port)
+            #expect(metrics.samples[bytesIn] == 0 && metrics.samples[connectionsTotal] == 0, "\(type), round \(round)")
+            #expect(metrics.samples[series("s2cs_sessions", "role=PROD,state=active,type=\(type)")] == 1)
+        }
+
+        let size = 1 << 20
+        _ = try await sendRandomBytes(to: tunnel.consumerPort, count: size)
+        #expect(await tunnel.app.results().map(\.bytes) == [size])
+        let traffic = try await Self.closedTraffic(producer, atLeast: size)
+        let counted = Self.number(traffic, "bytes_in")
+        #expect(counted >= size && Self.number(traffic, "total_connections") == 1, "\(type): \(traffic)")
+        let after = try await MetricsTests.scrape(port)
+        #expect(after.samples[bytesIn] == Double(counted), "\(type): \(after.samples.filter { $0.key.hasPrefix("s2cs_session") })")
+        #expect(after.samples[connectionsTotal] == 1)
+
+        let uid = try #require(sessionFolderEntries(producer.configFolder).first { $0.hasSuffix(".conf") && !$0.hasPrefix("s2ds-") }?.dropLast(".conf".count))
+        let release = await Harness.s2uc(["release", String(uid)] + producer.clientArguments)
+        #expect(release.status == 0, "\(release.stderr)")
+        let json = try JSONOutputTests.object(await Harness.s2uc(["list", "--json"] + producer.clientArguments))
+        #expect((json["sessions"] as? [[String: Any]])?.isEmpty == true, "\(json)")
+        let gone = try await MetricsTests.scrape(port)
+        #expect(!gone.samples.keys.contains { $0.contains("session=\(prefix)") }, "\(gone.samples.filter { $0.key.hasPrefix("s2cs_session") })")
+        #expect(gone.samples[series("s2cs_sessions", "role=PROD,state=active,type=\(type)")] == 0)
+        #expect((gone.samples[series("s2cs_bytes_total", "direction=in")] ?? 0) >= Double(counted))
+    }
+
     /// The README's two gateways on one machine, as a user starts them: one HOME, no `--config-folder`.
     /// Both halves of a session have the same uid; each s2cs keeps its files (and reads its proxy's
     /// access log) in a folder of its own, so each counts what crossed it once.
@@ -139,13 +196,7 @@ import SciStreamServer
         let sent = try await sendRandomBytes(to: tunnel.consumerPort, count: size)
         #expect(await tunnel.app.results().map(\.sha256) == [sent])
         for (daemon, role) in [(tunnel.consumer, "CONS"), (tunnel.producer, "PROD")] {
-            var traffic: [String: Any] = [:]
-            let deadline = ContinuousClock.now + .seconds(10)
-            repeat {
-                traffic = try await Self.listed(daemon).traffic
-                if Self.number(traffic, "bytes_in") >= size && Self.number(traffic, "open_connections") == 0 { break }
-                try await Task.sleep(for: .milliseconds(100))
-            } while ContinuousClock.now < deadline
+            let traffic = try await Self.closedTraffic(daemon, atLeast: size)
             #expect(Self.number(traffic, "bytes_in") == size, "\(role): \(traffic)")
             #expect(Self.number(traffic, "total_connections") == 1, "\(role): \(traffic)")
         }

@@ -194,6 +194,9 @@ import TestPorts
         let tunnel = try await TunnelTests.setUp(type: "Haproxy", appPort: app.port, consumerPort: try Self.freePort())
         defer { tunnel.producer.stop(); tunnel.consumer.stop() }
         let pid = try #require(tunnel.proxyPID(tunnel.producer))
+        // Listed once before: what list keeps of the session must not hide the exit afterwards.
+        let before = await Harness.s2uc(["list"] + tunnel.producer.clientArguments).stdout
+        #expect(before.contains("active") && !before.contains("failed"), "\(before)")
         kill(pid, SIGKILL)
         var listed = ""
         for _ in 0..<100 {

@@ -42,8 +42,9 @@ enum Bench {
         OptionSpec("server_pid", value: "pid", help: "The s2cs's pid: its RSS, and the PSS of every process below it (the proxies)."),
         OptionSpec("leftover_timeout", value: "seconds", default: "30", help: "Longest wait, after releasing all, for the proxies to be gone and the ports free."),
         OptionSpec("s2uc", value: "path", help: "Also time this s2uc's whole 'list' process at N."),
+        OptionSpec("no_traffic", help: "The s2cs counts no traffic (--type Mock): list shows no figures, and that is expected."),
     ]
-    static let scaleUsage = "s2bench scale --s2cs <host:port> (--tls <cert> | --plain) [--sessions <n>] [--concurrency <c>] [--probe <n>] [--runs <n>] [--metrics <host:port>] [--server-pid <pid>] [--leftover-timeout <seconds>] [--s2uc <path>] [--num-conn <n>]"
+    static let scaleUsage = "s2bench scale --s2cs <host:port> (--tls <cert> | --plain) [--sessions <n>] [--concurrency <c>] [--probe <n>] [--runs <n>] [--metrics <host:port>] [--server-pid <pid>] [--leftover-timeout <seconds>] [--s2uc <path>] [--no-traffic] [--num-conn <n>]"
 
     static let soakOptions: [OptionSpec] = [
         OptionSpec("prod", value: "host:port", help: "The producer-side s2cs (required)."),
@@ -276,7 +277,8 @@ enum Bench {
         }
         ProcessProbe.raiseDescriptorLimit()
         let benchmark = ScaleBenchmark(steps: steps, sessions: sessions, concurrency: concurrency, probe: probe, runs: runs,
-                                       metrics: metrics, serverPID: pid, leftoverTimeout: .seconds(leftover), listCommand: listCommand)
+                                       metrics: metrics, serverPID: pid, leftoverTimeout: .seconds(leftover), listCommand: listCommand,
+                                       countsTraffic: !parsed.isSet(named: "no_traffic"))
         let report = await benchmark.run()
         printLines([("mode", "scale"), ("tls", steps.target.tls == nil ? "off" : "on")] + report.lines.filter { $0.0 != "error" })
         for (key, message) in report.lines where key == "error" { Console.err("Error: \(message)") }
