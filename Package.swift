@@ -34,8 +34,11 @@ let package = Package(
         .target(name: "SciStreamClient", dependencies: ["SciStreamCommandLine", "SciStreamWire", "SciStreamSystem", "SciStreamTLS", "SciStreamAuth"]),
         // Which addresses s2cs accepts: IP addresses and rules, the target policy (--allowed-targets).
         .target(name: "SciStreamPolicy", dependencies: ["SciStreamWire", "SciStreamSystem"]),
-        // s2cs: control server, session registry, port allocator, metrics, audit log, the daemon.
-        .target(name: "SciStreamServer", dependencies: ["CSciStream", "SciStreamCommandLine", "SciStreamPolicy", "SciStreamWire", "SciStreamSystem",
+        // What s2cs shows operators: its counters in the Prometheus text format, and the HTTP listener
+        // that serves them (--metrics) with its health and readiness probes.
+        .target(name: "SciStreamMetrics", dependencies: ["SciStreamCommandLine", "SciStreamPolicy", "SciStreamWire", "SciStreamSystem"]),
+        // s2cs: control server, session registry, port allocator, audit log, the daemon.
+        .target(name: "SciStreamServer", dependencies: ["CSciStream", "SciStreamCommandLine", "SciStreamMetrics", "SciStreamPolicy", "SciStreamWire", "SciStreamSystem",
                                                         "SciStreamTLS", "SciStreamDataPlane", "SciStreamAuth", "SciStreamGRPC"]),
         .executableTarget(name: "s2cs", dependencies: ["SciStreamServer"]),
         .executableTarget(name: "s2uc", dependencies: ["SciStreamClient"]),
@@ -46,7 +49,7 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["SciStreamWire", "SciStreamServer", "SciStreamClient", "SciStreamCommandLine", "SciStreamGRPC"]),
         // The server's own logic (port allocation, quotas, ownership, port checks) with the Mock data
         // plane: no proxy binary, no s2cs process.
-        .testTarget(name: "ServerTests", dependencies: ["SciStreamServer", "SciStreamPolicy", "SciStreamDataPlane", "SciStreamWire", "SciStreamSystem", "TestPorts"]),
+        .testTarget(name: "ServerTests", dependencies: ["SciStreamServer", "SciStreamMetrics", "SciStreamPolicy", "SciStreamDataPlane", "SciStreamWire", "SciStreamSystem", "TestPorts"]),
         .testTarget(name: "SystemTests", dependencies: ["SciStreamSystem"]),
         .testTarget(name: "TLSTests", dependencies: ["SciStreamTLS", "SciStreamSystem", "SciStreamServer", "SciStreamClient", "SciStreamCommandLine"]),
         .testTarget(name: "DataPlaneTests", dependencies: ["COpenSSL", "SciStreamDataPlane", "SciStreamTLS", "SciStreamSystem", "SciStreamWire", "SciStreamServer", "SciStreamClient", "SciStreamCommandLine", "TestPorts"]),

@@ -1,5 +1,6 @@
 import Synchronization
 import SciStreamWire
+import SciStreamMetrics
 import SciStreamSystem
 import SciStreamTLS
 import SciStreamGRPC

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import SciStreamWire
+import SciStreamMetrics
 import SciStreamSystem
 import CSciStream
 import SciStreamTLS

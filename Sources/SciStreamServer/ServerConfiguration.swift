@@ -70,7 +70,7 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// `--max-pending-ports`: listener ports that requests still waiting for their hello may hold
     /// together, over every client (nil: half of `--port-range`).
     public var maxPendingPorts: Int? = nil
-    /// `--metrics`: where the Prometheus page is served (nil: not served); see Metrics+Configuration.swift.
+    /// `--metrics`: where the Prometheus page is served (nil: not served); see the SciStreamMetrics module and docs/metrics.md.
     public var metrics: Endpoint? = nil
     /// `--keep-sessions-on-exit`: on SIGTERM/SIGINT, active sessions' proxies go on for the next
     /// s2cs to take over (a restart or upgrade keeps the streams); SIGQUIT still ends them.

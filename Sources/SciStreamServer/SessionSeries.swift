@@ -1,5 +1,6 @@
 import Synchronization
 import SciStreamWire
+import SciStreamMetrics
 
 /// The per-session series of the metrics page (`s2cs_session_bytes_total`,
 /// `s2cs_session_connections`, `s2cs_session_connections_total`): each session's lines are kept
@@ -7,16 +8,7 @@ import SciStreamWire
 /// 1,000 idle sessions joins kept text instead of formatting 5,000 samples. Kept per listing
 /// (`SessionListing.generation`): a change of the registry makes every line again once.
 final class SessionSeries: Sendable {
-    /// What a scrape shows of the sessions, and what `Metrics` needs for its totals.
-    struct Page {
-        var bytes = ""
-        var connections = ""
-        var connectionsTotal = ""
-        /// The figures that differ from the last scrape's (all of them after a change of the registry).
-        var changed: [SessionTraffic] = []
-        /// Every session's uid prefix when the sessions changed since the last scrape; nil: the same.
-        var running: Set<String>? = nil
-    }
+    typealias Page = SessionSeriesPage
 
     fileprivate struct Lines {
         /// The figures shown (age left out: the page does not show it).

@@ -41,7 +41,7 @@ import Testing
         let graph = try Self.dependencies()
         let client = Self.closure(of: "s2uc", in: graph)
         #expect(client.contains("SciStreamClient"), "\(client)")
-        #expect(client.isDisjoint(with: ["SciStreamServer", "SciStreamDataPlane", "SciStreamPolicy", "SciStreamGRPC"]), "\(client.sorted())")
+        #expect(client.isDisjoint(with: ["SciStreamServer", "SciStreamMetrics", "SciStreamDataPlane", "SciStreamPolicy", "SciStreamGRPC"]), "\(client.sorted())")
         let server = Self.closure(of: "s2cs", in: graph)
         #expect(server.contains("SciStreamServer") && !server.contains("SciStreamClient"), "\(server.sorted())")
     }

@@ -1,5 +1,6 @@
 import Testing
 @testable import SciStreamServer
+@testable import SciStreamMetrics
 
 /// The exposition text byte for byte: label values and HELP text escaped as the format wants, and
 /// values without a byte to escape copied as they are.

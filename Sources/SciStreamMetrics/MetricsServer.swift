@@ -1,14 +1,29 @@
 import Foundation
 import SciStreamWire
 import SciStreamSystem
+import SciStreamPolicy
 
 /// One page of the metrics listener: its status line and body.
-struct MetricsPage: Sendable {
-    var status = "200 OK"
-    var contentType = "text/plain; charset=utf-8"
+package struct MetricsPage: Sendable {
+    var status: String
+    var contentType: String
     var body: String
 
-    static let prometheusType = "text/plain; version=0.0.4; charset=utf-8"
+    package static let prometheusType = "text/plain; version=0.0.4; charset=utf-8"
+
+    package init(status: String = "200 OK", contentType: String = "text/plain; charset=utf-8", body: String) {
+        (self.status, self.contentType, self.body) = (status, contentType, body)
+    }
+}
+
+/// The metrics listener cannot be opened.
+package struct MetricsListenError: Error, CustomStringConvertible {
+    let endpoint: Endpoint
+    let reason: String
+
+    package var description: String {
+        "cannot listen on --metrics \(endpoint): \(reason) (is another s2cs or exporter there? choose another --metrics address)"
+    }
 }
 
 /// `s2cs --metrics HOST:PORT`: a minimal HTTP/1.1 server on the project's own sockets and reactor
@@ -21,7 +36,7 @@ struct MetricsPage: Sendable {
 /// `ConnectionTable` rule, every address a stranger), and a request head must be complete within
 /// `requestTimeout` (5 s: a third of a 15 s scrape interval, and a scraper sends its request at
 /// once; 2 s was tried and cut off the test suite's own scrapes on a loaded machine).
-final class MetricsServer: Sendable {
+package final class MetricsServer: Sendable {
     static let paths = ["/metrics", "/healthz", "/readyz"]
 
     static let maxRequestBytes = 8192
@@ -36,20 +51,20 @@ final class MetricsServer: Sendable {
     private let connections = ConnectionTable(maxConnections: MetricsServer.maxConnections, maxPerClient: .max, dropsOwnAddress: true)
 
     /// `page` answers each of `paths`.
-    init(endpoint: Endpoint, logger: Logger, page: @escaping @Sendable (String) async -> MetricsPage) throws(ServerError) {
+    package init(endpoint: Endpoint, logger: Logger, page: @escaping @Sendable (String) async -> MetricsPage) throws(MetricsListenError) {
         do {
             listener = try Socket.listen(on: SocketAddress.resolve(host: endpoint.host, port: endpoint.port), backlog: 256)
         } catch {
-            throw ServerError.cannotListen(address: "--metrics \(endpoint)", reason: "\(error)")
+            throw MetricsListenError(endpoint: endpoint, reason: "\(error)")
         }
         self.page = page
         self.logger = logger
     }
 
-    var boundAddress: SocketAddress? { listener.localAddress }
+    package var boundAddress: SocketAddress? { listener.localAddress }
 
     /// Serves until the task is cancelled.
-    func run() async {
+    package func run() async {
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled {
                 guard let socket = try? await listener.accept() else {

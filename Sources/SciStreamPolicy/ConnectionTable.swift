@@ -17,8 +17,8 @@ import SciStreamPolicy
 /// Otherwise it is refused (RESOURCE_EXHAUSTED naming the flag). A known address's connection that
 /// has sent a request is never dropped to make room. The dropped connection is shut down; its own
 /// task closes it.
-final class ConnectionTable: Sendable {
-    enum Admission {
+package final class ConnectionTable: Sendable {
+    package enum Admission {
         /// Admitted; `dropped` names the address whose connection was shut down to make room.
         case admitted(id: UInt64, dropped: String?)
         case refusedForClient
@@ -53,16 +53,16 @@ final class ConnectionTable: Sendable {
     /// one request per connection, so none of them waits on another).
     let dropsOwnAddress: Bool
 
-    init(maxConnections: Int, maxPerClient: Int, dropsOwnAddress: Bool = false) {
+    package init(maxConnections: Int, maxPerClient: Int, dropsOwnAddress: Bool = false) {
         self.maxConnections = maxConnections
         self.maxPerClient = maxPerClient
         self.dropsOwnAddress = dropsOwnAddress
     }
 
-    var count: Int { state.withLock { $0.entries.count } }
+    package var count: Int { state.withLock { $0.entries.count } }
 
     /// Admits a connection from `address` (counted by `IPAddress.clientKey`: an IPv6 client by its /64).
-    func admit(_ socket: Socket, client address: String) -> Admission {
+    package func admit(_ socket: Socket, client address: String) -> Admission {
         let client = IPAddress.clientKey(address)
         let (admission, victim) = state.withLock { state -> (Admission, Entry?) in
             guard state.byClient[client, default: 0] < maxPerClient else { return (.refusedForClient, nil) }
@@ -109,12 +109,12 @@ final class ConnectionTable: Sendable {
     }
 
     /// The connection's first complete request frame has arrived.
-    func proven(_ id: UInt64) {
+    package func proven(_ id: UInt64) {
         state.withLock { $0.entries[id]?.proven = true }
     }
 
     /// `client` sent a request that passed authentication (any request, with authentication off).
-    func served(_ address: String) {
+    package func served(_ address: String) {
         let client = IPAddress.clientKey(address)
         state.withLock { state in
             state.knownClock &+= 1
@@ -127,7 +127,7 @@ final class ConnectionTable: Sendable {
 
     /// The connection ended (a no-op for one dropped to make room). Returns how many are left.
     @discardableResult
-    func remove(_ id: UInt64) -> Int {
+    package func remove(_ id: UInt64) -> Int {
         state.withLock { state in
             _ = Self.remove(id, from: &state)
             return state.entries.count

@@ -1,14 +1,12 @@
 import Foundation
 import Synchronization
 import SciStreamWire
-import SciStreamSystem
-import SciStreamDataPlane
 import SciStreamCommandLine
 
 /// What `s2cs --metrics` counts, and its rendering in the Prometheus text format (version 0.0.4;
 /// docs/metrics.md). The control server tells it each request it received and each reply it sent;
 /// the session figures are read from the registry when scraped.
-final class Metrics: Sendable {
+package final class Metrics: Sendable {
     /// Upper bounds of the setup-duration histogram, in seconds.
     static let durationBounds: [Double] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 
@@ -35,17 +33,19 @@ final class Metrics: Sendable {
     static let commonFailures: [StatusCode] = [.invalidArgument, .notFound, .permissionDenied, .resourceExhausted, .unauthenticated, .unavailable, .internalError]
     static let authResults = ["valid", "missing", "invalid", "unavailable", "identity_refused"]
     /// When this process started, seconds since the epoch.
-    let startTime = Date().timeIntervalSince1970
+    package let startTime = Date().timeIntervalSince1970
+
+    package init() {}
 
     private let counters = Mutex(Counters())
 
     /// A token check's result (one of `authResults`).
-    func authenticated(_ result: String) {
+    package func authenticated(_ result: String) {
         counters.withLock { $0.auth[result, default: 0] += 1 }
     }
 
     /// Sessions' traffic as read now: the figures of each running session, kept for the totals.
-    func observe(_ traffic: [SessionTraffic]) {
+    package func observe(_ traffic: [SessionTraffic]) {
         counters.withLock { counters in
             for entry in traffic where entry.counting != .none {
                 let last = counters.lastSeen[entry.uid] ?? (0, 0)
@@ -71,13 +71,13 @@ final class Metrics: Sendable {
     }
 
     /// A request arrived (counted before it is handled: a request waits for its hello).
-    func received(_ message: Message) {
+    package func received(_ message: Message) {
         guard case .request(let request) = message else { return }
         counters.withLock { $0.requests[request.role, default: 0] += 1 }
     }
 
     /// A reply was sent for `message`, which took `elapsed` to handle.
-    func answered(_ message: Message, with reply: Message, elapsed: Duration) {
+    package func answered(_ message: Message, with reply: Message, elapsed: Duration) {
         let step: String
         let status: Status
         switch reply {
@@ -113,8 +113,8 @@ final class Metrics: Sendable {
 
     /// The exposition text: these counters, the sessions by state (`held`: by state name and role),
     /// role and type, the proxies that exited without being asked to, and the per-session series
-    /// (`series`, from `SessionSeries`).
-    func render(held: [String: [Role: Int]], series: SessionSeries.Page, type: String, unexpectedExits: Int, draining: Bool,
+    /// (`series`).
+    package func render(held: [String: [Role: Int]], series: SessionSeriesPage, type: String, unexpectedExits: Int, draining: Bool,
                 ports: (size: Int, held: Int), certificateNotAfter: Double?) -> String {
         let bytes = totals(changed: series.changed, running: series.running)
         let counters = self.counters.withLock { $0 }
@@ -194,97 +194,19 @@ final class Metrics: Sendable {
     static let states = ["pending", "ready", "starting", "active", "failed", "releasing"]
 }
 
-/// The Prometheus text exposition format, written line by line. A page holds five samples per
-/// session: each is appended in place, and a value is escaped only when it has a byte to escape
-/// (label values are uid prefixes, roles and names), so a scrape of 1,000 sessions does not pay
-/// for a search-and-replace per label.
-struct PrometheusText {
-    private(set) var text = ""
 
-    /// Lines made before (`SessionSeries`), as they are.
-    mutating func append(_ lines: String) {
-        text += lines
-    }
+/// The per-session series of one scrape, as the server keeps them between scrapes (each session's
+/// lines made again only when its figures change), and what `Metrics` needs for its totals.
+package struct SessionSeriesPage: Sendable {
+    package var bytes = ""
+    package var connections = ""
+    package var connectionsTotal = ""
+    /// The figures that differ from the last scrape's (all of them after a change of the registry).
+    package var changed: [SessionTraffic] = []
+    /// Every session's uid prefix when the sessions changed since the last scrape; nil: the same.
+    package var running: Set<String>? = nil
 
-    mutating func family(_ name: String, _ type: String, _ help: String) {
-        text += "# HELP \(name) "
-        Self.append(help, escaping: false, to: &text)
-        text += "\n# TYPE \(name) \(type)\n"
-    }
-
-    mutating func sample(_ name: String, _ labels: KeyValuePairs<String, String>, _ value: Double) {
-        text += name
-        if !labels.isEmpty {
-            text += "{"
-            for (index, label) in labels.enumerated() {
-                if index > 0 { text += "," }
-                text += label.key
-                text += "=\""
-                Self.append(label.value, escaping: true, to: &text)
-                text += "\""
-            }
-            text += "}"
-        }
-        text += " "
-        text += Self.number(value)
-        text += "\n"
-    }
-
-    /// A label value: backslash, double quote and line feed escaped.
-    static func escape(_ value: String) -> String {
-        var escaped = ""
-        append(value, escaping: true, to: &escaped)
-        return escaped
-    }
-
-    /// Appends `value` with backslash and line feed escaped, and the double quote too when `quotes`
-    /// (a label value; HELP text leaves quotes as they are).
-    private static func append(_ value: String, escaping quotes: Bool, to text: inout String) {
-        let special: (UInt8) -> Bool = { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\n") || (quotes && $0 == UInt8(ascii: "\"")) }
-        guard value.utf8.contains(where: special) else {
-            text += value
-            return
-        }
-        for character in value.unicodeScalars {
-            switch character {
-            case "\\": text += "\\\\"
-            case "\n": text += "\\n"
-            case "\"" where quotes: text += "\\\""
-            default: text.unicodeScalars.append(character)
-            }
-        }
-    }
-
-    /// Integers without a fraction, others as Swift prints them (`0.025`).
-    static func number(_ value: Double) -> String {
-        if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
-        return "\(value)"
-    }
-}
-
-extension ControlServer {
-    /// A page of the metrics listener: `/metrics`, `/healthz` (alive: the registry answers) or
-    /// `/readyz` (ready for new sessions: accepting, not draining, the proxy runnable), 503 when not.
-    func metricsPage(_ path: String) async -> MetricsPage {
-        switch path {
-        case "/healthz":
-            return await isHealthy() ? MetricsPage(body: "ok\n") : MetricsPage(status: "503 Service Unavailable", body: "unhealthy: the session registry did not answer within 2 s\n")
-        case "/readyz":
-            if let reason = await notReadyReason() { return MetricsPage(status: "503 Service Unavailable", body: "not ready: \(reason)\n") }
-            return MetricsPage(body: "ready\n")
-        default:
-            return MetricsPage(contentType: MetricsPage.prometheusType, body: await metricsText())
-        }
-    }
-
-    /// The `/metrics` page of this s2cs.
-    func metricsText() async -> String {
-        // The sessions and the exit count at one instant: a proxy's unexpected exit is counted when
-        // its session is marked failed (`SessionRegistry.proxyExited`), so the two always agree.
-        let listing = await registry.listing()
-        let series = views.series.page(listing: listing, traffic: await sessionTraffic(of: listing, for: nil))
-        return metrics.render(held: listing.held, series: series, type: config.type.name,
-                              unexpectedExits: listing.unexpectedExits, draining: isDraining, ports: await registry.portPool(),
-                              certificateNotAfter: certificateNotAfter)
+    package init(bytes: String = "", connections: String = "", connectionsTotal: String = "") {
+        (self.bytes, self.connections, self.connectionsTotal) = (bytes, connections, connectionsTotal)
     }
 }
