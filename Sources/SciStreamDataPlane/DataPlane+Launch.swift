@@ -35,6 +35,7 @@ extension DataPlane {
         let session = plan.session
         let files = plan.files
         let name = session.prefix
+        let began = ContinuousClock.now
 
         var addresses: [[SocketAddress]] = []
         for route in plan.routes {
@@ -130,8 +131,11 @@ extension DataPlane {
         }
 
         // Readiness: every listener has a LISTEN socket, or the proxy exited, or the time is up.
+        let spawned = ContinuousClock.now
+        var probes = 0
         let deadline = ContinuousClock.now + readinessTimeout
         while true {
+            probes += 1
             if let status = child.status {
                 await log.finish(within: .seconds(1))  // every line the proxy wrote before it exited
                 let text = ProxyLog.errorSummary(log.recentText, type: type)
@@ -178,8 +182,16 @@ extension DataPlane {
             "session": name, "type": type.name, "role": "\(plan.role)", "pid": String(child.pid),
             "listeners": plan.routes.map { $0.listener.description }.joined(separator: ","),
             "tls": plan.tls ? "on" : "off",
+            // Where a start's time goes: before the spawn (checks, keys, files), then until it listens.
+            "prepare_ms": Self.milliseconds(spawned - began), "ready_ms": Self.milliseconds(ContinuousClock.now - spawned),
+            "probes": String(probes),
         ])
         return .success((child, log))
+    }
+
+    static func milliseconds(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        return String(seconds * 1000 + attoseconds / 1_000_000_000_000_000)
     }
 
     /// The proxy's command line (arguments after the executable), in the foreground.

@@ -475,7 +475,7 @@ actor SessionRegistry {
 
     // MARK: release
 
-    /// Releases a session for `caller`: waits for a start in progress, stops its proxy, frees its
+    /// Releases a session for `caller`: gives up a start in progress, stops its proxy, frees its
     /// ports. Returns a note when its proxy had died on its own.
     func release(_ uid: SessionID, caller: Caller) async throws(StatusError) -> String? {
         try beginRelease(uid, caller: caller)

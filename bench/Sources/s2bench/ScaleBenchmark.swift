@@ -69,7 +69,13 @@ struct ScaleBenchmark {
             }
         }
 
-        // The last `probe`, one at a time.
+        // The last `probe`, one at a time, once the machine has settled after the bulk: a thousand
+        // proxies started C at a time leave work behind them (HAProxy's master re-executes itself
+        // once its worker runs), and the last setups should measure what a session costs with N
+        // held, not the tail of that burst.
+        let settleBegan = clock.now
+        await Self.settle(within: .seconds(30))
+        report.add("settle_s", format((clock.now - settleBegan).seconds, decimals: 1))
         var last: [Double] = []
         for _ in 0..<probe {
             let began = clock.now
@@ -114,6 +120,26 @@ struct ScaleBenchmark {
     }
 
     /// `list` and (with --metrics) a scrape, `runs` times each, timed; false when one failed.
+    /// Returns once the machine's runnable tasks (`procs_running` in /proc/stat, this one included)
+    /// have been at most 2 for a second, or `within` has passed.
+    static func settle(within limit: Duration) async {
+        let deadline = ContinuousClock.now + limit
+        var quietSince: ContinuousClock.Instant? = nil
+        while ContinuousClock.now < deadline {
+            let stat = ProcessProbe.procText("/proc/stat") ?? ""
+            let running = stat.split(separator: "\n").first { $0.hasPrefix("procs_running ") }
+                .flatMap { Int($0.dropFirst("procs_running ".count)) } ?? 0
+            if running <= 2 {
+                let since = quietSince ?? .now
+                quietSince = since
+                if ContinuousClock.now - since >= .seconds(1) { return }
+            } else {
+                quietSince = nil
+            }
+            try? await Task.sleep(for: .milliseconds(50))  // polling for a condition, with a deadline
+        }
+    }
+
     private func measureReads(at count: Int, label: String, into report: inout Report) async -> Bool {
         var lists: [Double] = [], scrapes: [Double] = []
         let clock = ContinuousClock()
