@@ -77,7 +77,12 @@ extension DataPlane {
             if let child { await child.terminate(grace: stopGrace) }
             await log?.finish(within: .seconds(1))
             for path in files.removable { AtomicFile.remove(path) }
-            logger.error("proxy start failed", ["session": name, "type": type.name, "error": error.description])
+            if case .stoppedWhileStarting = error {
+                // Asked for (the session was released, or s2cs is shutting down): not a failure.
+                logger.info("proxy start given up: its session ended while it started", ["session": name, "type": type.name])
+            } else {
+                logger.error("proxy start failed", ["session": name, "type": type.name, "error": error.description])
+            }
             return .failure(error)
         }
         // Key generation and three fsynced files: off the cooperative pool.
