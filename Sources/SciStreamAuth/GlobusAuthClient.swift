@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import Synchronization
+import SciStreamSystem
 
 /// Tokens granted by the token endpoint (authorization code or refresh).
 public struct TokenGrant: Sendable, Equatable {
@@ -56,7 +57,7 @@ public final class GlobusAuthClient: Sendable {
         sessionSlot.withLock { slot in
             if let session = slot { return session }
             let configuration = URLSessionConfiguration.ephemeral
-            let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+            let seconds = timeout.inSeconds
             // URLSession's own limits sit just above ours, so that our deadline (and its message) wins.
             configuration.timeoutIntervalForRequest = seconds + 1
             configuration.timeoutIntervalForResource = seconds + 1

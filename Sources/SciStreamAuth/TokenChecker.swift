@@ -151,13 +151,13 @@ public actor TokenChecker {
             let verdict = unavailable(error)
             logger.warning("token check failed", ["reason": describe(verdict)])
             lastUnavailable = verdict
-            unavailableUntil = now().addingTimeInterval(Self.seconds(failureBackoff))
+            unavailableUntil = now().addingTimeInterval(failureBackoff.inSeconds)
             return verdict
         }
         let checkedAt = now()
         let nowSeconds = Int(checkedAt.timeIntervalSince1970)
         let verdict: TokenVerdict
-        var until = checkedAt.addingTimeInterval(Self.seconds(negativeTTL))
+        var until = checkedAt.addingTimeInterval(negativeTTL.inSeconds)
         if !result.active {
             verdict = .invalid(message: invalidMessage, reason: "inactive (expired, revoked or unknown)")
         } else if let exp = result.expiresAt, exp <= nowSeconds {
@@ -167,7 +167,7 @@ public actor TokenChecker {
         } else {
             verdict = .valid(username: result.username, subject: result.subject)
             until = result.expiresAt.map { Date(timeIntervalSince1970: TimeInterval($0)) }
-                ?? checkedAt.addingTimeInterval(Self.seconds(fallbackTTL))
+                ?? checkedAt.addingTimeInterval(fallbackTTL.inSeconds)
         }
         store(key, verdict, until: until)
         if case .valid = verdict { unavailableUntil = nil }
@@ -214,8 +214,4 @@ public actor TokenChecker {
         return true
     }
 
-    static func seconds(_ duration: Duration) -> TimeInterval {
-        let (seconds, attoseconds) = duration.components
-        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
-    }
 }

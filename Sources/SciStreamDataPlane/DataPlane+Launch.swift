@@ -188,15 +188,10 @@ extension DataPlane {
             "listeners": plan.routes.map { $0.listener.description }.joined(separator: ","),
             "tls": plan.tls ? "on" : "off",
             // Where a start's time goes: before the spawn (checks, keys, files), then until it listens.
-            "prepare_ms": Self.milliseconds(spawned - began), "ready_ms": Self.milliseconds(ContinuousClock.now - spawned),
+            "prepare_ms": String((spawned - began).wholeMilliseconds), "ready_ms": String((ContinuousClock.now - spawned).wholeMilliseconds),
             "probes": String(probes),
         ])
         return .success((child, log))
-    }
-
-    static func milliseconds(_ duration: Duration) -> String {
-        let (seconds, attoseconds) = duration.components
-        return String(seconds * 1000 + attoseconds / 1_000_000_000_000_000)
     }
 
     /// The proxy's command line (arguments after the executable), in the foreground.

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import SciStreamWire
+import SciStreamSystem
 import SciStreamCommandLine
 
 /// What `s2cs --metrics` counts, and its rendering in the Prometheus text format (version 0.0.4;
@@ -97,7 +98,7 @@ package final class Metrics: Sendable {
             switch message {
             case .update(let update):
                 counters.setups[update.role, default: 0] += 1
-                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                let seconds = elapsed.inSeconds
                 for (index, bound) in Self.durationBounds.enumerated() where seconds <= bound {
                     counters.durationBuckets[index] += 1
                 }

@@ -628,7 +628,7 @@ actor SessionRegistry {
         default:
             return
         }
-        let seconds = Self.seconds(helloTimeout)
+        let seconds = helloTimeout.inSeconds
         logger.warning("session expired before setup finished; released", ["session": uid.prefix, "timeout": "\(seconds)s"])
         audit?.record(AuditEntry(event: "expired", client: session.client, identity: session.owner, session: uid.prefix,
                                  role: "\(session.role)".uppercased(), reason: "setup not finished within --hello-timeout (\(seconds)s)"))
@@ -646,8 +646,8 @@ actor SessionRegistry {
     /// reaped, its ports freed, its files and record removed; a request still waiting is failed.
     private func endAtLifetime(_ uid: SessionID, _ lifetime: Duration) async {
         guard var session = sessions[uid] else { return }
-        let age = Self.seconds(ContinuousClock.now - session.created)
-        let limit = Self.seconds(lifetime)
+        let age = (ContinuousClock.now - session.created).inSeconds
+        let limit = lifetime.inSeconds
         logger.info("session reached --max-session-lifetime; released", ["session": uid.prefix, "age": String(format: "%.0fs", age), "limit": "\(limit)s"])
         audit?.record(AuditEntry(event: "expired", client: session.client, identity: session.owner, session: uid.prefix,
                                  role: "\(session.role)".uppercased(), reason: "max session lifetime (--max-session-lifetime \(limit)s)"))
@@ -662,9 +662,6 @@ actor SessionRegistry {
             "session \(uid.prefix) reached this s2cs's --max-session-lifetime (\(limit) s) and was released"))
     }
 
-    private static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
 
     // MARK: owners
 
@@ -679,13 +676,9 @@ actor SessionRegistry {
         throw StatusError(.permissionDenied, "session \(session.uid.prefix) belongs to another identity")
     }
 
-    /// Whether `caller` may see a session's details (targets, notes) in `list`: with authentication
-    /// on, its owner; without, a caller from the address that requested it.
-    nonisolated func mayInspect(_ session: Session, _ caller: Caller) -> Bool {
-        Self.mayInspect(owner: session.owner, client: session.client, caller)
-    }
-
-    /// `mayInspect` of a session with that owner (authentication on) and requesting client address.
+    /// Whether `caller` may see the details (targets, notes) in `list` of a session with that owner
+    /// (authentication on) and requesting client address: with authentication on, its owner;
+    /// without, a caller from the address that requested it; an operator, any.
     static func mayInspect(owner: String?, client: String, _ caller: Caller) -> Bool {
         if caller.admin { return true }
         if let owner { return owner == caller.subject }
@@ -716,8 +709,8 @@ actor SessionRegistry {
 
     // MARK: listing and shutdown
 
-    /// Every session, by uid. The uids are sorted, not the sessions: a sort that moved a thousand
-    /// `Session` values (retaining and releasing each of their fields) cost `list` more than the rest.
+    /// Every session, by uid (tests look into the sessions with it; `list` and `/metrics` take the
+    /// kept `listing()`).
     func snapshot() -> [Session] {
         sessions.keys.sorted { $0.text < $1.text }.compactMap { sessions[$0] }
     }
@@ -783,7 +776,7 @@ extension SessionRegistry {
     /// relay runs inside s2cs).
     func record(of session: Session) -> SessionRecord? {
         guard !session.udp else { return nil }
-        let created = Date().timeIntervalSince1970 - Self.seconds(ContinuousClock.now - session.created)
+        let created = Date().timeIntervalSince1970 - (ContinuousClock.now - session.created).inSeconds
         return SessionRecord(uid: session.uid, role: session.role, client: session.client, owner: session.owner,
                              numConn: session.numConn, rate: session.rate, ports: session.ports,
                              listeners: session.listeners.map(\.description), prodListeners: session.prodListeners,

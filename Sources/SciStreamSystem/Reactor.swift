@@ -159,8 +159,7 @@ public final class Reactor: Sendable {
             var timeout: Int32 = -1
             if let until = [nearest, waiting ? nextSweep : nil].compactMap({ $0 }).min() {
                 let remaining = until - ContinuousClock.now
-                let ms = remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000
-                timeout = Int32(clamping: max(0, ms + 1))
+                timeout = Int32(clamping: max(0, remaining.wholeMilliseconds + 1))
             }
             let count = events.withUnsafeMutableBufferPointer { epoll_wait(epollFD, $0.baseAddress, Int32($0.count), timeout) }
             if count < 0 && Errno.current != .interrupted {

@@ -115,8 +115,9 @@ import TestPorts
         let error = await refusal { _ = try await registry.release(uid, caller: stranger) }
         #expect(error?.status.code == .permissionDenied && error?.status.message == "session \(uid.prefix) belongs to another identity", "\(String(describing: error))")
         #expect(await registry.sessionCount() == 1, "a refused release changes nothing")
-        let session = try #require(await registry.snapshot().first)
-        #expect(registry.mayInspect(session, owner) && !registry.mayInspect(session, stranger) && registry.mayInspect(session, admin))
+        // What list and the metrics page go by: the listing's entry.
+        let entry = try #require(await registry.listing().entries.first)
+        #expect(entry.visible(to: owner) && !entry.visible(to: stranger) && entry.visible(to: admin))
         _ = try await registry.release(uid, caller: admin)
         _ = await waiting.result
         #expect(await registry.sessionCount() == 0)
@@ -127,8 +128,8 @@ import TestPorts
         let ports = try PortBlock.reserve(2)
         let registry = try make(ports: ports)
         let (uid, waiting) = try await pending(registry, .anonymous("127.0.0.2"))
-        let session = try #require(await registry.snapshot().first)
-        #expect(registry.mayInspect(session, .anonymous("127.0.0.2")) && !registry.mayInspect(session, .anonymous("127.0.0.3")))
+        let entry = try #require(await registry.listing().entries.first)
+        #expect(entry.visible(to: .anonymous("127.0.0.2")) && !entry.visible(to: .anonymous("127.0.0.3")))
         _ = try await registry.release(uid, caller: .anonymous("127.0.0.2"))
         _ = await waiting.result
     }
