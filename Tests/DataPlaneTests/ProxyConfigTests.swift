@@ -83,6 +83,9 @@ struct ProxyConfigTests {
         #expect(config.contains("timeout tunnel 3600s\n"))
         #expect(config.contains("timeout server 3600s"))
         #expect(config.contains("    maxconn 512\n"))
+        // Its unused HTTP client trusts the session's certificate, not the system's CA store.
+        #expect(config.contains("    httpclient.ssl.ca-file /home/u/.scistream/\(Self.uid).pem\n"))
+        #expect(!config.contains("verify none"))
         #expect(!config.contains("TLSv1.2") && !config.contains(" ciphers "))
         #expect(config.contains("ciphersuites TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256"))
         #expect(!config.contains("splice"))
@@ -101,6 +104,10 @@ struct ProxyConfigTests {
         #expect(config.contains("option splice-request"))
         #expect(config.contains("option splice-response"))
         #expect(!config.contains(" ssl "))
+        // No certificate to point its unused HTTP client at: the client verifies nothing, and
+        // HAProxy does not load the system's CA store.
+        #expect(config.contains("    httpclient.ssl.verify none\n"))
+        #expect(!config.contains("ca-file"))
     }
 
     @Test func nginxServerSide() throws {
