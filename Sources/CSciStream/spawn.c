@@ -2,10 +2,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -58,7 +60,7 @@ int scistream_wexitstatus(int status) { return WEXITSTATUS(status); }
 int scistream_wifsignaled(int status) { return WIFSIGNALED(status); }
 int scistream_wtermsig(int status) { return WTERMSIG(status); }
 
-/* In the child, between fork and exec: only async-signal-safe calls from here on. */
+/* In the child, between clone and exec: only async-signal-safe calls from here on. */
 static void report_and_exit(int fd) {
     int error = errno;
     ssize_t ignored = write(fd, &error, sizeof(error));
@@ -112,6 +114,119 @@ static int has_prefix(const char *text, const char *prefix) {
     return 1;
 }
 
+/* What the child needs, in the parent's memory: the child of a CLONE_VM clone shares it (it only
+ * reads this, and writes nothing but its own stack). */
+struct spawn_request {
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    int null_fd;
+    int log_fd;
+    int error_pipe_read;
+    int error_pipe_write;
+    long open_files;
+    mode_t file_mask;
+    const int *listen_fds;
+    int listen_fd_count;
+};
+
+/* The child, between clone and exec. It runs on a stack of its own in the parent's address space
+ * while the parent's calling thread is suspended (CLONE_VFORK): only async-signal-safe calls, no
+ * allocation, and nothing written outside this stack (errno is the suspended thread's). */
+static int spawn_child(void *argument) {
+    const struct spawn_request *request = argument;
+    close(request->error_pipe_read);
+    /* Default dispositions for every signal. The raw rt_sigaction syscall, because glibc's
+     * sigaction refuses its two reserved real-time signals (32, 33), which an ignoring parent
+     * would otherwise pass on ignored across the exec. */
+    struct kernel_sigaction_default {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)(void);
+        unsigned long mask;
+    } default_action = { SIG_DFL, 0, NULL, 0 };
+    for (int signo = 1; signo < NSIG; signo++) {
+        if (signo == SIGKILL || signo == SIGSTOP) {
+            continue;
+        }
+        (void)syscall(SYS_rt_sigaction, signo, &default_action, NULL, sizeof(default_action.mask));
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) {
+        report_and_exit(request->error_pipe_write);
+    }
+    (void)umask(request->file_mask);
+    if (setsid() < 0) {
+        report_and_exit(request->error_pipe_write);
+    }
+    if (dup2(request->null_fd, STDIN_FILENO) < 0 || dup2(request->log_fd, STDOUT_FILENO) < 0 || dup2(request->log_fd, STDERR_FILENO) < 0) {
+        report_and_exit(request->error_pipe_write);
+    }
+    /* Socket activation (sd_listen_fds(3)): the listening sockets become 3, 4, ... in order, open
+     * across the exec, announced by LISTEN_FDS and LISTEN_PID (this child's pid). Each is first
+     * moved above that range, so that no dup2 overwrites a descriptor still needed; before the
+     * RLIMIT_NOFILE below, which may be lower than the descriptors the parent holds. */
+    int error_fd = request->error_pipe_write;
+    int first_free = STDERR_FILENO + 1 + (request->listen_fd_count > 0 ? request->listen_fd_count : 0);
+    if (request->listen_fd_count > 0) {
+        error_fd = fcntl(request->error_pipe_write, F_DUPFD_CLOEXEC, first_free);
+        if (error_fd < 0) {
+            report_and_exit(request->error_pipe_write);
+        }
+        int moved[request->listen_fd_count];
+        for (int index = 0; index < request->listen_fd_count; index++) {
+            moved[index] = fcntl(request->listen_fds[index], F_DUPFD_CLOEXEC, first_free);
+            if (moved[index] < 0) {
+                report_and_exit(error_fd);
+            }
+        }
+        for (int index = 0; index < request->listen_fd_count; index++) {
+            /* dup2 leaves the new descriptor without FD_CLOEXEC: it survives the exec. */
+            if (dup2(moved[index], STDERR_FILENO + 1 + index) < 0) {
+                report_and_exit(error_fd);
+            }
+        }
+    }
+    if (request->open_files > 0) {
+        struct rlimit files;
+        if (getrlimit(RLIMIT_NOFILE, &files) != 0) {
+            report_and_exit(error_fd);
+        }
+        files.rlim_cur = (rlim_t)request->open_files;
+        if (files.rlim_max != RLIM_INFINITY && files.rlim_cur > files.rlim_max) {
+            files.rlim_cur = files.rlim_max;
+        }
+        if (setrlimit(RLIMIT_NOFILE, &files) != 0) {
+            report_and_exit(error_fd);
+        }
+    }
+    /* Everything else above 2 (/dev/null, the log, the error pipe's write end) closes on exec. */
+    mark_cloexec_from(first_free);
+    if (request->listen_fd_count <= 0) {
+        execve(request->path, request->argv, request->envp);
+        report_and_exit(error_fd);
+    }
+    int variables = 0;
+    while (request->envp[variables] != NULL) {
+        variables++;
+    }
+    char *environment[variables + 3];
+    int kept = 0;
+    for (int index = 0; index < variables; index++) {
+        if (!has_prefix(request->envp[index], "LISTEN_PID=") && !has_prefix(request->envp[index], "LISTEN_FDS=")) {
+            environment[kept++] = request->envp[index];
+        }
+    }
+    char pid_variable[48], fds_variable[48];
+    environment[kept++] = format_variable(pid_variable, "LISTEN_PID=", (long)getpid());
+    environment[kept++] = format_variable(fds_variable, "LISTEN_FDS=", (long)request->listen_fd_count);
+    environment[kept] = NULL;
+    execve(request->path, request->argv, environment);
+    report_and_exit(error_fd);
+    return 127;
+}
+
 int scistream_spawn(const char *path, char *const argv[], char *const envp[], const char *log_path,
                     int output_fd, long open_files, mode_t file_mask, const int *listen_fds, int listen_fd_count,
                     pid_t *pid, int *pidfd, int *error_pipe) {
@@ -134,113 +249,39 @@ int scistream_spawn(const char *path, char *const argv[], char *const envp[], co
         return error;
     }
 
-    /* Block every signal while forking, so that no handler of ours runs in the child before the
+    /* Block every signal while cloning, so that no handler of ours runs in the child before the
      * child has reset the dispositions. The mask is per thread: restore it in the parent. */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
 
-    pid_t child = fork();
-    if (child == 0) {
-        close(pipe_fds[0]);
-        /* Default dispositions for every signal. The raw rt_sigaction syscall, because glibc's
-         * sigaction refuses its two reserved real-time signals (32, 33), which an ignoring parent
-         * would otherwise pass on ignored across the exec. */
-        struct kernel_sigaction_default {
-            void (*handler)(int);
-            unsigned long flags;
-            void (*restorer)(void);
-            unsigned long mask;
-        } default_action = { SIG_DFL, 0, NULL, 0 };
-        for (int signo = 1; signo < NSIG; signo++) {
-            if (signo == SIGKILL || signo == SIGSTOP) {
-                continue;
-            }
-            (void)syscall(SYS_rt_sigaction, signo, &default_action, NULL, sizeof(default_action.mask));
-        }
-        sigset_t none;
-        sigemptyset(&none);
-        if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) {
-            report_and_exit(pipe_fds[1]);
-        }
-        (void)umask(file_mask);
-        if (setsid() < 0) {
-            report_and_exit(pipe_fds[1]);
-        }
-        if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(log_fd, STDOUT_FILENO) < 0 || dup2(log_fd, STDERR_FILENO) < 0) {
-            report_and_exit(pipe_fds[1]);
-        }
-        /* Socket activation (sd_listen_fds(3)): the listening sockets become 3, 4, ... in order, open
-         * across the exec, announced by LISTEN_FDS and LISTEN_PID (this child's pid). Each is first
-         * moved above that range, so that no dup2 overwrites a descriptor still needed; before the
-         * RLIMIT_NOFILE below, which may be lower than the descriptors the parent holds. */
-        int error_fd = pipe_fds[1];
-        int first_free = STDERR_FILENO + 1 + (listen_fd_count > 0 ? listen_fd_count : 0);
-        if (listen_fd_count > 0) {
-            error_fd = fcntl(pipe_fds[1], F_DUPFD_CLOEXEC, first_free);
-            if (error_fd < 0) {
-                report_and_exit(pipe_fds[1]);
-            }
-            int moved[listen_fd_count];
-            for (int index = 0; index < listen_fd_count; index++) {
-                moved[index] = fcntl(listen_fds[index], F_DUPFD_CLOEXEC, first_free);
-                if (moved[index] < 0) {
-                    report_and_exit(error_fd);
-                }
-            }
-            for (int index = 0; index < listen_fd_count; index++) {
-                /* dup2 leaves the new descriptor without FD_CLOEXEC: it survives the exec. */
-                if (dup2(moved[index], STDERR_FILENO + 1 + index) < 0) {
-                    report_and_exit(error_fd);
-                }
-            }
-        }
-        if (open_files > 0) {
-            struct rlimit files;
-            if (getrlimit(RLIMIT_NOFILE, &files) != 0) {
-                report_and_exit(error_fd);
-            }
-            files.rlim_cur = (rlim_t)open_files;
-            if (files.rlim_max != RLIM_INFINITY && files.rlim_cur > files.rlim_max) {
-                files.rlim_cur = files.rlim_max;
-            }
-            if (setrlimit(RLIMIT_NOFILE, &files) != 0) {
-                report_and_exit(error_fd);
-            }
-        }
-        /* Everything else above 2 (null_fd, log_fd, the error pipe's write end) closes on exec. */
-        mark_cloexec_from(first_free);
-        if (listen_fd_count <= 0) {
-            execve(path, argv, envp);
-            report_and_exit(error_fd);
-        }
-        int variables = 0;
-        while (envp[variables] != NULL) {
-            variables++;
-        }
-        char *environment[variables + 3];
-        int kept = 0;
-        for (int index = 0; index < variables; index++) {
-            if (!has_prefix(envp[index], "LISTEN_PID=") && !has_prefix(envp[index], "LISTEN_FDS=")) {
-                environment[kept++] = envp[index];
-            }
-        }
-        char pid_variable[48], fds_variable[48];
-        environment[kept++] = format_variable(pid_variable, "LISTEN_PID=", (long)getpid());
-        environment[kept++] = format_variable(fds_variable, "LISTEN_FDS=", (long)listen_fd_count);
-        environment[kept] = NULL;
-        execve(path, argv, environment);
-        report_and_exit(error_fd);
+    struct spawn_request request = {
+        .path = path, .argv = argv, .envp = envp, .null_fd = null_fd, .log_fd = log_fd,
+        .error_pipe_read = pipe_fds[0], .error_pipe_write = pipe_fds[1], .open_files = open_files,
+        .file_mask = file_mask, .listen_fds = listen_fds, .listen_fd_count = listen_fd_count,
+    };
+    /* clone(CLONE_VM | CLONE_VFORK), as posix_spawn does, rather than fork: fork copies the page
+     * tables of the whole s2cs and write-protects every page it holds, which the s2cs then pays for
+     * in page faults after every start, more the more sessions it holds. The child borrows the
+     * parent's memory until its exec, on a stack of its own. */
+    size_t stack_size = 256 * 1024;
+    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    pid_t child = -1;
+    int clone_error = 0;
+    if (stack == MAP_FAILED) {
+        clone_error = errno;
+    } else {
+        child = clone(spawn_child, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &request);
+        clone_error = errno;
+        munmap(stack, stack_size);
     }
-
-    int fork_error = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(null_fd);
     close(log_fd);
     close(pipe_fds[1]);
     if (child < 0) {
         close(pipe_fds[0]);
-        return fork_error;
+        return clone_error;
     }
     int flags = fcntl(pipe_fds[0], F_GETFL);
     if (flags >= 0) {

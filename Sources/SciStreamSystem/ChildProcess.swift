@@ -149,7 +149,7 @@ public final class ChildProcess: Sendable {
         case .appending(let path): (path, -1)
         case .descriptor(let fd): ("", fd)
         }
-        // fork and exec off the cooperative pool: forking a large process takes milliseconds.
+        // clone and exec off the cooperative pool: the child blocks this thread until its exec.
         let (result, pid, pidfd, errorPipe) = await BlockingWork.run { () -> (Int32, pid_t, Int32, Int32) in
             var pid: pid_t = 0
             var pidfd: Int32 = -1

@@ -4,7 +4,7 @@
 
 /* Process spawning for supervised children (the data plane's proxies).
  *
- * scistream_spawn forks and execs `path` with `argv` and `envp` (both NULL-terminated). The child
+ * scistream_spawn starts `path` (clone with CLONE_VM | CLONE_VFORK, as posix_spawn does, then execve) with `argv` and `envp` (both NULL-terminated). The child
  * runs in its own session and process group (setsid), with default signal dispositions and an
  * empty signal mask, the file-creation mask `file_mask` (umask), stdin from /dev/null, stdout and
  * stderr to `output_fd` when it is >= 0 (such as a pipe's write end; the caller keeps and closes
@@ -18,7 +18,7 @@
  * *error_pipe: the read end (non-blocking, close-on-exec) of a close-on-exec pipe. Reading it
  * yields end-of-file once the exec succeeded, or 4 bytes holding the child's errno if the setup or
  * the exec failed (the child then exits with status 127 and must still be reaped by the caller).
- * Returns an errno value if nothing was started (the log file could not be opened, fork failed...).
+ * Returns an errno value if nothing was started (the log file could not be opened, clone failed...).
  */
 int scistream_spawn(const char *path, char *const argv[], char *const envp[], const char *log_path,
                     int output_fd, long open_files, mode_t file_mask, const int *listen_fds, int listen_fd_count,
