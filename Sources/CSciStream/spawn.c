@@ -55,6 +55,19 @@ int scistream_set_child_subreaper(void) {
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 }
 
+int scistream_reap_group_member(pid_t group) {
+    siginfo_t info;
+    for (;;) {
+        memset(&info, 0, sizeof(info));
+        if (waitid(P_PGID, (id_t)group, &info, WEXITED | WNOHANG) == 0) {
+            return info.si_pid != 0 ? 1 : 0;
+        }
+        if (errno != EINTR) {
+            return -1;
+        }
+    }
+}
+
 int scistream_wifexited(int status) { return WIFEXITED(status); }
 int scistream_wexitstatus(int status) { return WEXITSTATUS(status); }
 int scistream_wifsignaled(int status) { return WIFSIGNALED(status); }

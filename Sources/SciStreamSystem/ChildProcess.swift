@@ -290,31 +290,35 @@ public final class ChildProcess: Sendable {
     }
 
     /// If the leader has exited: sweeps the rest of its process group with SIGKILL and reaps the
-    /// leader. Returns nil while the leader runs; otherwise its wait status (nil if it vanished
-    /// without one: ECHILD) and the group members that were swept. The /proc scan runs on a
-    /// blocking-work thread, outside the lock: only this watcher reaps the leader, so a leader seen
-    /// as a zombie pins group `pid` (nobody else can own it) until the `waitpid` below.
+    /// leader, then the members that are our children (reparented to us, the subreaper). Returns
+    /// nil while the leader runs; otherwise its wait status (nil if it vanished without one:
+    /// ECHILD) and no members left to reap. No scan of /proc: the group is signalled while the
+    /// leader's unreaped zombie pins its id (only this watcher reaps the leader), and its members
+    /// are reaped by group (waitid P_PGID), which stays pinned while any member is left.
     private func reapLeader() async -> (Int32?, [Int32])? {
         if adopted { return await leaderGone() }
         let pid = self.pid
-        let members = await BlockingWork.run { () -> [Int32] in
-            // Sweep only a leader that has exited: its unreaped zombie pins the group id.
-            guard ProcessReaper.stat(pid: pid)?.state == "Z" else { return [] }
-            return ProcessReaper.members(ofGroup: pid).filter { $0 != pid }
-        }
-        return state.withLock { state -> (Int32?, [Int32])? in
-            if !members.isEmpty { _ = kill(-pid, SIGKILL) }
-            var waitStatus: Int32 = 0
-            while true {
-                let result = waitpid(pid, &waitStatus, WNOHANG)
-                if result == 0 { return nil }
-                if result == -1 && Errno.current == .interrupted { continue }
-                state.leaderReaped = true
-                if state.pidfd >= 0 { _ = Glibc.close(state.pidfd) }
-                state.pidfd = -1
-                return (result == pid ? waitStatus : nil, members)
+        let reaped = state.withLock { state -> (status: Int32?, swept: Bool)? in
+            // Exited? Seen without reaping it (WNOWAIT), so that its zombie still pins the group.
+            var info = siginfo_t()  // si_signo stays 0 while it runs
+            var seen = waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT)
+            while seen == -1 && Errno.current == .interrupted {
+                seen = waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT)
             }
+            if seen == 0 && info.si_signo == 0 { return nil }  // running
+            if seen == 0 { _ = kill(-pid, SIGKILL) }  // its stragglers (-1: ECHILD, not ours to reap)
+            var waitStatus: Int32 = 0
+            var result = waitpid(pid, &waitStatus, WNOHANG)
+            while result == -1 && Errno.current == .interrupted { result = waitpid(pid, &waitStatus, WNOHANG) }
+            if result == 0 { return nil }  // not reached: it was seen exited
+            state.leaderReaped = true
+            if state.pidfd >= 0 { _ = Glibc.close(state.pidfd) }
+            state.pidfd = -1
+            return (result == pid ? waitStatus : nil, seen == 0)
         }
+        guard let reaped else { return nil }
+        if reaped.swept { await ProcessReaper.reapChildren(ofGroup: pid) }
+        return (reaped.status, [])
     }
 
     /// An adopted leader whose pidfd is readable has exited: its parent reaps it, not us, so the

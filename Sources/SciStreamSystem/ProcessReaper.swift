@@ -87,6 +87,24 @@ public enum ProcessReaper {
         return bytes.split(separator: 0, omittingEmptySubsequences: true).map { String(decoding: $0, as: UTF8.self) }
     }
 
+    /// Reaps the children of this process that are in process group `group`, once its leader has
+    /// exited and the group has been sent SIGKILL: polls every millisecond until none is left,
+    /// bounded by `limit` (a member stuck in uninterruptible sleep is left to a later reap). As the
+    /// subreaper, s2cs is the parent of every orphaned member; a member whose parent is another
+    /// member is reparented to us when that parent exits, before the parent can be reaped.
+    public static func reapChildren(ofGroup group: Int32, within limit: Duration = .seconds(5)) async {
+        let deadline = ContinuousClock.now + limit
+        while true {
+            switch scistream_reap_group_member(group) {
+            case 1: continue
+            case 0:
+                guard ContinuousClock.now < deadline else { return }
+                try? await Task.sleep(for: .milliseconds(1))  // members killed a moment ago, not yet exited
+            default: return
+            }
+        }
+    }
+
     /// Reaps the swept members of an exited child's process group: each is awaited through a
     /// pidfd (bounded) and, if it was reparented to us, reaped by its pid. Members reparented
     /// elsewhere (we are not a subreaper) are left to their new parent.

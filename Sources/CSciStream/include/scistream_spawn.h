@@ -37,6 +37,11 @@ int scistream_pidfd_send_signal(int pidfd, int sig);
 /* prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are reparented to this process. */
 int scistream_set_child_subreaper(void);
 
+/* Reaps one exited child of this process that is in process group `group` (waitid(P_PGID,
+ * WEXITED | WNOHANG)): 1 if one was reaped, 0 if children in that group remain but none has exited
+ * yet, -1 if none remain (ECHILD) or on another error. */
+int scistream_reap_group_member(pid_t group);
+
 /* The wait(2) status macros, which Swift cannot see. */
 int scistream_wifexited(int status);
 int scistream_wexitstatus(int status);
