@@ -43,8 +43,9 @@ enum Bench {
         OptionSpec("leftover_timeout", value: "seconds", default: "30", help: "Longest wait, after releasing all, for the proxies to be gone and the ports free."),
         OptionSpec("s2uc", value: "path", help: "Also time this s2uc's whole 'list' process at N."),
         OptionSpec("no_traffic", help: "The s2cs counts no traffic (--type Mock): list shows no figures, and that is expected."),
+        OptionSpec("control", value: "host:port", help: "A second s2cs of the same type and TLS, holding no sessions: each of the last setups is timed beside one on it, at the same moment (the machine's state apart from the N held)."),
     ]
-    static let scaleUsage = "s2bench scale --s2cs <host:port> (--tls <cert> | --plain) [--sessions <n>] [--concurrency <c>] [--probe <n>] [--runs <n>] [--metrics <host:port>] [--server-pid <pid>] [--leftover-timeout <seconds>] [--s2uc <path>] [--no-traffic] [--num-conn <n>]"
+    static let scaleUsage = "s2bench scale --s2cs <host:port> (--tls <cert> | --plain) [--sessions <n>] [--concurrency <c>] [--probe <n>] [--runs <n>] [--metrics <host:port>] [--server-pid <pid>] [--leftover-timeout <seconds>] [--s2uc <path>] [--no-traffic] [--num-conn <n>] [--control <host:port>]"
 
     static let soakOptions: [OptionSpec] = [
         OptionSpec("prod", value: "host:port", help: "The producer-side s2cs (required)."),
@@ -275,10 +276,17 @@ enum Bench {
             guard FileManager.default.isExecutableFile(atPath: s2uc) else { throw UsageError("no executable at --s2uc '\(s2uc)'") }
             listCommand = [s2uc, "list", "--s2cs", text] + (parsed.value(named: "tls").map { ["--server_cert", $0] } ?? ["--ssl", "False"])
         }
+        var control: SessionSteps? = nil
+        if let text = parsed.value(named: "control") {
+            do {
+                let endpoint = try Endpoint.parse(text)
+                control = SessionSteps(target: ControlTarget(host: endpoint.host, port: endpoint.port, tls: steps.target.tls), numConn: steps.numConn)
+            } catch { throw UsageError("bad --control '\(text)': \(error)") }
+        }
         ProcessProbe.raiseDescriptorLimit()
         let benchmark = ScaleBenchmark(steps: steps, sessions: sessions, concurrency: concurrency, probe: probe, runs: runs,
                                        metrics: metrics, serverPID: pid, leftoverTimeout: .seconds(leftover), listCommand: listCommand,
-                                       countsTraffic: !parsed.isSet(named: "no_traffic"))
+                                       countsTraffic: !parsed.isSet(named: "no_traffic"), control: control)
         let report = await benchmark.run()
         printLines([("mode", "scale"), ("tls", steps.target.tls == nil ? "off" : "on")] + report.lines.filter { $0.0 != "error" })
         for (key, message) in report.lines where key == "error" { Console.err("Error: \(message)") }

@@ -29,6 +29,10 @@ struct ScaleBenchmark {
     let listCommand: [String]?
     /// Whether every session's traffic is counted (not with --type Mock): list must show it.
     let countsTraffic: Bool
+    /// A second s2cs holding no sessions: each of the last `probe` setups is timed right after one
+    /// on it, so that the two see the same machine (a thousand proxies just started leave the
+    /// machine slower for minutes, whichever s2cs starts the next one).
+    var control: SessionSteps? = nil
 
     /// One session set up and held: its uid and its listener ports.
     struct Held: Sendable {
@@ -76,20 +80,39 @@ struct ScaleBenchmark {
         let settleBegan = clock.now
         await Self.settle(within: .seconds(30))
         report.add("settle_s", format((clock.now - settleBegan).seconds, decimals: 1))
-        var last: [Double] = []
+        var last: [Double] = [], beside: [Double] = [], controlHeld: [Held] = []
         for _ in 0..<probe {
-            let began = clock.now
-            do { held.append(try await steps.hold()) } catch {
-                report.add("error", "setting up session \(held.count + 1): \(error)")
-                report.failed = true
-                return await releaseAll(held, into: report)
+            // The control's first, then this s2cs's: the same machine for both.
+            for onControl in control == nil ? [false] : [true, false] {
+                let began = clock.now
+                do {
+                    let session = try await (onControl ? control ?? steps : steps).hold()
+                    let took = (clock.now - began).milliseconds
+                    if onControl { controlHeld.append(session); beside.append(took) } else { held.append(session); last.append(took) }
+                } catch {
+                    let which = onControl ? "control session \(controlHeld.count + 1)" : "session \(held.count + 1)"
+                    report.add("error", "setting up \(which): \(error)")
+                    report.failed = true
+                    return await releaseAll(held, into: report)
+                }
             }
-            last.append((clock.now - began).milliseconds)
+        }
+        if let control {
+            for session in controlHeld {
+                do { try await control.sendRelease(uid: session.uid, on: try await control.open()) } catch {
+                    report.add("error", "releasing control session \(session.uid.prefix(8)): \(error)")
+                    report.failed = true
+                }
+            }
         }
         report.add("sessions", "\(held.count)")
         report.add("setup_last_median_ms", Summary(last).map { format($0.median, decimals: 2) } ?? "-")
         if let a = Summary(first)?.median, let b = Summary(last)?.median, a > 0 {
             report.add("setup_last_over_first", format(b / a, decimals: 2))
+        }
+        if let a = Summary(beside)?.median, let b = Summary(last)?.median, a > 0 {
+            report.add("setup_control_median_ms", format(a, decimals: 2))
+            report.add("setup_last_over_control", format(b / a, decimals: 2))
         }
         guard await measureReads(at: held.count, label: "full", into: &report) else { return await releaseAll(held, into: report) }
 
