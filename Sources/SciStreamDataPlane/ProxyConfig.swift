@@ -141,7 +141,12 @@ enum ProxyConfig {
             // has none: the client's verification is off, and nothing can use the client).
             plan.tls ? "    httpclient.ssl.ca-file \(files.certificate)" : "    httpclient.ssl.verify none",
             "    log stderr format raw local0 info",
-        ] + plan.buffers.haproxyGlobal
+        ] + (plan.tls ? [
+            // No shared TLS session cache: by default a 4.7 MiB shared mapping that HAProxy zeroes
+            // at every start (20,000 blocks) and keeps for the session's life, outside every
+            // process's PSS. A tunnel's connections are few and long-lived: a full handshake each costs little.
+            "    tune.ssl.cachesize 0",
+        ] : []) + plan.buffers.haproxyGlobal
             + (plan.runAs.map { ["    user \($0.user)", "    group \($0.group)"] } ?? [])  // its workers drop to it
         // A unix socket path is at most 107 bytes, and HAProxy binds through a temporary name 10 bytes
         // longer ("too long (max 97)"): a folder too deep to hold one goes uncounted.
