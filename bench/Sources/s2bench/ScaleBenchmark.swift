@@ -44,6 +44,7 @@ struct ScaleBenchmark {
         var report = Report()
         var held: [Held] = []
         let clock = ContinuousClock()
+        let shmemBefore = Self.machineShmemKiB()
 
         // The first `probe`, one at a time.
         var first: [Double] = []
@@ -138,8 +139,20 @@ struct ScaleBenchmark {
             report.add("proxy_processes", "\(proxies.count)")
             report.add("proxies_pss_kib", "\(pss)")
             report.add("pss_per_session_kib", format(Double(pss) / Double(max(held.count, 1)), decimals: 0))
+            // Shared memory that no process maps (HAProxy's TLS session cache once its master has
+            // re-executed itself) is in no PSS: the machine's Shmem grows by it.
+            if let before = shmemBefore, let now = Self.machineShmemKiB() {
+                report.add("shmem_per_session_kib", format(Double(now - before) / Double(max(held.count, 1)), decimals: 0))
+            }
         }
         return await releaseAll(held, into: report)
+    }
+
+    /// The machine's shared memory (`Shmem` of /proc/meminfo), in KiB.
+    static func machineShmemKiB() -> Int? {
+        let text = ProcessProbe.procText("/proc/meminfo") ?? ""
+        return text.split(separator: "\n").first { $0.hasPrefix("Shmem:") }
+            .flatMap { Int($0.dropFirst("Shmem:".count).split(separator: " ").first ?? "") }
     }
 
     /// `list` and (with --metrics) a scrape, `runs` times each, timed; false when one failed.
