@@ -57,9 +57,10 @@ import Glibc
         // restart: one round, restart, gap, seconds streamed, slowest interval, one connection kept, the
         // round ok, sent − received, reload
         #"^\| Nginx \| 1 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| 1 \(1: n/a \(quick\)\) \| 1 of 1 \(n/a \(quick\)\) \| [0-9.]+ \| [0-9.]+ \|$"#,
-        // scale: 20 Nginx sessions on one s2cs: list, scrape, s2uc list, setup first and last, RSS,
-        // PSS per session, processes (a master and a worker per session), release, nothing left
-        #"^\| Nginx \| 20 \| [0-9.]+ \| [0-9.]+ [^|]+\| [0-9.]+ [^|]+\| [0-9.]+ \| [0-9.]+ [^|]+\| [0-9.]+ [^|]+\| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ [^|]+\| [0-9.]+ [^|]+\| [0-9.]+ \| 40 \| [0-9.]+ \| 0 processes, 0 ports: [^|]+\|$"#,
+        // scale: 20 Nginx sessions on one s2cs: list, scrape, s2uc list, setup first and last, the
+        // last beside a second s2cs's, RSS, PSS and the machine's Shmem per session, processes (a
+        // master and a worker per session), release, nothing left
+        #"^\| Nginx \| 20 \| [0-9.]+ \| [0-9.]+ [^|]+\| [0-9.]+ [^|]+\| [0-9.]+ \| [0-9.]+ [^|]+\| [0-9.]+ [^|]+\| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ [^|]+\| [0-9.]+ \| [0-9.]+ [^|]+\| [0-9.]+ [^|]+\| [0-9.]+ \| -?[0-9.]+ \| 40 \| [0-9.]+ \| 0 processes, 0 ports: [^|]+\|$"#,
     ]
 
     @Test func quickBenchmarkRunsAndPrintsItsTable() async throws {
