@@ -276,10 +276,8 @@ public final class ChildProcess: Sendable {
                 // No pidfd (descriptor exhaustion at spawn): poll instead.
                 try? await Task.sleep(for: .milliseconds(50))
             }
-            if let (waitStatus, members) = await reapLeader() {
-                let status = waitStatus.map { TerminationStatus(waitStatus: $0) } ?? .exited(code: -1)
-                await ProcessReaper.reap(members: members, ofGroup: pid)
-                finish(status)
+            if let waitStatus = await reapLeader() {
+                finish(waitStatus.map { TerminationStatus(waitStatus: $0) } ?? .exited(code: -1))
                 return
             }
             if pidfd >= 0 {
@@ -292,10 +290,10 @@ public final class ChildProcess: Sendable {
     /// If the leader has exited: sweeps the rest of its process group with SIGKILL and reaps the
     /// leader, then the members that are our children (reparented to us, the subreaper). Returns
     /// nil while the leader runs; otherwise its wait status (nil if it vanished without one:
-    /// ECHILD) and no members left to reap. No scan of /proc: the group is signalled while the
+    /// ECHILD), once its group is swept. No scan of /proc: the group is signalled while the
     /// leader's unreaped zombie pins its id (only this watcher reaps the leader), and its members
     /// are reaped by group (waitid P_PGID), which stays pinned while any member is left.
-    private func reapLeader() async -> (Int32?, [Int32])? {
+    private func reapLeader() async -> Int32?? {
         if adopted { return await leaderGone() }
         let pid = self.pid
         let reaped = state.withLock { state -> (status: Int32?, swept: Bool)? in
@@ -318,14 +316,15 @@ public final class ChildProcess: Sendable {
         }
         guard let reaped else { return nil }
         if reaped.swept { await ProcessReaper.reapChildren(ofGroup: pid) }
-        return (reaped.status, [])
+        return .some(reaped.status)
     }
 
     /// An adopted leader whose pidfd is readable has exited: its parent reaps it, not us, so the
     /// group id is no longer pinned; the members left (nginx workers) are killed one by one, each
     /// only if it runs our executable. Marked reaped under the lock first (no group signal after
-    /// this), then the /proc scan runs on a blocking-work thread.
-    private func leaderGone() async -> (Int32?, [Int32])? {
+    /// this), then the /proc scan runs on a blocking-work thread, and the killed members are
+    /// awaited (and reaped where they are ours).
+    private func leaderGone() async -> Int32?? {
         state.withLock { state in
             state.leaderReaped = true
             if state.pidfd >= 0 { _ = Glibc.close(state.pidfd) }
@@ -339,7 +338,8 @@ public final class ChildProcess: Sendable {
             }
             return members
         }
-        return (nil, members)
+        await ProcessReaper.reap(members: members, ofGroup: pid)
+        return .some(nil)  // no status: its parent reaped it
     }
 
     private func finish(_ status: TerminationStatus) {

@@ -105,7 +105,7 @@ public enum ProcessReaper {
         }
     }
 
-    /// Reaps the swept members of an exited child's process group: each is awaited through a
+    /// Reaps the swept members of an exited (adopted) leader's process group: each is awaited through a
     /// pidfd (bounded) and, if it was reparented to us, reaped by its pid. Members reparented
     /// elsewhere (we are not a subreaper) are left to their new parent.
     static func reap(members: [Int32], ofGroup group: Int32) async {
