@@ -144,7 +144,8 @@ enum ProxyConfig {
         ] + (plan.tls ? [
             // No shared TLS session cache: by default a 4.7 MiB shared mapping that HAProxy zeroes
             // at every start (20,000 blocks) and keeps for the session's life, outside every
-            // process's PSS. A tunnel's connections are few and long-lived: a full handshake each costs little.
+            // process's PSS. A tunnel's connections are few and long-lived: a full handshake for
+            // each costs little.
             "    tune.ssl.cachesize 0",
         ] : []) + plan.buffers.haproxyGlobal
             + (plan.runAs.map { ["    user \($0.user)", "    group \($0.group)"] } ?? [])  // its workers drop to it

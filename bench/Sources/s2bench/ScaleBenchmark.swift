@@ -30,8 +30,8 @@ struct ScaleBenchmark {
     /// Whether every session's traffic is counted (not with --type Mock): list must show it.
     let countsTraffic: Bool
     /// A second s2cs holding no sessions: each of the last `probe` setups is timed right after one
-    /// on it, so that the two see the same machine (a thousand proxies just started leave the
-    /// machine slower for minutes, whichever s2cs starts the next one).
+    /// on it, so that the two see the same machine, and what holding N costs the s2cs is told apart
+    /// from what the machine's state (a thousand proxies just started) costs any new proxy.
     var control: SessionSteps? = nil
 
     /// One session set up and held: its uid and its listener ports.
@@ -155,7 +155,6 @@ struct ScaleBenchmark {
             .flatMap { Int($0.dropFirst("Shmem:".count).split(separator: " ").first ?? "") }
     }
 
-    /// `list` and (with --metrics) a scrape, `runs` times each, timed; false when one failed.
     /// Returns once the machine's runnable tasks (`procs_running` in /proc/stat, this one included)
     /// have been at most 2 for a second, or `within` has passed.
     static func settle(within limit: Duration) async {
@@ -176,6 +175,7 @@ struct ScaleBenchmark {
         }
     }
 
+    /// `list` and (with --metrics) a scrape, `runs` times each, timed; false when one failed.
     private func measureReads(at count: Int, label: String, into report: inout Report) async -> Bool {
         var lists: [Double] = [], scrapes: [Double] = []
         let clock = ContinuousClock()
